@@ -1,0 +1,91 @@
+// Sparse MLA decode (spec section 4): plan once per shape, then run allocation-free.
+//
+//   smla::Plan plan;
+//   SMLA_RETURN_IF_ERROR(smla::make_plan(shape, options, &plan));
+//   // allocate plan.workspace_bytes() on the plan's device (host memory for the CPU backend)
+//   SMLA_RETURN_IF_ERROR(smla::run(plan, args, workspace, plan.workspace_bytes(), stream));
+//
+// `run` validates its arguments, allocates nothing, never synchronizes with the host and launches a
+// fixed set of kernels, so it can be captured in a CUDA graph; lengths and indices are read on the
+// device when the graph replays.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "smla/backend.h"
+#include "smla/status.h"
+#include "smla/types.h"
+
+namespace smla {
+
+using DecodeShape = smla_decode_shape_t;
+using DecodeArgs = smla_decode_args_t;
+using PlanOptions = smla_plan_options_t;
+
+inline constexpr int kTileTokens = 64;  // tokens per KV tile (spec section 5)
+
+// Options with every field at its default (auto backend, current device, planner's splits).
+PlanOptions default_plan_options();
+
+// Checks a decode shape (b >= 1, s_q >= 1, 1 <= h <= 128, topk >= 1, extra_topk >= 0, sizes that fit
+// the int32 index arithmetic). The message names the field.
+Status validate_decode_shape(const DecodeShape& shape);
+
+class Plan {
+ public:
+  Plan() = default;
+
+  bool valid() const { return valid_; }
+  Backend backend() const { return backend_; }
+  const DecodeShape& shape() const { return shape_; }
+  const PlanOptions& options() const { return options_; }
+  int device() const { return device_; }  // CUDA ordinal; -1 for the CPU backend
+  // Split-KV factor per (row, head block): each split covers tiles_per_split 64-token tiles.
+  int num_splits() const { return num_splits_; }
+  int tiles_per_split() const { return tiles_per_split_; }
+  int total_tiles() const { return total_tiles_; }
+  // Bytes of workspace `run` needs (may be 0 for the CPU backend).
+  size_t workspace_bytes() const { return workspace_bytes_; }
+  // Device properties captured at plan time (0 for the CPU backend).
+  int sm_count() const { return sm_count_; }
+  int compute_capability() const { return compute_capability_; }  // e.g. 90
+
+ private:
+  friend Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* plan);
+  bool valid_ = false;
+  Backend backend_ = SMLA_BACKEND_AUTO;
+  DecodeShape shape_{};
+  PlanOptions options_{};
+  int device_ = -1;
+  int num_splits_ = 1;
+  int tiles_per_split_ = 0;
+  int total_tiles_ = 0;
+  size_t workspace_bytes_ = 0;
+  int sm_count_ = 0;
+  int compute_capability_ = 0;
+};
+
+// Resolves the backend, chooses the split schedule and sizes the workspace.
+Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* plan);
+
+// Validates `args` against the plan (pointers, strides, alignment, cache geometry, memory space)
+// and runs the decode. `workspace` must hold plan.workspace_bytes() bytes on the plan's device
+// (16-byte aligned); `stream` is a cudaStream_t (nullptr = default stream), ignored by the CPU
+// backend.
+Status run(const Plan& plan, const DecodeArgs& args, void* workspace, size_t workspace_bytes,
+           void* stream);
+
+// The argument checks of `run` alone (exposed for tests and for engines that validate once).
+Status validate_decode_args(const Plan& plan, const DecodeArgs& args, const void* workspace,
+                            size_t workspace_bytes);
+
+// Fills the strides of `args` for contiguous q, indices, out and lse of `shape`.
+void set_contiguous_strides(const DecodeShape& shape, DecodeArgs* args);
+
+// One-shot convenience for tests and tools: plans, allocates a workspace, runs and synchronizes.
+// Not for the serving path (it allocates).
+Status decode(const DecodeShape& shape, const DecodeArgs& args, const PlanOptions& options,
+              void* stream = nullptr);
+
+}  // namespace smla

@@ -1,0 +1,31 @@
+// The launchers dispatch.cpp calls, one per backend. Each receives fully validated params.
+#pragma once
+
+#include "common/decode_params.h"
+#include "smla/decode.h"
+#include "smla/status.h"
+
+namespace smla::detail {
+
+// CPU reference (src/cpu). Uses plan.options().cpu_precision and cpu_threads.
+Status run_decode_cpu(const Plan& plan, const DecodeParams& params);
+
+// CUDA oracle (src/cuda/decode_ref): fp32 scalar/warp math, no split (num_splits ignored).
+Status run_decode_cuda_ref(const Plan& plan, const DecodeParams& params, void* stream);
+
+// Tensor-core CUDA backend (src/cuda/decode): split-KV + combine as planned.
+Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* stream);
+
+// Device properties for the planner (src/cuda/common): false when no usable device.
+struct CudaDeviceInfo {
+  int ordinal = -1;
+  int sm_count = 0;
+  int compute_capability = 0;
+};
+Status query_cuda_device(int requested_ordinal, CudaDeviceInfo* info);
+
+// Memory-space check of a pointer used by the validation layer: true when `ptr` is CUDA device (or
+// managed) memory on `device`. Host-only builds always answer false.
+bool pointer_is_device_memory(const void* ptr, int device);
+
+}  // namespace smla::detail

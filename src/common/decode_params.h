@@ -1,0 +1,98 @@
+// The one struct that carries every pointer, stride and size of a decode call into a backend
+// (FlashMLA's params.h idea). Built once by dispatch.cpp from a validated smla_decode_args_t, so the
+// backends trust it: pointers are non-null where required, strides and geometry are valid.
+// Plain C++ with host/device inline helpers; no CUDA types, so the CPU backend uses it too.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "smla/cache.h"
+
+namespace smla::detail {
+
+struct CacheParams {
+  const uint8_t* data = nullptr;
+  int64_t page_block_size = 1;
+  int64_t page_stride_bytes = 0;
+  int64_t num_slots = 0;  // slot ids >= num_slots are out of range: masked and counted
+};
+
+// One index list (main or extra) of the attended set.
+struct IndexListParams {
+  CacheParams cache;
+  const int32_t* indices = nullptr;  // [b, s_q, width]
+  int64_t stride_batch = 0, stride_seq = 0;
+  int32_t width = 0;                   // topk or extra_topk; 0 = list absent
+  const int32_t* lengths = nullptr;    // optional
+  int32_t lengths_per_query = 0;       // 1: [b, s_q]; 0: [b]
+};
+
+struct DecodeParams {
+  int32_t batch = 0, seq_q = 0, num_heads = 0;
+
+  const uint16_t* q = nullptr;  // bf16 bits
+  int64_t q_stride_batch = 0, q_stride_seq = 0, q_stride_head = 0;
+
+  IndexListParams main;
+  IndexListParams extra;
+
+  const float* attn_sink = nullptr;
+  float softmax_scale = 0.f;
+
+  uint16_t* out = nullptr;  // bf16 bits
+  int64_t out_stride_batch = 0, out_stride_seq = 0, out_stride_head = 0;
+  float* lse = nullptr;
+  int64_t lse_stride_batch = 0, lse_stride_seq = 0, lse_stride_head = 0;
+
+  // Split-KV schedule (from the plan). Tiles are 64 entries: main tiles first, then extra tiles.
+  int32_t main_tiles = 0;        // ceil(main.width / 64)
+  int32_t total_tiles = 0;       // main_tiles + ceil(extra.width / 64)
+  int32_t num_splits = 1;
+  int32_t tiles_per_split = 0;   // ceil(total_tiles / num_splits)
+
+  // Workspace pieces (CUDA backends). See WorkspaceLayout.
+  float* partial_out = nullptr;  // [b*s_q][num_splits][h][512]
+  float* partial_lse = nullptr;  // [b*s_q][num_splits][h], natural log, -inf when the split is empty
+  uint32_t* error_counter = nullptr;  // bad indices/lengths seen on the device (issue 6 policy)
+  int32_t debug_checks = 0;           // SMLA_DEBUG_CHECKS=1
+};
+
+// Valid prefix of an index list for query row (b, t): the given length clamped to [0, width], or the
+// whole width when no lengths tensor is given (spec section 4).
+SMLA_HOST_DEVICE inline int32_t list_length(const IndexListParams& list, int32_t b, int32_t t,
+                                            int32_t seq_q) {
+  if (list.width == 0) return 0;
+  if (list.lengths == nullptr) return list.width;
+  const int32_t raw = list.lengths[list.lengths_per_query ? (int64_t)b * seq_q + t : b];
+  return raw < 0 ? 0 : (raw > list.width ? list.width : raw);
+}
+
+SMLA_HOST_DEVICE inline const int32_t* list_row(const IndexListParams& list, int32_t b, int32_t t) {
+  return list.indices + (int64_t)b * list.stride_batch + (int64_t)t * list.stride_seq;
+}
+
+// Workspace of the CUDA backends: [error counters | partial lse | partial out], each piece 256-byte
+// aligned. Computed identically by the planner and the launchers.
+struct WorkspaceLayout {
+  static constexpr size_t kAlign = 256;
+  static constexpr size_t kErrorCounterBytes = 256;
+  size_t partial_lse_offset = 0;
+  size_t partial_out_offset = 0;
+  size_t total_bytes = 0;
+
+  static constexpr size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+
+  static WorkspaceLayout make(int64_t rows, int64_t num_heads, int64_t num_splits) {
+    WorkspaceLayout layout;
+    layout.partial_lse_offset = kErrorCounterBytes;
+    const size_t lse_bytes = num_splits > 1 ? static_cast<size_t>(rows * num_splits * num_heads) * 4 : 0;
+    layout.partial_out_offset = align_up(layout.partial_lse_offset + lse_bytes);
+    const size_t out_bytes =
+        num_splits > 1 ? static_cast<size_t>(rows * num_splits * num_heads) * kHeadDim * 4 : 0;
+    layout.total_bytes = align_up(layout.partial_out_offset + out_bytes);
+    return layout;
+  }
+};
+
+}  // namespace smla::detail
