@@ -29,3 +29,19 @@ Status query_cuda_device(int requested_ordinal, CudaDeviceInfo* info);
 bool pointer_is_device_memory(const void* ptr, int device);
 
 }  // namespace smla::detail
+
+namespace smla::detail {
+
+// Split-KV schedule of the tensor-core backend (src/cuda/decode/schedule.cpp): how many CTAs share
+// one (query row, head block) so that the grid fills the device. `requested_splits` > 0 forces the
+// number of splits (clamped to [1, total_tiles]).
+struct SplitSchedule {
+  int num_splits = 1;
+  int tiles_per_split = 0;
+  int total_tiles = 0;
+  int head_block = 64;  // heads per CTA the kernel will use for this shape
+};
+SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDeviceInfo& device,
+                                      int requested_splits);
+
+}  // namespace smla::detail
