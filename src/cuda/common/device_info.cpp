@@ -1,0 +1,54 @@
+// Device queries the planner and the validation layer need (host code over the CUDA runtime).
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "common/backend_entry.h"
+#include "cuda/common/cuda_check.h"
+
+namespace smla::detail {
+
+Status query_cuda_device(int requested_ordinal, CudaDeviceInfo* info) {
+  int device_count = 0;
+  const cudaError_t count_error = cudaGetDeviceCount(&device_count);
+  if (count_error != cudaSuccess || device_count == 0) {
+    // A missing driver or GPU leaves a sticky "last error"; clear it so later checks start clean.
+    cudaGetLastError();
+    return Status::NoDevice(std::string("no CUDA device available") +
+                            (count_error != cudaSuccess ? std::string(" (cudaGetDeviceCount: ") +
+                                                              cudaGetErrorString(count_error) + ")"
+                                                        : std::string()));
+  }
+  int ordinal = requested_ordinal;
+  if (ordinal < 0) {
+    SMLA_CUDA_CHECK(cudaGetDevice(&ordinal));
+  }
+  if (ordinal >= device_count) {
+    return Status::NoDevice("options.device must be in -1.." + std::to_string(device_count - 1) + " (got " +
+                            std::to_string(requested_ordinal) + ")");
+  }
+  int major = 0, minor = 0, sm_count = 0;
+  SMLA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, ordinal));
+  SMLA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, ordinal));
+  SMLA_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, ordinal));
+  info->ordinal = ordinal;
+  info->sm_count = sm_count;
+  info->compute_capability = major * 10 + minor;
+  return Status::Ok();
+}
+
+bool pointer_is_device_memory(const void* ptr, int device) {
+  if (ptr == nullptr) return false;
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, ptr) != cudaSuccess) {
+    // No driver, no device, or an unrecognised pointer on old runtimes: not device memory. Clear the
+    // error so it does not surface from an unrelated later check.
+    cudaGetLastError();
+    return false;
+  }
+  const bool device_accessible =
+      attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
+  return device_accessible && attributes.device == device;
+}
+
+}  // namespace smla::detail
