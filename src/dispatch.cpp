@@ -1,0 +1,534 @@
+// The decode entry points: shape and argument validation (the one boundary where inputs are checked),
+// planning, and the single place that calls the backend launchers. Kernels trust what passes here.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "common/backend_entry.h"
+#include "common/build_params.h"
+#include "common/decode_params.h"
+#include "cuda/common/cuda_check.h"
+#include "smla/cache.h"
+#include "smla/decode.h"
+
+namespace smla {
+namespace {
+
+// Kernels index q/out elements, index-list entries and (row, head) pairs with int32 arithmetic
+// (cheaper address math, fewer registers). So every flat element count of a call must fit int32:
+// b*s_q*h*512 (q, out) and b*s_q*topk, b*s_q*extra_topk (index lists). 2^31-1 q elements is 4 GiB
+// of bf16, far above any decode batch.
+constexpr int64_t kMaxFlatElements = std::numeric_limits<int32_t>::max();
+// q and out are read/written with 16-byte vectors (8 bf16 values).
+constexpr int64_t kVectorBytes = 16;
+constexpr int64_t kBf16PerVector = kVectorBytes / 2;
+
+std::string str(int64_t value) { return std::to_string(value); }
+
+Status check_range(const char* field, int64_t value, int64_t lo, int64_t hi) {
+  if (value < lo || value > hi) {
+    return Status::InvalidArgument(std::string(field) + " must be in " + str(lo) + ".." + str(hi) + " (got " +
+                                   str(value) + ")");
+  }
+  return Status::Ok();
+}
+
+Status check_min(const char* field, int64_t value, int64_t lo) {
+  if (value < lo) {
+    return Status::InvalidArgument(std::string(field) + " must be >= " + str(lo) + " (got " + str(value) +
+                                   ")");
+  }
+  return Status::Ok();
+}
+
+int32_t tiles_for(int32_t width) { return (width + kTileTokens - 1) / kTileTokens; }
+
+bool is_aligned(const void* ptr, int64_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
+
+Status check_not_null(const void* ptr, const char* name) {
+  if (ptr == nullptr) return Status::InvalidArgument(std::string(name) + " must not be null");
+  return Status::Ok();
+}
+
+Status check_alignment(const void* ptr, int64_t bytes, const char* name) {
+  if (ptr != nullptr && !is_aligned(ptr, bytes)) {
+    return Status::InvalidArgument(std::string(name) + " must be " + str(bytes) +
+                                   "-byte aligned (got address " +
+                                   str(static_cast<int64_t>(reinterpret_cast<uintptr_t>(ptr))) + ")");
+  }
+  return Status::Ok();
+}
+
+Status check_stride(const char* name, int64_t stride, int64_t multiple_of) {
+  if (stride < 0)
+    return Status::InvalidArgument(std::string(name) + " must be >= 0 (got " + str(stride) + ")");
+  if (stride % multiple_of != 0) {
+    return Status::InvalidArgument(std::string(name) + " must be a multiple of " + str(multiple_of) +
+                                   " elements (16-byte vector access; got " + str(stride) + ")");
+  }
+  return Status::Ok();
+}
+
+// An output tensor written by many threads must not have two elements at one address. Sufficient test
+// for any dimension order (so FlashMLA's transposed lse view [b, h, s_q] is accepted): with the
+// dimensions of extent > 1 sorted by stride, each stride exceeds the span of all smaller ones.
+struct TensorDim {
+  int64_t extent;
+  int64_t stride;
+};
+template <size_t N>
+Status check_no_self_overlap(const char* name, std::array<TensorDim, N> dims) {
+  std::sort(dims.begin(), dims.end(),
+            [](const TensorDim& a, const TensorDim& b) { return a.stride < b.stride; });
+  int64_t span = 0;  // largest offset reachable by the dims seen so far
+  for (const TensorDim& dim : dims) {
+    if (dim.extent <= 1) continue;
+    if (dim.stride <= span) {
+      return Status::InvalidArgument(std::string(name) + " strides make elements overlap (a stride of " +
+                                     str(dim.stride) + " is not larger than the span " + str(span) +
+                                     " of the smaller dimensions); outputs need distinct addresses");
+    }
+    span += (dim.extent - 1) * dim.stride;
+  }
+  return Status::Ok();
+}
+
+Status check_lengths_layout(smla_lengths_layout_t layout, const char* name) {
+  if (layout != SMLA_LENGTHS_PER_BATCH && layout != SMLA_LENGTHS_PER_QUERY) {
+    return Status::InvalidArgument(std::string(name) +
+                                   " must be SMLA_LENGTHS_PER_BATCH (0) or SMLA_LENGTHS_PER_QUERY (1) (got " +
+                                   str(static_cast<int64_t>(layout)) + ")");
+  }
+  return Status::Ok();
+}
+
+// Every pointer a backend will dereference, with its argument name, for the memory-space checks.
+struct NamedPointer {
+  const void* ptr;
+  const char* name;
+};
+std::vector<NamedPointer> pointers_of(const Plan& plan, const DecodeArgs& args, const void* workspace) {
+  std::vector<NamedPointer> pointers = {{args.q, "args.q"},
+                                        {args.main_cache.data, "args.main_cache.data"},
+                                        {args.indices, "args.indices"},
+                                        {args.topk_length, "args.topk_length"},
+                                        {args.attn_sink, "args.attn_sink"},
+                                        {args.out, "args.out"},
+                                        {args.lse, "args.lse"}};
+  if (plan.shape().extra_topk > 0) {
+    pointers.push_back({args.extra_cache.data, "args.extra_cache.data"});
+    pointers.push_back({args.extra_indices, "args.extra_indices"});
+    pointers.push_back({args.extra_topk_length, "args.extra_topk_length"});
+  }
+  if (plan.workspace_bytes() > 0) pointers.push_back({workspace, "workspace"});
+  return pointers;
+}
+
+// True for memory only a GPU can dereference (plain device allocations). Managed memory is host
+// accessible, so the CPU backend may read it.
+bool is_device_only_memory(const void* ptr) {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, ptr) != cudaSuccess) {
+    cudaGetLastError();  // no driver / unregistered pointer: clear the sticky error
+    return false;
+  }
+  return attributes.type == cudaMemoryTypeDevice;
+}
+
+Status check_memory_space(const Plan& plan, const DecodeArgs& args, const void* workspace) {
+  const bool cpu = plan.backend() == SMLA_BACKEND_CPU;
+  for (const NamedPointer& pointer : pointers_of(plan, args, workspace)) {
+    if (pointer.ptr == nullptr) continue;  // optional and absent; required ones were checked before
+    if (cpu && is_device_only_memory(pointer.ptr)) {
+      return Status::InvalidArgument(std::string(pointer.name) +
+                                     " is CUDA device memory; the cpu backend needs host memory");
+    }
+    if (!cpu && !detail::pointer_is_device_memory(pointer.ptr, plan.device())) {
+      return Status::InvalidArgument(
+          std::string(pointer.name) + " must be CUDA device or managed memory on device " +
+          str(plan.device()) + " (got host memory or another device's memory: host " +
+          "memory passed to the " + backend_name(plan.backend()) + " backend)");
+    }
+  }
+  return Status::Ok();
+}
+
+// The CPU backend reads indices on the host anyway, so it can afford to reject out-of-range slot ids
+// up front instead of masking and counting them like the CUDA backends.
+Status check_slot_ids_on_host(const detail::IndexListParams& list, int32_t batch, int32_t seq_q,
+                              const char* name, const char* cache_name) {
+  for (int32_t b = 0; b < batch; ++b) {
+    for (int32_t t = 0; t < seq_q; ++t) {
+      const int32_t length = detail::list_length(list, b, t, seq_q);
+      const int32_t* row = detail::list_row(list, b, t);
+      for (int32_t position = 0; position < length; ++position) {
+        if (row[position] >= list.cache.num_slots) {
+          return Status::InvalidArgument(std::string(name) + "[b=" + str(b) + ", t=" + str(t) +
+                                         ", position=" + str(position) + "] = " + str(row[position]) +
+                                         " is out of range: " + cache_name + " has " +
+                                         str(list.cache.num_slots) + " slots (valid ids: 0.." +
+                                         str(list.cache.num_slots - 1) + ", negative = no token)");
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+detail::CacheParams cache_params_of(const CacheLayout& layout) {
+  detail::CacheParams cache;
+  cache.data = static_cast<const uint8_t*>(layout.data);
+  cache.page_block_size = layout.page_block_size;
+  cache.page_stride_bytes = layout.page_stride_bytes;
+  cache.num_slots = cache_num_slots(layout);
+  return cache;
+}
+
+bool debug_checks_requested() {
+  const char* value = std::getenv("SMLA_DEBUG_CHECKS");
+  return value != nullptr && std::strcmp(value, "1") == 0;
+}
+
+}  // namespace
+
+PlanOptions default_plan_options() {
+  PlanOptions options{};
+  options.backend = SMLA_BACKEND_AUTO;
+  options.device = -1;
+  options.num_splits = 0;
+  options.cpu_precision = SMLA_CPU_FLOAT64;
+  options.cpu_threads = 0;
+  return options;
+}
+
+Status validate_decode_shape(const DecodeShape& shape) {
+  SMLA_RETURN_IF_ERROR(check_min("shape.batch", shape.batch, 1));
+  SMLA_RETURN_IF_ERROR(check_min("shape.seq_q", shape.seq_q, 1));
+  SMLA_RETURN_IF_ERROR(check_range("shape.num_heads", shape.num_heads, 1, kMaxHeads));
+  SMLA_RETURN_IF_ERROR(check_min("shape.topk", shape.topk, 1));
+  SMLA_RETURN_IF_ERROR(check_min("shape.extra_topk", shape.extra_topk, 0));
+  const int64_t rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
+  const int64_t q_elements = rows * shape.num_heads * kHeadDim;
+  if (q_elements > kMaxFlatElements) {
+    return Status::InvalidArgument(
+        "shape.batch * seq_q * num_heads * 512 must be <= " + str(kMaxFlatElements) +
+        " for int32 kernel indexing (got " + str(q_elements) + ")");
+  }
+  if (rows * shape.topk > kMaxFlatElements) {
+    return Status::InvalidArgument("shape.batch * seq_q * topk must be <= " + str(kMaxFlatElements) +
+                                   " for int32 kernel indexing (got " + str(rows * shape.topk) + ")");
+  }
+  if (rows * shape.extra_topk > kMaxFlatElements) {
+    return Status::InvalidArgument("shape.batch * seq_q * extra_topk must be <= " + str(kMaxFlatElements) +
+                                   " for int32 kernel indexing (got " + str(rows * shape.extra_topk) + ")");
+  }
+  return Status::Ok();
+}
+
+Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* plan) {
+  if (plan == nullptr) return Status::InvalidArgument("plan must not be null");
+  *plan = Plan();  // a failed make_plan leaves an invalid plan behind
+  SMLA_RETURN_IF_ERROR(validate_decode_shape(shape));
+  SMLA_RETURN_IF_ERROR(check_min("options.num_splits", options.num_splits, 0));
+  SMLA_RETURN_IF_ERROR(check_min("options.cpu_threads", options.cpu_threads, 0));
+  SMLA_RETURN_IF_ERROR(check_min("options.device", options.device, -1));
+  if (options.cpu_precision != SMLA_CPU_FLOAT64 && options.cpu_precision != SMLA_CPU_FLOAT32) {
+    return Status::InvalidArgument(
+        "options.cpu_precision must be SMLA_CPU_FLOAT64 (0) or SMLA_CPU_FLOAT32 (1) (got " +
+        str(static_cast<int64_t>(options.cpu_precision)) + ")");
+  }
+  Backend backend = SMLA_BACKEND_AUTO;
+  SMLA_RETURN_IF_ERROR(resolve_backend(options.backend, options.device, &backend));
+
+  Plan result;
+  result.backend_ = backend;
+  result.shape_ = shape;
+  result.options_ = options;
+  result.total_tiles_ = tiles_for(shape.topk) + tiles_for(shape.extra_topk);
+  const int64_t rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
+  if (backend == SMLA_BACKEND_CPU) {
+    result.device_ = -1;
+    result.num_splits_ = 1;
+    result.tiles_per_split_ = result.total_tiles_;
+    result.workspace_bytes_ = 0;
+  } else {
+    detail::CudaDeviceInfo device_info;
+    SMLA_RETURN_IF_ERROR(detail::query_cuda_device(options.device, &device_info));
+    result.device_ = device_info.ordinal;
+    result.sm_count_ = device_info.sm_count;
+    result.compute_capability_ = device_info.compute_capability;
+    if (backend == SMLA_BACKEND_CUDA_REF) {
+      // The oracle never splits; its workspace is only the device error counter.
+      result.num_splits_ = 1;
+      result.tiles_per_split_ = result.total_tiles_;
+    } else {
+      const detail::SplitSchedule schedule =
+          detail::plan_cuda_decode_splits(shape, device_info, options.num_splits);
+      if (schedule.num_splits < 1 || schedule.tiles_per_split < 1 ||
+          static_cast<int64_t>(schedule.num_splits) * schedule.tiles_per_split < schedule.total_tiles) {
+        return Status::Internal(
+            "split schedule does not cover the tiles: num_splits=" + str(schedule.num_splits) +
+            ", tiles_per_split=" + str(schedule.tiles_per_split) +
+            ", total_tiles=" + str(schedule.total_tiles));
+      }
+      result.num_splits_ = schedule.num_splits;
+      result.tiles_per_split_ = schedule.tiles_per_split;
+      result.total_tiles_ = schedule.total_tiles;
+    }
+    result.workspace_bytes_ =
+        detail::WorkspaceLayout::make(rows, shape.num_heads, result.num_splits_).total_bytes;
+  }
+  result.valid_ = true;
+  *plan = result;
+  return Status::Ok();
+}
+
+Status validate_decode_args(const Plan& plan, const DecodeArgs& args, const void* workspace,
+                            size_t workspace_bytes) {
+  if (!plan.valid()) return Status::InvalidArgument("plan is not valid (make_plan has not succeeded on it)");
+  const DecodeShape& shape = plan.shape();
+  const bool has_extra = shape.extra_topk > 0;
+
+  // Required pointers.
+  SMLA_RETURN_IF_ERROR(check_not_null(args.q, "args.q"));
+  SMLA_RETURN_IF_ERROR(check_not_null(args.indices, "args.indices"));
+  SMLA_RETURN_IF_ERROR(check_not_null(args.out, "args.out"));
+  SMLA_RETURN_IF_ERROR(check_not_null(args.lse, "args.lse"));
+  if (has_extra) SMLA_RETURN_IF_ERROR(check_not_null(args.extra_indices, "args.extra_indices"));
+
+  // Cache geometry (the extra cache is ignored without extra indices).
+  SMLA_RETURN_IF_ERROR(validate_cache_layout(args.main_cache, "args.main_cache"));
+  if (has_extra) SMLA_RETURN_IF_ERROR(validate_cache_layout(args.extra_cache, "args.extra_cache"));
+
+  // Strides: non-negative; q/out in whole 16-byte vectors; outputs free of self-overlap.
+  SMLA_RETURN_IF_ERROR(check_stride("args.q_stride_batch", args.q_stride_batch, kBf16PerVector));
+  SMLA_RETURN_IF_ERROR(check_stride("args.q_stride_seq", args.q_stride_seq, kBf16PerVector));
+  SMLA_RETURN_IF_ERROR(check_stride("args.q_stride_head", args.q_stride_head, kBf16PerVector));
+  SMLA_RETURN_IF_ERROR(check_stride("args.indices_stride_batch", args.indices_stride_batch, 1));
+  SMLA_RETURN_IF_ERROR(check_stride("args.indices_stride_seq", args.indices_stride_seq, 1));
+  if (has_extra) {
+    SMLA_RETURN_IF_ERROR(check_stride("args.extra_indices_stride_batch", args.extra_indices_stride_batch, 1));
+    SMLA_RETURN_IF_ERROR(check_stride("args.extra_indices_stride_seq", args.extra_indices_stride_seq, 1));
+  }
+  SMLA_RETURN_IF_ERROR(check_stride("args.out_stride_batch", args.out_stride_batch, kBf16PerVector));
+  SMLA_RETURN_IF_ERROR(check_stride("args.out_stride_seq", args.out_stride_seq, kBf16PerVector));
+  SMLA_RETURN_IF_ERROR(check_stride("args.out_stride_head", args.out_stride_head, kBf16PerVector));
+  SMLA_RETURN_IF_ERROR(check_stride("args.lse_stride_batch", args.lse_stride_batch, 1));
+  SMLA_RETURN_IF_ERROR(check_stride("args.lse_stride_seq", args.lse_stride_seq, 1));
+  SMLA_RETURN_IF_ERROR(check_stride("args.lse_stride_head", args.lse_stride_head, 1));
+  SMLA_RETURN_IF_ERROR(check_no_self_overlap<4>("args.out", {{{shape.batch, args.out_stride_batch},
+                                                              {shape.seq_q, args.out_stride_seq},
+                                                              {shape.num_heads, args.out_stride_head},
+                                                              {kHeadDim, 1}}}));
+  SMLA_RETURN_IF_ERROR(check_no_self_overlap<3>("args.lse", {{{shape.batch, args.lse_stride_batch},
+                                                              {shape.seq_q, args.lse_stride_seq},
+                                                              {shape.num_heads, args.lse_stride_head}}}));
+
+  // Alignment: 16-byte vector access for q/out, natural alignment for the 4-byte tensors.
+  SMLA_RETURN_IF_ERROR(check_alignment(args.q, kVectorBytes, "args.q"));
+  SMLA_RETURN_IF_ERROR(check_alignment(args.out, kVectorBytes, "args.out"));
+  SMLA_RETURN_IF_ERROR(check_alignment(args.indices, 4, "args.indices"));
+  SMLA_RETURN_IF_ERROR(check_alignment(args.topk_length, 4, "args.topk_length"));
+  SMLA_RETURN_IF_ERROR(check_alignment(args.attn_sink, 4, "args.attn_sink"));
+  SMLA_RETURN_IF_ERROR(check_alignment(args.lse, 4, "args.lse"));
+  if (has_extra) {
+    SMLA_RETURN_IF_ERROR(check_alignment(args.extra_indices, 4, "args.extra_indices"));
+    SMLA_RETURN_IF_ERROR(check_alignment(args.extra_topk_length, 4, "args.extra_topk_length"));
+  }
+
+  SMLA_RETURN_IF_ERROR(check_lengths_layout(args.topk_length_layout, "args.topk_length_layout"));
+  if (has_extra) {
+    SMLA_RETURN_IF_ERROR(
+        check_lengths_layout(args.extra_topk_length_layout, "args.extra_topk_length_layout"));
+  }
+
+  if (!std::isfinite(args.softmax_scale) || !(args.softmax_scale > 0.f)) {
+    return Status::InvalidArgument("args.softmax_scale must be finite and > 0 (got " +
+                                   std::to_string(args.softmax_scale) + "; the model value is 512^-0.5)");
+  }
+
+  if (plan.workspace_bytes() > 0) {
+    SMLA_RETURN_IF_ERROR(check_not_null(workspace, "workspace"));
+    SMLA_RETURN_IF_ERROR(check_alignment(workspace, kVectorBytes, "workspace"));
+    if (workspace_bytes < plan.workspace_bytes()) {
+      return Status::InvalidArgument("workspace_bytes must be >= plan.workspace_bytes() = " +
+                                     str(static_cast<int64_t>(plan.workspace_bytes())) + " (got " +
+                                     str(static_cast<int64_t>(workspace_bytes)) + ")");
+    }
+  }
+
+  SMLA_RETURN_IF_ERROR(check_memory_space(plan, args, workspace));
+
+  if (plan.backend() == SMLA_BACKEND_CPU) {
+    const detail::DecodeParams params = detail::build_decode_params(plan, args, nullptr);
+    SMLA_RETURN_IF_ERROR(
+        check_slot_ids_on_host(params.main, shape.batch, shape.seq_q, "args.indices", "args.main_cache"));
+    if (has_extra) {
+      SMLA_RETURN_IF_ERROR(check_slot_ids_on_host(params.extra, shape.batch, shape.seq_q,
+                                                  "args.extra_indices", "args.extra_cache"));
+    }
+  }
+  return Status::Ok();
+}
+
+namespace detail {
+
+DecodeParams build_decode_params(const Plan& plan, const DecodeArgs& args, void* workspace) {
+  const DecodeShape& shape = plan.shape();
+  DecodeParams params;
+  params.batch = shape.batch;
+  params.seq_q = shape.seq_q;
+  params.num_heads = shape.num_heads;
+
+  params.q = static_cast<const uint16_t*>(args.q);
+  params.q_stride_batch = args.q_stride_batch;
+  params.q_stride_seq = args.q_stride_seq;
+  params.q_stride_head = args.q_stride_head;
+
+  params.main.cache = cache_params_of(args.main_cache);
+  params.main.indices = args.indices;
+  params.main.stride_batch = args.indices_stride_batch;
+  params.main.stride_seq = args.indices_stride_seq;
+  params.main.width = shape.topk;
+  params.main.lengths = args.topk_length;
+  params.main.lengths_per_query = args.topk_length_layout == SMLA_LENGTHS_PER_QUERY ? 1 : 0;
+
+  if (shape.extra_topk > 0) {
+    params.extra.cache = cache_params_of(args.extra_cache);
+    params.extra.indices = args.extra_indices;
+    params.extra.stride_batch = args.extra_indices_stride_batch;
+    params.extra.stride_seq = args.extra_indices_stride_seq;
+    params.extra.width = shape.extra_topk;
+    params.extra.lengths = args.extra_topk_length;
+    params.extra.lengths_per_query = args.extra_topk_length_layout == SMLA_LENGTHS_PER_QUERY ? 1 : 0;
+  }
+
+  params.attn_sink = args.attn_sink;
+  params.softmax_scale = args.softmax_scale;
+
+  params.out = static_cast<uint16_t*>(args.out);
+  params.out_stride_batch = args.out_stride_batch;
+  params.out_stride_seq = args.out_stride_seq;
+  params.out_stride_head = args.out_stride_head;
+  params.lse = args.lse;
+  params.lse_stride_batch = args.lse_stride_batch;
+  params.lse_stride_seq = args.lse_stride_seq;
+  params.lse_stride_head = args.lse_stride_head;
+
+  params.main_tiles = tiles_for(shape.topk);
+  params.total_tiles = plan.total_tiles();
+  params.num_splits = plan.num_splits();
+  params.tiles_per_split = plan.tiles_per_split();
+
+  if (workspace != nullptr && plan.workspace_bytes() > 0) {
+    const int64_t rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
+    const WorkspaceLayout layout = WorkspaceLayout::make(rows, shape.num_heads, plan.num_splits());
+    uint8_t* base = static_cast<uint8_t*>(workspace);
+    params.error_counter = reinterpret_cast<uint32_t*>(base);
+    if (plan.num_splits() > 1) {
+      params.partial_lse = reinterpret_cast<float*>(base + layout.partial_lse_offset);
+      params.partial_out = reinterpret_cast<float*>(base + layout.partial_out_offset);
+    }
+  }
+  params.debug_checks = debug_checks_requested() ? 1 : 0;
+  return params;
+}
+
+}  // namespace detail
+
+Status run(const Plan& plan, const DecodeArgs& args, void* workspace, size_t workspace_bytes, void* stream) {
+  SMLA_RETURN_IF_ERROR(validate_decode_args(plan, args, workspace, workspace_bytes));
+  const detail::DecodeParams params = detail::build_decode_params(plan, args, workspace);
+  switch (plan.backend()) {
+    case SMLA_BACKEND_CPU:
+      return detail::run_decode_cpu(plan, params);
+    case SMLA_BACKEND_CUDA_REF:
+    case SMLA_BACKEND_CUDA: {
+      // Kernels launch on the current device; a plan made for another device would read foreign
+      // pointers. cudaGetDevice does not synchronize.
+      int current_device = -1;
+      SMLA_CUDA_CHECK(cudaGetDevice(&current_device));
+      if (current_device != plan.device()) {
+        return Status::InvalidArgument("the current CUDA device is " + str(current_device) +
+                                       " but the plan was made for device " + str(plan.device()) +
+                                       " (call cudaSetDevice before run)");
+      }
+      return plan.backend() == SMLA_BACKEND_CUDA ? detail::run_decode_cuda(plan, params, stream)
+                                                 : detail::run_decode_cuda_ref(plan, params, stream);
+    }
+    case SMLA_BACKEND_AUTO:
+      break;
+  }
+  return Status::Internal(std::string("plan has unresolved backend '") + backend_name(plan.backend()) + "'");
+}
+
+void set_contiguous_strides(const DecodeShape& shape, DecodeArgs* args) {
+  if (args == nullptr) return;
+  const int64_t head_elements = kHeadDim;
+  const int64_t seq_elements = static_cast<int64_t>(shape.num_heads) * kHeadDim;
+  const int64_t batch_elements = static_cast<int64_t>(shape.seq_q) * seq_elements;
+  args->q_stride_head = head_elements;
+  args->q_stride_seq = seq_elements;
+  args->q_stride_batch = batch_elements;
+  args->out_stride_head = head_elements;
+  args->out_stride_seq = seq_elements;
+  args->out_stride_batch = batch_elements;
+  args->indices_stride_seq = shape.topk;
+  args->indices_stride_batch = static_cast<int64_t>(shape.seq_q) * shape.topk;
+  args->extra_indices_stride_seq = shape.extra_topk;
+  args->extra_indices_stride_batch = static_cast<int64_t>(shape.seq_q) * shape.extra_topk;
+  args->lse_stride_head = 1;
+  args->lse_stride_seq = shape.num_heads;
+  args->lse_stride_batch = static_cast<int64_t>(shape.seq_q) * shape.num_heads;
+}
+
+namespace {
+
+// Runs a plan on a freshly allocated, zeroed device workspace and waits for it (decode() only).
+Status run_with_device_workspace(const Plan& plan, const DecodeArgs& args, void* stream) {
+  const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
+  void* workspace = nullptr;
+  SMLA_CUDA_CHECK(cudaMalloc(&workspace, plan.workspace_bytes()));
+  Status status = Status::Ok();
+  const cudaError_t clear_error = cudaMemsetAsync(workspace, 0, plan.workspace_bytes(), cuda_stream);
+  if (clear_error != cudaSuccess) {
+    status = detail::cuda_error_status(clear_error, "cudaMemsetAsync(workspace)", __FILE__, __LINE__);
+  }
+  if (status.ok()) status = run(plan, args, workspace, plan.workspace_bytes(), stream);
+  // Synchronize even after a failed run: the memset may still be in flight when we free.
+  const cudaError_t sync_error = cudaStreamSynchronize(cuda_stream);
+  if (status.ok() && sync_error != cudaSuccess) {
+    status = detail::cuda_error_status(sync_error, "cudaStreamSynchronize", __FILE__, __LINE__);
+  }
+  const cudaError_t free_error = cudaFree(workspace);
+  if (status.ok() && free_error != cudaSuccess) {
+    status = detail::cuda_error_status(free_error, "cudaFree(workspace)", __FILE__, __LINE__);
+  }
+  return status;
+}
+
+}  // namespace
+
+Status decode(const DecodeShape& shape, const DecodeArgs& args, const PlanOptions& options, void* stream) {
+  Plan plan;
+  SMLA_RETURN_IF_ERROR(make_plan(shape, options, &plan));
+  if (plan.backend() == SMLA_BACKEND_CPU) {
+    // The CPU plan needs no workspace today; allocate whatever it asks for, 16-byte aligned.
+    struct alignas(16) WorkspaceChunk {
+      unsigned char bytes[16];
+    };
+    std::vector<WorkspaceChunk> workspace((plan.workspace_bytes() + 15) / 16);
+    return run(plan, args, workspace.empty() ? nullptr : workspace.data(), plan.workspace_bytes(), stream);
+  }
+  return run_with_device_workspace(plan, args, stream);
+}
+
+}  // namespace smla
