@@ -88,6 +88,7 @@ DecodeProblem make_problem(Rng& rng, const ProblemConfig& config);
 struct Reference {
   std::vector<double> out;
   std::vector<double> lse;
+  DecodeShape shape{};  // lets compare_to_reference name (b, t, h, d); zero = report flat indices
 };
 Reference reference_decode(const DecodeProblem& problem);
 
