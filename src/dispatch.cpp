@@ -105,7 +105,7 @@ Status check_lengths_layout(smla_lengths_layout_t layout, const char* name) {
   if (layout != SMLA_LENGTHS_PER_BATCH && layout != SMLA_LENGTHS_PER_QUERY) {
     return Status::InvalidArgument(std::string(name) +
                                    " must be SMLA_LENGTHS_PER_BATCH (0) or SMLA_LENGTHS_PER_QUERY (1) (got " +
-                                   str(static_cast<int64_t>(layout)) + ")");
+                                   str(static_cast<int>(layout)) + ")");
   }
   return Status::Ok();
 }
@@ -243,7 +243,7 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
   if (options.cpu_precision != SMLA_CPU_FLOAT64 && options.cpu_precision != SMLA_CPU_FLOAT32) {
     return Status::InvalidArgument(
         "options.cpu_precision must be SMLA_CPU_FLOAT64 (0) or SMLA_CPU_FLOAT32 (1) (got " +
-        str(static_cast<int64_t>(options.cpu_precision)) + ")");
+        str(static_cast<int>(options.cpu_precision)) + ")");
   }
   Backend backend = SMLA_BACKEND_AUTO;
   SMLA_RETURN_IF_ERROR(resolve_backend(options.backend, options.device, &backend));
