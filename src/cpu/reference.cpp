@@ -39,6 +39,20 @@ void gather_list_tokens(const IndexListParams& list, int32_t b, int32_t t, int32
   }
 }
 
+// q . key with kLanes independent partial sums: a fixed summation order (so results stay
+// deterministic) that the compiler can vectorize, unlike one strictly sequential sum.
+template <typename Acc>
+Acc dot_product(const Acc* q, const float* key) {
+  constexpr int kLanes = 8;
+  Acc partial[kLanes] = {};
+  for (int d = 0; d < kHeadDim; d += kLanes) {
+    for (int lane = 0; lane < kLanes; ++lane) partial[lane] += q[d + lane] * static_cast<Acc>(key[d + lane]);
+  }
+  Acc sum = 0;
+  for (int lane = 0; lane < kLanes; ++lane) sum += partial[lane];
+  return sum;
+}
+
 // One head of one row: z_j = scale * q.K_j, lse = ln sum e^z_j (sink excluded),
 // out = sum e^z_j K_j / (sum e^z_j + e^sink). Every exponent is taken relative to the largest logit,
 // so nothing overflows: a huge finite or +inf sink drives the denominator to +inf and out to 0,
@@ -58,10 +72,7 @@ void decode_one_head(const float* tokens, int64_t num_tokens, const uint16_t* q_
   // Start from a large finite value, not -inf, so that max - max is never inf - inf.
   Acc max_logit = -std::numeric_limits<Acc>::max();
   for (int64_t j = 0; j < num_tokens; ++j) {
-    const float* key = tokens + j * kHeadDim;
-    Acc dot = 0;
-    for (int d = 0; d < kHeadDim; ++d) dot += q[d] * static_cast<Acc>(key[d]);
-    logits[j] = static_cast<Acc>(softmax_scale) * dot;
+    logits[j] = static_cast<Acc>(softmax_scale) * dot_product(q, tokens + j * kHeadDim);
     max_logit = std::max(max_logit, logits[j]);
   }
 
