@@ -400,10 +400,17 @@ TEST(CpuReference, LengthsAreClampedToTheListWidth) {
   DecodeProblem problem = test::make_problem(rng, config);
   const int width = config.topk;
   const int rows = config.batch * config.seq_q;
-  // Positions past the length hold garbage: make them valid slots so clamping to topk is visible.
-  for (size_t i = 0; i < problem.indices.size(); ++i) {
-    if (problem.indices[i] < 0 || problem.indices[i] >= cache_num_slots(problem.main_cache.layout)) {
-      problem.indices[i] = -1;
+  // Entries past the generated lengths are garbage (NaN-filled or out-of-range slots): repeat the
+  // row's first valid token there instead, so every position holds a real token and the clamp to
+  // topk changes results visibly.
+  problem.indices = mask_past_length(problem.indices, problem.topk_length, config.lengths_per_query,
+                                     config.batch, config.seq_q, width);
+  for (int row = 0; row < rows; ++row) {
+    int32_t* entries = problem.indices.data() + (size_t)row * width;
+    const int32_t* first_valid = std::find_if(entries, entries + width, [](int32_t s) { return s >= 0; });
+    const int32_t filler = first_valid == entries + width ? -1 : *first_valid;
+    for (int position = 0; position < width; ++position) {
+      if (entries[position] < 0) entries[position] = filler;
     }
   }
   const std::vector<int32_t> raw_lengths = {
