@@ -1,5 +1,6 @@
 // The argument checks of make_plan / validate_decode_args / run: each test starts from a small valid CPU
 // problem, breaks exactly one thing and expects INVALID_ARGUMENT with a message naming the argument.
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -408,6 +409,22 @@ TEST_F(ArgsValidation, CpuLengthsAboveWidthAreClamped) {
   EXPECT_TRUE(check().ok()) << check().message();
 }
 
+TEST_F(ArgsValidation, DecodeConvenienceMatchesPlanAndRun) {
+  ASSERT_TRUE(run(plan, args, nullptr, 0, nullptr).ok());
+  std::vector<uint16_t> out_once(out.size(), test::kPoisonBf16);
+  std::vector<float> lse_once(lse.size(), kNaN);
+  DecodeArgs once_args = args;
+  once_args.out = out_once.data();
+  once_args.lse = lse_once.data();
+  const Status status = decode(problem.shape, once_args, cpu_options());
+  ASSERT_TRUE(status.ok()) << status.message();
+  EXPECT_EQ(out_once, out);
+  EXPECT_EQ(std::memcmp(lse_once.data(), lse.data(), lse.size() * sizeof(float)), 0);
+  // decode() validates like run().
+  once_args.softmax_scale = 0.f;
+  expect_invalid(decode(problem.shape, once_args, cpu_options()), {"args.softmax_scale"});
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Checks that need a CUDA plan: they run where a device exists (the lead's GPU runs) and skip here.
 
@@ -431,6 +448,22 @@ TEST_F(ArgsValidation, CudaPlanWorkspaceChecks) {
     expect_invalid(validate_decode_args(cuda_plan, args, host_workspace.data(), bytes),
                    {"args.q", "host memory"});
   }
+}
+
+TEST_F(ArgsValidation, CpuBackendRejectsDeviceMemory) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  void* device_q = nullptr;
+  const size_t q_bytes = problem.q.size() * sizeof(uint16_t);
+  ASSERT_EQ(cudaMalloc(&device_q, q_bytes), cudaSuccess);
+  args.q = device_q;
+  expect_invalid(check(), {"args.q", "CUDA device memory", "cpu backend"});
+  args = problem.host_args(out.data(), lse.data());
+  void* device_out = nullptr;
+  ASSERT_EQ(cudaMalloc(&device_out, out.size() * sizeof(uint16_t)), cudaSuccess);
+  args.out = device_out;
+  expect_invalid(check(), {"args.out", "CUDA device memory"});
+  cudaFree(device_q);
+  cudaFree(device_out);
 }
 
 }  // namespace
