@@ -1,0 +1,16 @@
+// Split-KV combine (spec sections 4-5): merges the fp32 partial outputs and natural-log partial lse of
+// every split of a (query row, head) and applies the attention sink. Host declaration only.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "common/decode_params.h"
+#include "smla/status.h"
+
+namespace smla::detail {
+
+// Reads params.partial_out / partial_lse ([row][split][head], num_splits > 1) and writes params.out
+// (bf16) and params.lse. One launch on `stream`; no allocation, no host synchronization.
+Status launch_split_combine(const DecodeParams& params, cudaStream_t stream);
+
+}  // namespace smla::detail

@@ -1,0 +1,40 @@
+// FP8 E4M3 -> BF16 dequantization of cache rows (spec section 3) on the device.
+//
+// k = e4m3(q) * 2^(scale_byte - 127). Every e4m3 value is exact in fp16 and in fp32, and the scale is a
+// power of two, so the fp32 product is exact and its round-to-nearest bf16 conversion returns it
+// unchanged: the result is bit-identical to the host codec's dequantization.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include <cstdint>
+
+namespace smla::detail::fp8 {
+
+// Two e4m3 bytes (low byte = lower element) -> two bf16 values times `scale`, packed low-first.
+__device__ __forceinline__ uint32_t dequant_e4m3x2_to_bf16x2(uint16_t packed, float scale) {
+  const __half2_raw halves_raw = __nv_cvt_fp8x2_to_halfraw2(packed, __NV_E4M3);
+  const float2 values = __half22float2(__half2(halves_raw));
+  const __nv_bfloat162 scaled = __floats2bfloat162_rn(values.x * scale, values.y * scale);
+  uint32_t bits;
+  __builtin_memcpy(&bits, &scaled, sizeof(bits));
+  return bits;
+}
+
+// 16 e4m3 bytes -> 16 bf16 values (two 16-byte chunks, lower elements in `low`).
+__device__ __forceinline__ void dequant_e4m3x16_to_bf16(const uint4& raw, float scale, uint4& low,
+                                                        uint4& high) {
+  const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+  uint32_t out[8];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    out[2 * i] = dequant_e4m3x2_to_bf16x2(static_cast<uint16_t>(words[i] & 0xffffu), scale);
+    out[2 * i + 1] = dequant_e4m3x2_to_bf16x2(static_cast<uint16_t>(words[i] >> 16), scale);
+  }
+  low = make_uint4(out[0], out[1], out[2], out[3]);
+  high = make_uint4(out[4], out[5], out[6], out[7]);
+}
+
+}  // namespace smla::detail::fp8

@@ -1,0 +1,82 @@
+// Compile-time shape of the tensor-core sparse decode kernel (sm_80+, mma.sync): tile sizes, warp roles
+// and the shared-memory map. One CTA handles one (split, head block, query row).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "smla/cache.h"
+#include "smla/decode.h"
+
+namespace smla::detail::decode {
+
+// MMA tile of mma.sync.m16n8k16: 16 rows (heads), 8 columns, 16-deep reduction.
+inline constexpr int kMmaRows = 16;
+inline constexpr int kMmaCols = 8;
+inline constexpr int kMmaDepth = 16;
+
+// Shared-memory rows are stored as 16-byte chunks (8 bf16) whose position is XOR-swizzled with the low
+// three bits of the row, so the 8 row addresses of one ldmatrix land in 8 different bank groups.
+inline constexpr int kChunkBytes = 16;
+inline constexpr int kBf16PerChunk = kChunkBytes / 2;
+
+// Running maximum before any valid score (spec section 4: finite, so masked rows never produce NaN).
+inline constexpr float kInitialRunningMax = -1e30f;
+
+template <int HeadBlock, int GatherLoadBatch>
+struct DecodeConfig {
+  static constexpr int kHeadBlock = HeadBlock;  // heads per CTA (heads >= h are masked in the tile)
+  static constexpr int kTileTokens = smla::kTileTokens;  // 64 KV entries per tile (spec section 5)
+  static constexpr int kNumWarps = 8;
+  static constexpr int kThreads = kNumWarps * 32;
+
+  // Warp roles. Warps w and w + kHeadGroups share MMA row group (w % kHeadGroups). For S = Q K^T each
+  // takes a slice of the tile's tokens; for O += P V each takes a slice of the 512 output dims.
+  static constexpr int kHeadGroups = kHeadBlock / kMmaRows;
+  static constexpr int kWarpsPerHeadGroup = kNumWarps / kHeadGroups;
+  static constexpr int kScoreTokensPerWarp = kTileTokens / kWarpsPerHeadGroup;
+  static constexpr int kScoreColBlocks = kScoreTokensPerWarp / kMmaCols;  // S accumulator tiles
+  static constexpr int kOutDimsPerWarp = kHeadDim / kWarpsPerHeadGroup;
+  static constexpr int kOutColBlocks = kOutDimsPerWarp / kMmaCols;  // O accumulator tiles
+
+  // Chunks per shared row: Q/K rows hold 512 bf16, P rows hold 64 bf16.
+  static constexpr int kHeadDimChunks = kHeadDim / kBf16PerChunk;       // 64
+  static constexpr int kTileTokenChunks = kTileTokens / kBf16PerChunk;  // 8
+
+  // Gather work per tile: each token row is 28 fp8 chunks (16 e4m3 values each, one scale group per
+  // 4 chunks) plus 8 bf16 rope chunks, spread over all threads.
+  static constexpr int kFp8ChunksPerToken = kNopeDim / kChunkBytes;           // 28
+  static constexpr int kRopeChunksPerToken = kRopeDim * 2 / kChunkBytes;      // 8
+  static constexpr int kGatherChunksPerToken = kFp8ChunksPerToken + kRopeChunksPerToken;  // 36
+  static constexpr int kGatherChunksPerThread = kTileTokens * kGatherChunksPerToken / kThreads;  // 9
+  // Loads in flight per thread before converting: bounded because the O accumulator already holds
+  // 128 registers per thread.
+  static constexpr int kGatherLoadBatch = GatherLoadBatch;
+
+  // Shared-memory map (bytes).
+  static constexpr size_t kQBytes = size_t(kHeadBlock) * kHeadDim * 2;
+  static constexpr size_t kKBytes = size_t(kTileTokens) * kHeadDim * 2;
+  static constexpr size_t kPBytes = size_t(kHeadBlock) * kTileTokens * 2;
+  static constexpr size_t kRowExchangeBytes = size_t(kWarpsPerHeadGroup) * kHeadBlock * 4;
+  static constexpr size_t kQOffset = 0;
+  static constexpr size_t kKOffset = kQOffset + kQBytes;
+  static constexpr size_t kPOffset = kKOffset + kKBytes;
+  static constexpr size_t kRowMaxOffset = kPOffset + kPBytes;           // float [warps/group][heads]
+  static constexpr size_t kRowSumOffset = kRowMaxOffset + kRowExchangeBytes;
+  static constexpr size_t kTokenRowOffset = kRowSumOffset + kRowExchangeBytes;  // const uint8_t*[64]
+  static constexpr size_t kTokenScaleOffset = kTokenRowOffset + kTileTokens * sizeof(void*);  // u8[64][8]
+  static constexpr size_t kValidMaskOffset = kTokenScaleOffset + kTileTokens * kScaleBytes;  // u32[2]
+  static constexpr size_t kSharedBytes = kValidMaskOffset + kTileTokens / 8;
+
+  static_assert(kHeadBlock % kMmaRows == 0 && kNumWarps % kHeadGroups == 0, "warp roles must tile heads");
+  static_assert(kScoreTokensPerWarp % (2 * kMmaCols) == 0, "S columns are loaded in pairs of 8-token blocks");
+  static_assert(kOutDimsPerWarp % (2 * kMmaCols) == 0, "O columns are loaded in pairs of 8-dim blocks");
+  static_assert(kScoreTokensPerWarp == 32, "a warp's token slice is one 32-bit word of the valid mask");
+  static_assert(kTileTokens * kGatherChunksPerToken % kThreads == 0, "gather work must divide evenly");
+  static_assert(kThreads >= kTileTokens, "one thread per token resolves the tile's slots");
+};
+
+// The instantiation this issue ships: 64 heads per CTA (4 row groups x 2 warps each).
+using DecodeConfigHeads64 = DecodeConfig<64, 9>;
+
+}  // namespace smla::detail::decode

@@ -1,0 +1,412 @@
+// Tensor-core sparse MLA decode kernel (spec sections 4-5), portable to sm_80+ (mma.sync + ldmatrix).
+//
+// One CTA = one (split, head block, query row). Q [kHeadBlock][512] bf16 stays in shared memory; each
+// 64-entry tile of the row's index lists is gathered from the paged FP8 cache and dequantized into a
+// shared K tile [64][512] bf16 (K = V), then:
+//   S = Q K^T            warp w: heads of group w % G, tokens of slice w / G
+//   online softmax       fp32, base 2, masked entries contribute exactly 0
+//   O += P V             warp w: heads of group w % G, dims of slice w / G (fp32 registers)
+// Unsplit calls write the final bf16 out and lse; split calls write fp32 partials that the combine
+// kernel (src/cuda/combine) merges and applies the sink to.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/decode_params.h"
+#include "cuda/common/fp8_dequant.cuh"
+#include "cuda/common/mma_sm80.cuh"
+#include "cuda/decode/config.h"
+#include "smla/cache.h"
+
+namespace smla::detail::decode {
+
+inline constexpr float kLog2e = 1.4426950408889634f;
+inline constexpr float kLn2 = 0.6931471805599453f;
+
+// Byte offset of logical 16-byte chunk `chunk` of row `row` in a swizzled shared tile whose rows are
+// `chunks_per_row` chunks long.
+template <int ChunksPerRow>
+__device__ __forceinline__ uint32_t swizzled_offset(int row, int chunk) {
+  return static_cast<uint32_t>((row * ChunksPerRow + (chunk ^ (row & 7))) * kChunkBytes);
+}
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float low, float high) {
+  const __nv_bfloat162 packed = __floats2bfloat162_rn(low, high);
+  uint32_t bits;
+  __builtin_memcpy(&bits, &packed, sizeof(bits));
+  return bits;
+}
+
+__device__ __forceinline__ float2 unpack_bf16x2(uint32_t bits) {
+  __nv_bfloat162 packed;
+  __builtin_memcpy(&packed, &bits, sizeof(bits));
+  return __bfloat1622float2(packed);
+}
+
+// Where the CTA is: which row, which heads, which tiles.
+struct CtaCoordinates {
+  int batch, seq, query_row, split, head_base, heads_here;
+};
+
+template <class Config>
+__device__ __forceinline__ CtaCoordinates cta_coordinates(const DecodeParams& params) {
+  CtaCoordinates coords;
+  // blockIdx.x = query_row * num_splits + split: rows go in x (no 65535 limit), splits of a row adjacent.
+  coords.split = static_cast<int>(blockIdx.x % static_cast<unsigned>(params.num_splits));
+  coords.query_row = static_cast<int>(blockIdx.x / static_cast<unsigned>(params.num_splits));
+  coords.batch = coords.query_row / params.seq_q;
+  coords.seq = coords.query_row % params.seq_q;
+  coords.head_base = static_cast<int>(blockIdx.y) * Config::kHeadBlock;
+  coords.heads_here = min(Config::kHeadBlock, params.num_heads - coords.head_base);
+  return coords;
+}
+
+// Q rows [head_base, head_base + kHeadBlock) into the swizzled Q tile; heads >= h become zero rows.
+template <class Config>
+__device__ __forceinline__ void load_q_block(const DecodeParams& params, const CtaCoordinates& coords,
+                                             uint8_t* q_tile) {
+  const uint16_t* q_row = params.q + coords.batch * params.q_stride_batch + coords.seq * params.q_stride_seq +
+                          coords.head_base * params.q_stride_head;
+  for (int c = threadIdx.x; c < Config::kHeadBlock * Config::kHeadDimChunks; c += Config::kThreads) {
+    const int head = c / Config::kHeadDimChunks;
+    const int chunk = c % Config::kHeadDimChunks;
+    uint4 value = make_uint4(0, 0, 0, 0);
+    if (head < coords.heads_here) {
+      value = *reinterpret_cast<const uint4*>(q_row + head * params.q_stride_head + chunk * kBf16PerChunk);
+    }
+    *reinterpret_cast<uint4*>(q_tile + swizzled_offset<Config::kHeadDimChunks>(head, chunk)) = value;
+  }
+}
+
+// One index list's view for a tile: the list fields picked out of params (no address of the kernel
+// parameter is taken, so params stay in the constant bank).
+struct TileSource {
+  const uint8_t* cache_data;
+  int64_t page_block_size, page_stride_bytes, num_slots;
+  const int32_t* indices;  // the row's index list
+  int32_t first_position;  // list position of the tile's entry 0
+  int32_t length;          // valid prefix of the list
+};
+
+// Phase 1 (threads 0..63, one per entry): resolve the entry's slot, its row address and scale bytes.
+// An entry is valid iff position < length, index >= 0 and index < num_slots; an index past the pool
+// inside the valid prefix is counted once (head block 0) and masked. Invalid entries are never read.
+template <class Config>
+__device__ __forceinline__ void resolve_tile_tokens(const DecodeParams& params, const TileSource& source,
+                                                    const uint8_t** token_rows, uint8_t* token_scales,
+                                                    uint32_t* valid_mask) {
+  if (threadIdx.x >= Config::kTileTokens) return;
+  const int token = threadIdx.x;
+  const int32_t position = source.first_position + token;
+  const uint8_t* row = nullptr;
+  uint2 scales = make_uint2(0, 0);
+  if (position < source.length) {
+    const int32_t slot = source.indices[position];
+    if (slot >= 0 && slot < source.num_slots) {
+      row = source.cache_data + slot_row_offset(source.page_block_size, source.page_stride_bytes, slot);
+      scales = *reinterpret_cast<const uint2*>(
+          source.cache_data + slot_scale_offset(source.page_block_size, source.page_stride_bytes, slot));
+    } else if (slot >= source.num_slots && blockIdx.y == 0 && params.error_counter != nullptr) {
+      atomicAdd(params.error_counter, 1u);
+    }
+  }
+  token_rows[token] = row;
+  *reinterpret_cast<uint2*>(token_scales + token * kScaleBytes) = scales;
+  // Threads 0..63 are warps 0 and 1, whole warps, so the ballot covers tokens 32w..32w+31.
+  const uint32_t warp_valid = __ballot_sync(0xffffffffu, row != nullptr);
+  if (threadIdx.x % 32 == 0) valid_mask[threadIdx.x / 32] = warp_valid;
+}
+
+// Phase 2 (all threads): gather + dequantize the tile into the swizzled K tile [64][512] bf16. All
+// global loads of a batch are issued before any conversion so their latencies overlap. Invalid entries
+// become zero rows (their bytes may be NaN and are never read).
+template <class Config>
+__device__ __forceinline__ void gather_tile(const uint8_t* const* token_rows, const uint8_t* token_scales,
+                                            uint8_t* k_tile) {
+  constexpr int kBatch = Config::kGatherLoadBatch;
+  static_assert(Config::kGatherChunksPerThread % kBatch == 0, "gather batches must divide the work");
+#pragma unroll
+  for (int batch = 0; batch < Config::kGatherChunksPerThread; batch += kBatch) {
+    uint4 raw[kBatch];
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) {
+      const int c = threadIdx.x + (batch + i) * Config::kThreads;
+      const int token = c / Config::kGatherChunksPerToken;
+      const int part = c % Config::kGatherChunksPerToken;  // 0..27 fp8 chunks, 28..35 rope chunks
+      const uint8_t* row = token_rows[token];
+      raw[i] = make_uint4(0, 0, 0, 0);
+      if (row != nullptr) raw[i] = *reinterpret_cast<const uint4*>(row + part * kChunkBytes);
+    }
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) {
+      const int c = threadIdx.x + (batch + i) * Config::kThreads;
+      const int token = c / Config::kGatherChunksPerToken;
+      const int part = c % Config::kGatherChunksPerToken;
+      if (part < Config::kFp8ChunksPerToken) {
+        // 16 e4m3 values = dims 16*part..16*part+15, all in scale group part/4; zero raw bytes (invalid
+        // entry) dequantize to zero whatever the scale.
+        const int group = part * kChunkBytes / kQuantGroup;
+        const float scale = scale_from_ue8m0(token_scales[token * kScaleBytes + group]);
+        uint4 low, high;
+        fp8::dequant_e4m3x16_to_bf16(raw[i], scale, low, high);
+        *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, 2 * part)) = low;
+        *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, 2 * part + 1)) = high;
+      } else {
+        const int chunk = kNopeDim / kBf16PerChunk + (part - Config::kFp8ChunksPerToken);
+        *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, chunk)) = raw[i];
+      }
+    }
+  }
+}
+
+template <class Config>
+__global__ void __launch_bounds__(Config::kThreads, 1) sparse_mla_decode_kernel(const DecodeParams params) {
+  using namespace smla::detail::mma;
+  extern __shared__ __align__(128) uint8_t shared[];
+  uint8_t* q_tile = shared + Config::kQOffset;
+  uint8_t* k_tile = shared + Config::kKOffset;
+  uint8_t* p_tile = shared + Config::kPOffset;
+  float* row_max_exchange = reinterpret_cast<float*>(shared + Config::kRowMaxOffset);
+  float* row_sum_exchange = reinterpret_cast<float*>(shared + Config::kRowSumOffset);
+  const uint8_t** token_rows = reinterpret_cast<const uint8_t**>(shared + Config::kTokenRowOffset);
+  uint8_t* token_scales = shared + Config::kTokenScaleOffset;
+  uint32_t* valid_mask = reinterpret_cast<uint32_t*>(shared + Config::kValidMaskOffset);
+
+  const CtaCoordinates coords = cta_coordinates<Config>(params);
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int head_group = warp % Config::kHeadGroups;  // MMA rows: heads 16*head_group..+15 of the block
+  const int warp_slice = warp / Config::kHeadGroups;  // token slice for S, dim slice for O
+  const int group_row = lane / 4;                     // C fragment rows group_row and group_row + 8
+  const int quad_lane = lane % 4;
+  const int block_row0 = head_group * kMmaRows + group_row;  // head (within the block) of rows 0 / 1
+  const int block_row1 = block_row0 + 8;
+
+  load_q_block<Config>(params, coords, q_tile);
+
+  // Valid prefixes of the two lists (read on the device: graph replays see new lengths).
+  const int32_t main_length = list_length(params.main, coords.batch, coords.seq, params.seq_q);
+  const int32_t extra_length = list_length(params.extra, coords.batch, coords.seq, params.seq_q);
+  const int tile_begin = coords.split * params.tiles_per_split;
+  const int tile_end = min(params.total_tiles, tile_begin + params.tiles_per_split);
+
+  const float scale_log2 = params.softmax_scale * kLog2e;
+  float running_max[2] = {kInitialRunningMax, kInitialRunningMax};  // base-2 scaled domain
+  float partial_sum[2] = {0.f, 0.f};  // this warp's token slice only; summed across slices at the end
+  float out_acc[Config::kOutColBlocks][4];
+#pragma unroll
+  for (int j = 0; j < Config::kOutColBlocks; ++j) {
+    out_acc[j][0] = out_acc[j][1] = out_acc[j][2] = out_acc[j][3] = 0.f;
+  }
+
+  // ldmatrix lane roles (see mma_sm80.cuh): A operand rows and the 8-row sub-matrix each lane addresses.
+  const int a_row_in_group = (lane & 7) + ((lane >> 3) & 1) * 8;
+  const int a_chunk_offset = lane >> 4;
+  const int b_token_in_pair = (lane & 7) + (lane >> 4) * 8;  // S: two 8-token blocks per x4 load
+  const int b_chunk_offset = (lane >> 3) & 1;
+  const int v_token_in_step = (lane & 7) + ((lane >> 3) & 1) * 8;  // PV: 16 tokens per k step
+  const int v_chunk_offset = lane >> 4;                             // two 8-dim blocks per x4 load
+  const uint32_t q_base = shared_address(q_tile);
+  const uint32_t k_base = shared_address(k_tile);
+  const uint32_t p_base = shared_address(p_tile);
+
+  for (int tile = tile_begin; tile < tile_end; ++tile) {
+    const bool is_main = tile < params.main_tiles;
+    const int32_t first_position = (is_main ? tile : tile - params.main_tiles) * Config::kTileTokens;
+    const int32_t length = is_main ? main_length : extra_length;
+    if (first_position >= length) continue;  // uniform across the CTA
+
+    TileSource source;
+    if (is_main) {
+      source = {params.main.cache.data, params.main.cache.page_block_size,
+                params.main.cache.page_stride_bytes, params.main.cache.num_slots,
+                params.main.indices + coords.batch * params.main.stride_batch +
+                    coords.seq * params.main.stride_seq,
+                first_position, length};
+    } else {
+      source = {params.extra.cache.data, params.extra.cache.page_block_size,
+                params.extra.cache.page_stride_bytes, params.extra.cache.num_slots,
+                params.extra.indices + coords.batch * params.extra.stride_batch +
+                    coords.seq * params.extra.stride_seq,
+                first_position, length};
+    }
+
+    __syncthreads();  // previous tile's P V is done with K, P and the token table (and Q is loaded)
+    resolve_tile_tokens<Config>(params, source, token_rows, token_scales, valid_mask);
+    __syncthreads();
+    gather_tile<Config>(token_rows, token_scales, k_tile);
+    __syncthreads();
+
+    // ---- S = Q K^T for heads of this warp's group and tokens of its slice.
+    float score[Config::kScoreColBlocks][4];
+#pragma unroll
+    for (int j = 0; j < Config::kScoreColBlocks; ++j) score[j][0] = score[j][1] = score[j][2] = score[j][3] = 0.f;
+#pragma unroll 4
+    for (int k_step = 0; k_step < kHeadDim / kMmaDepth; ++k_step) {
+      uint32_t a[4];
+      ldmatrix_x4(a, q_base + swizzled_offset<Config::kHeadDimChunks>(head_group * kMmaRows + a_row_in_group,
+                                                                       2 * k_step + a_chunk_offset));
+#pragma unroll
+      for (int pair = 0; pair < Config::kScoreColBlocks / 2; ++pair) {
+        uint32_t b[4];
+        const int token = warp_slice * Config::kScoreTokensPerWarp + pair * 2 * kMmaCols + b_token_in_pair;
+        ldmatrix_x4(b, k_base + swizzled_offset<Config::kHeadDimChunks>(token, 2 * k_step + b_chunk_offset));
+        mma_bf16_m16n8k16(score[2 * pair], a, b[0], b[1]);
+        mma_bf16_m16n8k16(score[2 * pair + 1], a, b[2], b[3]);
+      }
+    }
+
+    // ---- Online softmax. Row maxima over valid entries, reduced in the quad, then across the warps that
+    // share the head group through shared memory.
+    const uint32_t my_valid = valid_mask[warp_slice];
+    float tile_max[2] = {kInitialRunningMax, kInitialRunningMax};
+#pragma unroll
+    for (int j = 0; j < Config::kScoreColBlocks; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int token_bit = j * kMmaCols + quad_lane * 2 + (e & 1);
+        if ((my_valid >> token_bit) & 1u) tile_max[e / 2] = fmaxf(tile_max[e / 2], score[j][e]);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+    }
+    if (quad_lane == 0) {
+      row_max_exchange[warp_slice * Config::kHeadBlock + block_row0] = tile_max[0];
+      row_max_exchange[warp_slice * Config::kHeadBlock + block_row1] = tile_max[1];
+    }
+    __syncthreads();
+    float rescale[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int block_row = r == 0 ? block_row0 : block_row1;
+      float row_max = kInitialRunningMax;
+#pragma unroll
+      for (int s = 0; s < Config::kWarpsPerHeadGroup; ++s) {
+        row_max = fmaxf(row_max, row_max_exchange[s * Config::kHeadBlock + block_row]);
+      }
+      // scale > 0, so max(score) * scale == max(score * scale); the sentinel stays hugely negative.
+      const float new_max = fmaxf(running_max[r], row_max * scale_log2);
+      rescale[r] = exp2f(running_max[r] - new_max);
+      running_max[r] = new_max;
+      partial_sum[r] *= rescale[r];
+    }
+    // P = exp2(score * scale_log2 - max) for valid entries, exactly 0 for masked ones, rounded to bf16;
+    // the sum uses the rounded values so the normalization matches what P V multiplies.
+#pragma unroll
+    for (int j = 0; j < Config::kScoreColBlocks; ++j) {
+      float p[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int token_bit = j * kMmaCols + quad_lane * 2 + (e & 1);
+        const bool valid = (my_valid >> token_bit) & 1u;
+        p[e] = valid ? exp2f(fmaf(score[j][e], scale_log2, -running_max[e / 2])) : 0.f;
+      }
+      const uint32_t p01 = pack_bf16x2(p[0], p[1]);
+      const uint32_t p23 = pack_bf16x2(p[2], p[3]);
+      const float2 rounded01 = unpack_bf16x2(p01);
+      const float2 rounded23 = unpack_bf16x2(p23);
+      partial_sum[0] += rounded01.x + rounded01.y;
+      partial_sum[1] += rounded23.x + rounded23.y;
+      const int token = warp_slice * Config::kScoreTokensPerWarp + j * kMmaCols + quad_lane * 2;
+      const int chunk = token / kBf16PerChunk;
+      const int within_chunk_bytes = (token % kBf16PerChunk) * 2;
+      *reinterpret_cast<uint32_t*>(p_tile + swizzled_offset<Config::kTileTokenChunks>(block_row0, chunk) +
+                                   within_chunk_bytes) = p01;
+      *reinterpret_cast<uint32_t*>(p_tile + swizzled_offset<Config::kTileTokenChunks>(block_row1, chunk) +
+                                   within_chunk_bytes) = p23;
+    }
+#pragma unroll
+    for (int j = 0; j < Config::kOutColBlocks; ++j) {
+      out_acc[j][0] *= rescale[0];
+      out_acc[j][1] *= rescale[0];
+      out_acc[j][2] *= rescale[1];
+      out_acc[j][3] *= rescale[1];
+    }
+    __syncthreads();  // P of both token slices is in shared memory
+
+    // ---- O += P V (V = the K tile) for this warp's dim slice.
+#pragma unroll
+    for (int k_step = 0; k_step < Config::kTileTokens / kMmaDepth; ++k_step) {
+      uint32_t a[4];
+      ldmatrix_x4(a, p_base + swizzled_offset<Config::kTileTokenChunks>(head_group * kMmaRows + a_row_in_group,
+                                                                         2 * k_step + a_chunk_offset));
+      const int token = k_step * kMmaDepth + v_token_in_step;
+#pragma unroll
+      for (int pair = 0; pair < Config::kOutColBlocks / 2; ++pair) {
+        uint32_t b[4];
+        const int chunk = warp_slice * (Config::kOutDimsPerWarp / kBf16PerChunk) + 2 * pair + v_chunk_offset;
+        ldmatrix_x4_trans(b, k_base + swizzled_offset<Config::kHeadDimChunks>(token, chunk));
+        mma_bf16_m16n8k16(out_acc[2 * pair], a, b[0], b[1]);
+        mma_bf16_m16n8k16(out_acc[2 * pair + 1], a, b[2], b[3]);
+      }
+    }
+  }
+
+  // ---- Row sums: quad, then the warps of the head group (each summed only its token slice).
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    partial_sum[r] += __shfl_xor_sync(0xffffffffu, partial_sum[r], 1);
+    partial_sum[r] += __shfl_xor_sync(0xffffffffu, partial_sum[r], 2);
+  }
+  if (quad_lane == 0) {
+    row_sum_exchange[warp_slice * Config::kHeadBlock + block_row0] = partial_sum[0];
+    row_sum_exchange[warp_slice * Config::kHeadBlock + block_row1] = partial_sum[1];
+  }
+  __syncthreads();
+
+  const bool split = params.num_splits > 1;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int block_row = r == 0 ? block_row0 : block_row1;
+    if (block_row >= coords.heads_here) continue;
+    const int head = coords.head_base + block_row;
+    float row_sum = 0.f;
+#pragma unroll
+    for (int s = 0; s < Config::kWarpsPerHeadGroup; ++s) row_sum += row_sum_exchange[s * Config::kHeadBlock + block_row];
+    // The row's maximum entry contributes exactly 1, so row_sum == 0 means no valid entry at all.
+    const bool empty = row_sum == 0.f;
+    const int dim_base = warp_slice * Config::kOutDimsPerWarp + quad_lane * 2;
+    if (!split) {
+      // out = O / (l + exp(sink - m)) with everything in the base-2 scaled domain: a +inf (or huge)
+      // sink gives an infinite denominator and out = 0; -inf or no sink gives plain softmax.
+      float denominator = row_sum;
+      if (params.attn_sink != nullptr) denominator += exp2f(params.attn_sink[head] * kLog2e - running_max[r]);
+      const float inverse = empty ? 0.f : 1.f / denominator;
+      uint16_t* out_row = params.out + coords.batch * params.out_stride_batch +
+                          coords.seq * params.out_stride_seq + head * params.out_stride_head;
+#pragma unroll
+      for (int j = 0; j < Config::kOutColBlocks; ++j) {
+        *reinterpret_cast<uint32_t*>(out_row + dim_base + j * kMmaCols) =
+            pack_bf16x2(out_acc[j][2 * r] * inverse, out_acc[j][2 * r + 1] * inverse);
+      }
+      if (warp_slice == 0 && quad_lane == 0) {
+        params.lse[coords.batch * params.lse_stride_batch + coords.seq * params.lse_stride_seq +
+                   head * params.lse_stride_head] =
+            empty ? __int_as_float(0x7f800000) : (running_max[r] + log2f(row_sum)) * kLn2;
+      }
+    } else {
+      // Partial result of this split: normalized by its own sum, un-sinked; lse -inf when empty.
+      const float inverse = empty ? 0.f : 1.f / row_sum;
+      const int64_t partial_index =
+          (static_cast<int64_t>(coords.query_row) * params.num_splits + coords.split) * params.num_heads + head;
+      float* partial_row = params.partial_out + partial_index * kHeadDim;
+#pragma unroll
+      for (int j = 0; j < Config::kOutColBlocks; ++j) {
+        *reinterpret_cast<float2*>(partial_row + dim_base + j * kMmaCols) =
+            make_float2(out_acc[j][2 * r] * inverse, out_acc[j][2 * r + 1] * inverse);
+      }
+      if (warp_slice == 0 && quad_lane == 0) {
+        params.partial_lse[partial_index] =
+            empty ? __int_as_float(0xff800000) : (running_max[r] + log2f(row_sum)) * kLn2;
+      }
+    }
+  }
+}
+
+}  // namespace smla::detail::decode

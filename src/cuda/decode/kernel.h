@@ -1,0 +1,17 @@
+// Launchers of the tensor-core sparse decode kernel, one per instantiation (instantiations/*.cu).
+// Host declarations only; the kernel template lives in kernel.cuh.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "common/decode_params.h"
+#include "smla/status.h"
+
+namespace smla::detail::decode {
+
+// Launches the decode kernel with 64 heads per CTA on `device` (the current device) and `stream`:
+// grid (b * s_q * num_splits, ceil(h / 64)). Writes final out/lse when params.num_splits == 1, else the
+// workspace partials. Sets the kernel's shared-memory limit once per device; no allocation, no sync.
+Status launch_sparse_decode_heads64(const DecodeParams& params, int device, cudaStream_t stream);
+
+}  // namespace smla::detail::decode

@@ -1,0 +1,18 @@
+// run_decode_cuda: the tensor-core backend's entry (src/common/backend_entry.h). One decode launch, plus
+// the combine launch when the plan splits the KV tiles; nothing else (CUDA-graph friendly).
+#include <cuda_runtime.h>
+
+#include "common/backend_entry.h"
+#include "cuda/combine/kernel.h"
+#include "cuda/decode/kernel.h"
+
+namespace smla::detail {
+
+Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* stream) {
+  const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
+  SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads64(params, plan.device(), cuda_stream));
+  if (params.num_splits > 1) SMLA_RETURN_IF_ERROR(launch_split_combine(params, cuda_stream));
+  return Status::Ok();
+}
+
+}  // namespace smla::detail
