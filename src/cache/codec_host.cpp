@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "common/cuda_ops.h"
@@ -136,6 +137,10 @@ Status append_tokens(const CacheLayout& cache, const void* tokens_bf16, int64_t 
                                    std::to_string(token_stride) + ")");
   }
   if (num_tokens == 0) return Status::Ok();
+  if (token_stride > std::numeric_limits<int64_t>::max() / num_tokens) {
+    return Status::InvalidArgument("num_tokens * token_stride overflows int64 (" +
+                                   std::to_string(num_tokens) + " * " + std::to_string(token_stride) + ")");
+  }
   if (tokens_bf16 == nullptr) return Status::InvalidArgument("tokens_bf16 must not be null");
   if (slots == nullptr) return Status::InvalidArgument("slots must not be null");
 

@@ -342,6 +342,9 @@ TEST(Append, ValidatesScalarArgumentsAndPointers) {
   status = append_tokens(bad, tokens.data(), 1, kHeadDim, &slot, MemorySpace::kCuda);
   EXPECT_NE(message(status).find("cache.page_stride_bytes"), std::string::npos) << message(status);
 
+  status = append_tokens(cache.layout, tokens.data(), 4, std::numeric_limits<int64_t>::max() / 2, &slot);
+  EXPECT_NE(message(status).find("token_stride overflows"), std::string::npos) << message(status);
+
   // Zero tokens is a valid no-op, even with null pointers.
   EXPECT_TRUE(append_tokens(cache.layout, nullptr, 0, kHeadDim, nullptr).ok());
 }
