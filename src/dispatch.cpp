@@ -6,6 +6,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -32,6 +33,12 @@ constexpr int64_t kVectorBytes = 16;
 constexpr int64_t kBf16PerVector = kVectorBytes / 2;
 
 std::string str(int64_t value) { return std::to_string(value); }
+
+std::string float_text(float value) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g", static_cast<double>(value));
+  return text;
+}
 
 Status check_range(const char* field, int64_t value, int64_t lo, int64_t hi) {
   if (value < lo || value > hi) {
@@ -81,6 +88,7 @@ Status check_stride(const char* name, int64_t stride, int64_t multiple_of) {
 // for any dimension order (so FlashMLA's transposed lse view [b, h, s_q] is accepted): with the
 // dimensions of extent > 1 sorted by stride, each stride exceeds the span of all smaller ones.
 struct TensorDim {
+  const char* stride_name;
   int64_t extent;
   int64_t stride;
 };
@@ -88,13 +96,14 @@ template <size_t N>
 Status check_no_self_overlap(const char* name, std::array<TensorDim, N> dims) {
   std::sort(dims.begin(), dims.end(),
             [](const TensorDim& a, const TensorDim& b) { return a.stride < b.stride; });
-  int64_t span = 0;  // largest offset reachable by the dims seen so far
+  int64_t span = 0;  // largest element offset reachable through the dims seen so far
   for (const TensorDim& dim : dims) {
     if (dim.extent <= 1) continue;
     if (dim.stride <= span) {
-      return Status::InvalidArgument(std::string(name) + " strides make elements overlap (a stride of " +
-                                     str(dim.stride) + " is not larger than the span " + str(span) +
-                                     " of the smaller dimensions); outputs need distinct addresses");
+      return Status::InvalidArgument(
+          std::string(name) + " elements overlap: " + dim.stride_name + " = " + str(dim.stride) +
+          " (extent " + str(dim.extent) + ") must be larger than the " + str(span) +
+          " elements spanned by the smaller strides; outputs need distinct addresses");
     }
     span += (dim.extent - 1) * dim.stride;
   }
@@ -324,13 +333,15 @@ Status validate_decode_args(const Plan& plan, const DecodeArgs& args, const void
   SMLA_RETURN_IF_ERROR(check_stride("args.lse_stride_batch", args.lse_stride_batch, 1));
   SMLA_RETURN_IF_ERROR(check_stride("args.lse_stride_seq", args.lse_stride_seq, 1));
   SMLA_RETURN_IF_ERROR(check_stride("args.lse_stride_head", args.lse_stride_head, 1));
-  SMLA_RETURN_IF_ERROR(check_no_self_overlap<4>("args.out", {{{shape.batch, args.out_stride_batch},
-                                                              {shape.seq_q, args.out_stride_seq},
-                                                              {shape.num_heads, args.out_stride_head},
-                                                              {kHeadDim, 1}}}));
-  SMLA_RETURN_IF_ERROR(check_no_self_overlap<3>("args.lse", {{{shape.batch, args.lse_stride_batch},
-                                                              {shape.seq_q, args.lse_stride_seq},
-                                                              {shape.num_heads, args.lse_stride_head}}}));
+  SMLA_RETURN_IF_ERROR(
+      check_no_self_overlap<4>("args.out", {{{"args.out_stride_batch", shape.batch, args.out_stride_batch},
+                                             {"args.out_stride_seq", shape.seq_q, args.out_stride_seq},
+                                             {"args.out_stride_head", shape.num_heads, args.out_stride_head},
+                                             {"the head dimension's stride", kHeadDim, 1}}}));
+  SMLA_RETURN_IF_ERROR(check_no_self_overlap<3>(
+      "args.lse", {{{"args.lse_stride_batch", shape.batch, args.lse_stride_batch},
+                    {"args.lse_stride_seq", shape.seq_q, args.lse_stride_seq},
+                    {"args.lse_stride_head", shape.num_heads, args.lse_stride_head}}}));
 
   // Alignment: 16-byte vector access for q/out, natural alignment for the 4-byte tensors.
   SMLA_RETURN_IF_ERROR(check_alignment(args.q, kVectorBytes, "args.q"));
@@ -352,7 +363,7 @@ Status validate_decode_args(const Plan& plan, const DecodeArgs& args, const void
 
   if (!std::isfinite(args.softmax_scale) || !(args.softmax_scale > 0.f)) {
     return Status::InvalidArgument("args.softmax_scale must be finite and > 0 (got " +
-                                   std::to_string(args.softmax_scale) + "; the model value is 512^-0.5)");
+                                   float_text(args.softmax_scale) + "; the model value is 512^-0.5)");
   }
 
   if (plan.workspace_bytes() > 0) {
