@@ -1,0 +1,45 @@
+"""smla: DeepSeek-V4 sparse MLA decode over a paged FP8 KV cache, through the C API (ctypes).
+
+    import smla
+    cache = smla.allocate_cache(num_pages, page_block_size=64, device="cuda")
+    smla.append(cache, tokens_bf16, slots, page_block_size=64)
+    plan = smla.plan(batch, seq_q, num_heads, topk)
+    out, lse = plan.run(q, smla.CacheLayout.from_tensor(cache, 64), indices)
+
+Inputs may be PyTorch tensors (CUDA or CPU), NumPy arrays (CPU backend; bf16 as uint16 bits, see
+float_to_bf16) or DLPack objects. PyTorch is optional: when it is importable, the op
+smla::sparse_decode is registered at import (set SMLA_NO_TORCH=1 to skip importing torch).
+"""
+
+import importlib.util
+import os
+
+from ._lib import SmlaError, library_path
+from .bf16 import bf16_to_float, float_to_bf16
+from .cache import (CacheLayout, allocate_cache, append, dequantize, relayout_pages, relayout_workspace_bytes,
+                    writer_page_stride_bytes)
+from .decode import DEFAULT_SOFTMAX_SCALE, Plan, backend_name, cuda_available, plan
+
+
+def version():
+    """Version string of the loaded libsmla.so."""
+    from ._lib import library
+
+    return library().smla_version().decode()
+
+
+def _register_torch_op():
+    if os.environ.get("SMLA_NO_TORCH") == "1" or importlib.util.find_spec("torch") is None:
+        return False
+    from . import _torch_ops
+
+    return _torch_ops.register()
+
+
+TORCH_OP_REGISTERED = _register_torch_op()
+
+__all__ = [
+    "CacheLayout", "DEFAULT_SOFTMAX_SCALE", "Plan", "SmlaError", "TORCH_OP_REGISTERED", "allocate_cache", "append",
+    "backend_name", "bf16_to_float", "cuda_available", "dequantize", "float_to_bf16", "library_path", "plan",
+    "relayout_pages", "relayout_workspace_bytes", "version", "writer_page_stride_bytes",
+]

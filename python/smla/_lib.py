@@ -1,0 +1,220 @@
+"""ctypes binding of the smla C API (include/smla/smla.h, include/smla/types.h).
+
+The structs below mirror types.h field for field; keep them in the same order. The library is found
+through SMLA_LIBRARY, else a libsmla.so installed next to this package, else the repository's build
+trees (build*/libsmla.so), so `PYTHONPATH=python` works straight from a checkout.
+"""
+
+import ctypes
+import glob
+import os
+import threading
+
+STATUS_OK = 0
+STATUS_NAMES = {
+    0: "OK",
+    1: "INVALID_ARGUMENT",
+    2: "UNSUPPORTED",
+    3: "NO_DEVICE",
+    4: "CUDA_ERROR",
+    5: "DEVICE_CHECK_FAILED",
+    6: "INTERNAL",
+}
+
+BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA_REF, BACKEND_CUDA = 0, 1, 2, 3
+LENGTHS_PER_BATCH, LENGTHS_PER_QUERY = 0, 1
+CPU_FLOAT64, CPU_FLOAT32 = 0, 1
+MEMORY_HOST, MEMORY_DEVICE = 0, 1
+
+
+class SmlaError(RuntimeError):
+    """A failed smla call: `status` is the smla_status_t code, `message` smla_last_error()."""
+
+    def __init__(self, status, message):
+        self.status = int(status)
+        self.status_name = STATUS_NAMES.get(self.status, str(self.status))
+        self.message = message
+        super().__init__(f"smla error {self.status_name} ({self.status}): {message}")
+
+
+class CacheLayoutStruct(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.c_void_p),
+        ("page_block_size", ctypes.c_int64),
+        ("page_stride_bytes", ctypes.c_int64),
+        ("num_pages", ctypes.c_int64),
+    ]
+
+
+class DecodeShapeStruct(ctypes.Structure):
+    _fields_ = [
+        ("batch", ctypes.c_int32),
+        ("seq_q", ctypes.c_int32),
+        ("num_heads", ctypes.c_int32),
+        ("topk", ctypes.c_int32),
+        ("extra_topk", ctypes.c_int32),
+    ]
+
+
+class PlanOptionsStruct(ctypes.Structure):
+    _fields_ = [
+        ("backend", ctypes.c_int),
+        ("device", ctypes.c_int32),
+        ("num_splits", ctypes.c_int32),
+        ("cpu_precision", ctypes.c_int),
+        ("cpu_threads", ctypes.c_int32),
+    ]
+
+
+class DecodeArgsStruct(ctypes.Structure):
+    _fields_ = [
+        ("q", ctypes.c_void_p),
+        ("q_stride_batch", ctypes.c_int64),
+        ("q_stride_seq", ctypes.c_int64),
+        ("q_stride_head", ctypes.c_int64),
+        ("main_cache", CacheLayoutStruct),
+        ("indices", ctypes.c_void_p),
+        ("indices_stride_batch", ctypes.c_int64),
+        ("indices_stride_seq", ctypes.c_int64),
+        ("topk_length", ctypes.c_void_p),
+        ("topk_length_layout", ctypes.c_int),
+        ("extra_cache", CacheLayoutStruct),
+        ("extra_indices", ctypes.c_void_p),
+        ("extra_indices_stride_batch", ctypes.c_int64),
+        ("extra_indices_stride_seq", ctypes.c_int64),
+        ("extra_topk_length", ctypes.c_void_p),
+        ("extra_topk_length_layout", ctypes.c_int),
+        ("attn_sink", ctypes.c_void_p),
+        ("softmax_scale", ctypes.c_float),
+        ("out", ctypes.c_void_p),
+        ("out_stride_batch", ctypes.c_int64),
+        ("out_stride_seq", ctypes.c_int64),
+        ("out_stride_head", ctypes.c_int64),
+        ("lse", ctypes.c_void_p),
+        ("lse_stride_batch", ctypes.c_int64),
+        ("lse_stride_seq", ctypes.c_int64),
+        ("lse_stride_head", ctypes.c_int64),
+    ]
+
+
+class RelayoutIndexSetStruct(ctypes.Structure):
+    _fields_ = [
+        ("indices", ctypes.c_void_p),
+        ("num_rows", ctypes.c_int64),
+        ("width", ctypes.c_int64),
+        ("row_stride", ctypes.c_int64),
+    ]
+
+
+_P = ctypes.POINTER
+# name: (restype, argtypes). Status-returning functions are checked by `call`.
+_SIGNATURES = {
+    "smla_version": (ctypes.c_char_p, []),
+    "smla_last_error": (ctypes.c_char_p, []),
+    "smla_status_string": (ctypes.c_char_p, [ctypes.c_int]),
+    "smla_backend_name": (ctypes.c_char_p, [ctypes.c_int]),
+    "smla_backend_from_name": (ctypes.c_int, [ctypes.c_char_p, _P(ctypes.c_int)]),
+    "smla_resolve_backend": (ctypes.c_int, [ctypes.c_int, ctypes.c_int32, _P(ctypes.c_int)]),
+    "smla_cuda_available": (ctypes.c_int, []),
+    "smla_writer_page_stride_bytes": (ctypes.c_int64, [ctypes.c_int64]),
+    "smla_validate_cache_layout": (ctypes.c_int, [_P(CacheLayoutStruct)]),
+    "smla_default_plan_options": (None, [_P(PlanOptionsStruct)]),
+    "smla_plan_create": (ctypes.c_int, [_P(DecodeShapeStruct), _P(PlanOptionsStruct), _P(ctypes.c_void_p)]),
+    "smla_plan_destroy": (ctypes.c_int, [ctypes.c_void_p]),
+    "smla_plan_workspace_bytes": (ctypes.c_int, [ctypes.c_void_p, _P(ctypes.c_size_t)]),
+    "smla_plan_backend": (ctypes.c_int, [ctypes.c_void_p, _P(ctypes.c_int)]),
+    "smla_plan_num_splits": (ctypes.c_int, [ctypes.c_void_p, _P(ctypes.c_int32)]),
+    "smla_set_contiguous_strides": (ctypes.c_int, [ctypes.c_void_p, _P(DecodeArgsStruct)]),
+    "smla_decode_run": (
+        ctypes.c_int,
+        [ctypes.c_void_p, _P(DecodeArgsStruct), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p],
+    ),
+    "smla_append": (
+        ctypes.c_int,
+        [_P(CacheLayoutStruct), ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+         ctypes.c_int32, ctypes.c_void_p],
+    ),
+    "smla_dequantize_gather": (
+        ctypes.c_int, [_P(CacheLayoutStruct), ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+    ),
+    "smla_relayout_workspace_bytes": (ctypes.c_int64, [_P(CacheLayoutStruct)]),
+    "smla_relayout_pages": (
+        ctypes.c_int,
+        [_P(CacheLayoutStruct), _P(CacheLayoutStruct), _P(RelayoutIndexSetStruct), ctypes.c_int32,
+         ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p],
+    ),
+}
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_REPO_ROOT = os.path.dirname(os.path.dirname(_PACKAGE_DIR))
+
+
+def candidate_library_paths():
+    """Where libsmla.so is looked for, in order (see the module docstring)."""
+    explicit = os.environ.get("SMLA_LIBRARY")
+    if explicit:
+        return [explicit]
+    paths = [os.path.join(_PACKAGE_DIR, "libsmla.so")]
+    # Newest build tree first, so a fresh build wins over a stale one.
+    built = glob.glob(os.path.join(_REPO_ROOT, "build*", "libsmla.so"))
+    paths += sorted(built, key=os.path.getmtime, reverse=True)
+    return paths
+
+
+_library = None
+_library_lock = threading.Lock()
+
+
+def library():
+    """The loaded libsmla.so (loaded on first use, so importing smla never fails on a missing build)."""
+    global _library
+    if _library is not None:
+        return _library
+    with _library_lock:
+        if _library is None:
+            _library = _load()
+    return _library
+
+
+def _load():
+    tried = []
+    for path in candidate_library_paths():
+        if not os.path.exists(path):
+            tried.append(f"{path} (missing)")
+            continue
+        try:
+            lib = ctypes.CDLL(os.path.abspath(path))
+        except OSError as error:  # e.g. a half-built library with undefined symbols
+            tried.append(f"{path} ({error})")
+            continue
+        missing = [name for name in _SIGNATURES if not hasattr(lib, name)]
+        if missing:
+            tried.append(f"{path} (lacks {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''})")
+            continue
+        for name, (restype, argtypes) in _SIGNATURES.items():
+            function = getattr(lib, name)
+            function.restype = restype
+            function.argtypes = argtypes
+        lib.smla_library_path = os.path.abspath(path)
+        return lib
+    raise OSError(
+        "smla: no usable libsmla.so found; set SMLA_LIBRARY=/path/to/libsmla.so or build it with "
+        "`cmake --build build --target smla`. Tried: " + "; ".join(tried)
+    )
+
+
+def library_path():
+    return library().smla_library_path
+
+
+def last_error():
+    message = library().smla_last_error()
+    return message.decode("utf-8", "replace") if message else ""
+
+
+def call(name, *args):
+    """Calls a status-returning C function and raises SmlaError with smla_last_error() on failure."""
+    status = getattr(library(), name)(*args)
+    if status != STATUS_OK:
+        raise SmlaError(status, last_error() or f"{name} failed")
+    return status

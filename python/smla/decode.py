@@ -1,0 +1,291 @@
+"""Decode plans (spec sections 4-5): plan once per shape, then run allocation-free."""
+
+import ctypes
+import itertools
+import math
+import weakref
+
+import numpy as np
+
+from . import _lib
+from . import _tensors as T
+from .cache import CacheLayout, _current_stream, _parse_device, as_cache_layout
+
+HEAD_DIM = 512
+DEFAULT_SOFTMAX_SCALE = 512 ** -0.5
+_CPU_PRECISIONS = {"float64": _lib.CPU_FLOAT64, "float32": _lib.CPU_FLOAT32}
+
+# plan id -> Plan, so the torch op (whose schema holds only tensors and scalars) can find its plan.
+_plans_by_id = weakref.WeakValueDictionary()
+_plan_ids = itertools.count(1)
+
+
+def backend_from_name(name):
+    value = ctypes.c_int()
+    _lib.call("smla_backend_from_name", str(name).encode(), ctypes.byref(value))
+    return value.value
+
+
+def backend_name(backend=None, device=None):
+    """Name of a backend: of a Plan, of a backend code or name, or (None) what "auto" resolves to here."""
+    if isinstance(backend, Plan):
+        return backend.backend_name
+    if backend is None or isinstance(backend, str):
+        requested = backend_from_name(backend or "auto")
+        device_type, device_index = _parse_device(device) if device not in (None, "cpu") else ("cpu", None)
+        resolved = ctypes.c_int()
+        _lib.call("smla_resolve_backend", requested, -1 if device_index is None else device_index,
+                  ctypes.byref(resolved))
+        backend = resolved.value
+    return _lib.library().smla_backend_name(int(backend)).decode()
+
+
+def cuda_available():
+    """True when a CUDA device usable by smla's CUDA backends exists."""
+    return bool(_lib.library().smla_cuda_available())
+
+
+class Plan:
+    """A decode plan for one (batch, seq_q, num_heads, topk, extra_topk, device) and its workspace.
+
+    The workspace is allocated and zeroed once here (a torch uint8 tensor on the plan's GPU for the
+    CUDA backends, a NumPy array for the CPU backend); `run` allocates nothing else unless it is
+    asked to create `out`/`lse`.
+    """
+
+    def __init__(self, batch, seq_q, num_heads, topk, extra_topk=0, backend="auto", device=None, num_splits=0,
+                 cpu_precision="float64", cpu_threads=0):
+        self._handle = None
+        self.batch, self.seq_q, self.num_heads = int(batch), int(seq_q), int(num_heads)
+        self.topk, self.extra_topk = int(topk), int(extra_topk)
+        if cpu_precision not in _CPU_PRECISIONS:
+            raise ValueError(f"cpu_precision: expected 'float64' or 'float32', got {cpu_precision!r}")
+        requested = backend_from_name(backend)
+        device_type, device_index = ("cpu", None) if device is None else _parse_device(device)
+        if device_type == "cpu" and device is not None:
+            if requested == _lib.BACKEND_AUTO:
+                requested = _lib.BACKEND_CPU
+            elif requested != _lib.BACKEND_CPU:
+                raise ValueError(f"device: backend {backend!r} runs on CUDA, got device={device!r}")
+        if device is None and requested != _lib.BACKEND_CPU:
+            torch = T.torch_module()
+            device_index = torch.cuda.current_device() if torch is not None and torch.cuda.is_available() else 0
+
+        shape = _lib.DecodeShapeStruct(self.batch, self.seq_q, self.num_heads, self.topk, self.extra_topk)
+        options = _lib.PlanOptionsStruct()
+        _lib.library().smla_default_plan_options(ctypes.byref(options))
+        options.backend = requested
+        options.device = -1 if device_index is None else device_index
+        options.num_splits = int(num_splits)
+        options.cpu_precision = _CPU_PRECISIONS[cpu_precision]
+        options.cpu_threads = int(cpu_threads)
+        handle = ctypes.c_void_p()
+        _lib.call("smla_plan_create", ctypes.byref(shape), ctypes.byref(options), ctypes.byref(handle))
+        self._handle = handle
+
+        value, size, splits = ctypes.c_int(), ctypes.c_size_t(), ctypes.c_int32()
+        _lib.call("smla_plan_backend", handle, ctypes.byref(value))
+        _lib.call("smla_plan_workspace_bytes", handle, ctypes.byref(size))
+        _lib.call("smla_plan_num_splits", handle, ctypes.byref(splits))
+        self.backend = value.value
+        self.backend_name = _lib.library().smla_backend_name(self.backend).decode()
+        self.workspace_bytes = int(size.value)
+        self.num_splits = int(splits.value)
+        if self.backend == _lib.BACKEND_CPU:
+            self.device_type, self.device_index = "cpu", None
+            self.workspace = T.aligned_zeros((max(self.workspace_bytes, 1),), np.uint8)
+        else:
+            self.device_type, self.device_index = "cuda", device_index
+            torch = T.torch_module()
+            if torch is None:
+                try:
+                    import torch
+                except ImportError as error:
+                    raise RuntimeError("smla: a CUDA plan needs PyTorch to allocate its workspace") from error
+            # Zeroed once: the CUDA backends keep a device error counter in it (spec section 5).
+            self.workspace = torch.zeros(max(self.workspace_bytes, 1), dtype=torch.uint8, device=self.device)
+        self._workspace_ptr = T.tensor_info(self.workspace, "workspace").ptr
+        self._workspace_torch = None
+        self.plan_id = next(_plan_ids)
+        _plans_by_id[self.plan_id] = self
+
+    @property
+    def device(self):
+        return "cpu" if self.device_type == "cpu" else f"cuda:{self.device_index}"
+
+    def __del__(self):
+        handle = getattr(self, "_handle", None)
+        if handle:
+            try:
+                _lib.library().smla_plan_destroy(handle)
+            except Exception:  # interpreter shutdown: the library may already be gone
+                pass
+            self._handle = None
+
+    def __repr__(self):
+        return (f"Plan(batch={self.batch}, seq_q={self.seq_q}, num_heads={self.num_heads}, topk={self.topk}, "
+                f"extra_topk={self.extra_topk}, backend={self.backend_name!r}, device={self.device!r}, "
+                f"num_splits={self.num_splits}, workspace_bytes={self.workspace_bytes})")
+
+    def workspace_tensor(self):
+        """The workspace as a torch tensor (CPU plans wrap their NumPy buffer once, without copying)."""
+        if self._workspace_torch is None:
+            torch = T.torch_module()
+            self._workspace_torch = (self.workspace if T.is_torch_tensor(self.workspace)
+                                     else torch.from_numpy(self.workspace))
+        return self._workspace_torch
+
+    def run(self, q, cache, indices, topk_length=None, extra_cache=None, extra_indices=None,
+            extra_topk_length=None, attn_sink=None, softmax_scale=None, out=None, lse=None,
+            page_block_size=None, extra_page_block_size=None, stream=None):
+        """One decode. Returns (out [b, s_q, h, 512] bf16, lse [b, s_q, h] float32).
+
+        Caches: a CacheLayout, a FlashMLA view [pages, P, 1, 584], or [pages, stride] bytes with
+        page_block_size / extra_page_block_size. out/lse are created when not given (torch tensors for
+        torch inputs, NumPy arrays otherwise); given ones may be strided (last dim of out contiguous).
+        Torch inputs go through the smla::sparse_decode op (CUDA graphs, torch.compile).
+        """
+        if softmax_scale is None:
+            softmax_scale = DEFAULT_SOFTMAX_SCALE
+        from . import _torch_ops
+
+        if _torch_ops.registered() and T.is_torch_tensor(q) and stream is None:
+            routed = _torch_ops.run_plan(self, q, cache, indices, topk_length, extra_cache, extra_indices,
+                                         extra_topk_length, attn_sink, softmax_scale, out, lse, page_block_size,
+                                         extra_page_block_size)
+            if routed is not None:
+                return routed
+        return self._run_direct(q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length,
+                                attn_sink, softmax_scale, out, lse, page_block_size, extra_page_block_size, stream)
+
+    def _run_direct(self, q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length,
+                    attn_sink, softmax_scale, out, lse, page_block_size, extra_page_block_size, stream):
+        main_layout = as_cache_layout(cache, page_block_size, "cache")
+        extra_layout = (None if extra_cache is None
+                        else as_cache_layout(extra_cache, extra_page_block_size, "extra_cache"))
+        q_info = T.tensor_info(q, "q")
+        if out is None:
+            out = self._new_output(q_info, (self.batch, self.seq_q, self.num_heads, HEAD_DIM), "bf16", "out")
+        if lse is None:
+            lse = self._new_output(q_info, (self.batch, self.seq_q, self.num_heads), "float32", "lse")
+        infos = {
+            "q": q_info,
+            "indices": T.tensor_info(indices, "indices"),
+            "topk_length": T.optional_info(topk_length, "topk_length"),
+            "extra_indices": T.optional_info(extra_indices, "extra_indices"),
+            "extra_topk_length": T.optional_info(extra_topk_length, "extra_topk_length"),
+            "attn_sink": T.optional_info(attn_sink, "attn_sink"),
+            "out": T.tensor_info(out, "out"),
+            "lse": T.tensor_info(lse, "lse"),
+        }
+        self.launch(infos, main_layout, extra_layout, softmax_scale, _current_stream(q_info, stream))
+        return out, lse
+
+    def _new_output(self, q_info, shape, kind, name):
+        if q_info.framework == "torch":
+            torch = T.torch_module()
+            dtype = torch.bfloat16 if kind == "bf16" else torch.float32
+            return torch.empty(shape, dtype=dtype, device=q_info.obj.device)
+        if q_info.device_type != "cpu":
+            raise ValueError(f"{name}: pass an output tensor for a {q_info.framework} input on {q_info.device} "
+                             f"(only torch or host inputs get outputs allocated)")
+        return T.aligned_empty(shape, np.uint16 if kind == "bf16" else np.float32)
+
+    def validate(self, infos, main_layout, extra_layout, softmax_scale):
+        """Checks every argument against the plan; ValueError names the argument (expected vs got)."""
+        b, s, h = ("b", self.batch), ("s_q", self.seq_q), ("h", self.num_heads)
+        q, out, lse = infos["q"], infos["out"], infos["lse"]
+        T.check_bf16(q, "q")
+        T.check_shape(q, "q", [b, s, h, ("D", HEAD_DIM)])
+        T.check_bf16(out, "out")
+        T.check_shape(out, "out", [b, s, h, ("D", HEAD_DIM)])
+        T.check_dtype(lse, "lse", ("float32",))
+        T.check_shape(lse, "lse", [b, s, h])
+        for name in ("q", "out"):
+            T.check_last_dim_contiguous(infos[name], name)
+        self._check_index_list(infos, "indices", "topk_length", self.topk, "topk")
+        if self.extra_topk > 0:
+            if extra_layout is None or infos["extra_indices"] is None:
+                missing = "extra_cache" if extra_layout is None else "extra_indices"
+                raise ValueError(f"{missing}: required, the plan was made with extra_topk={self.extra_topk}")
+            self._check_index_list(infos, "extra_indices", "extra_topk_length", self.extra_topk, "extra_topk")
+        elif extra_layout is not None or infos["extra_indices"] is not None or infos["extra_topk_length"] is not None:
+            raise ValueError("extra_cache: the plan was made with extra_topk=0; make the plan with "
+                             "extra_topk=<extra index width> to read an extra cache")
+        sink = infos["attn_sink"]
+        if sink is not None:
+            T.check_dtype(sink, "attn_sink", ("float32",))
+            T.check_shape(sink, "attn_sink", [h])
+            T.check_contiguous(sink, "attn_sink")
+        if not (isinstance(softmax_scale, (int, float)) and math.isfinite(softmax_scale) and softmax_scale > 0):
+            raise ValueError(f"softmax_scale: expected a finite value > 0, got {softmax_scale!r}")
+        for name, info in infos.items():
+            if info is not None:
+                T.check_nonnegative_strides(info, name)
+                T.check_device(info, name, self.device_type, self.device_index)
+        for name, layout in (("cache", main_layout), ("extra_cache", extra_layout)):
+            if layout is not None and (layout.device_type != self.device_type or
+                                       (self.device_type == "cuda" and layout.device_index != self.device_index)):
+                raise ValueError(f"{name}: expected a cache on {self.device} (the plan's device), got one on "
+                                 f"{layout.device}")
+
+    def _check_index_list(self, infos, indices_name, lengths_name, width, width_name):
+        indices = infos[indices_name]
+        T.check_dtype(indices, indices_name, ("int32",))
+        T.check_shape(indices, indices_name, [("b", self.batch), ("s_q", self.seq_q), (width_name, width)])
+        T.check_last_dim_contiguous(indices, indices_name)
+        lengths = infos[lengths_name]
+        if lengths is not None:
+            T.check_dtype(lengths, lengths_name, ("int32",))
+            if lengths.shape not in ((self.batch,), (self.batch, self.seq_q)):
+                raise ValueError(f"{lengths_name}: expected shape [b={self.batch}] or [b={self.batch}, "
+                                 f"s_q={self.seq_q}], got {list(lengths.shape)}")
+            T.check_contiguous(lengths, lengths_name)
+
+    def launch(self, infos, main_layout, extra_layout, softmax_scale, stream):
+        """Validates, fills smla_decode_args_t and calls smla_decode_run (raises SmlaError on failure)."""
+        self.validate(infos, main_layout, extra_layout, softmax_scale)
+        args = _lib.DecodeArgsStruct()
+        q, indices, out, lse = infos["q"], infos["indices"], infos["out"], infos["lse"]
+        args.q = q.ptr
+        args.q_stride_batch, args.q_stride_seq, args.q_stride_head = q.strides[:3]
+        args.main_cache = main_layout.to_struct()
+        args.indices = indices.ptr
+        args.indices_stride_batch, args.indices_stride_seq = indices.strides[:2]
+        _set_lengths(args, "topk_length", infos["topk_length"])
+        if self.extra_topk > 0:
+            extra_indices = infos["extra_indices"]
+            args.extra_cache = extra_layout.to_struct()
+            args.extra_indices = extra_indices.ptr
+            args.extra_indices_stride_batch, args.extra_indices_stride_seq = extra_indices.strides[:2]
+            _set_lengths(args, "extra_topk_length", infos["extra_topk_length"])
+        args.attn_sink = infos["attn_sink"].ptr if infos["attn_sink"] is not None else None
+        args.softmax_scale = float(softmax_scale)
+        args.out = out.ptr
+        args.out_stride_batch, args.out_stride_seq, args.out_stride_head = out.strides[:3]
+        args.lse = lse.ptr
+        args.lse_stride_batch, args.lse_stride_seq, args.lse_stride_head = lse.strides
+        _lib.call("smla_decode_run", self._handle, ctypes.byref(args), ctypes.c_void_p(self._workspace_ptr),
+                  self.workspace_bytes, stream)
+
+
+def _set_lengths(args, name, info):
+    if info is None:
+        setattr(args, name, None)
+        setattr(args, name + "_layout", _lib.LENGTHS_PER_BATCH)
+        return
+    setattr(args, name, info.ptr)
+    per_query = len(info.shape) == 2
+    setattr(args, name + "_layout", _lib.LENGTHS_PER_QUERY if per_query else _lib.LENGTHS_PER_BATCH)
+
+
+def plan(batch, seq_q, num_heads, topk, extra_topk=0, backend="auto", device=None, num_splits=0, **options):
+    """Makes a Plan (see Plan); `options` are cpu_precision ("float64"/"float32") and cpu_threads."""
+    return Plan(batch, seq_q, num_heads, topk, extra_topk, backend, device, num_splits, **options)
+
+
+def plan_by_id(plan_id):
+    found = _plans_by_id.get(plan_id)
+    if found is None:
+        raise ValueError(f"plan_id: no live smla Plan with id {plan_id} (was the plan garbage-collected?)")
+    return found
