@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/build_params.h"
 #include "common/test_support.h"
 #include "smla/cache.h"
 #include "smla/decode.h"
@@ -425,6 +426,47 @@ TEST_F(ArgsValidation, DecodeConvenienceMatchesPlanAndRun) {
   expect_invalid(decode(problem.shape, once_args, cpu_options()), {"args.softmax_scale"});
 }
 
+TEST_F(ArgsValidation, BuildParamsCopiesArgumentsAndSchedule) {
+  args.topk_length_layout = SMLA_LENGTHS_PER_QUERY;  // only the flag matters here, not the buffer size
+  unsetenv("SMLA_DEBUG_CHECKS");
+  detail::DecodeParams params = detail::build_decode_params(plan, args, nullptr);
+  EXPECT_EQ(params.batch, 2);
+  EXPECT_EQ(params.seq_q, 2);
+  EXPECT_EQ(params.num_heads, 4);
+  EXPECT_EQ(params.q, args.q);
+  EXPECT_EQ(params.q_stride_seq, args.q_stride_seq);
+  EXPECT_EQ(params.main.indices, args.indices);
+  EXPECT_EQ(params.main.width, 64);
+  EXPECT_EQ(params.main.lengths_per_query, 1);
+  EXPECT_EQ(params.main.cache.num_slots, cache_num_slots(args.main_cache));
+  EXPECT_EQ(params.main.cache.page_stride_bytes, args.main_cache.page_stride_bytes);
+  EXPECT_EQ(params.extra.width, 64);
+  EXPECT_EQ(params.extra.lengths_per_query, 0);
+  EXPECT_EQ(params.extra.cache.page_block_size, 2);
+  EXPECT_EQ(params.out, args.out);
+  EXPECT_EQ(params.lse_stride_head, 1);
+  EXPECT_EQ(params.softmax_scale, args.softmax_scale);
+  EXPECT_EQ(params.main_tiles, 1);
+  EXPECT_EQ(params.total_tiles, 2);
+  EXPECT_EQ(params.num_splits, 1);
+  EXPECT_EQ(params.tiles_per_split, 2);
+  EXPECT_EQ(params.error_counter, nullptr);  // the CPU plan has no workspace
+  EXPECT_EQ(params.debug_checks, 0);
+
+  setenv("SMLA_DEBUG_CHECKS", "1", 1);
+  EXPECT_EQ(detail::build_decode_params(plan, args, nullptr).debug_checks, 1);
+  unsetenv("SMLA_DEBUG_CHECKS");
+
+  // Without an extra list in the plan, the extra arguments are not copied.
+  DecodeShape shape = problem.shape;
+  shape.extra_topk = 0;
+  ASSERT_TRUE(make_plan(shape, cpu_options(), &plan).ok());
+  params = detail::build_decode_params(plan, args, nullptr);
+  EXPECT_EQ(params.extra.width, 0);
+  EXPECT_EQ(params.extra.indices, nullptr);
+  EXPECT_EQ(params.total_tiles, 1);
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Checks that need a CUDA plan: they run where a device exists (the lead's GPU runs) and skip here.
 
@@ -464,6 +506,25 @@ TEST_F(ArgsValidation, CpuBackendRejectsDeviceMemory) {
   expect_invalid(check(), {"args.out", "CUDA device memory"});
   cudaFree(device_q);
   cudaFree(device_out);
+}
+
+TEST_F(ArgsValidation, CudaPlanWorkspaceCarveUp) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  PlanOptions options = default_plan_options();
+  options.backend = SMLA_BACKEND_CUDA;
+  options.num_splits = 2;  // forced, so the partial buffers exist
+  Plan cuda_plan;
+  ASSERT_TRUE(make_plan(problem.shape, options, &cuda_plan).ok());
+  ASSERT_EQ(cuda_plan.num_splits(), 2);
+  const detail::WorkspaceLayout layout = detail::WorkspaceLayout::make(4, 4, 2);
+  EXPECT_EQ(cuda_plan.workspace_bytes(), layout.total_bytes);
+  alignas(256) static unsigned char fake_workspace[1];  // addresses only; nothing is dereferenced
+  const detail::DecodeParams params = detail::build_decode_params(cuda_plan, args, fake_workspace);
+  EXPECT_EQ(reinterpret_cast<unsigned char*>(params.error_counter), fake_workspace);
+  EXPECT_EQ(reinterpret_cast<unsigned char*>(params.partial_lse), fake_workspace + layout.partial_lse_offset);
+  EXPECT_EQ(reinterpret_cast<unsigned char*>(params.partial_out), fake_workspace + layout.partial_out_offset);
+  EXPECT_EQ(params.num_splits, 2);
+  EXPECT_EQ(params.tiles_per_split, 1);
 }
 
 }  // namespace
