@@ -39,9 +39,14 @@ class TensorInfo:
         return "cpu" if self.device_type == "cpu" else f"cuda:{self.device_index}"
 
 
+# Set by the torch-op registration. Reading a module global (not sys.modules) keeps these helpers
+# traceable by torch.compile without graph breaks.
+TORCH = None
+
+
 def torch_module():
     """The torch module if it is already imported (never imports it)."""
-    return sys.modules.get("torch")
+    return TORCH if TORCH is not None else sys.modules.get("torch")
 
 
 def is_torch_tensor(obj):

@@ -24,6 +24,7 @@ def register():
         return True
     import torch
 
+    T.TORCH = torch
     if not hasattr(torch.library, "custom_op"):
         return False
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _lib
 from . import _tensors as T
+from . import _torch_ops
 from .cache import CacheLayout, _current_stream, _parse_device, as_cache_layout
 
 HEAD_DIM = 512
@@ -105,7 +106,8 @@ class Plan:
             # Zeroed once: the CUDA backends keep a device error counter in it (spec section 5).
             self.workspace = torch.zeros(max(self.workspace_bytes, 1), dtype=torch.uint8, device=self.device)
         self._workspace_ptr = T.tensor_info(self.workspace, "workspace").ptr
-        self._workspace_torch = None
+        # Set here for CUDA plans so a torch.compile'd run never mutates the plan.
+        self._workspace_torch = self.workspace if T.is_torch_tensor(self.workspace) else None
         self.plan_id = next(_plan_ids)
         _plans_by_id[self.plan_id] = self
 
@@ -147,8 +149,6 @@ class Plan:
         """
         if softmax_scale is None:
             softmax_scale = DEFAULT_SOFTMAX_SCALE
-        from . import _torch_ops
-
         if _torch_ops.registered() and T.is_torch_tensor(q) and stream is None:
             routed = _torch_ops.run_plan(self, q, cache, indices, topk_length, extra_cache, extra_indices,
                                          extra_topk_length, attn_sink, softmax_scale, out, lse, page_block_size,
