@@ -7,8 +7,8 @@
 #include "smla/status.h"
 
 // Returns an Internal status with `message` from the enclosing function when `condition` is false.
-#define BENCH_REQUIRE(condition, message)                     \
-  do {                                                        \
+#define BENCH_REQUIRE(condition, message)                              \
+  do {                                                                 \
     if (!(condition)) return ::smla::Status::InvalidArgument(message); \
   } while (0)
 
@@ -22,8 +22,8 @@ inline smla::Status with_context(const smla::Status& status, const std::string& 
 
 }  // namespace smla_bench
 
-#define BENCH_RETURN_IF_ERROR_CTX(expr, context)                                    \
-  do {                                                                              \
-    ::smla::Status bench_status_ = (expr);                                          \
+#define BENCH_RETURN_IF_ERROR_CTX(expr, context)                                        \
+  do {                                                                                  \
+    ::smla::Status bench_status_ = (expr);                                              \
     if (!bench_status_.ok()) return ::smla_bench::with_context(bench_status_, context); \
   } while (0)

@@ -19,12 +19,12 @@ smla::Status cuda_status(cudaError_t error, const char* call, const char* file, 
                                  " failed: " + cudaGetErrorName(error) + ": " + cudaGetErrorString(error));
 }
 
-#define BENCH_CUDA_CHECK(expr)                                                        \
-  do {                                                                                \
-    const cudaError_t bench_cuda_error_ = (expr);                                     \
-    if (bench_cuda_error_ != cudaSuccess) {                                           \
-      return cuda_status(bench_cuda_error_, #expr, __FILE__, __LINE__);               \
-    }                                                                                 \
+#define BENCH_CUDA_CHECK(expr)                                          \
+  do {                                                                  \
+    const cudaError_t bench_cuda_error_ = (expr);                       \
+    if (bench_cuda_error_ != cudaSuccess) {                             \
+      return cuda_status(bench_cuda_error_, #expr, __FILE__, __LINE__); \
+    }                                                                   \
   } while (0)
 
 // Owns the graphs and events of one time_calls() so that every exit path releases them.
@@ -151,7 +151,8 @@ class CudaDevice final : public BenchDevice {
       BENCH_CUDA_CHECK(cudaGraphUpload(executable, stream_));
     }
     const size_t num_graphs = resources.executables.size();
-    for (int i = 0; i < warmup; ++i) BENCH_CUDA_CHECK(cudaGraphLaunch(resources.executables[i % num_graphs], stream_));
+    for (int i = 0; i < warmup; ++i)
+      BENCH_CUDA_CHECK(cudaGraphLaunch(resources.executables[i % num_graphs], stream_));
     BENCH_CUDA_CHECK(cudaStreamSynchronize(stream_));
 
     resources.events.resize(static_cast<size_t>(iterations) + 1, nullptr);

@@ -22,7 +22,8 @@ struct AlignedHostBuffer {
   smla::Status allocate(size_t bytes) {
     const size_t rounded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
     memory.reset(std::aligned_alloc(64, rounded));
-    if (!memory) return smla::Status::Internal("host allocation of " + std::to_string(bytes) + " bytes failed");
+    if (!memory)
+      return smla::Status::Internal("host allocation of " + std::to_string(bytes) + " bytes failed");
     return smla::Status::Ok();
   }
   template <typename T>
@@ -91,15 +92,18 @@ smla::Status gather_to_host_cache(BenchDevice& device, const smla::CacheLayout& 
   for (size_t i = 0; i < slots.size(); ++i) (*compact_indices)[i] = static_cast<int32_t>(i);
 
   constexpr int64_t kCompactPageBlockSize = 64;
-  const int64_t pages = (static_cast<int64_t>(slots.size()) + kCompactPageBlockSize - 1) / kCompactPageBlockSize;
-  const size_t pool_bytes = static_cast<size_t>(pages * smla::writer_page_stride_bytes(kCompactPageBlockSize));
+  const int64_t pages =
+      (static_cast<int64_t>(slots.size()) + kCompactPageBlockSize - 1) / kCompactPageBlockSize;
+  const size_t pool_bytes =
+      static_cast<size_t>(pages * smla::writer_page_stride_bytes(kCompactPageBlockSize));
   int32_t* device_slots = nullptr;
   SMLA_RETURN_IF_ERROR(upload(device, slots, &device_slots));
   void* device_pages = nullptr;
   SMLA_RETURN_IF_ERROR(device.allocate(pool_bytes, &device_pages));
-  const smla::CacheLayout device_compact = smla::make_cache_layout(device_pages, kCompactPageBlockSize, pages);
-  smla::Status status = device.gather_records(source, device_slots, static_cast<int64_t>(slots.size()),
-                                              device_compact);
+  const smla::CacheLayout device_compact =
+      smla::make_cache_layout(device_pages, kCompactPageBlockSize, pages);
+  smla::Status status =
+      device.gather_records(source, device_slots, static_cast<int64_t>(slots.size()), device_compact);
   if (status.ok()) status = host_pages->allocate(pool_bytes);
   if (status.ok()) status = device.copy_to_host(host_pages->as<void>(), device_pages, pool_bytes);
   device.release(device_slots);
@@ -108,7 +112,8 @@ smla::Status gather_to_host_cache(BenchDevice& device, const smla::CacheLayout& 
   return status;
 }
 
-std::vector<int32_t> lengths_of_entries(const std::vector<int32_t>& lengths, const std::vector<int>& entries) {
+std::vector<int32_t> lengths_of_entries(const std::vector<int32_t>& lengths,
+                                        const std::vector<int>& entries) {
   std::vector<int32_t> selected;
   for (int entry : entries) selected.push_back(lengths[entry]);
   return selected;
@@ -135,7 +140,8 @@ smla::Status make_filled_cache(BenchDevice& device, int64_t page_block_size, int
   const int64_t stride = smla::writer_page_stride_bytes(page_block_size);
   int64_t pages = std::max((min_tokens + page_block_size - 1) / page_block_size, budget_bytes / stride);
   // Slot ids are int32.
-  pages = std::max<int64_t>(1, std::min<int64_t>(pages, std::numeric_limits<int32_t>::max() / page_block_size));
+  pages =
+      std::max<int64_t>(1, std::min<int64_t>(pages, std::numeric_limits<int32_t>::max() / page_block_size));
   void* data = nullptr;
   BENCH_RETURN_IF_ERROR_CTX(device.allocate(static_cast<size_t>(pages * stride), &data),
                             "allocating a " + std::to_string(pages * stride) + "-byte cache");
@@ -154,7 +160,8 @@ smla::Status make_filled_cache(BenchDevice& device, int64_t page_block_size, int
     const int64_t count = std::min(chunk, total_tokens - first);
     status = device.fill_random_bf16(static_cast<uint16_t*>(tokens), count * smla::kHeadDim, seed,
                                      static_cast<uint64_t>(first) * smla::kHeadDim);
-    if (status.ok()) status = device.fill_slot_range(static_cast<int32_t*>(slots), count, static_cast<int32_t>(first));
+    if (status.ok())
+      status = device.fill_slot_range(static_cast<int32_t*>(slots), count, static_cast<int32_t>(first));
     if (status.ok()) {
       status = with_context(device.append_tokens(*cache, static_cast<const uint16_t*>(tokens), count,
                                                  static_cast<const int32_t*>(slots)),
@@ -201,7 +208,8 @@ smla::Status make_layer_instance(BenchDevice& device, const smla::DecodeShape& s
   const int64_t rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
   BENCH_REQUIRE(smla::cache_num_slots(main_cache) >= shape.topk, "main cache smaller than topk");
   if (shape.extra_topk > 0) {
-    BENCH_REQUIRE(smla::cache_num_slots(extra_cache) >= shape.extra_topk, "extra cache smaller than extra_topk");
+    BENCH_REQUIRE(smla::cache_num_slots(extra_cache) >= shape.extra_topk,
+                  "extra cache smaller than extra_topk");
   }
   std::vector<int32_t> indices;
   for (int set = 0; set < num_index_sets; ++set) {
@@ -220,7 +228,8 @@ smla::Status make_layer_instance(BenchDevice& device, const smla::DecodeShape& s
   layer->host_main_lengths = choose_lengths(rng, shape.batch, shape.topk, lengths.mode, lengths.main_length);
   SMLA_RETURN_IF_ERROR(upload(device, layer->host_main_lengths, &layer->main_lengths));
   layer->attended_tokens = 0;
-  for (int32_t length : layer->host_main_lengths) layer->attended_tokens += static_cast<int64_t>(length) * shape.seq_q;
+  for (int32_t length : layer->host_main_lengths)
+    layer->attended_tokens += static_cast<int64_t>(length) * shape.seq_q;
   if (shape.extra_topk > 0) {
     layer->host_extra_lengths =
         choose_lengths(rng, shape.batch, shape.extra_topk, lengths.mode, lengths.extra_length);
@@ -268,8 +277,8 @@ smla::Status check_layer(BenchDevice& device, const smla::Plan& plan, const Laye
                          const IoBuffers& buffers, void* workspace, CheckResult* result) {
   const smla::DecodeArgs device_args = make_decode_args(layer, 0, buffers);
   BENCH_RETURN_IF_ERROR_CTX(device.run_once([&](void* stream) {
-                              return smla::run(plan, device_args, workspace, plan.workspace_bytes(), stream);
-                            }),
+    return smla::run(plan, device_args, workspace, plan.workspace_bytes(), stream);
+  }),
                             "smla::run before the check");
 
   const smla::DecodeShape& shape = layer.shape;
@@ -305,8 +314,8 @@ smla::Status check_layer(BenchDevice& device, const smla::Plan& plan, const Laye
     SMLA_RETURN_IF_ERROR(device.copy_to_host(device_out.data() + i * entry_values,
                                              static_cast<const uint16_t*>(buffers.out) + entry * entry_values,
                                              entry_values * 2));
-    SMLA_RETURN_IF_ERROR(device.copy_to_host(device_lse.data() + i * entry_heads, buffers.lse + entry * entry_heads,
-                                             entry_heads * 4));
+    SMLA_RETURN_IF_ERROR(device.copy_to_host(device_lse.data() + i * entry_heads,
+                                             buffers.lse + entry * entry_heads, entry_heads * 4));
   }
   SMLA_RETURN_IF_ERROR(device.copy_to_host(sinks.data(), buffers.sinks, sinks.size() * 4));
 
@@ -345,8 +354,8 @@ smla::Status check_layer(BenchDevice& device, const smla::Plan& plan, const Laye
   for (size_t i = 0; i < reference_lse.size(); ++i) {
     if (!lse_within_tolerance(device_lse[i], reference_lse[i])) ++result->elements_outside_tolerance;
     if (std::isfinite(device_lse[i]) && std::isfinite(reference_lse[i])) {
-      result->max_abs_error_lse =
-          std::max(result->max_abs_error_lse, std::fabs(static_cast<double>(device_lse[i]) - reference_lse[i]));
+      result->max_abs_error_lse = std::max(result->max_abs_error_lse,
+                                           std::fabs(static_cast<double>(device_lse[i]) - reference_lse[i]));
     }
   }
   return smla::Status::Ok();

@@ -41,9 +41,9 @@ struct LayerInstance {
   smla::DecodeShape shape{};
   smla::CacheLayout main_cache{};
   smla::CacheLayout extra_cache{};
-  std::vector<int32_t*> main_indices;   // device [b, s_q, topk], one per index set
-  std::vector<int32_t*> extra_indices;  // device [b, s_q, extra_topk], one per index set
-  std::vector<int32_t> host_main_indices;   // index set 0, kept for --check
+  std::vector<int32_t*> main_indices;      // device [b, s_q, topk], one per index set
+  std::vector<int32_t*> extra_indices;     // device [b, s_q, extra_topk], one per index set
+  std::vector<int32_t> host_main_indices;  // index set 0, kept for --check
   std::vector<int32_t> host_extra_indices;
   int32_t* main_lengths = nullptr;  // device [b]
   int32_t* extra_lengths = nullptr;

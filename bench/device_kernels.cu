@@ -1,9 +1,8 @@
-#include "device_kernels.h"
-
 #include <cuda_bf16.h>
 
 #include <algorithm>
 
+#include "device_kernels.h"
 #include "random_values.h"
 
 namespace smla_bench {
@@ -13,13 +12,16 @@ constexpr int kThreadsPerBlock = 256;
 constexpr int64_t kMaxBlocks = 65536;  // grid-stride loops cover the rest
 
 unsigned grid_for(int64_t count) {
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min(kMaxBlocks, (count + kThreadsPerBlock - 1) / kThreadsPerBlock)));
+  return static_cast<unsigned>(
+      std::max<int64_t>(1, std::min(kMaxBlocks, (count + kThreadsPerBlock - 1) / kThreadsPerBlock)));
 }
 
-__global__ void fill_random_bf16_kernel(uint16_t* destination, int64_t count, uint64_t seed, uint64_t first_value) {
+__global__ void fill_random_bf16_kernel(uint16_t* destination, int64_t count, uint64_t seed,
+                                        uint64_t first_value) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const __nv_bfloat16 value = __float2bfloat16_rn(normalish_value(seed, first_value + static_cast<uint64_t>(i)));
+    const __nv_bfloat16 value =
+        __float2bfloat16_rn(normalish_value(seed, first_value + static_cast<uint64_t>(i)));
     destination[i] = __bfloat16_as_ushort(value);
   }
 }
@@ -47,8 +49,8 @@ __global__ void gather_records_kernel(smla::CacheLayout source, const int32_t* s
         to + smla::slot_row_offset(destination.page_block_size, destination.page_stride_bytes, i));
     for (int v = threadIdx.x; v < kRowVectors; v += blockDim.x) row_to[v] = row_from[v];
     if (threadIdx.x == 0) {
-      *reinterpret_cast<uint2*>(to + smla::slot_scale_offset(destination.page_block_size,
-                                                             destination.page_stride_bytes, i)) =
+      *reinterpret_cast<uint2*>(
+          to + smla::slot_scale_offset(destination.page_block_size, destination.page_stride_bytes, i)) =
           *reinterpret_cast<const uint2*>(
               from + smla::slot_scale_offset(source.page_block_size, source.page_stride_bytes, slot));
     }
@@ -71,7 +73,8 @@ __global__ void spin_kernel(uint64_t nanoseconds) {
 
 cudaError_t launch_fill_random_bf16(uint16_t* destination, int64_t count, uint64_t seed, uint64_t first_value,
                                     cudaStream_t stream) {
-  fill_random_bf16_kernel<<<grid_for(count), kThreadsPerBlock, 0, stream>>>(destination, count, seed, first_value);
+  fill_random_bf16_kernel<<<grid_for(count), kThreadsPerBlock, 0, stream>>>(destination, count, seed,
+                                                                            first_value);
   return cudaGetLastError();
 }
 

@@ -62,7 +62,8 @@ class HostDevice final : public BenchDevice {
   smla::Status fill_random_bf16(uint16_t* destination, int64_t count, uint64_t seed,
                                 uint64_t first_value) override {
     for (int64_t i = 0; i < count; ++i) {
-      destination[i] = finite_float_to_bf16_bits(normalish_value(seed, first_value + static_cast<uint64_t>(i)));
+      destination[i] =
+          finite_float_to_bf16_bits(normalish_value(seed, first_value + static_cast<uint64_t>(i)));
     }
     return smla::Status::Ok();
   }

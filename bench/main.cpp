@@ -117,8 +117,8 @@ smla::Status time_group(BenchDevice& device, const std::vector<PlannedLayer>& gr
   return smla::Status::Ok();
 }
 
-smla::Status make_backend_plan(smla::Backend backend, const smla::DecodeShape& shape, const BenchOptions& options,
-                               smla::Plan* plan) {
+smla::Status make_backend_plan(smla::Backend backend, const smla::DecodeShape& shape,
+                               const BenchOptions& options, smla::Plan* plan) {
   smla::PlanOptions plan_options = smla::default_plan_options();
   plan_options.backend = backend;
   plan_options.num_splits = options.num_splits;
@@ -150,20 +150,23 @@ smla::Status run_check(BenchDevice& device, const smla::Plan& plan, const LayerI
                             "--check of " + row->shape + " on " + row->backend);
   row->checked = true;
   if (row->check.elements_outside_tolerance > 0) {
-    std::fprintf(stderr, "check FAILED: %s backend %s b=%d: %lld values out of tolerance (max |err| out %.3g, lse %.3g)\n",
-                 row->shape.c_str(), row->backend.c_str(), layer.shape.batch,
-                 static_cast<long long>(row->check.elements_outside_tolerance), row->check.max_abs_error_out,
-                 row->check.max_abs_error_lse);
+    std::fprintf(
+        stderr,
+        "check FAILED: %s backend %s b=%d: %lld values out of tolerance (max |err| out %.3g, lse %.3g)\n",
+        row->shape.c_str(), row->backend.c_str(), layer.shape.batch,
+        static_cast<long long>(row->check.elements_outside_tolerance), row->check.max_abs_error_out,
+        row->check.max_abs_error_lse);
   }
   return smla::Status::Ok();
 }
 
 double pool_bytes_for(BenchDevice& device, const DeviceSettings& settings) {
-  return std::min(settings.pool_bytes, kMaxPoolShareOfFreeMemory * static_cast<double>(device.free_memory_bytes()));
+  return std::min(settings.pool_bytes,
+                  kMaxPoolShareOfFreeMemory * static_cast<double>(device.free_memory_bytes()));
 }
 
-smla::Status run_named_shapes(BenchDevice& device, const DeviceSettings& settings, const BenchOptions& options,
-                              std::vector<RowResult>* rows) {
+smla::Status run_named_shapes(BenchDevice& device, const DeviceSettings& settings,
+                              const BenchOptions& options, std::vector<RowResult>* rows) {
   std::vector<std::string> names = options.shapes;
   if (names.empty()) {
     for (const LayerShape& shape : named_shapes()) names.push_back(shape.name);
@@ -180,15 +183,16 @@ smla::Status run_named_shapes(BenchDevice& device, const DeviceSettings& setting
     const double main_share =
         static_cast<double>(layer_shape.topk) / (layer_shape.topk + layer_shape.extra_topk);
     smla::CacheLayout main_cache{}, extra_cache{};
-    BENCH_RETURN_IF_ERROR_CTX(make_filled_cache(device, layer_shape.main_page_block_size, layer_shape.topk,
-                                                static_cast<int64_t>(pool_bytes * main_share), options.seed,
-                                                &main_cache),
-                              name + ": main cache");
+    BENCH_RETURN_IF_ERROR_CTX(
+        make_filled_cache(device, layer_shape.main_page_block_size, layer_shape.topk,
+                          static_cast<int64_t>(pool_bytes * main_share), options.seed, &main_cache),
+        name + ": main cache");
     if (layer_shape.extra_topk > 0) {
-      BENCH_RETURN_IF_ERROR_CTX(make_filled_cache(device, layer_shape.extra_page_block_size, layer_shape.extra_topk,
-                                                  static_cast<int64_t>(pool_bytes * (1 - main_share)),
-                                                  options.seed + 1, &extra_cache),
-                                name + ": extra cache");
+      BENCH_RETURN_IF_ERROR_CTX(
+          make_filled_cache(device, layer_shape.extra_page_block_size, layer_shape.extra_topk,
+                            static_cast<int64_t>(pool_bytes * (1 - main_share)), options.seed + 1,
+                            &extra_cache),
+          name + ": extra cache");
     }
     for (int batch : settings.batches) {
       const smla::DecodeShape shape{batch, layer_shape.seq_q, layer_shape.heads, layer_shape.topk,
@@ -197,8 +201,8 @@ smla::Status run_named_shapes(BenchDevice& device, const DeviceSettings& setting
       SMLA_RETURN_IF_ERROR(make_io_buffers(device, shape, options.seed + batch, &buffers));
       LayerInstance layer;
       const LengthChoice lengths{options.random_lengths ? LengthMode::kRandom : LengthMode::kFull, 0, 0};
-      SMLA_RETURN_IF_ERROR(
-          make_layer_instance(device, shape, main_cache, extra_cache, options.index_sets, lengths, rng, &layer));
+      SMLA_RETURN_IF_ERROR(make_layer_instance(device, shape, main_cache, extra_cache, options.index_sets,
+                                               lengths, rng, &layer));
       for (smla::Backend backend : settings.backends) {
         smla::Plan plan;
         SMLA_RETURN_IF_ERROR(make_backend_plan(backend, shape, options, &plan));
@@ -208,10 +212,11 @@ smla::Status run_named_shapes(BenchDevice& device, const DeviceSettings& setting
         row.shape = name;
         row.backend = smla::backend_name(backend);
         if (options.check) SMLA_RETURN_IF_ERROR(run_check(device, plan, layer, buffers, workspace, &row));
-        SMLA_RETURN_IF_ERROR(
-            time_group(device, {{&layer, &plan}}, buffers, workspace, plan.workspace_bytes(), options, settings, &row));
+        SMLA_RETURN_IF_ERROR(time_group(device, {{&layer, &plan}}, buffers, workspace, plan.workspace_bytes(),
+                                        options, settings, &row));
         rows->push_back(row);
-        std::fprintf(stderr, "  %s %s b=%d: %.2f us\n", name.c_str(), row.backend.c_str(), batch, row.median_us);
+        std::fprintf(stderr, "  %s %s b=%d: %.2f us\n", name.c_str(), row.backend.c_str(), batch,
+                     row.median_us);
         device.release(workspace);
       }
       release_layer_instance(device, &layer);
@@ -255,20 +260,22 @@ smla::Status run_model(BenchDevice& device, const DeviceSettings& settings, cons
         smla::CacheLayout main_cache{}, extra_cache{};
         const std::string where = prefix + " " + type.shape.name + " layer " + std::to_string(l);
         BENCH_RETURN_IF_ERROR_CTX(
-            make_filled_cache(device, type.shape.main_page_block_size, type.shape.topk,
-                              static_cast<int64_t>(scale * batch * type.main_tokens_per_seq * kRecordBytesPerToken),
-                              ++cache_seed, &main_cache),
+            make_filled_cache(
+                device, type.shape.main_page_block_size, type.shape.topk,
+                static_cast<int64_t>(scale * batch * type.main_tokens_per_seq * kRecordBytesPerToken),
+                ++cache_seed, &main_cache),
             where + ": main cache");
         if (type.shape.extra_topk > 0) {
           BENCH_RETURN_IF_ERROR_CTX(
-              make_filled_cache(device, type.shape.extra_page_block_size, type.shape.extra_topk,
-                                static_cast<int64_t>(scale * batch * type.extra_tokens_per_seq * kRecordBytesPerToken),
-                                ++cache_seed, &extra_cache),
+              make_filled_cache(
+                  device, type.shape.extra_page_block_size, type.shape.extra_topk,
+                  static_cast<int64_t>(scale * batch * type.extra_tokens_per_seq * kRecordBytesPerToken),
+                  ++cache_seed, &extra_cache),
               where + ": extra cache");
         }
         const LengthChoice lengths{LengthMode::kFixed, type.main_length, type.extra_length};
-        SMLA_RETURN_IF_ERROR(make_layer_instance(device, shape, main_cache, extra_cache, options.index_sets, lengths,
-                                                 rng, &layers[t][l]));
+        SMLA_RETURN_IF_ERROR(make_layer_instance(device, shape, main_cache, extra_cache, options.index_sets,
+                                                 lengths, rng, &layers[t][l]));
       }
     }
     IoBuffers buffers;
@@ -295,10 +302,11 @@ smla::Status run_model(BenchDevice& device, const DeviceSettings& settings, cons
       RowResult step_row;
       step_row.shape = prefix + ":step";
       step_row.backend = smla::backend_name(backend);
-      SMLA_RETURN_IF_ERROR(time_group(device, step, buffers, workspace, workspace_bytes, options, settings, &step_row));
+      SMLA_RETURN_IF_ERROR(
+          time_group(device, step, buffers, workspace, workspace_bytes, options, settings, &step_row));
       rows->push_back(step_row);
-      std::fprintf(stderr, "  %s %s b=%d: %.2f us per step\n", step_row.shape.c_str(), step_row.backend.c_str(),
-                   batch, step_row.median_us);
+      std::fprintf(stderr, "  %s %s b=%d: %.2f us per step\n", step_row.shape.c_str(),
+                   step_row.backend.c_str(), batch, step_row.median_us);
       for (size_t t = 0; t < types.size(); ++t) {
         RowResult row;
         row.shape = prefix + ":" + types[t].shape.name;
@@ -319,21 +327,33 @@ smla::Status run_model(BenchDevice& device, const DeviceSettings& settings, cons
 
 Table results_table(const std::vector<RowResult>& rows) {
   Table table;
-  table.columns = {"shape",   "backend",    "b",          "h",         "s_q",      "topk",        "extra_topk",
-                   "P_main",  "P_extra",    "layers",     "splits",    "time_us",  "p10_us",      "p90_us",
-                   "us_per_layer", "GB_per_s", "copy_pct", "TFLOP_per_s", "floor_us", "max_err_out", "max_err_lse"};
+  table.columns = {
+      "shape",        "backend",  "b",        "h",           "s_q",      "topk",        "extra_topk",
+      "P_main",       "P_extra",  "layers",   "splits",      "time_us",  "p10_us",      "p90_us",
+      "us_per_layer", "GB_per_s", "copy_pct", "TFLOP_per_s", "floor_us", "max_err_out", "max_err_lse"};
   for (const RowResult& row : rows) {
     const double seconds = row.median_us * 1e-6;
     const double bytes_per_second = row.bytes / seconds;
     const double nan = std::nan("");
-    table.add_row({text_cell(row.shape), text_cell(row.backend), integer_cell(row.batch), integer_cell(row.heads),
-                   integer_cell(row.seq_q), integer_cell(row.topk), integer_cell(row.extra_topk),
-                   integer_cell(row.main_page_block_size), integer_cell(row.extra_page_block_size),
-                   integer_cell(row.layers), integer_cell(row.splits), number_cell(row.median_us, 2),
-                   number_cell(row.p10_us, 2), number_cell(row.p90_us, 2), number_cell(row.median_us / row.layers, 2),
+    table.add_row({text_cell(row.shape),
+                   text_cell(row.backend),
+                   integer_cell(row.batch),
+                   integer_cell(row.heads),
+                   integer_cell(row.seq_q),
+                   integer_cell(row.topk),
+                   integer_cell(row.extra_topk),
+                   integer_cell(row.main_page_block_size),
+                   integer_cell(row.extra_page_block_size),
+                   integer_cell(row.layers),
+                   integer_cell(row.splits),
+                   number_cell(row.median_us, 2),
+                   number_cell(row.p10_us, 2),
+                   number_cell(row.p90_us, 2),
+                   number_cell(row.median_us / row.layers, 2),
                    number_cell(bytes_per_second / 1e9, 1),
                    number_cell(100.0 * bytes_per_second / row.copy_bytes_per_second, 1),
-                   number_cell(row.flops / seconds / 1e12, 2), number_cell(row.floor_us, 2),
+                   number_cell(row.flops / seconds / 1e12, 2),
+                   number_cell(row.floor_us, 2),
                    number_cell(row.checked ? row.check.max_abs_error_out : nan, 6),
                    number_cell(row.checked ? row.check.max_abs_error_lse : nan, 7)});
   }
@@ -343,33 +363,44 @@ Table results_table(const std::vector<RowResult>& rows) {
 // Spec section 9 for every named shape and batch (or one model step): no device involved.
 Table roofline_table(const BenchOptions& options) {
   Table table;
-  table.columns = {"shape", "b", "h", "s_q", "topk", "extra_topk", "tokens_per_row", "MB_per_call", "GFLOP_per_call",
-                   "memory_floor_us", "compute_floor_us"};
-  const std::vector<int> batches = options.batches.empty() ? std::vector<int>{1, 8, 32, 64, 128} : options.batches;
-  auto add = [&](const std::string& name, int batch, int heads, int seq_q, int topk, int extra_topk, int length,
-                 int extra_length, int layers) {
+  table.columns = {"shape",
+                   "b",
+                   "h",
+                   "s_q",
+                   "topk",
+                   "extra_topk",
+                   "tokens_per_row",
+                   "MB_per_call",
+                   "GFLOP_per_call",
+                   "memory_floor_us",
+                   "compute_floor_us"};
+  const std::vector<int> batches =
+      options.batches.empty() ? std::vector<int>{1, 8, 32, 64, 128} : options.batches;
+  auto add = [&](const std::string& name, int batch, int heads, int seq_q, int topk, int extra_topk,
+                 int length, int extra_length, int layers) {
     const int64_t rows = static_cast<int64_t>(batch) * seq_q;
     const int64_t tokens = rows * (length + extra_length);
     const double bytes = layers * call_bytes(rows, heads, topk, extra_topk, tokens);
     const double flops = layers * call_flops(heads, tokens);
-    table.add_row({text_cell(name), integer_cell(batch), integer_cell(heads), integer_cell(seq_q), integer_cell(topk),
-                   integer_cell(extra_topk), integer_cell(length + extra_length), number_cell(bytes / 1e6, 3),
-                   number_cell(flops / 1e9, 3), number_cell(bytes / kSpecCopyBytesPerSecond * 1e6, 2),
+    table.add_row({text_cell(name), integer_cell(batch), integer_cell(heads), integer_cell(seq_q),
+                   integer_cell(topk), integer_cell(extra_topk), integer_cell(length + extra_length),
+                   number_cell(bytes / 1e6, 3), number_cell(flops / 1e9, 3),
+                   number_cell(bytes / kSpecCopyBytesPerSecond * 1e6, 2),
                    number_cell(flops / kSpecDenseBf16FlopsPerSecond * 1e6, 2)});
   };
   if (!options.model.empty()) {
     std::vector<ModelLayerType> types;
     std::string error;
-    if (!model_layer_types(options.model, options.context, options.heads, options.main_page_block_size, &types,
-                           &error)) {
+    if (!model_layer_types(options.model, options.context, options.heads, options.main_page_block_size,
+                           &types, &error)) {
       return table;
     }
     for (int batch : batches) {
       for (const ModelLayerType& type : types) {
         add(options.model + "@" + std::to_string(options.context) + ":" + type.shape.name + " x" +
                 std::to_string(type.num_layers),
-            batch, type.shape.heads, 1, type.shape.topk, type.shape.extra_topk, type.main_length, type.extra_length,
-            type.num_layers);
+            batch, type.shape.heads, 1, type.shape.topk, type.shape.extra_topk, type.main_length,
+            type.extra_length, type.num_layers);
       }
     }
     return table;
@@ -383,7 +414,8 @@ Table roofline_table(const BenchOptions& options) {
     find_named_shape(name, &shape);
     if (options.heads > 0) shape.heads = options.heads;
     for (int batch : batches) {
-      add(name, batch, shape.heads, shape.seq_q, shape.topk, shape.extra_topk, shape.topk, shape.extra_topk, 1);
+      add(name, batch, shape.heads, shape.seq_q, shape.topk, shape.extra_topk, shape.topk, shape.extra_topk,
+          1);
     }
   }
   return table;
@@ -428,10 +460,13 @@ smla::Status run(const BenchOptions& options, int* exit_code) {
     settings.warmup = options.warmup >= 0 ? options.warmup : 20;
     settings.pool_bytes = (options.pool_gb > 0 ? options.pool_gb : 2.5) * kBytesPerGb;
     BENCH_RETURN_IF_ERROR_CTX(
-        device->measure_copy_bandwidth(static_cast<size_t>(options.copy_gb * kBytesPerGb), &settings.copy_bytes_per_second),
+        device->measure_copy_bandwidth(static_cast<size_t>(options.copy_gb * kBytesPerGb),
+                                       &settings.copy_bytes_per_second),
         "measuring the device copy bandwidth");
-    std::fprintf(stderr, "device: %s; copy bandwidth (read + write) %.1f GB/s; compute floor uses the spec's %.0f TFLOP/s\n",
-                 device->description(), settings.copy_bytes_per_second / 1e9, kSpecDenseBf16FlopsPerSecond / 1e12);
+    std::fprintf(
+        stderr,
+        "device: %s; copy bandwidth (read + write) %.1f GB/s; compute floor uses the spec's %.0f TFLOP/s\n",
+        device->description(), settings.copy_bytes_per_second / 1e9, kSpecDenseBf16FlopsPerSecond / 1e12);
     SMLA_RETURN_IF_ERROR(options.model.empty() ? run_named_shapes(*device, settings, options, &rows)
                                                : run_model(*device, settings, options, &rows));
   }

@@ -22,8 +22,8 @@ smla::Status parse_int64(const std::string& flag, const std::string& text, int64
   char* end = nullptr;
   const long long parsed = std::strtoll(text.c_str(), &end, 10);
   if (text.empty() || *end != '\0' || parsed < minimum) {
-    return smla::Status::InvalidArgument(flag + " expects an integer >= " + std::to_string(minimum) + ", got '" +
-                                         text + "'");
+    return smla::Status::InvalidArgument(flag + " expects an integer >= " + std::to_string(minimum) +
+                                         ", got '" + text + "'");
   }
   *value = parsed;
   return smla::Status::Ok();
@@ -55,18 +55,23 @@ std::string usage_text() {
          "Usage: smla-bench [flags]\n"
          "\n"
          "What to run:\n"
-         "  --shape a,b,...        named shapes (default: all): " + named_shape_list() + "\n"
+         "  --shape a,b,...        named shapes (default: all): " +
+         named_shape_list() +
+         "\n"
          "  --batch 1,8,...        batch sizes (default: 1,8,32,64,128 on CUDA; 1,4 for the cpu backend)\n"
-         "  --backend a,b,...      cuda, cuda-ref, cpu (default: every available backend; cpu runs at the small\n"
+         "  --backend a,b,...      cuda, cuda-ref, cpu (default: every available backend; cpu runs at the "
+         "small\n"
          "                         cpu batch list unless --batch is given)\n"
          "  --lengths full|random  full: topk_length = topk, extra length = extra_topk (default); random:\n"
-         "                         per batch row uniform in [0, width], bytes counted from the actual lengths\n"
+         "                         per batch row uniform in [0, width], bytes counted from the actual "
+         "lengths\n"
          "  --main-page-size N     P of the main (SWA) cache instead of the shape's (P=256 vs P=64)\n"
          "  --heads N              local heads instead of the shape's (1..128)\n"
          "  --num-splits N         force the split-KV factor of the cuda backend (default: planner's)\n"
          "  --model dsv4-flash|dsv4-pro --context N\n"
          "                         one whole decode step of attention: every layer with its own caches and\n"
-         "                         real layer mix, captured as one CUDA graph; also one graph per layer type\n"
+         "                         real layer mix, captured as one CUDA graph; also one graph per layer "
+         "type\n"
          "  --roofline             print bytes, FLOPs and the floors of spec section 9 (3.0 TB/s copy,\n"
          "                         800 TFLOP/s dense bf16) per named shape and batch; needs no device\n"
          "\n"
@@ -77,9 +82,12 @@ std::string usage_text() {
          "                         memory (default 8; one CUDA graph per set)\n"
          "  --pool-gb G            KV pool per shape, split between the main and extra caches in proportion\n"
          "                         to their index widths (default 2.5 on CUDA, 0.25 on the cpu)\n"
-         "  --copy-gb G            size of the device-to-device copy that measures copy bandwidth (default 1)\n"
-         "  --check                before timing, compare up to 4 batch entries of each row with the float64\n"
-         "                         CPU reference; prints max errors, exits 3 if any value is out of tolerance\n"
+         "  --copy-gb G            size of the device-to-device copy that measures copy bandwidth (default "
+         "1)\n"
+         "  --check                before timing, compare up to 4 batch entries of each row with the "
+         "float64\n"
+         "                         CPU reference; prints max errors, exits 3 if any value is out of "
+         "tolerance\n"
          "  --cpu-float64          cpu backend in float64 (default float32)\n"
          "  --cpu-threads N        cpu backend threads (default: all)\n"
          "  --seed N               random seed for caches, indices, lengths, q and sinks (default 1234)\n"
@@ -89,11 +97,16 @@ std::string usage_text() {
          "  --output FILE          write there instead of stdout\n"
          "  --help                 this text\n"
          "\n"
-         "Columns: time_us is the median call time (CUDA events around each graph replay; host wall clock on\n"
-         "the cpu), p10_us/p90_us its percentiles; bytes and FLOPs follow spec section 9 (584 B per attended\n"
-         "token, 1 KiB q + 1 KiB out per head, 4 B per index; 2*h*1024 FLOPs per token); copy_pct is GB/s as a\n"
-         "share of the measured copy bandwidth (read + write); floor_us = max(bytes / measured copy bandwidth,\n"
-         "FLOPs / 800e12) summed over the calls (the 800 TFLOP/s is the spec's number, not measured; the cpu\n"
+         "Columns: time_us is the median call time (CUDA events around each graph replay; host wall clock "
+         "on\n"
+         "the cpu), p10_us/p90_us its percentiles; bytes and FLOPs follow spec section 9 (584 B per "
+         "attended\n"
+         "token, 1 KiB q + 1 KiB out per head, 4 B per index; 2*h*1024 FLOPs per token); copy_pct is GB/s as "
+         "a\n"
+         "share of the measured copy bandwidth (read + write); floor_us = max(bytes / measured copy "
+         "bandwidth,\n"
+         "FLOPs / 800e12) summed over the calls (the 800 TFLOP/s is the spec's number, not measured; the "
+         "cpu\n"
          "rows use the host memcpy bandwidth and no compute floor).\n";
 }
 
@@ -113,7 +126,8 @@ smla::Status parse_options(int argc, char** argv, BenchOptions* options) {
       for (const std::string& name : split_list(text)) {
         LayerShape shape;
         if (!find_named_shape(name, &shape)) {
-          return smla::Status::InvalidArgument("--shape: unknown shape '" + name + "'; valid: " + named_shape_list());
+          return smla::Status::InvalidArgument("--shape: unknown shape '" + name +
+                                               "'; valid: " + named_shape_list());
         }
         options->shapes.push_back(name);
       }
@@ -170,7 +184,8 @@ smla::Status parse_options(int argc, char** argv, BenchOptions* options) {
     } else if (flag == "--format") {
       SMLA_RETURN_IF_ERROR(value(&text));
       if (!parse_output_format(text, &options->format)) {
-        return smla::Status::InvalidArgument("--format expects table, csv, json or markdown, got '" + text + "'");
+        return smla::Status::InvalidArgument("--format expects table, csv, json or markdown, got '" + text +
+                                             "'");
       }
     } else if (flag == "--output") {
       SMLA_RETURN_IF_ERROR(value(&options->output));
@@ -191,7 +206,8 @@ smla::Status parse_options(int argc, char** argv, BenchOptions* options) {
     } else if (flag == "--model") {
       SMLA_RETURN_IF_ERROR(value(&options->model));
       if (options->model != "dsv4-flash" && options->model != "dsv4-pro") {
-        return smla::Status::InvalidArgument("--model expects dsv4-flash or dsv4-pro, got '" + options->model + "'");
+        return smla::Status::InvalidArgument("--model expects dsv4-flash or dsv4-pro, got '" +
+                                             options->model + "'");
       }
     } else if (flag == "--context") {
       SMLA_RETURN_IF_ERROR(value(&text));

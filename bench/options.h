@@ -12,8 +12,8 @@
 namespace smla_bench {
 
 struct BenchOptions {
-  std::vector<std::string> shapes;   // named shapes; all when empty
-  std::vector<int> batches;          // empty: per-device defaults
+  std::vector<std::string> shapes;      // named shapes; all when empty
+  std::vector<int> batches;             // empty: per-device defaults
   std::vector<smla::Backend> backends;  // empty: every available backend
   bool random_lengths = false;
   int main_page_block_size = 0;  // 0: the shape's P
@@ -21,8 +21,8 @@ struct BenchOptions {
   int iterations = -1;           // -1: 200 on CUDA, 5 on the CPU
   int warmup = -1;               // -1: 20 on CUDA, 1 on the CPU
   int index_sets = 8;
-  double pool_gb = -1.0;         // -1: 2.5 on CUDA, 0.25 on the CPU
-  double copy_gb = 1.0;          // bytes of the copy-bandwidth measurement
+  double pool_gb = -1.0;  // -1: 2.5 on CUDA, 0.25 on the CPU
+  double copy_gb = 1.0;   // bytes of the copy-bandwidth measurement
   OutputFormat format = OutputFormat::kTable;
   std::string output;
   uint64_t seed = 1234;

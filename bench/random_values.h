@@ -21,7 +21,8 @@ SMLA_HOST_DEVICE inline uint64_t mix64(uint64_t x) {
 SMLA_HOST_DEVICE inline float normalish_value(uint64_t seed, uint64_t index) {
   const uint64_t bits = mix64(seed * 0xD1B54A32D192ED03ull ^ mix64(index));
   float sum = 0.f;
-  for (int part = 0; part < 4; ++part) sum += static_cast<float>((bits >> (16 * part)) & 0xFFFFu) * (1.f / 65536.f);
+  for (int part = 0; part < 4; ++part)
+    sum += static_cast<float>((bits >> (16 * part)) & 0xFFFFu) * (1.f / 65536.f);
   // Irwin-Hall(4): mean 2, variance 1/3.
   const float standard = (sum - 2.f) * 1.7320508f;
   const float value = standard * 0.1f;

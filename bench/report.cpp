@@ -33,7 +33,8 @@ std::string format_aligned(const Table& table) {
   std::vector<size_t> widths(table.columns.size());
   for (size_t c = 0; c < table.columns.size(); ++c) widths[c] = table.columns[c].size();
   for (const auto& row : table.rows) {
-    for (size_t c = 0; c < row.size() && c < widths.size(); ++c) widths[c] = std::max(widths[c], row[c].text.size());
+    for (size_t c = 0; c < row.size() && c < widths.size(); ++c)
+      widths[c] = std::max(widths[c], row[c].text.size());
   }
   std::ostringstream out;
   auto write_line = [&](auto cell_text, auto is_numeric) {
@@ -42,8 +43,10 @@ std::string format_aligned(const Table& table) {
       const size_t pad = widths[c] - text.size();
       if (c > 0) out << "  ";
       // Numbers align right so their digits line up; names align left.
-      if (is_numeric(c)) out << std::string(pad, ' ') << text;
-      else out << text << (c + 1 < widths.size() ? std::string(pad, ' ') : "");
+      if (is_numeric(c))
+        out << std::string(pad, ' ') << text;
+      else
+        out << text << (c + 1 < widths.size() ? std::string(pad, ' ') : "");
     }
     out << "\n";
   };
@@ -77,9 +80,12 @@ std::string format_json(const Table& table) {
     const auto& row = table.rows[r];
     for (size_t c = 0; c < row.size() && c < table.columns.size(); ++c) {
       out << (c ? ", " : "") << "\"" << json_escape(table.columns[c]) << "\": ";
-      if (!row[c].numeric) out << "\"" << json_escape(row[c].text) << "\"";
-      else if (row[c].text == "nan" || row[c].text == "inf" || row[c].text == "-inf") out << "null";
-      else out << row[c].text;
+      if (!row[c].numeric)
+        out << "\"" << json_escape(row[c].text) << "\"";
+      else if (row[c].text == "nan" || row[c].text == "inf" || row[c].text == "-inf")
+        out << "null";
+      else
+        out << row[c].text;
     }
     out << "}" << (r + 1 < table.rows.size() ? "," : "") << "\n";
   }
@@ -107,11 +113,16 @@ std::string format_markdown(const Table& table) {
 }  // namespace
 
 bool parse_output_format(const std::string& name, OutputFormat* format) {
-  if (name == "table") *format = OutputFormat::kTable;
-  else if (name == "csv") *format = OutputFormat::kCsv;
-  else if (name == "json") *format = OutputFormat::kJson;
-  else if (name == "markdown") *format = OutputFormat::kMarkdown;
-  else return false;
+  if (name == "table")
+    *format = OutputFormat::kTable;
+  else if (name == "csv")
+    *format = OutputFormat::kCsv;
+  else if (name == "json")
+    *format = OutputFormat::kJson;
+  else if (name == "markdown")
+    *format = OutputFormat::kMarkdown;
+  else
+    return false;
   return true;
 }
 

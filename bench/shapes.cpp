@@ -101,8 +101,8 @@ bool model_layer_types(const std::string& model, int64_t context, int heads, int
 
   ModelLayerType c128;
   // Every compressed entry is attended; the index width is padded to a multiple of 64 (one tile).
-  c128.shape = {"c128", h, 1, kSlidingWindow, main_p, std::max(64, round_up(c128_entries, 64)),
-                kC128PageBlockSize};
+  c128.shape = {
+      "c128", h, 1, kSlidingWindow, main_p, std::max(64, round_up(c128_entries, 64)), kC128PageBlockSize};
   c128.num_layers = c128_layers;
   c128.main_length = window_length;
   c128.extra_length = static_cast<int>(c128_entries);

@@ -13,9 +13,9 @@ struct LayerShape {
   std::string name;
   int heads = 0;
   int seq_q = 1;
-  int topk = 0;                 // main (sliding-window) index width
+  int topk = 0;  // main (sliding-window) index width
   int main_page_block_size = 0;
-  int extra_topk = 0;           // 0 = no extra cache
+  int extra_topk = 0;  // 0 = no extra cache
   int extra_page_block_size = 0;
 };
 
@@ -31,9 +31,9 @@ std::string named_shape_list();
 struct ModelLayerType {
   LayerShape shape;
   int num_layers = 0;
-  int main_length = 0;             // topk_length of every row
-  int extra_length = 0;            // extra_topk_length of every row
-  int64_t main_tokens_per_seq = 0; // tokens one sequence keeps in this layer's main cache
+  int main_length = 0;              // topk_length of every row
+  int extra_length = 0;             // extra_topk_length of every row
+  int64_t main_tokens_per_seq = 0;  // tokens one sequence keeps in this layer's main cache
   int64_t extra_tokens_per_seq = 0;
 };
 
