@@ -28,15 +28,19 @@ def backend_from_name(name):
 
 
 def backend_name(backend=None, device=None):
-    """Name of a backend: of a Plan, of a backend code or name, or (None) what "auto" resolves to here."""
+    """Name of a backend: of a Plan, of a backend code, or of what a backend name (default "auto")
+    resolves to on this machine for `device` (None = the current CUDA device)."""
     if isinstance(backend, Plan):
         return backend.backend_name
     if backend is None or isinstance(backend, str):
         requested = backend_from_name(backend or "auto")
-        device_type, device_index = _parse_device(device) if device not in (None, "cpu") else ("cpu", None)
+        device_type, device_index = _parse_device(device) if device is not None else ("cuda", -1)
+        if device_type == "cpu":
+            if requested not in (_lib.BACKEND_AUTO, _lib.BACKEND_CPU):
+                raise ValueError(f"device: backend {backend!r} runs on CUDA, got device={device!r}")
+            requested, device_index = _lib.BACKEND_CPU, -1
         resolved = ctypes.c_int()
-        _lib.call("smla_resolve_backend", requested, -1 if device_index is None else device_index,
-                  ctypes.byref(resolved))
+        _lib.call("smla_resolve_backend", requested, device_index, ctypes.byref(resolved))
         backend = resolved.value
     return _lib.library().smla_backend_name(int(backend)).decode()
 

@@ -1,6 +1,8 @@
 """Every Python-side check names the argument and says what was expected; C-side errors arrive as
 smla.SmlaError carrying smla_last_error()."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,18 @@ def test_allocate_cache_checks():
         smla.allocate_cache(1, 0)
     with pytest.raises(ValueError, match="device: expected 'cpu', 'cuda' or 'cuda:N'"):
         smla.allocate_cache(1, 64, device="tpu")
+
+
+def test_backend_names_and_cuda_availability():
+    assert isinstance(smla.cuda_available(), bool)
+    assert smla.backend_name("cpu") == "cpu" and smla.backend_name(1) == "cpu" and smla.backend_name(3) == "cuda"
+    assert smla.backend_name(device="cpu") == "cpu"
+    assert smla.backend_name(smla.plan(1, 1, 1, 64, backend="cpu")) == "cpu"
+    if "SMLA_BACKEND" not in os.environ:
+        assert smla.backend_name() in (("cuda", "cuda-ref") if smla.cuda_available() else ("cpu",))
+    with pytest.raises(ValueError, match="device: backend 'cuda' runs on CUDA"):
+        smla.backend_name("cuda", device="cpu")
+    if not smla.cuda_available():
+        with pytest.raises(smla.SmlaError) as caught:
+            smla.plan(1, 1, 1, 64, backend="cuda")
+        assert caught.value.status_name == "NO_DEVICE"
