@@ -9,12 +9,14 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "common/backend_entry.h"
 #include "common/test_support.h"
 #include "smla/decode.h"
 
@@ -285,6 +287,62 @@ std::vector<ProblemConfig> grid_configs() {
     configs.push_back(c);
   }
   return configs;
+}
+
+// The split planner is host code: checked here without a device. Invariants: the splits cover every tile,
+// none is statically empty, forced counts are clamped to [1, total_tiles] and the head block is 16 exactly
+// when h <= 16. The automatic count (132 SMs) is checked against hand-computed values: the fewest splits
+// with ctas * splits >= 132, at most total_tiles / 2 of them, then rounded to whole tiles per split.
+TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
+  detail::CudaDeviceInfo h100;
+  h100.ordinal = 0;
+  h100.sm_count = 132;
+  h100.compute_capability = 90;
+  struct Case {
+    DecodeShape shape;
+    int auto_splits;
+  };
+  const Case cases[] = {
+      {{1, 1, 64, 128, 512}, 5},     // 1 CTA, 10 tiles: capped at 5 splits of 2 tiles
+      {{1, 1, 128, 128, 1024}, 9},   // 2 CTAs, 18 tiles: capped at 9
+      {{74, 1, 128, 128, 512}, 1},   // 148 CTAs already fill 132 SMs
+      {{1, 1, 8, 64, 0}, 1},         // one tile cannot be split
+      {{4, 3, 16, 576, 1024}, 9},    // 12 CTAs want 11 splits of 25 tiles: 3 tiles each -> 9 splits
+      {{2, 1, 100, 1, 1}, 1},        // 2 tiles: at most 1 split of >= 2 tiles
+      {{16, 2, 64, 128, 512}, 5},    // 32 CTAs want 5 splits: 2 tiles each
+      {{1, 1, 1, 65, 63}, 1},        // 3 tiles: 1 split
+      {{64, 1, 32, 128, 512}, 3},    // 64 CTAs want 3 splits of 10 tiles: 4 tiles each -> 3 splits
+  };
+  for (const Case& test_case : cases) {
+    const DecodeShape& shape = test_case.shape;
+    const int total_tiles = (shape.topk + 63) / 64 + (shape.extra_topk + 63) / 64;
+    const int head_block = shape.num_heads <= 16 ? 16 : 64;
+    for (int requested : {0, 1, 3, total_tiles, total_tiles + 5, 1000}) {
+      const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(shape, h100, requested);
+      const std::string label = "b=" + std::to_string(shape.batch) + " s_q=" + std::to_string(shape.seq_q) +
+                                " h=" + std::to_string(shape.num_heads) + " topk=" + std::to_string(shape.topk) +
+                                " extra=" + std::to_string(shape.extra_topk) +
+                                " requested=" + std::to_string(requested);
+      std::printf("[decode_cuda schedule] %-60s -> splits=%d tiles/split=%d head_block=%d\n", label.c_str(),
+                  schedule.num_splits, schedule.tiles_per_split, schedule.head_block);
+      EXPECT_EQ(schedule.total_tiles, total_tiles) << label;
+      EXPECT_EQ(schedule.head_block, head_block) << label;
+      EXPECT_GE(schedule.num_splits, 1) << label;
+      EXPECT_LE(schedule.num_splits, total_tiles) << label;
+      EXPECT_GE(schedule.num_splits * schedule.tiles_per_split, total_tiles) << label;
+      EXPECT_LT((schedule.num_splits - 1) * schedule.tiles_per_split, total_tiles) << label << ": empty split";
+      if (requested == 0) {
+        EXPECT_EQ(schedule.num_splits, test_case.auto_splits) << label;
+      } else {
+        EXPECT_LE(schedule.num_splits, std::min(requested, total_tiles)) << label;
+        if (requested == 1 || requested >= total_tiles) {
+          EXPECT_EQ(schedule.num_splits, std::min(requested, total_tiles)) << label;
+        }
+      }
+    }
+    detail::CudaDeviceInfo unknown;  // sm_count 0: no basis to split
+    EXPECT_EQ(detail::plan_cuda_decode_splits(shape, unknown, 0).num_splits, 1);
+  }
 }
 
 TEST(DecodeCuda, MatchesReferenceOnSampledGrid) {

@@ -23,12 +23,15 @@ inline constexpr int kBf16PerChunk = kChunkBytes / 2;
 // Running maximum before any valid score (spec section 4: finite, so masked rows never produce NaN).
 inline constexpr float kInitialRunningMax = -1e30f;
 
-template <int HeadBlock, int GatherLoadBatch>
+template <int HeadBlock, int GatherLoadBatch, int MinBlocksPerSm>
 struct DecodeConfig {
   static constexpr int kHeadBlock = HeadBlock;  // heads per CTA (heads >= h are masked in the tile)
   static constexpr int kTileTokens = smla::kTileTokens;  // 64 KV entries per tile (spec section 5)
   static constexpr int kNumWarps = 8;
   static constexpr int kThreads = kNumWarps * 32;
+  // __launch_bounds__ occupancy hint: 1 leaves 255 registers for the 64-head block's 128-register O
+  // accumulator; the 16-head block (32-register accumulator, ~86 KB shared) can fit 2 CTAs per SM.
+  static constexpr int kMinBlocksPerSm = MinBlocksPerSm;
 
   // Warp roles. Warps w and w + kHeadGroups share MMA row group (w % kHeadGroups). For S = Q K^T each
   // takes a slice of the tile's tokens; for O += P V each takes a slice of the 512 output dims.
@@ -49,8 +52,8 @@ struct DecodeConfig {
   static constexpr int kRopeChunksPerToken = kRopeDim * 2 / kChunkBytes;      // 8
   static constexpr int kGatherChunksPerToken = kFp8ChunksPerToken + kRopeChunksPerToken;  // 36
   static constexpr int kGatherChunksPerThread = kTileTokens * kGatherChunksPerToken / kThreads;  // 9
-  // Loads in flight per thread before converting: bounded because the O accumulator already holds
-  // 128 registers per thread.
+  // 16-byte loads in flight per thread before converting them: as many as the register budget allows
+  // without spills (64 heads: 255 registers incl. a 128-register O; 16 heads: 128 registers for 2 CTAs/SM).
   static constexpr int kGatherLoadBatch = GatherLoadBatch;
 
   // Shared-memory map (bytes).
@@ -69,14 +72,24 @@ struct DecodeConfig {
   static constexpr size_t kSharedBytes = kValidMaskOffset + kTileTokens / 8;
 
   static_assert(kHeadBlock % kMmaRows == 0 && kNumWarps % kHeadGroups == 0, "warp roles must tile heads");
-  static_assert(kScoreTokensPerWarp % (2 * kMmaCols) == 0, "S columns are loaded in pairs of 8-token blocks");
+  static_assert(kScoreColBlocks % 2 == 0 || kScoreColBlocks == 1,
+                "S columns are loaded in pairs of 8-token blocks, or one block over two k steps");
   static_assert(kOutDimsPerWarp % (2 * kMmaCols) == 0, "O columns are loaded in pairs of 8-dim blocks");
-  static_assert(kScoreTokensPerWarp == 32, "a warp's token slice is one 32-bit word of the valid mask");
+  static_assert(32 % kScoreTokensPerWarp == 0, "a warp's token slice lies in one 32-bit valid-mask word");
   static_assert(kTileTokens * kGatherChunksPerToken % kThreads == 0, "gather work must divide evenly");
   static_assert(kThreads >= kTileTokens, "one thread per token resolves the tile's slots");
 };
 
-// The instantiation this issue ships: 64 heads per CTA (4 row groups x 2 warps each).
-using DecodeConfigHeads64 = DecodeConfig<64, 9>;
+// 64 heads per CTA (4 row groups x 2 warps each): h > 16.
+using DecodeConfigHeads64 = DecodeConfig<64, 9, 1>;
+// 16 heads per CTA (1 row group x 8 warps): h <= 16 (DSv4 at TP 4/8) would waste 3/4 of a 64-head
+// block's MMA work on masked rows.
+using DecodeConfigHeads16 = DecodeConfig<16, 3, 2>;
+
+// Heads per CTA for a call with `num_heads` heads: the one rule shared by the planner and the launcher.
+constexpr int head_block_for(int num_heads) {
+  return num_heads <= DecodeConfigHeads16::kHeadBlock ? DecodeConfigHeads16::kHeadBlock
+                                                      : DecodeConfigHeads64::kHeadBlock;
+}
 
 }  // namespace smla::detail::decode

@@ -40,12 +40,6 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float low, float high) {
   return bits;
 }
 
-__device__ __forceinline__ float2 unpack_bf16x2(uint32_t bits) {
-  __nv_bfloat162 packed;
-  __builtin_memcpy(&packed, &bits, sizeof(bits));
-  return __bfloat1622float2(packed);
-}
-
 // Where the CTA is: which row, which heads, which tiles.
 struct CtaCoordinates {
   int batch, seq, query_row, split, head_base, heads_here;
@@ -163,7 +157,7 @@ __device__ __forceinline__ void gather_tile(const uint8_t* const* token_rows, co
 }
 
 template <class Config>
-__global__ void __launch_bounds__(Config::kThreads, 1) sparse_mla_decode_kernel(const DecodeParams params) {
+__global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm) sparse_mla_decode_kernel(const DecodeParams params) {
   using namespace smla::detail::mma;
   extern __shared__ __align__(128) uint8_t shared[];
   uint8_t* q_tile = shared + Config::kQOffset;
@@ -244,24 +238,40 @@ __global__ void __launch_bounds__(Config::kThreads, 1) sparse_mla_decode_kernel(
     float score[Config::kScoreColBlocks][4];
 #pragma unroll
     for (int j = 0; j < Config::kScoreColBlocks; ++j) score[j][0] = score[j][1] = score[j][2] = score[j][3] = 0.f;
+    const int q_row = head_group * kMmaRows + a_row_in_group;
+    if constexpr (Config::kScoreColBlocks >= 2) {
+      // One x4 load = B of two 8-token blocks for one 16-deep k step.
 #pragma unroll 4
-    for (int k_step = 0; k_step < kHeadDim / kMmaDepth; ++k_step) {
-      uint32_t a[4];
-      ldmatrix_x4(a, q_base + swizzled_offset<Config::kHeadDimChunks>(head_group * kMmaRows + a_row_in_group,
-                                                                       2 * k_step + a_chunk_offset));
+      for (int k_step = 0; k_step < kHeadDim / kMmaDepth; ++k_step) {
+        uint32_t a[4];
+        ldmatrix_x4(a, q_base + swizzled_offset<Config::kHeadDimChunks>(q_row, 2 * k_step + a_chunk_offset));
 #pragma unroll
-      for (int pair = 0; pair < Config::kScoreColBlocks / 2; ++pair) {
-        uint32_t b[4];
-        const int token = warp_slice * Config::kScoreTokensPerWarp + pair * 2 * kMmaCols + b_token_in_pair;
-        ldmatrix_x4(b, k_base + swizzled_offset<Config::kHeadDimChunks>(token, 2 * k_step + b_chunk_offset));
-        mma_bf16_m16n8k16(score[2 * pair], a, b[0], b[1]);
-        mma_bf16_m16n8k16(score[2 * pair + 1], a, b[2], b[3]);
+        for (int pair = 0; pair < Config::kScoreColBlocks / 2; ++pair) {
+          uint32_t b[4];
+          const int token = warp_slice * Config::kScoreTokensPerWarp + pair * 2 * kMmaCols + b_token_in_pair;
+          ldmatrix_x4(b, k_base + swizzled_offset<Config::kHeadDimChunks>(token, 2 * k_step + b_chunk_offset));
+          mma_bf16_m16n8k16(score[2 * pair], a, b[0], b[1]);
+          mma_bf16_m16n8k16(score[2 * pair + 1], a, b[2], b[3]);
+        }
+      }
+    } else {
+      // A single 8-token block: one x4 load = its B for two consecutive k steps (4 chunks of a row).
+      const int token = warp_slice * Config::kScoreTokensPerWarp + (lane & 7);
+#pragma unroll 4
+      for (int k_pair = 0; k_pair < kHeadDim / (2 * kMmaDepth); ++k_pair) {
+        uint32_t a_even[4], a_odd[4], b[4];
+        ldmatrix_x4(a_even, q_base + swizzled_offset<Config::kHeadDimChunks>(q_row, 4 * k_pair + a_chunk_offset));
+        ldmatrix_x4(a_odd, q_base + swizzled_offset<Config::kHeadDimChunks>(q_row, 4 * k_pair + 2 + a_chunk_offset));
+        ldmatrix_x4(b, k_base + swizzled_offset<Config::kHeadDimChunks>(token, 4 * k_pair + (lane >> 3)));
+        mma_bf16_m16n8k16(score[0], a_even, b[0], b[1]);
+        mma_bf16_m16n8k16(score[0], a_odd, b[2], b[3]);
       }
     }
 
     // ---- Online softmax. Row maxima over valid entries, reduced in the quad, then across the warps that
     // share the head group through shared memory.
-    const uint32_t my_valid = valid_mask[warp_slice];
+    const int score_token_base = warp_slice * Config::kScoreTokensPerWarp;
+    const uint32_t my_valid = valid_mask[score_token_base / 32] >> (score_token_base % 32);
     float tile_max[2] = {kInitialRunningMax, kInitialRunningMax};
 #pragma unroll
     for (int j = 0; j < Config::kScoreColBlocks; ++j) {
@@ -296,8 +306,9 @@ __global__ void __launch_bounds__(Config::kThreads, 1) sparse_mla_decode_kernel(
       running_max[r] = new_max;
       partial_sum[r] *= rescale[r];
     }
-    // P = exp2(score * scale_log2 - max) for valid entries, exactly 0 for masked ones, rounded to bf16;
-    // the sum uses the rounded values so the normalization matches what P V multiplies.
+    // P = exp2(score * scale_log2 - max) for valid entries, exactly 0 for masked ones, rounded to bf16
+    // for the MMA. The sum uses the fp32 values: lse must stay accurate to fp32 (spec section 8 allows
+    // ~1.2e-4 relative), which per-entry bf16 rounding (2^-9) would not guarantee for short rows.
 #pragma unroll
     for (int j = 0; j < Config::kScoreColBlocks; ++j) {
       float p[4];
@@ -309,10 +320,8 @@ __global__ void __launch_bounds__(Config::kThreads, 1) sparse_mla_decode_kernel(
       }
       const uint32_t p01 = pack_bf16x2(p[0], p[1]);
       const uint32_t p23 = pack_bf16x2(p[2], p[3]);
-      const float2 rounded01 = unpack_bf16x2(p01);
-      const float2 rounded23 = unpack_bf16x2(p23);
-      partial_sum[0] += rounded01.x + rounded01.y;
-      partial_sum[1] += rounded23.x + rounded23.y;
+      partial_sum[0] += p[0] + p[1];
+      partial_sum[1] += p[2] + p[3];
       const int token = warp_slice * Config::kScoreTokensPerWarp + j * kMmaCols + quad_lane * 2;
       const int chunk = token / kBf16PerChunk;
       const int within_chunk_bytes = (token % kBf16PerChunk) * 2;

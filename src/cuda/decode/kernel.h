@@ -14,4 +14,7 @@ namespace smla::detail::decode {
 // workspace partials. Sets the kernel's shared-memory limit once per device; no allocation, no sync.
 Status launch_sparse_decode_heads64(const DecodeParams& params, int device, cudaStream_t stream);
 
+// The same with 16 heads per CTA (h <= 16): grid (b * s_q * num_splits, 1).
+Status launch_sparse_decode_heads16(const DecodeParams& params, int device, cudaStream_t stream);
+
 }  // namespace smla::detail::decode

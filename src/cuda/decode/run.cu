@@ -4,13 +4,19 @@
 
 #include "common/backend_entry.h"
 #include "cuda/combine/kernel.h"
+#include "cuda/decode/config.h"
 #include "cuda/decode/kernel.h"
 
 namespace smla::detail {
 
 Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* stream) {
   const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
-  SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads64(params, plan.device(), cuda_stream));
+  // The head block follows from h alone (decode::head_block_for), the rule the planner also used.
+  if (decode::head_block_for(params.num_heads) == decode::DecodeConfigHeads16::kHeadBlock) {
+    SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads16(params, plan.device(), cuda_stream));
+  } else {
+    SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads64(params, plan.device(), cuda_stream));
+  }
   if (params.num_splits > 1) SMLA_RETURN_IF_ERROR(launch_split_combine(params, cuda_stream));
   return Status::Ok();
 }

@@ -16,11 +16,11 @@ int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
 SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDeviceInfo& device,
                                       int requested_splits) {
-  using Config = decode::DecodeConfigHeads64;
+  constexpr int kTileTokens = decode::DecodeConfigHeads64::kTileTokens;
   SplitSchedule schedule;
-  schedule.head_block = Config::kHeadBlock;
-  schedule.total_tiles = ceil_div(shape.topk, Config::kTileTokens) +
-                         ceil_div(std::max(shape.extra_topk, 0), Config::kTileTokens);
+  schedule.head_block = decode::head_block_for(shape.num_heads);
+  schedule.total_tiles =
+      ceil_div(shape.topk, kTileTokens) + ceil_div(std::max(shape.extra_topk, 0), kTileTokens);
   const int total_tiles = std::max(schedule.total_tiles, 1);
 
   int num_splits = 1;
@@ -28,7 +28,7 @@ SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDevice
     num_splits = std::clamp(requested_splits, 1, total_tiles);
   } else {
     const int64_t ctas = static_cast<int64_t>(shape.batch) * shape.seq_q *
-                         ceil_div(shape.num_heads, Config::kHeadBlock);
+                         ceil_div(shape.num_heads, schedule.head_block);
     const int max_splits = std::max(1, total_tiles / 2);  // >= 2 tiles per split when possible
     if (device.sm_count > 0 && ctas < device.sm_count) {
       num_splits = std::min(ceil_div(device.sm_count, ctas), max_splits);
