@@ -38,6 +38,7 @@ struct RowResult {
   double bytes = 0, flops = 0;
   double copy_bytes_per_second = 0;
   double floor_us = 0;
+  bool mixed_layer_types = false;  // a whole model step
   bool checked = false;
   CheckResult check;
 };
@@ -302,6 +303,7 @@ smla::Status run_model(BenchDevice& device, const DeviceSettings& settings, cons
       RowResult step_row;
       step_row.shape = prefix + ":step";
       step_row.backend = smla::backend_name(backend);
+      step_row.mixed_layer_types = true;
       SMLA_RETURN_IF_ERROR(
           time_group(device, step, buffers, workspace, workspace_bytes, options, settings, &step_row));
       rows->push_back(step_row);
@@ -335,17 +337,20 @@ Table results_table(const std::vector<RowResult>& rows) {
     const double seconds = row.median_us * 1e-6;
     const double bytes_per_second = row.bytes / seconds;
     const double nan = std::nan("");
+    // A whole model step mixes layer types: its per-call geometry columns say so instead of showing the
+    // first layer's.
+    auto per_call = [&](Cell cell) { return row.mixed_layer_types ? text_cell("mixed") : cell; };
     table.add_row({text_cell(row.shape),
                    text_cell(row.backend),
                    integer_cell(row.batch),
                    integer_cell(row.heads),
                    integer_cell(row.seq_q),
-                   integer_cell(row.topk),
-                   integer_cell(row.extra_topk),
-                   integer_cell(row.main_page_block_size),
-                   integer_cell(row.extra_page_block_size),
+                   per_call(integer_cell(row.topk)),
+                   per_call(integer_cell(row.extra_topk)),
+                   per_call(integer_cell(row.main_page_block_size)),
+                   per_call(integer_cell(row.extra_page_block_size)),
                    integer_cell(row.layers),
-                   integer_cell(row.splits),
+                   per_call(integer_cell(row.splits)),
                    number_cell(row.median_us, 2),
                    number_cell(row.p10_us, 2),
                    number_cell(row.p90_us, 2),

@@ -29,6 +29,14 @@ std::string json_escape(const std::string& text) {
   return escaped;
 }
 
+// A column is numeric (right-aligned) when any of its cells is a number.
+bool column_is_numeric(const Table& table, size_t column) {
+  for (const auto& row : table.rows) {
+    if (column < row.size() && row[column].numeric) return true;
+  }
+  return false;
+}
+
 std::string format_aligned(const Table& table) {
   std::vector<size_t> widths(table.columns.size());
   for (size_t c = 0; c < table.columns.size(); ++c) widths[c] = table.columns[c].size();
@@ -50,7 +58,7 @@ std::string format_aligned(const Table& table) {
     }
     out << "\n";
   };
-  auto column_numeric = [&](size_t c) { return !table.rows.empty() && table.rows[0][c].numeric; };
+  auto column_numeric = [&](size_t c) { return column_is_numeric(table, c); };
   write_line([&](size_t c) { return table.columns[c]; }, column_numeric);
   size_t total = 0;
   for (size_t w : widths) total += w + 2;
@@ -99,7 +107,7 @@ std::string format_markdown(const Table& table) {
   for (const auto& column : table.columns) out << " " << column << " |";
   out << "\n|";
   for (size_t c = 0; c < table.columns.size(); ++c) {
-    out << (!table.rows.empty() && table.rows[0][c].numeric ? "---:|" : "---|");
+    out << (column_is_numeric(table, c) ? "---:|" : "---|");
   }
   out << "\n";
   for (const auto& row : table.rows) {
