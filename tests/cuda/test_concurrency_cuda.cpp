@@ -1,0 +1,248 @@
+// Concurrent decodes: 4 host threads, each driving 4 streams, every stream with its own plan, workspace
+// and problem. Runs cuda-ref (and the tensor-core cuda backend when it can be planned) and checks every
+// result against its float64 reference with the bf16-MMA tolerance of spec section 8. A data race on a
+// shared buffer, a workspace shared by mistake or state kept across calls would show up as a mismatch.
+//
+// Worker threads do not use gtest assertions; they record failures as text, checked on the main thread.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/test_support.h"
+#include "smla/cache.h"
+#include "smla/decode.h"
+
+namespace smla {
+namespace {
+
+constexpr int kThreads = 4;
+constexpr int kStreamsPerThread = 4;
+constexpr int kIterations = 3;
+
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  ~DeviceBuffer() {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  cudaError_t allocate(size_t bytes) { return cudaMalloc(&ptr_, bytes == 0 ? 16 : bytes); }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+
+ private:
+  void* ptr_ = nullptr;
+};
+
+// Empty string = success; otherwise what failed.
+std::string cuda_failure(cudaError_t error, const char* what) {
+  return error == cudaSuccess ? std::string() : std::string(what) + ": " + cudaGetErrorString(error);
+}
+
+#define RETURN_IF_FAILED(expr)                 \
+  do {                                         \
+    std::string failure_ = (expr);             \
+    if (!failure_.empty()) return failure_;    \
+  } while (0)
+
+template <typename T>
+std::string upload(const std::vector<T>& host, DeviceBuffer* device, const char* what) {
+  RETURN_IF_FAILED(cuda_failure(device->allocate(host.size() * sizeof(T)), what));
+  if (host.empty()) return {};
+  return cuda_failure(cudaMemcpy(device->as<void>(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
+                      what);
+}
+
+std::string upload_pool(const test::HostCache& cache, DeviceBuffer* device, const char* what) {
+  const size_t bytes = static_cast<size_t>(cache.pool_bytes());
+  RETURN_IF_FAILED(cuda_failure(device->allocate(bytes), what));
+  return cuda_failure(cudaMemcpy(device->as<void>(), cache.layout.data, bytes, cudaMemcpyHostToDevice), what);
+}
+
+// One decode stream: problem, reference, device buffers, plan, workspace and stream of its own.
+struct Job {
+  test::ProblemConfig config;
+  Backend backend = SMLA_BACKEND_CUDA_REF;
+  std::unique_ptr<test::DecodeProblem> problem;
+  test::Reference reference;
+  DeviceBuffer q, main_pool, indices, topk_length, extra_pool, extra_indices, extra_topk_length, sink, out, lse;
+  DeviceBuffer workspace;
+  DecodeArgs args{};
+  Plan plan;
+  cudaStream_t stream = nullptr;
+  size_t out_elements = 0, lse_elements = 0;
+  std::vector<std::string> lines;     // one per checked iteration
+  std::vector<std::string> failures;  // empty when every iteration matched
+};
+
+std::string prepare_job(Job* job) {
+  const test::DecodeProblem& problem = *job->problem;
+  RETURN_IF_FAILED(upload(problem.q, &job->q, "upload q"));
+  RETURN_IF_FAILED(upload_pool(problem.main_cache, &job->main_pool, "upload main cache"));
+  RETURN_IF_FAILED(upload(problem.indices, &job->indices, "upload indices"));
+  RETURN_IF_FAILED(upload(problem.topk_length, &job->topk_length, "upload topk_length"));
+  if (problem.shape.extra_topk > 0) {
+    RETURN_IF_FAILED(upload_pool(problem.extra_cache, &job->extra_pool, "upload extra cache"));
+    RETURN_IF_FAILED(upload(problem.extra_indices, &job->extra_indices, "upload extra indices"));
+    RETURN_IF_FAILED(upload(problem.extra_topk_length, &job->extra_topk_length, "upload extra_topk_length"));
+  }
+  RETURN_IF_FAILED(upload(problem.sink, &job->sink, "upload sink"));
+  job->lse_elements = static_cast<size_t>(problem.shape.batch) * problem.shape.seq_q * problem.shape.num_heads;
+  job->out_elements = job->lse_elements * kHeadDim;
+  RETURN_IF_FAILED(cuda_failure(job->out.allocate(job->out_elements * sizeof(uint16_t)), "allocate out"));
+  RETURN_IF_FAILED(cuda_failure(job->lse.allocate(job->lse_elements * sizeof(float)), "allocate lse"));
+  // Pageable uploads may still be in flight; the job's non-blocking stream would not wait for them.
+  RETURN_IF_FAILED(cuda_failure(cudaDeviceSynchronize(), "synchronize after uploads"));
+
+  DecodeArgs args = problem.host_args(nullptr, nullptr);
+  args.q = job->q.as<void>();
+  args.main_cache.data = job->main_pool.as<void>();
+  args.indices = job->indices.as<int32_t>();
+  args.topk_length = problem.topk_length.empty() ? nullptr : job->topk_length.as<int32_t>();
+  if (problem.shape.extra_topk > 0) {
+    args.extra_cache.data = job->extra_pool.as<void>();
+    args.extra_indices = job->extra_indices.as<int32_t>();
+    args.extra_topk_length = problem.extra_topk_length.empty() ? nullptr : job->extra_topk_length.as<int32_t>();
+  }
+  args.attn_sink = problem.sink.empty() ? nullptr : job->sink.as<float>();
+  args.out = job->out.as<void>();
+  args.lse = job->lse.as<float>();
+  job->args = args;
+
+  PlanOptions options = default_plan_options();
+  options.backend = job->backend;
+  const Status plan_status = make_plan(problem.shape, options, &job->plan);
+  if (!plan_status.ok()) return "make_plan: " + plan_status.message();
+  RETURN_IF_FAILED(cuda_failure(job->workspace.allocate(job->plan.workspace_bytes()), "allocate workspace"));
+  RETURN_IF_FAILED(cuda_failure(cudaMemset(job->workspace.as<void>(), 0, job->plan.workspace_bytes()),
+                                "clear workspace"));
+  return cuda_failure(cudaStreamCreateWithFlags(&job->stream, cudaStreamNonBlocking), "create stream");
+}
+
+std::string enqueue_run(Job* job) {
+  RETURN_IF_FAILED(cuda_failure(cudaMemsetAsync(job->args.out, 0xFF, job->out_elements * sizeof(uint16_t), job->stream),
+                                "poison out"));
+  RETURN_IF_FAILED(cuda_failure(cudaMemsetAsync(job->args.lse, 0xFF, job->lse_elements * sizeof(float), job->stream),
+                                "poison lse"));
+  const Status status =
+      run(job->plan, job->args, job->workspace.as<void>(), job->plan.workspace_bytes(), job->stream);
+  return status.ok() ? std::string() : "smla::run: " + status.message();
+}
+
+std::string check_outputs(Job* job, int iteration) {
+  RETURN_IF_FAILED(cuda_failure(cudaStreamSynchronize(job->stream), "synchronize stream"));
+  std::vector<uint16_t> out(job->out_elements);
+  std::vector<float> lse(job->lse_elements);
+  RETURN_IF_FAILED(cuda_failure(cudaMemcpyAsync(out.data(), job->args.out, out.size() * sizeof(uint16_t),
+                                                cudaMemcpyDeviceToHost, job->stream),
+                                "download out"));
+  RETURN_IF_FAILED(cuda_failure(cudaMemcpyAsync(lse.data(), job->args.lse, lse.size() * sizeof(float),
+                                                cudaMemcpyDeviceToHost, job->stream),
+                                "download lse"));
+  RETURN_IF_FAILED(cuda_failure(cudaStreamSynchronize(job->stream), "synchronize downloads"));
+  const test::Comparison comparison = test::compare_to_reference(job->reference, out.data(), lse.data());
+  char line[256];
+  std::snprintf(line, sizeof(line), "%-8s b=%d s_q=%d h=%-3d topk=%d extra=%-4d iteration %d: max_abs=%.3g "
+                "cos_diff=%.3g %s",
+                backend_name(job->backend), job->config.batch, job->config.seq_q, job->config.num_heads,
+                job->config.topk, job->config.extra_topk, iteration, comparison.max_abs_error,
+                comparison.cosine_difference, comparison.ok ? "ok" : "FAIL");
+  job->lines.push_back(line);
+  return comparison.ok ? std::string() : std::string(line) + "\n" + comparison.report;
+}
+
+// One host thread: prepares its jobs, then for each iteration enqueues all of them before waiting, so
+// its streams overlap with each other and with the other threads' streams.
+void drive_jobs(std::vector<Job*> jobs) {
+  for (Job* job : jobs) {
+    const std::string failure = prepare_job(job);
+    if (!failure.empty()) {
+      job->failures.push_back("prepare: " + failure);
+      return;
+    }
+  }
+  for (int iteration = 0; iteration < kIterations; ++iteration) {
+    for (Job* job : jobs) {
+      const std::string failure = enqueue_run(job);
+      if (!failure.empty()) job->failures.push_back(failure);
+    }
+    for (Job* job : jobs) {
+      const std::string failure = check_outputs(job, iteration);
+      if (!failure.empty()) job->failures.push_back(failure);
+    }
+  }
+  for (Job* job : jobs) cudaStreamDestroy(job->stream);
+}
+
+// Whether the tensor-core backend can be planned here (it may be absent or not support the device).
+bool cuda_backend_plannable(const DecodeShape& shape, std::string* reason) {
+  PlanOptions options = default_plan_options();
+  options.backend = SMLA_BACKEND_CUDA;
+  Plan plan;
+  const Status status = make_plan(shape, options, &plan);
+  if (!status.ok()) *reason = status.message();
+  return status.ok();
+}
+
+test::ProblemConfig job_config(int index) {
+  test::ProblemConfig config;
+  const int heads[] = {8, 16, 64, 128};
+  config.batch = 1 + index % 4;
+  config.seq_q = 1 + (index / 4) % 2;
+  config.num_heads = heads[(index / 2) % 4];
+  if (config.num_heads == 128) config.batch = 1;
+  config.topk = 128;
+  config.extra_topk = index % 3 == 0 ? 0 : 512;
+  config.main_page_block_size = index % 2 == 0 ? 64 : 256;
+  config.extra_page_block_size = index % 4 < 2 ? 2 : 64;
+  config.lengths_per_query = index % 5 == 0;
+  return config;
+}
+
+TEST(ConcurrencyCuda, ThreadsAndStreamsEachWithOwnPlan) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  constexpr int kJobs = kThreads * kStreamsPerThread;
+  std::string cuda_reason;
+  const bool use_cuda_backend = cuda_backend_plannable(DecodeShape{2, 1, 16, 128, 512}, &cuda_reason);
+  std::printf("concurrency: %d threads x %d streams; tensor-core cuda backend %s%s\n", kThreads, kStreamsPerThread,
+              use_cuda_backend ? "included" : "not plannable, cuda-ref only: ", use_cuda_backend ? "" : cuda_reason.c_str());
+
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (int index = 0; index < kJobs; ++index) {
+    auto job = std::make_unique<Job>();
+    job->config = job_config(index);
+    // Half of each thread's streams use the tensor-core backend when it is available.
+    job->backend = use_cuda_backend && index % 2 == 1 ? SMLA_BACKEND_CUDA : SMLA_BACKEND_CUDA_REF;
+    test::Rng rng = test::Rng::ForTest(static_cast<uint64_t>(index));
+    job->problem = std::make_unique<test::DecodeProblem>(test::make_problem(rng, job->config));
+    job->reference = test::reference_decode(*job->problem);
+    jobs.push_back(std::move(job));
+  }
+
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    std::vector<Job*> own;
+    for (int s = 0; s < kStreamsPerThread; ++s) own.push_back(jobs[static_cast<size_t>(t * kStreamsPerThread + s)].get());
+    threads.emplace_back(drive_jobs, own);
+  }
+  for (std::thread& thread : threads) thread.join();
+
+  for (size_t index = 0; index < jobs.size(); ++index) {
+    const Job& job = *jobs[index];
+    for (const std::string& line : job.lines) std::printf("concurrency job %2zu %s\n", index, line.c_str());
+    EXPECT_EQ(job.lines.size(), static_cast<size_t>(kIterations)) << "job " << index << " did not finish";
+    for (const std::string& failure : job.failures) ADD_FAILURE() << "job " << index << ": " << failure;
+  }
+}
+
+}  // namespace
+}  // namespace smla

@@ -1,0 +1,623 @@
+// The cuda-ref backend against the float64 CPU reference (spec sections 4 and 8).
+//
+// Tolerance: the bf16-MMA rule of spec section 8 (per element abs 1e-3 or rel 2.01/128, cosine
+// difference <= 5e-6, lse abs 1e-6 or rel 8.01/65536, identical +-inf/NaN positions). cuda-ref
+// accumulates in fp32 and never rounds P to bf16, so it sits well inside the rule; its only rounding
+// of note is the final bf16 of out.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/test_support.h"
+#include "smla/cache.h"
+#include "smla/decode.h"
+
+namespace smla {
+namespace {
+
+#define ASSERT_CUDA_OK(expr)                                                              \
+  do {                                                                                    \
+    const cudaError_t assert_cuda_error_ = (expr);                                        \
+    ASSERT_EQ(assert_cuda_error_, cudaSuccess) << #expr << ": "                           \
+                                               << cudaGetErrorString(assert_cuda_error_); \
+  } while (0)
+
+#define ASSERT_STATUS_OK(expr)                                     \
+  do {                                                             \
+    const ::smla::Status assert_status_ = (expr);                  \
+    ASSERT_TRUE(assert_status_.ok()) << #expr << ": " << assert_status_.message(); \
+  } while (0)
+
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  ~DeviceBuffer() {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  cudaError_t allocate(size_t bytes) {
+    bytes_ = bytes;
+    return cudaMalloc(&ptr_, bytes == 0 ? 16 : bytes);
+  }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+template <typename T>
+void upload_vector(const std::vector<T>& host, DeviceBuffer* device) {
+  if (device->as<void>() == nullptr) ASSERT_CUDA_OK(device->allocate(host.size() * sizeof(T)));
+  ASSERT_EQ(device->bytes(), host.size() * sizeof(T));
+  if (!host.empty()) {
+    ASSERT_CUDA_OK(cudaMemcpy(device->as<void>(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  // A pageable upload may still be in flight when cudaMemcpy returns; work on non-blocking streams
+  // does not wait for it.
+  ASSERT_CUDA_OK(cudaDeviceSynchronize());
+}
+
+void upload_pool(const test::HostCache& cache, DeviceBuffer* device) {
+  const size_t bytes = static_cast<size_t>(cache.pool_bytes());
+  if (device->as<void>() == nullptr) ASSERT_CUDA_OK(device->allocate(bytes));
+  ASSERT_EQ(device->bytes(), bytes);
+  // The whole pool, NaN-filled unused slots included.
+  ASSERT_CUDA_OK(cudaMemcpy(device->as<void>(), cache.layout.data, bytes, cudaMemcpyHostToDevice));
+  ASSERT_CUDA_OK(cudaDeviceSynchronize());
+}
+
+// A problem's buffers on the device with contiguous strides, and the args that point at them.
+struct DeviceProblem {
+  DeviceBuffer q, main_pool, indices, topk_length, extra_pool, extra_indices, extra_topk_length, sink, out, lse;
+  DecodeArgs args{};
+  size_t out_elements = 0, lse_elements = 0;
+};
+
+void upload_problem(const test::DecodeProblem& problem, DeviceProblem* device) {
+  ASSERT_NO_FATAL_FAILURE(upload_vector(problem.q, &device->q));
+  ASSERT_NO_FATAL_FAILURE(upload_pool(problem.main_cache, &device->main_pool));
+  ASSERT_NO_FATAL_FAILURE(upload_vector(problem.indices, &device->indices));
+  ASSERT_NO_FATAL_FAILURE(upload_vector(problem.topk_length, &device->topk_length));
+  if (problem.shape.extra_topk > 0) {
+    ASSERT_NO_FATAL_FAILURE(upload_pool(problem.extra_cache, &device->extra_pool));
+    ASSERT_NO_FATAL_FAILURE(upload_vector(problem.extra_indices, &device->extra_indices));
+    ASSERT_NO_FATAL_FAILURE(upload_vector(problem.extra_topk_length, &device->extra_topk_length));
+  }
+  ASSERT_NO_FATAL_FAILURE(upload_vector(problem.sink, &device->sink));
+  const DecodeShape& shape = problem.shape;
+  device->lse_elements = static_cast<size_t>(shape.batch) * shape.seq_q * shape.num_heads;
+  device->out_elements = device->lse_elements * kHeadDim;
+  if (device->out.as<void>() == nullptr) {
+    ASSERT_CUDA_OK(device->out.allocate(device->out_elements * sizeof(uint16_t)));
+    ASSERT_CUDA_OK(device->lse.allocate(device->lse_elements * sizeof(float)));
+  }
+
+  DecodeArgs args = problem.host_args(nullptr, nullptr);
+  args.q = device->q.as<void>();
+  args.main_cache.data = device->main_pool.as<void>();
+  args.indices = device->indices.as<int32_t>();
+  args.topk_length = problem.topk_length.empty() ? nullptr : device->topk_length.as<int32_t>();
+  if (shape.extra_topk > 0) {
+    args.extra_cache.data = device->extra_pool.as<void>();
+    args.extra_indices = device->extra_indices.as<int32_t>();
+    args.extra_topk_length = problem.extra_topk_length.empty() ? nullptr : device->extra_topk_length.as<int32_t>();
+  }
+  args.attn_sink = problem.sink.empty() ? nullptr : device->sink.as<float>();
+  args.out = device->out.as<void>();
+  args.lse = device->lse.as<float>();
+  device->args = args;
+}
+
+struct HostOutputs {
+  std::vector<uint16_t> out;
+  std::vector<float> lse;
+  bool operator==(const HostOutputs& other) const {
+    // Bitwise: NaN payloads and signed zeros included.
+    return out == other.out && lse.size() == other.lse.size() &&
+           std::memcmp(lse.data(), other.lse.data(), lse.size() * sizeof(float)) == 0;
+  }
+};
+
+// Poisons out and lse with 0xFF bytes (bf16 and fp32 NaN), so an unwritten element cannot pass.
+void poison_outputs(const DeviceProblem& device, cudaStream_t stream) {
+  ASSERT_CUDA_OK(cudaMemsetAsync(device.args.out, 0xFF, device.out_elements * sizeof(uint16_t), stream));
+  ASSERT_CUDA_OK(cudaMemsetAsync(device.args.lse, 0xFF, device.lse_elements * sizeof(float), stream));
+}
+
+void download_outputs(const DeviceProblem& device, HostOutputs* outputs) {
+  outputs->out.resize(device.out_elements);
+  outputs->lse.resize(device.lse_elements);
+  ASSERT_CUDA_OK(cudaMemcpy(outputs->out.data(), device.args.out, device.out_elements * sizeof(uint16_t),
+                            cudaMemcpyDeviceToHost));
+  ASSERT_CUDA_OK(cudaMemcpy(outputs->lse.data(), device.args.lse, device.lse_elements * sizeof(float),
+                            cudaMemcpyDeviceToHost));
+}
+
+// A cuda-ref plan and its zeroed workspace (the first 4 bytes are the device error counter).
+struct RefPlan {
+  Plan plan;
+  DeviceBuffer workspace;
+};
+
+void make_ref_plan(const DecodeShape& shape, RefPlan* ref_plan) {
+  PlanOptions options = default_plan_options();
+  options.backend = SMLA_BACKEND_CUDA_REF;
+  ASSERT_STATUS_OK(make_plan(shape, options, &ref_plan->plan));
+  ASSERT_EQ(ref_plan->plan.backend(), SMLA_BACKEND_CUDA_REF);
+  ASSERT_CUDA_OK(ref_plan->workspace.allocate(ref_plan->plan.workspace_bytes()));
+  ASSERT_CUDA_OK(cudaMemset(ref_plan->workspace.as<void>(), 0, std::max<size_t>(ref_plan->plan.workspace_bytes(), 16)));
+}
+
+uint32_t read_error_counter(const RefPlan& ref_plan) {
+  uint32_t counter = 0;
+  if (ref_plan.plan.workspace_bytes() >= sizeof(counter)) {
+    EXPECT_EQ(cudaMemcpy(&counter, ref_plan.workspace.as<void>(), sizeof(counter), cudaMemcpyDeviceToHost),
+              cudaSuccess);
+  }
+  return counter;
+}
+
+// Runs eagerly on `stream` and downloads the outputs.
+void run_eager(const RefPlan& ref_plan, const DeviceProblem& device, cudaStream_t stream, HostOutputs* outputs) {
+  ASSERT_NO_FATAL_FAILURE(poison_outputs(device, stream));
+  ASSERT_STATUS_OK(run(ref_plan.plan, device.args, ref_plan.workspace.as<void>(), ref_plan.plan.workspace_bytes(),
+                       stream));
+  ASSERT_CUDA_OK(cudaStreamSynchronize(stream));
+  ASSERT_NO_FATAL_FAILURE(download_outputs(device, outputs));
+}
+
+std::string describe(const test::ProblemConfig& c) {
+  char text[256];
+  std::snprintf(text, sizeof(text),
+                "b=%-2d s_q=%d h=%-3d topk=%-3d extra=%-4d P=%lld/%lld pad=%lld/%lld lengths=%s%s sink=%s",
+                c.batch, c.seq_q, c.num_heads, c.topk, c.extra_topk, static_cast<long long>(c.main_page_block_size),
+                static_cast<long long>(c.extra_page_block_size), static_cast<long long>(c.main_stride_pad_bytes),
+                static_cast<long long>(c.extra_stride_pad_bytes),
+                !c.lengths ? "none" : (c.lengths_per_query ? "[b,s_q]" : "[b]"),
+                c.lengths && c.full_lengths ? ",full" : "", c.sink ? "yes" : "no");
+  return text;
+}
+
+void expect_matches_reference(const test::Reference& reference, const HostOutputs& outputs,
+                              const std::string& label) {
+  const test::Comparison comparison = test::compare_to_reference(reference, outputs.out.data(), outputs.lse.data());
+  std::printf("cuda-ref %s: max_abs=%.3g cos_diff=%.3g max_lse_err=%.3g %s\n", label.c_str(),
+              comparison.max_abs_error, comparison.cosine_difference, comparison.max_lse_error,
+              comparison.ok ? "ok" : "FAIL");
+  EXPECT_TRUE(comparison.ok) << label << "\n" << comparison.report;
+}
+
+void run_reference_case(const test::ProblemConfig& config, uint64_t stream_id) {
+  test::Rng rng = test::Rng::ForTest(stream_id);
+  const test::DecodeProblem problem = test::make_problem(rng, config);
+  const test::Reference reference = test::reference_decode(problem);
+  DeviceProblem device;
+  ASSERT_NO_FATAL_FAILURE(upload_problem(problem, &device));
+  RefPlan ref_plan;
+  ASSERT_NO_FATAL_FAILURE(make_ref_plan(problem.shape, &ref_plan));
+  HostOutputs outputs;
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_NO_FATAL_FAILURE(run_eager(ref_plan, device, nullptr, &outputs));
+  const double elapsed_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  char timing[64];
+  std::snprintf(timing, sizeof(timing), " (%.2f ms incl. sync)", elapsed_ms);
+  expect_matches_reference(reference, outputs, describe(config) + timing);
+  // make_problem keeps out-of-range ids out of the valid prefixes, so nothing may be counted.
+  EXPECT_EQ(read_error_counter(ref_plan), 0u) << describe(config);
+}
+
+// Shorthand for the configuration table below.
+test::ProblemConfig config_of(int batch, int seq_q, int heads, int topk, int extra_topk, int64_t main_p,
+                              int64_t extra_p) {
+  test::ProblemConfig config;
+  config.batch = batch;
+  config.seq_q = seq_q;
+  config.num_heads = heads;
+  config.topk = topk;
+  config.extra_topk = extra_topk;
+  config.main_page_block_size = main_p;
+  config.extra_page_block_size = extra_p;
+  return config;
+}
+
+// A sampled grid that covers every value of: h {1, 8, 16, 32, 64, 128}, s_q {1, 3}, main P {64, 256, 61},
+// extra P {2, 64}, topk {64, 128, 576}, extra_topk {0, 512, 1024}, lengths [b] / [b, s_q] / none,
+// random and full lengths, sinks with +-inf (and none), b {1, 4, 74}; plus odd sizes and empty rows.
+std::vector<test::ProblemConfig> reference_grid() {
+  std::vector<test::ProblemConfig> grid;
+  auto add = [&](test::ProblemConfig config) { grid.push_back(config); };
+  add(config_of(1, 1, 1, 64, 0, 64, 64));
+  {
+    auto c = config_of(4, 3, 8, 128, 512, 256, 64);
+    c.lengths_per_query = true;
+    add(c);
+  }
+  {
+    auto c = config_of(4, 1, 16, 576, 1024, 61, 2);
+    c.full_lengths = true;
+    add(c);
+  }
+  {
+    auto c = config_of(1, 3, 32, 64, 512, 64, 2);
+    c.lengths_per_query = true;
+    c.full_lengths = true;
+    c.main_stride_pad_bytes = 32;
+    c.extra_stride_pad_bytes = 16;
+    add(c);
+  }
+  add(config_of(4, 1, 64, 128, 1024, 256, 64));
+  {
+    auto c = config_of(2, 1, 128, 128, 512, 64, 64);
+    c.lengths_per_query = true;
+    add(c);
+  }
+  add(config_of(74, 1, 1, 128, 512, 256, 64));
+  {
+    auto c = config_of(74, 3, 8, 64, 0, 61, 64);
+    c.lengths_per_query = true;
+    add(c);
+  }
+  {
+    auto c = config_of(1, 1, 128, 576, 1024, 61, 2);
+    c.lengths = false;
+    add(c);
+  }
+  {
+    auto c = config_of(4, 3, 16, 64, 0, 256, 64);
+    c.sink = false;
+    c.duplicate_fraction = 0.3;
+    add(c);
+  }
+  {
+    auto c = config_of(2, 2, 5, 100, 70, 61, 2);  // h not a multiple of 8, widths not multiples of 64
+    c.lengths_per_query = true;
+    c.duplicate_fraction = 0.2;
+    add(c);
+  }
+  {
+    auto c = config_of(4, 3, 128, 128, 1024, 64, 2);
+    c.lengths_per_query = true;
+    add(c);
+  }
+  {
+    auto c = config_of(2, 2, 8, 64, 64, 64, 2);  // every entry invalid: empty rows, out = 0, lse = +inf
+    c.invalid_index_fraction = 1.0;
+    add(c);
+  }
+  {
+    auto c = config_of(2, 3, 16, 128, 512, 256, 64);  // every sink is +inf or -inf
+    c.sink_inf_fraction = 1.0;
+    add(c);
+  }
+  add(config_of(74, 1, 8, 128, 1024, 256, 2));
+  return grid;
+}
+
+TEST(DecodeCudaRef, MatchesFloat64Reference) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  uint64_t stream_id = 0;
+  for (const test::ProblemConfig& config : reference_grid()) {
+    SCOPED_TRACE(describe(config));
+    run_reference_case(config, stream_id++);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
+// Out-of-range ids inside the valid prefix are masked (the reference skips them too) and each one is
+// counted exactly once in the device error counter, however many head blocks read it.
+TEST(DecodeCudaRef, OutOfRangeIndicesAreMaskedAndCounted) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  test::Rng rng = test::Rng::ForTest(1000);
+  auto config = config_of(2, 2, 24, 64, 128, 64, 2);  // 3 head blocks
+  config.full_lengths = true;
+  test::DecodeProblem problem = test::make_problem(rng, config);
+  const int64_t main_slots = cache_num_slots(problem.main_cache.layout);
+  const int64_t extra_slots = cache_num_slots(problem.extra_cache.layout);
+  uint32_t planted = 0;
+  for (size_t i = 3; i < problem.indices.size(); i += 17, ++planted) {
+    problem.indices[i] = static_cast<int32_t>(main_slots + static_cast<int64_t>(i % 5));
+  }
+  for (size_t i = 5; i < problem.extra_indices.size(); i += 29, ++planted) {
+    problem.extra_indices[i] = i % 2 ? std::numeric_limits<int32_t>::max() : static_cast<int32_t>(extra_slots);
+  }
+  const test::Reference reference = test::reference_decode(problem);
+  DeviceProblem device;
+  ASSERT_NO_FATAL_FAILURE(upload_problem(problem, &device));
+  RefPlan ref_plan;
+  ASSERT_NO_FATAL_FAILURE(make_ref_plan(problem.shape, &ref_plan));
+  HostOutputs outputs;
+  ASSERT_NO_FATAL_FAILURE(run_eager(ref_plan, device, nullptr, &outputs));
+  expect_matches_reference(reference, outputs, describe(config) + " with out-of-range ids");
+  const uint32_t counted = read_error_counter(ref_plan);
+  std::printf("cuda-ref error counter: %u out-of-range entries counted, %u planted\n", counted, planted);
+  EXPECT_EQ(counted, planted);
+}
+
+// Non-contiguous q, indices, out and lse: every stride comes from the args.
+TEST(DecodeCudaRef, HonoursStrides) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  test::Rng rng = test::Rng::ForTest(2000);
+  auto config = config_of(3, 2, 12, 128, 512, 256, 64);
+  config.lengths_per_query = true;
+  const test::DecodeProblem problem = test::make_problem(rng, config);
+  const test::Reference reference = test::reference_decode(problem);
+  DeviceProblem device;
+  ASSERT_NO_FATAL_FAILURE(upload_problem(problem, &device));  // caches, lengths, sink; strided copies below
+  const int b = config.batch, s = config.seq_q, h = config.num_heads;
+
+  // Padded layouts: q and out heads 576 apart, rows padded; lse with head stride 2; indices rows padded.
+  const int64_t head_stride = 576, seq_stride = h * head_stride + 64, batch_stride = s * seq_stride + 128;
+  const int64_t lse_head = 2, lse_seq = h * lse_head + 1, lse_batch = s * lse_seq + 3;
+  const int64_t index_seq = config.topk + 16, index_batch = s * index_seq + 8;
+  const int64_t extra_seq = config.extra_topk + 8, extra_batch = s * extra_seq;
+  std::vector<uint16_t> q_strided(static_cast<size_t>(b * batch_stride), test::kPoisonBf16);
+  std::vector<int32_t> indices_strided(static_cast<size_t>(b * index_batch), -1);
+  std::vector<int32_t> extra_strided(static_cast<size_t>(b * extra_batch), -1);
+  for (int bi = 0; bi < b; ++bi) {
+    for (int t = 0; t < s; ++t) {
+      const int64_t row = static_cast<int64_t>(bi) * s + t;
+      for (int hi = 0; hi < h; ++hi) {
+        std::copy_n(problem.q.begin() + (row * h + hi) * kHeadDim, kHeadDim,
+                    q_strided.begin() + bi * batch_stride + t * seq_stride + hi * head_stride);
+      }
+      std::copy_n(problem.indices.begin() + row * config.topk, config.topk,
+                  indices_strided.begin() + bi * index_batch + t * index_seq);
+      std::copy_n(problem.extra_indices.begin() + row * config.extra_topk, config.extra_topk,
+                  extra_strided.begin() + bi * extra_batch + t * extra_seq);
+    }
+  }
+  DeviceBuffer q_device, indices_device, extra_device, out_device, lse_device;
+  ASSERT_NO_FATAL_FAILURE(upload_vector(q_strided, &q_device));
+  ASSERT_NO_FATAL_FAILURE(upload_vector(indices_strided, &indices_device));
+  ASSERT_NO_FATAL_FAILURE(upload_vector(extra_strided, &extra_device));
+  const size_t out_elements = static_cast<size_t>(b * batch_stride), lse_elements = static_cast<size_t>(b * lse_batch);
+  ASSERT_CUDA_OK(out_device.allocate(out_elements * sizeof(uint16_t)));
+  ASSERT_CUDA_OK(lse_device.allocate(lse_elements * sizeof(float)));
+  ASSERT_CUDA_OK(cudaMemset(out_device.as<void>(), 0xFF, out_elements * sizeof(uint16_t)));
+  ASSERT_CUDA_OK(cudaMemset(lse_device.as<void>(), 0xFF, lse_elements * sizeof(float)));
+
+  DecodeArgs args = device.args;
+  args.q = q_device.as<void>();
+  args.q_stride_batch = batch_stride;
+  args.q_stride_seq = seq_stride;
+  args.q_stride_head = head_stride;
+  args.indices = indices_device.as<int32_t>();
+  args.indices_stride_batch = index_batch;
+  args.indices_stride_seq = index_seq;
+  args.extra_indices = extra_device.as<int32_t>();
+  args.extra_indices_stride_batch = extra_batch;
+  args.extra_indices_stride_seq = extra_seq;
+  args.out = out_device.as<void>();
+  args.out_stride_batch = batch_stride;
+  args.out_stride_seq = seq_stride;
+  args.out_stride_head = head_stride;
+  args.lse = lse_device.as<float>();
+  args.lse_stride_batch = lse_batch;
+  args.lse_stride_seq = lse_seq;
+  args.lse_stride_head = lse_head;
+
+  RefPlan ref_plan;
+  ASSERT_NO_FATAL_FAILURE(make_ref_plan(problem.shape, &ref_plan));
+  ASSERT_STATUS_OK(run(ref_plan.plan, args, ref_plan.workspace.as<void>(), ref_plan.plan.workspace_bytes(), nullptr));
+  ASSERT_CUDA_OK(cudaDeviceSynchronize());
+  std::vector<uint16_t> out_strided(out_elements);
+  std::vector<float> lse_strided(lse_elements);
+  ASSERT_CUDA_OK(cudaMemcpy(out_strided.data(), args.out, out_elements * sizeof(uint16_t), cudaMemcpyDeviceToHost));
+  ASSERT_CUDA_OK(cudaMemcpy(lse_strided.data(), args.lse, lse_elements * sizeof(float), cudaMemcpyDeviceToHost));
+
+  HostOutputs outputs;
+  outputs.out.resize(static_cast<size_t>(b) * s * h * kHeadDim);
+  outputs.lse.resize(static_cast<size_t>(b) * s * h);
+  int64_t padding_written = 0;
+  std::vector<bool> is_output(out_elements, false);
+  for (int bi = 0; bi < b; ++bi) {
+    for (int t = 0; t < s; ++t) {
+      for (int hi = 0; hi < h; ++hi) {
+        const int64_t row_head = (static_cast<int64_t>(bi) * s + t) * h + hi;
+        const int64_t base = bi * batch_stride + t * seq_stride + hi * head_stride;
+        std::copy_n(out_strided.begin() + base, kHeadDim, outputs.out.begin() + row_head * kHeadDim);
+        std::fill_n(is_output.begin() + base, kHeadDim, true);
+        outputs.lse[static_cast<size_t>(row_head)] = lse_strided[static_cast<size_t>(bi * lse_batch + t * lse_seq + hi * lse_head)];
+      }
+    }
+  }
+  for (size_t i = 0; i < out_elements; ++i) {
+    if (!is_output[i] && out_strided[i] != 0xFFFF) ++padding_written;
+  }
+  expect_matches_reference(reference, outputs, describe(config) + " padded strides");
+  EXPECT_EQ(padding_written, 0) << "elements between heads/rows of out were written";
+}
+
+// Regenerates indices and lengths of one list in place: new random lengths, valid prefixes drawn from
+// the slots that hold tokens (duplicates allowed), garbage past the lengths.
+void regenerate_list(test::Rng& rng, int width, int64_t rows, int seq_q, bool per_query, int64_t num_slots,
+                     std::vector<int32_t>* indices, std::vector<int32_t>* lengths) {
+  auto row_length = [&](int64_t row) {
+    const int32_t raw = (*lengths)[static_cast<size_t>(per_query ? row : row / seq_q)];
+    return std::clamp<int32_t>(raw, 0, width);
+  };
+  std::vector<int32_t> filled_slots;
+  for (int64_t row = 0; row < rows; ++row) {
+    for (int32_t j = 0; j < row_length(row); ++j) {
+      const int32_t slot = (*indices)[static_cast<size_t>(row * width + j)];
+      if (slot >= 0 && slot < num_slots) filled_slots.push_back(slot);
+    }
+  }
+  for (auto& length : *lengths) length = static_cast<int32_t>(rng.uniform_int(0, width));
+  for (int64_t row = 0; row < rows; ++row) {
+    for (int32_t j = 0; j < width; ++j) {
+      int32_t& index = (*indices)[static_cast<size_t>(row * width + j)];
+      if (j < row_length(row)) {
+        index = filled_slots.empty() || rng.uniform01() < 0.1
+                    ? -1
+                    : filled_slots[static_cast<size_t>(
+                          rng.uniform_int(0, static_cast<int64_t>(filled_slots.size()) - 1))];
+      } else {
+        const int64_t choice = rng.uniform_int(0, 2);
+        index = choice == 0 ? -1
+                            : (choice == 1 ? std::numeric_limits<int32_t>::max()
+                                           : static_cast<int32_t>(num_slots + rng.uniform_int(0, 999)));
+      }
+    }
+  }
+}
+
+// CUDA-graph capture of smla::run, replayed after indices and lengths change on the device, equals the
+// eager run bit for bit and the reference within tolerance.
+TEST(DecodeCudaRef, GraphReplayMatchesEager) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  cudaStream_t stream = nullptr;
+  ASSERT_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (const int batch : {1, 2, 4, 8, 12, 16}) {
+    SCOPED_TRACE(::testing::Message() << "b=" << batch);
+    test::Rng rng = test::Rng::ForTest(3000 + batch);
+    auto config = config_of(batch, 2, 16, 128, 512, 64, 64);
+    config.lengths_per_query = batch % 4 != 0;
+    test::DecodeProblem problem = test::make_problem(rng, config);
+    DeviceProblem device;
+    ASSERT_NO_FATAL_FAILURE(upload_problem(problem, &device));
+    RefPlan ref_plan;
+    ASSERT_NO_FATAL_FAILURE(make_ref_plan(problem.shape, &ref_plan));
+
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t graph_exec = nullptr;
+    ASSERT_CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    const Status capture_status =
+        run(ref_plan.plan, device.args, ref_plan.workspace.as<void>(), ref_plan.plan.workspace_bytes(), stream);
+    ASSERT_CUDA_OK(cudaStreamEndCapture(stream, &graph));
+    ASSERT_TRUE(capture_status.ok()) << capture_status.message();
+    ASSERT_CUDA_OK(cudaGraphInstantiate(&graph_exec, graph, 0));
+
+    for (int round = 0; round < 2; ++round) {
+      if (round == 1) {
+        // Same buffers, new contents: the graph must read them at replay time.
+        const int64_t rows = static_cast<int64_t>(batch) * config.seq_q;
+        regenerate_list(rng, config.topk, rows, config.seq_q, config.lengths_per_query,
+                        cache_num_slots(problem.main_cache.layout), &problem.indices, &problem.topk_length);
+        regenerate_list(rng, config.extra_topk, rows, config.seq_q, config.lengths_per_query,
+                        cache_num_slots(problem.extra_cache.layout), &problem.extra_indices,
+                        &problem.extra_topk_length);
+        ASSERT_NO_FATAL_FAILURE(upload_vector(problem.indices, &device.indices));
+        ASSERT_NO_FATAL_FAILURE(upload_vector(problem.topk_length, &device.topk_length));
+        ASSERT_NO_FATAL_FAILURE(upload_vector(problem.extra_indices, &device.extra_indices));
+        ASSERT_NO_FATAL_FAILURE(upload_vector(problem.extra_topk_length, &device.extra_topk_length));
+      }
+      HostOutputs replayed, eager;
+      ASSERT_NO_FATAL_FAILURE(poison_outputs(device, stream));
+      ASSERT_CUDA_OK(cudaGraphLaunch(graph_exec, stream));
+      ASSERT_CUDA_OK(cudaStreamSynchronize(stream));
+      ASSERT_NO_FATAL_FAILURE(download_outputs(device, &replayed));
+      ASSERT_NO_FATAL_FAILURE(run_eager(ref_plan, device, stream, &eager));
+      const bool identical = replayed == eager;
+      std::printf("cuda-ref graph b=%-2d round %d: replay %s eager\n", batch, round,
+                  identical ? "bitwise equals" : "DIFFERS from");
+      EXPECT_TRUE(identical) << "round " << round;
+      expect_matches_reference(test::reference_decode(problem), replayed,
+                               describe(config) + " graph round " + std::to_string(round));
+    }
+    cudaGraphExecDestroy(graph_exec);
+    cudaGraphDestroy(graph);
+  }
+  cudaStreamDestroy(stream);
+}
+
+// Slots (in range) that a problem's valid prefixes select from one list.
+std::set<int64_t> selected_slots(const std::vector<int32_t>& indices, const std::vector<int32_t>& lengths, int width,
+                                 int64_t rows, int seq_q, bool per_query, int64_t num_slots) {
+  std::set<int64_t> slots;
+  for (int64_t row = 0; row < rows; ++row) {
+    const int32_t length =
+        lengths.empty() ? width
+                        : std::clamp<int32_t>(lengths[static_cast<size_t>(per_query ? row : row / seq_q)], 0, width);
+    for (int32_t j = 0; j < length; ++j) {
+      const int32_t slot = indices[static_cast<size_t>(row * width + j)];
+      if (slot >= 0 && slot < num_slots) slots.insert(slot);
+    }
+  }
+  return slots;
+}
+
+// Random bytes in every unselected slot (rows, footers with scale bytes 0 and 255, page padding); the
+// selected slots keep their records. Returns the number of unselected slots.
+int64_t fill_unselected_with_garbage(test::Rng& rng, const std::set<int64_t>& selected, test::HostCache* cache) {
+  const CacheLayout& layout = cache->layout;
+  uint8_t* base = static_cast<uint8_t*>(layout.data);
+  const std::vector<uint8_t> original(base, base + cache->pool_bytes());
+  for (int64_t i = 0; i < cache->pool_bytes(); ++i) base[i] = static_cast<uint8_t>(rng.engine()());
+  int64_t unselected = 0;
+  for (int64_t slot = 0; slot < cache_num_slots(layout); ++slot) {
+    const int64_t row = slot_row_offset(layout.page_block_size, layout.page_stride_bytes, slot);
+    const int64_t footer = slot_scale_offset(layout.page_block_size, layout.page_stride_bytes, slot);
+    if (selected.count(slot) != 0) {
+      std::memcpy(base + row, original.data() + row, kRowBytes);
+      std::memcpy(base + footer, original.data() + footer, kScaleBytes);
+      continue;
+    }
+    ++unselected;
+    for (int group = 0; group < kNumScaleGroups; ++group) {
+      const int64_t choice = rng.uniform_int(0, 2);  // 0: byte 0, 1: byte 255, 2: random
+      if (choice < 2) base[footer + group] = choice == 0 ? 0 : 255;
+    }
+  }
+  return unselected;
+}
+
+// Unselected slots must never influence a result: NaN-filled and garbage-filled pools give bitwise
+// identical out and lse.
+TEST(DecodeCudaRef, GarbageInUnselectedSlotsIsIgnored) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  test::Rng rng = test::Rng::ForTest(4000);
+  for (const bool per_query : {false, true}) {
+    auto config = config_of(4, 2, 16, 128, 512, 256, 2);
+    config.lengths_per_query = per_query;
+    config.main_stride_pad_bytes = 48;
+    test::DecodeProblem problem = test::make_problem(rng, config);
+    DeviceProblem device;
+    ASSERT_NO_FATAL_FAILURE(upload_problem(problem, &device));
+    RefPlan ref_plan;
+    ASSERT_NO_FATAL_FAILURE(make_ref_plan(problem.shape, &ref_plan));
+    HostOutputs nan_filled, garbage_filled;
+    ASSERT_NO_FATAL_FAILURE(run_eager(ref_plan, device, nullptr, &nan_filled));
+    expect_matches_reference(test::reference_decode(problem), nan_filled, describe(config) + " NaN-filled pool");
+
+    const int64_t rows = static_cast<int64_t>(config.batch) * config.seq_q;
+    const int64_t main_unselected = fill_unselected_with_garbage(
+        rng,
+        selected_slots(problem.indices, problem.topk_length, config.topk, rows, config.seq_q, per_query,
+                       cache_num_slots(problem.main_cache.layout)),
+        &problem.main_cache);
+    const int64_t extra_unselected = fill_unselected_with_garbage(
+        rng,
+        selected_slots(problem.extra_indices, problem.extra_topk_length, config.extra_topk, rows, config.seq_q,
+                       per_query, cache_num_slots(problem.extra_cache.layout)),
+        &problem.extra_cache);
+    ASSERT_NO_FATAL_FAILURE(upload_pool(problem.main_cache, &device.main_pool));
+    ASSERT_NO_FATAL_FAILURE(upload_pool(problem.extra_cache, &device.extra_pool));
+    ASSERT_NO_FATAL_FAILURE(run_eager(ref_plan, device, nullptr, &garbage_filled));
+    const bool identical = nan_filled == garbage_filled;
+    std::printf("cuda-ref garbage cache (%lld + %lld unselected slots randomised): %s\n",
+                static_cast<long long>(main_unselected), static_cast<long long>(extra_unselected),
+                identical ? "bitwise identical to the NaN-filled run" : "DIFFERS");
+    EXPECT_GT(main_unselected + extra_unselected, 0);
+    EXPECT_TRUE(identical);
+  }
+}
+
+}  // namespace
+}  // namespace smla
