@@ -31,9 +31,15 @@ def version():
 def _register_torch_op():
     if os.environ.get("SMLA_NO_TORCH") == "1" or importlib.util.find_spec("torch") is None:
         return False
-    from . import _torch_ops
+    try:
+        from . import _torch_ops
 
-    return _torch_ops.register()
+        return _torch_ops.register()
+    except ImportError as error:  # a broken torch install must not break the NumPy path
+        import warnings
+
+        warnings.warn(f"smla: PyTorch found but not importable ({error}); torch op not registered")
+        return False
 
 
 TORCH_OP_REGISTERED = _register_torch_op()

@@ -36,7 +36,7 @@ def register():
                       workspace: torch.Tensor, plan_id: int, main_geometry: List[int], extra_geometry: List[int],
                       softmax_scale: float) -> None:
         _launch(q, main_cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length, attn_sink,
-                out, lse, plan_id, main_geometry, extra_geometry, softmax_scale)
+                out, lse, workspace, plan_id, main_geometry, extra_geometry, softmax_scale)
 
     @sparse_decode.register_fake
     def _(q, main_cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length, attn_sink, out, lse,
@@ -54,7 +54,7 @@ def _layout_of(cache, geometry):
 
 
 def _launch(q, main_cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length, attn_sink, out,
-            lse, plan_id, main_geometry, extra_geometry, softmax_scale):
+            lse, workspace, plan_id, main_geometry, extra_geometry, softmax_scale):
     import ctypes
 
     from .decode import plan_by_id
@@ -75,7 +75,8 @@ def _launch(q, main_cache, indices, topk_length, extra_cache, extra_indices, ext
     stream = None
     if q.is_cuda:
         stream = T.torch_module().cuda.current_stream(q.device).cuda_stream
-    plan.launch(infos, main_layout, extra_layout, softmax_scale, ctypes.c_void_p(stream))
+    plan.launch(infos, main_layout, extra_layout, softmax_scale, ctypes.c_void_p(stream),
+                workspace=T.tensor_info(workspace, "workspace"))
 
 
 def _torch_cache(cache, page_block_size, name):

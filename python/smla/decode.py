@@ -246,9 +246,20 @@ class Plan:
                                  f"s_q={self.seq_q}], got {list(lengths.shape)}")
             T.check_contiguous(lengths, lengths_name)
 
-    def launch(self, infos, main_layout, extra_layout, softmax_scale, stream):
-        """Validates, fills smla_decode_args_t and calls smla_decode_run (raises SmlaError on failure)."""
+    def launch(self, infos, main_layout, extra_layout, softmax_scale, stream, workspace=None):
+        """Validates, fills smla_decode_args_t and calls smla_decode_run (raises SmlaError on failure).
+
+        `workspace` (a TensorInfo) replaces the plan's own buffer: the torch op passes the tensor it was
+        given, which torch.compile's functionalization may have swapped for a copy.
+        """
         self.validate(infos, main_layout, extra_layout, softmax_scale)
+        workspace_ptr = self._workspace_ptr
+        if workspace is not None:
+            T.check_device(workspace, "workspace", self.device_type, self.device_index)
+            size = int(np.prod(workspace.shape, dtype=np.int64)) * workspace.itemsize
+            if size < self.workspace_bytes:
+                raise ValueError(f"workspace: expected at least {self.workspace_bytes} bytes, got {size}")
+            workspace_ptr = workspace.ptr
         args = _lib.DecodeArgsStruct()
         q, indices, out, lse = infos["q"], infos["indices"], infos["out"], infos["lse"]
         args.q = q.ptr
@@ -269,7 +280,7 @@ class Plan:
         args.out_stride_batch, args.out_stride_seq, args.out_stride_head = out.strides[:3]
         args.lse = lse.ptr
         args.lse_stride_batch, args.lse_stride_seq, args.lse_stride_head = lse.strides
-        _lib.call("smla_decode_run", self._handle, ctypes.byref(args), ctypes.c_void_p(self._workspace_ptr),
+        _lib.call("smla_decode_run", self._handle, ctypes.byref(args), ctypes.c_void_p(workspace_ptr),
                   self.workspace_bytes, stream)
 
 
