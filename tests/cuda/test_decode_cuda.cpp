@@ -8,8 +8,8 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -93,7 +93,8 @@ struct DeviceProblem {
     main_pool.resize(static_cast<size_t>(problem.main_cache.pool_bytes()));
     indices.resize(vector_bytes(problem.indices));
     topk_length.resize(vector_bytes(problem.topk_length));
-    if (problem.shape.extra_topk > 0) extra_pool.resize(static_cast<size_t>(problem.extra_cache.pool_bytes()));
+    if (problem.shape.extra_topk > 0)
+      extra_pool.resize(static_cast<size_t>(problem.extra_cache.pool_bytes()));
     extra_indices.resize(vector_bytes(problem.extra_indices));
     extra_topk_length.resize(vector_bytes(problem.extra_topk_length));
     sink.resize(vector_bytes(problem.sink));
@@ -111,7 +112,8 @@ struct DeviceProblem {
     indices.upload(problem.indices);
     topk_length.upload(problem.topk_length);
     if (problem.shape.extra_topk > 0) {
-      extra_pool.upload(problem.extra_cache.layout.data, static_cast<size_t>(problem.extra_cache.pool_bytes()));
+      extra_pool.upload(problem.extra_cache.layout.data,
+                        static_cast<size_t>(problem.extra_cache.pool_bytes()));
     }
     extra_indices.upload(problem.extra_indices);
     extra_topk_length.upload(problem.extra_topk_length);
@@ -188,7 +190,8 @@ std::string describe(const ProblemConfig& c) {
                 "b=%d s_q=%d h=%d topk=%d(P=%lld pad=%lld) extra=%d(P=%lld pad=%lld) lengths=%s%s sink=%s",
                 c.batch, c.seq_q, c.num_heads, c.topk, static_cast<long long>(c.main_page_block_size),
                 static_cast<long long>(c.main_stride_pad_bytes), c.extra_topk,
-                static_cast<long long>(c.extra_page_block_size), static_cast<long long>(c.extra_stride_pad_bytes),
+                static_cast<long long>(c.extra_page_block_size),
+                static_cast<long long>(c.extra_stride_pad_bytes),
                 !c.lengths ? "none" : (c.lengths_per_query ? "[b,s_q]" : "[b]"),
                 c.lengths && c.full_lengths ? "(full)" : "", c.sink ? "yes" : "no");
   return text;
@@ -303,15 +306,15 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
     int auto_splits;
   };
   const Case cases[] = {
-      {{1, 1, 64, 128, 512}, 5},     // 1 CTA, 10 tiles: capped at 5 splits of 2 tiles
-      {{1, 1, 128, 128, 1024}, 9},   // 2 CTAs, 18 tiles: capped at 9
-      {{74, 1, 128, 128, 512}, 1},   // 148 CTAs already fill 132 SMs
-      {{1, 1, 8, 64, 0}, 1},         // one tile cannot be split
-      {{4, 3, 16, 576, 1024}, 9},    // 12 CTAs want 11 splits of 25 tiles: 3 tiles each -> 9 splits
-      {{2, 1, 100, 1, 1}, 1},        // 2 tiles: at most 1 split of >= 2 tiles
-      {{16, 2, 64, 128, 512}, 5},    // 32 CTAs want 5 splits: 2 tiles each
-      {{1, 1, 1, 65, 63}, 1},        // 3 tiles: 1 split
-      {{64, 1, 32, 128, 512}, 3},    // 64 CTAs want 3 splits of 10 tiles: 4 tiles each -> 3 splits
+      {{1, 1, 64, 128, 512}, 5},    // 1 CTA, 10 tiles: capped at 5 splits of 2 tiles
+      {{1, 1, 128, 128, 1024}, 9},  // 2 CTAs, 18 tiles: capped at 9
+      {{74, 1, 128, 128, 512}, 1},  // 148 CTAs already fill 132 SMs
+      {{1, 1, 8, 64, 0}, 1},        // one tile cannot be split
+      {{4, 3, 16, 576, 1024}, 9},   // 12 CTAs want 11 splits of 25 tiles: 3 tiles each -> 9 splits
+      {{2, 1, 100, 1, 1}, 1},       // 2 tiles: at most 1 split of >= 2 tiles
+      {{16, 2, 64, 128, 512}, 5},   // 32 CTAs want 5 splits: 2 tiles each
+      {{1, 1, 1, 65, 63}, 1},       // 3 tiles: 1 split
+      {{64, 1, 32, 128, 512}, 3},   // 64 CTAs want 3 splits of 10 tiles: 4 tiles each -> 3 splits
   };
   for (const Case& test_case : cases) {
     const DecodeShape& shape = test_case.shape;
@@ -319,10 +322,10 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
     const int head_block = shape.num_heads <= 16 ? 16 : 64;
     for (int requested : {0, 1, 3, total_tiles, total_tiles + 5, 1000}) {
       const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(shape, h100, requested);
-      const std::string label = "b=" + std::to_string(shape.batch) + " s_q=" + std::to_string(shape.seq_q) +
-                                " h=" + std::to_string(shape.num_heads) + " topk=" + std::to_string(shape.topk) +
-                                " extra=" + std::to_string(shape.extra_topk) +
-                                " requested=" + std::to_string(requested);
+      const std::string label =
+          "b=" + std::to_string(shape.batch) + " s_q=" + std::to_string(shape.seq_q) +
+          " h=" + std::to_string(shape.num_heads) + " topk=" + std::to_string(shape.topk) +
+          " extra=" + std::to_string(shape.extra_topk) + " requested=" + std::to_string(requested);
       std::printf("[decode_cuda schedule] %-60s -> splits=%d tiles/split=%d head_block=%d\n", label.c_str(),
                   schedule.num_splits, schedule.tiles_per_split, schedule.head_block);
       EXPECT_EQ(schedule.total_tiles, total_tiles) << label;
@@ -330,7 +333,8 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
       EXPECT_GE(schedule.num_splits, 1) << label;
       EXPECT_LE(schedule.num_splits, total_tiles) << label;
       EXPECT_GE(schedule.num_splits * schedule.tiles_per_split, total_tiles) << label;
-      EXPECT_LT((schedule.num_splits - 1) * schedule.tiles_per_split, total_tiles) << label << ": empty split";
+      EXPECT_LT((schedule.num_splits - 1) * schedule.tiles_per_split, total_tiles)
+          << label << ": empty split";
       if (requested == 0) {
         EXPECT_EQ(schedule.num_splits, test_case.auto_splits) << label;
       } else {

@@ -30,7 +30,8 @@ __global__ void __launch_bounds__(kCombineThreads) split_combine_kernel(const De
   const int64_t split_step = params.num_heads;
 
   float max_lse = -INFINITY;
-  for (int s = 0; s < num_splits; ++s) max_lse = fmaxf(max_lse, params.partial_lse[first_partial + s * split_step]);
+  for (int s = 0; s < num_splits; ++s)
+    max_lse = fmaxf(max_lse, params.partial_lse[first_partial + s * split_step]);
   const bool empty = max_lse == -INFINITY;
 
   const float sink = params.attn_sink != nullptr ? params.attn_sink[head] : -INFINITY;
@@ -68,7 +69,8 @@ __global__ void __launch_bounds__(kCombineThreads) split_combine_kernel(const De
                       head * params.out_stride_head;
   reinterpret_cast<uint2*>(out_row)[threadIdx.x] = packed;
   if (threadIdx.x == 0) {
-    params.lse[batch * params.lse_stride_batch + seq * params.lse_stride_seq + head * params.lse_stride_head] =
+    params
+        .lse[batch * params.lse_stride_batch + seq * params.lse_stride_seq + head * params.lse_stride_head] =
         empty ? INFINITY : max_lse + logf(weight_sum);
   }
 }

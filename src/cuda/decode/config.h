@@ -25,7 +25,7 @@ inline constexpr float kInitialRunningMax = -1e30f;
 
 template <int HeadBlock, int GatherLoadBatch, int MinBlocksPerSm>
 struct DecodeConfig {
-  static constexpr int kHeadBlock = HeadBlock;  // heads per CTA (heads >= h are masked in the tile)
+  static constexpr int kHeadBlock = HeadBlock;           // heads per CTA (heads >= h are masked in the tile)
   static constexpr int kTileTokens = smla::kTileTokens;  // 64 KV entries per tile (spec section 5)
   static constexpr int kNumWarps = 8;
   static constexpr int kThreads = kNumWarps * 32;
@@ -48,9 +48,9 @@ struct DecodeConfig {
 
   // Gather work per tile: each token row is 28 fp8 chunks (16 e4m3 values each, one scale group per
   // 4 chunks) plus 8 bf16 rope chunks, spread over all threads.
-  static constexpr int kFp8ChunksPerToken = kNopeDim / kChunkBytes;           // 28
-  static constexpr int kRopeChunksPerToken = kRopeDim * 2 / kChunkBytes;      // 8
-  static constexpr int kGatherChunksPerToken = kFp8ChunksPerToken + kRopeChunksPerToken;  // 36
+  static constexpr int kFp8ChunksPerToken = kNopeDim / kChunkBytes;                              // 28
+  static constexpr int kRopeChunksPerToken = kRopeDim * 2 / kChunkBytes;                         // 8
+  static constexpr int kGatherChunksPerToken = kFp8ChunksPerToken + kRopeChunksPerToken;         // 36
   static constexpr int kGatherChunksPerThread = kTileTokens * kGatherChunksPerToken / kThreads;  // 9
   // 16-byte loads in flight per thread before converting them: as many as the register budget allows
   // without spills (64 heads: 255 registers incl. a 128-register O; 16 heads: 128 registers for 2 CTAs/SM).
@@ -64,11 +64,11 @@ struct DecodeConfig {
   static constexpr size_t kQOffset = 0;
   static constexpr size_t kKOffset = kQOffset + kQBytes;
   static constexpr size_t kPOffset = kKOffset + kKBytes;
-  static constexpr size_t kRowMaxOffset = kPOffset + kPBytes;           // float [warps/group][heads]
+  static constexpr size_t kRowMaxOffset = kPOffset + kPBytes;  // float [warps/group][heads]
   static constexpr size_t kRowSumOffset = kRowMaxOffset + kRowExchangeBytes;
   static constexpr size_t kTokenRowOffset = kRowSumOffset + kRowExchangeBytes;  // const uint8_t*[64]
   static constexpr size_t kTokenScaleOffset = kTokenRowOffset + kTileTokens * sizeof(void*);  // u8[64][8]
-  static constexpr size_t kValidMaskOffset = kTokenScaleOffset + kTileTokens * kScaleBytes;  // u32[2]
+  static constexpr size_t kValidMaskOffset = kTokenScaleOffset + kTileTokens * kScaleBytes;   // u32[2]
   static constexpr size_t kSharedBytes = kValidMaskOffset + kTileTokens / 8;
 
   static_assert(kHeadBlock % kMmaRows == 0 && kNumWarps % kHeadGroups == 0, "warp roles must tile heads");

@@ -147,7 +147,8 @@ __device__ __forceinline__ void gather_tile(const uint8_t* const* token_rows, co
         uint4 low, high;
         fp8::dequant_e4m3x16_to_bf16(raw[i], scale, low, high);
         *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, 2 * part)) = low;
-        *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, 2 * part + 1)) = high;
+        *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, 2 * part + 1)) =
+            high;
       } else {
         const int chunk = kNopeDim / kBf16PerChunk + (part - Config::kFp8ChunksPerToken);
         *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, chunk)) = raw[i];
@@ -157,7 +158,8 @@ __device__ __forceinline__ void gather_tile(const uint8_t* const* token_rows, co
 }
 
 template <class Config>
-__global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm) sparse_mla_decode_kernel(const DecodeParams params) {
+__global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
+    sparse_mla_decode_kernel(const DecodeParams params) {
   using namespace smla::detail::mma;
   extern __shared__ __align__(128) uint8_t shared[];
   uint8_t* q_tile = shared + Config::kQOffset;
@@ -202,7 +204,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm) spa
   const int b_token_in_pair = (lane & 7) + (lane >> 4) * 8;  // S: two 8-token blocks per x4 load
   const int b_chunk_offset = (lane >> 3) & 1;
   const int v_token_in_step = (lane & 7) + ((lane >> 3) & 1) * 8;  // PV: 16 tokens per k step
-  const int v_chunk_offset = lane >> 4;                             // two 8-dim blocks per x4 load
+  const int v_chunk_offset = lane >> 4;                            // two 8-dim blocks per x4 load
   const uint32_t q_base = shared_address(q_tile);
   const uint32_t k_base = shared_address(k_tile);
   const uint32_t p_base = shared_address(p_tile);
@@ -215,17 +217,23 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm) spa
 
     TileSource source;
     if (is_main) {
-      source = {params.main.cache.data, params.main.cache.page_block_size,
-                params.main.cache.page_stride_bytes, params.main.cache.num_slots,
-                params.main.indices + coords.batch * params.main.stride_batch +
-                    coords.seq * params.main.stride_seq,
-                first_position, length};
+      source = {
+          params.main.cache.data,
+          params.main.cache.page_block_size,
+          params.main.cache.page_stride_bytes,
+          params.main.cache.num_slots,
+          params.main.indices + coords.batch * params.main.stride_batch + coords.seq * params.main.stride_seq,
+          first_position,
+          length};
     } else {
-      source = {params.extra.cache.data, params.extra.cache.page_block_size,
-                params.extra.cache.page_stride_bytes, params.extra.cache.num_slots,
+      source = {params.extra.cache.data,
+                params.extra.cache.page_block_size,
+                params.extra.cache.page_stride_bytes,
+                params.extra.cache.num_slots,
                 params.extra.indices + coords.batch * params.extra.stride_batch +
                     coords.seq * params.extra.stride_seq,
-                first_position, length};
+                first_position,
+                length};
     }
 
     __syncthreads();  // previous tile's P V is done with K, P and the token table (and Q is loaded)
@@ -237,7 +245,8 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm) spa
     // ---- S = Q K^T for heads of this warp's group and tokens of its slice.
     float score[Config::kScoreColBlocks][4];
 #pragma unroll
-    for (int j = 0; j < Config::kScoreColBlocks; ++j) score[j][0] = score[j][1] = score[j][2] = score[j][3] = 0.f;
+    for (int j = 0; j < Config::kScoreColBlocks; ++j)
+      score[j][0] = score[j][1] = score[j][2] = score[j][3] = 0.f;
     const int q_row = head_group * kMmaRows + a_row_in_group;
     if constexpr (Config::kScoreColBlocks >= 2) {
       // One x4 load = B of two 8-token blocks for one 16-deep k step.
@@ -249,7 +258,8 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm) spa
         for (int pair = 0; pair < Config::kScoreColBlocks / 2; ++pair) {
           uint32_t b[4];
           const int token = warp_slice * Config::kScoreTokensPerWarp + pair * 2 * kMmaCols + b_token_in_pair;
-          ldmatrix_x4(b, k_base + swizzled_offset<Config::kHeadDimChunks>(token, 2 * k_step + b_chunk_offset));
+          ldmatrix_x4(b,
+                      k_base + swizzled_offset<Config::kHeadDimChunks>(token, 2 * k_step + b_chunk_offset));
           mma_bf16_m16n8k16(score[2 * pair], a, b[0], b[1]);
           mma_bf16_m16n8k16(score[2 * pair + 1], a, b[2], b[3]);
         }
@@ -260,8 +270,10 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm) spa
 #pragma unroll 4
       for (int k_pair = 0; k_pair < kHeadDim / (2 * kMmaDepth); ++k_pair) {
         uint32_t a_even[4], a_odd[4], b[4];
-        ldmatrix_x4(a_even, q_base + swizzled_offset<Config::kHeadDimChunks>(q_row, 4 * k_pair + a_chunk_offset));
-        ldmatrix_x4(a_odd, q_base + swizzled_offset<Config::kHeadDimChunks>(q_row, 4 * k_pair + 2 + a_chunk_offset));
+        ldmatrix_x4(a_even,
+                    q_base + swizzled_offset<Config::kHeadDimChunks>(q_row, 4 * k_pair + a_chunk_offset));
+        ldmatrix_x4(a_odd,
+                    q_base + swizzled_offset<Config::kHeadDimChunks>(q_row, 4 * k_pair + 2 + a_chunk_offset));
         ldmatrix_x4(b, k_base + swizzled_offset<Config::kHeadDimChunks>(token, 4 * k_pair + (lane >> 3)));
         mma_bf16_m16n8k16(score[0], a_even, b[0], b[1]);
         mma_bf16_m16n8k16(score[0], a_odd, b[2], b[3]);
@@ -343,8 +355,8 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm) spa
 #pragma unroll
     for (int k_step = 0; k_step < Config::kTileTokens / kMmaDepth; ++k_step) {
       uint32_t a[4];
-      ldmatrix_x4(a, p_base + swizzled_offset<Config::kTileTokenChunks>(head_group * kMmaRows + a_row_in_group,
-                                                                         2 * k_step + a_chunk_offset));
+      ldmatrix_x4(a, p_base + swizzled_offset<Config::kTileTokenChunks>(
+                                  head_group * kMmaRows + a_row_in_group, 2 * k_step + a_chunk_offset));
       const int token = k_step * kMmaDepth + v_token_in_step;
 #pragma unroll
       for (int pair = 0; pair < Config::kOutColBlocks / 2; ++pair) {
@@ -377,7 +389,8 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm) spa
     const int head = coords.head_base + block_row;
     float row_sum = 0.f;
 #pragma unroll
-    for (int s = 0; s < Config::kWarpsPerHeadGroup; ++s) row_sum += row_sum_exchange[s * Config::kHeadBlock + block_row];
+    for (int s = 0; s < Config::kWarpsPerHeadGroup; ++s)
+      row_sum += row_sum_exchange[s * Config::kHeadBlock + block_row];
     // The row's maximum entry contributes exactly 1, so row_sum == 0 means no valid entry at all.
     const bool empty = row_sum == 0.f;
     const int dim_base = warp_slice * Config::kOutDimsPerWarp + quad_lane * 2;
@@ -403,7 +416,8 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm) spa
       // Partial result of this split: normalized by its own sum, un-sinked; lse -inf when empty.
       const float inverse = empty ? 0.f : 1.f / row_sum;
       const int64_t partial_index =
-          (static_cast<int64_t>(coords.query_row) * params.num_splits + coords.split) * params.num_heads + head;
+          (static_cast<int64_t>(coords.query_row) * params.num_splits + coords.split) * params.num_heads +
+          head;
       float* partial_row = params.partial_out + partial_index * kHeadDim;
 #pragma unroll
       for (int j = 0; j < Config::kOutColBlocks; ++j) {

@@ -27,8 +27,8 @@ SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDevice
   if (requested_splits > 0) {
     num_splits = std::clamp(requested_splits, 1, total_tiles);
   } else {
-    const int64_t ctas = static_cast<int64_t>(shape.batch) * shape.seq_q *
-                         ceil_div(shape.num_heads, schedule.head_block);
+    const int64_t ctas =
+        static_cast<int64_t>(shape.batch) * shape.seq_q * ceil_div(shape.num_heads, schedule.head_block);
     const int max_splits = std::max(1, total_tiles / 2);  // >= 2 tiles per split when possible
     if (device.sm_count > 0 && ctas < device.sm_count) {
       num_splits = std::min(ceil_div(device.sm_count, ctas), max_splits);
