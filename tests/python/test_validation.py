@@ -151,3 +151,17 @@ def test_backend_names_and_cuda_availability():
         with pytest.raises(smla.SmlaError) as caught:
             smla.plan(1, 1, 1, 64, backend="cuda")
         assert caught.value.status_name == "NO_DEVICE"
+
+
+def test_q_stride_that_breaks_vector_loads_is_refused_by_the_library(plan, good):
+    good["q"] = np.zeros((B, S, H, 516), np.uint16)[..., :512]  # head stride 516: not a multiple of 8
+    with pytest.raises(smla.SmlaError, match="q_stride_head") as caught:
+        plan.run(**good)
+    assert caught.value.status_name == "INVALID_ARGUMENT"
+
+
+def test_relayout_of_host_caches_is_refused():
+    source = smla.allocate_cache(1, 256)
+    destination = smla.allocate_cache(4, 64)
+    with pytest.raises(ValueError, match="relayout_pages runs on CUDA memory: source is on cpu"):
+        smla.relayout_pages(source, destination)
