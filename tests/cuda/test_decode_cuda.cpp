@@ -440,6 +440,7 @@ TEST(DecodeCuda, GraphReplaySeesNewIndicesAndLengths) {
     const Plan plan = make_cuda_plan(first.shape, 0);
     DeviceBytes workspace(plan.workspace_bytes());
     CUDA_REQUIRE(cudaMemset(workspace.get(), 0, workspace.bytes()));
+    CUDA_REQUIRE(cudaDeviceSynchronize());  // the non-blocking stream below is not ordered after it
 
     cudaStream_t stream = nullptr;
     CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
