@@ -26,6 +26,7 @@ constexpr double kBytesPerGb = 1e9;
 // Share of the free device memory the pool may take (index sets, q/out and workspaces need the rest).
 constexpr double kMaxPoolShareOfFreeMemory = 0.8;
 constexpr int kExitCheckFailed = 3;
+constexpr int kExitRowsSkipped = 4;
 
 struct RowResult {
   std::string shape;
@@ -161,13 +162,31 @@ smla::Status run_check(BenchDevice& device, const smla::Plan& plan, const LayerI
   return smla::Status::Ok();
 }
 
+// A backend that refuses a shape (unsupported, invalid for it) costs its row, not the whole run: the
+// message goes to stderr and into `skipped` (the exit status is then non-zero). CUDA errors and internal
+// failures stop the run, since the device state can no longer be trusted.
+smla::Status keep_going_unless_fatal(const smla::Status& status, const std::string& what,
+                                     std::vector<std::string>* skipped) {
+  if (status.ok()) return status;
+  const smla_status_t code = status.code();
+  if (code != SMLA_STATUS_INVALID_ARGUMENT && code != SMLA_STATUS_UNSUPPORTED &&
+      code != SMLA_STATUS_NO_DEVICE) {
+    return status;
+  }
+  std::fprintf(stderr, "  skipped %s: %s (%s)\n", what.c_str(), status.message().c_str(),
+               smla::status_code_name(code));
+  skipped->push_back(what + ": " + status.message());
+  return smla::Status::Ok();
+}
+
 double pool_bytes_for(BenchDevice& device, const DeviceSettings& settings) {
   return std::min(settings.pool_bytes,
                   kMaxPoolShareOfFreeMemory * static_cast<double>(device.free_memory_bytes()));
 }
 
 smla::Status run_named_shapes(BenchDevice& device, const DeviceSettings& settings,
-                              const BenchOptions& options, std::vector<RowResult>* rows) {
+                              const BenchOptions& options, std::vector<RowResult>* rows,
+                              std::vector<std::string>* skipped) {
   std::vector<std::string> names = options.shapes;
   if (names.empty()) {
     for (const LayerShape& shape : named_shapes()) names.push_back(shape.name);
@@ -205,20 +224,26 @@ smla::Status run_named_shapes(BenchDevice& device, const DeviceSettings& setting
       SMLA_RETURN_IF_ERROR(make_layer_instance(device, shape, main_cache, extra_cache, options.index_sets,
                                                lengths, rng, &layer));
       for (smla::Backend backend : settings.backends) {
-        smla::Plan plan;
-        SMLA_RETURN_IF_ERROR(make_backend_plan(backend, shape, options, &plan));
-        void* workspace = nullptr;
-        SMLA_RETURN_IF_ERROR(allocate_workspace(device, plan.workspace_bytes(), &workspace));
         RowResult row;
         row.shape = name;
         row.backend = smla::backend_name(backend);
-        if (options.check) SMLA_RETURN_IF_ERROR(run_check(device, plan, layer, buffers, workspace, &row));
-        SMLA_RETURN_IF_ERROR(time_group(device, {{&layer, &plan}}, buffers, workspace, plan.workspace_bytes(),
-                                        options, settings, &row));
+        void* workspace = nullptr;
+        auto measure = [&]() -> smla::Status {
+          smla::Plan plan;
+          SMLA_RETURN_IF_ERROR(make_backend_plan(backend, shape, options, &plan));
+          SMLA_RETURN_IF_ERROR(allocate_workspace(device, plan.workspace_bytes(), &workspace));
+          if (options.check) SMLA_RETURN_IF_ERROR(run_check(device, plan, layer, buffers, workspace, &row));
+          return time_group(device, {{&layer, &plan}}, buffers, workspace, plan.workspace_bytes(), options,
+                            settings, &row);
+        };
+        const smla::Status status = measure();
+        device.release(workspace);
+        SMLA_RETURN_IF_ERROR(keep_going_unless_fatal(
+            status, name + " " + row.backend + " b=" + std::to_string(batch), skipped));
+        if (!status.ok()) continue;
         rows->push_back(row);
         std::fprintf(stderr, "  %s %s b=%d: %.2f us\n", name.c_str(), row.backend.c_str(), batch,
                      row.median_us);
-        device.release(workspace);
       }
       release_layer_instance(device, &layer);
       release_io_buffers(device, &buffers);
@@ -231,7 +256,7 @@ smla::Status run_named_shapes(BenchDevice& device, const DeviceSettings& setting
 // One decode step of attention of a whole model: each layer has its own caches, sized in proportion to
 // what the context implies (scaled to the pool), and its own index sets.
 smla::Status run_model(BenchDevice& device, const DeviceSettings& settings, const BenchOptions& options,
-                       std::vector<RowResult>* rows) {
+                       std::vector<RowResult>* rows, std::vector<std::string>* skipped) {
   std::vector<ModelLayerType> types;
   std::string error;
   if (!model_layer_types(options.model, options.context, options.heads, options.main_page_block_size, &types,
@@ -284,43 +309,51 @@ smla::Status run_model(BenchDevice& device, const DeviceSettings& settings, cons
     SMLA_RETURN_IF_ERROR(make_io_buffers(device, io_shape, options.seed + batch, &buffers));
 
     for (smla::Backend backend : settings.backends) {
-      std::vector<smla::Plan> plans(types.size());
-      size_t workspace_bytes = 0;
-      for (size_t t = 0; t < types.size(); ++t) {
-        SMLA_RETURN_IF_ERROR(make_backend_plan(backend, layers[t].front().shape, options, &plans[t]));
-        workspace_bytes = std::max(workspace_bytes, plans[t].workspace_bytes());
-      }
       void* workspace = nullptr;
-      SMLA_RETURN_IF_ERROR(allocate_workspace(device, workspace_bytes, &workspace));
-      std::vector<PlannedLayer> step;
-      std::vector<std::vector<PlannedLayer>> per_type(types.size());
-      for (size_t t = 0; t < types.size(); ++t) {
-        for (const LayerInstance& layer : layers[t]) {
-          step.push_back({&layer, &plans[t]});
-          per_type[t].push_back({&layer, &plans[t]});
+      std::vector<RowResult> backend_rows;
+      auto measure = [&]() -> smla::Status {
+        std::vector<smla::Plan> plans(types.size());
+        size_t workspace_bytes = 0;
+        for (size_t t = 0; t < types.size(); ++t) {
+          SMLA_RETURN_IF_ERROR(make_backend_plan(backend, layers[t].front().shape, options, &plans[t]));
+          workspace_bytes = std::max(workspace_bytes, plans[t].workspace_bytes());
         }
-      }
-      RowResult step_row;
-      step_row.shape = prefix + ":step";
-      step_row.backend = smla::backend_name(backend);
-      step_row.mixed_layer_types = true;
-      SMLA_RETURN_IF_ERROR(
-          time_group(device, step, buffers, workspace, workspace_bytes, options, settings, &step_row));
-      rows->push_back(step_row);
-      std::fprintf(stderr, "  %s %s b=%d: %.2f us per step\n", step_row.shape.c_str(),
-                   step_row.backend.c_str(), batch, step_row.median_us);
-      for (size_t t = 0; t < types.size(); ++t) {
-        RowResult row;
-        row.shape = prefix + ":" + types[t].shape.name;
-        row.backend = smla::backend_name(backend);
-        if (options.check) {
-          SMLA_RETURN_IF_ERROR(run_check(device, plans[t], layers[t].front(), buffers, workspace, &row));
+        SMLA_RETURN_IF_ERROR(allocate_workspace(device, workspace_bytes, &workspace));
+        std::vector<PlannedLayer> step;
+        std::vector<std::vector<PlannedLayer>> per_type(types.size());
+        for (size_t t = 0; t < types.size(); ++t) {
+          for (const LayerInstance& layer : layers[t]) {
+            step.push_back({&layer, &plans[t]});
+            per_type[t].push_back({&layer, &plans[t]});
+          }
         }
+        RowResult step_row;
+        step_row.shape = prefix + ":step";
+        step_row.backend = smla::backend_name(backend);
+        step_row.mixed_layer_types = true;
         SMLA_RETURN_IF_ERROR(
-            time_group(device, per_type[t], buffers, workspace, workspace_bytes, options, settings, &row));
-        rows->push_back(row);
-      }
+            time_group(device, step, buffers, workspace, workspace_bytes, options, settings, &step_row));
+        backend_rows.push_back(step_row);
+        std::fprintf(stderr, "  %s %s b=%d: %.2f us per step\n", step_row.shape.c_str(),
+                     step_row.backend.c_str(), batch, step_row.median_us);
+        for (size_t t = 0; t < types.size(); ++t) {
+          RowResult row;
+          row.shape = prefix + ":" + types[t].shape.name;
+          row.backend = smla::backend_name(backend);
+          if (options.check) {
+            SMLA_RETURN_IF_ERROR(run_check(device, plans[t], layers[t].front(), buffers, workspace, &row));
+          }
+          SMLA_RETURN_IF_ERROR(
+              time_group(device, per_type[t], buffers, workspace, workspace_bytes, options, settings, &row));
+          backend_rows.push_back(row);
+        }
+        return smla::Status::Ok();
+      };
+      const smla::Status status = measure();
       device.release(workspace);
+      SMLA_RETURN_IF_ERROR(keep_going_unless_fatal(
+          status, prefix + " " + smla::backend_name(backend) + " b=" + std::to_string(batch), skipped));
+      rows->insert(rows->end(), backend_rows.begin(), backend_rows.end());
     }
   }
   device.free_all();
@@ -450,6 +483,7 @@ smla::Status run(const BenchOptions& options, int* exit_code) {
     requested.push_back(SMLA_BACKEND_CPU);
   }
   std::vector<RowResult> rows;
+  std::vector<std::string> skipped;
 
   std::vector<smla::Backend> cuda_backends;
   for (smla::Backend backend : requested) {
@@ -472,8 +506,8 @@ smla::Status run(const BenchOptions& options, int* exit_code) {
         stderr,
         "device: %s; copy bandwidth (read + write) %.1f GB/s; compute floor uses the spec's %.0f TFLOP/s\n",
         device->description(), settings.copy_bytes_per_second / 1e9, kSpecDenseBf16FlopsPerSecond / 1e12);
-    SMLA_RETURN_IF_ERROR(options.model.empty() ? run_named_shapes(*device, settings, options, &rows)
-                                               : run_model(*device, settings, options, &rows));
+    SMLA_RETURN_IF_ERROR(options.model.empty() ? run_named_shapes(*device, settings, options, &rows, &skipped)
+                                               : run_model(*device, settings, options, &rows, &skipped));
   }
   if (contains(requested, SMLA_BACKEND_CPU)) {
     std::unique_ptr<BenchDevice> device = make_host_device();
@@ -488,10 +522,15 @@ smla::Status run(const BenchOptions& options, int* exit_code) {
         static_cast<size_t>(std::min(options.copy_gb, 0.25) * kBytesPerGb), &settings.copy_bytes_per_second));
     std::fprintf(stderr, "cpu backend (%s): host memcpy bandwidth (read + write) %.1f GB/s\n",
                  options.cpu_float64 ? "float64" : "float32", settings.copy_bytes_per_second / 1e9);
-    SMLA_RETURN_IF_ERROR(options.model.empty() ? run_named_shapes(*device, settings, options, &rows)
-                                               : run_model(*device, settings, options, &rows));
+    SMLA_RETURN_IF_ERROR(options.model.empty() ? run_named_shapes(*device, settings, options, &rows, &skipped)
+                                               : run_model(*device, settings, options, &rows, &skipped));
   }
   SMLA_RETURN_IF_ERROR(write_output(options.output, format_table(results_table(rows), options.format)));
+  if (!skipped.empty()) {
+    std::fprintf(stderr, "smla-bench: %zu row(s) skipped:\n", skipped.size());
+    for (const std::string& line : skipped) std::fprintf(stderr, "  %s\n", line.c_str());
+    *exit_code = kExitRowsSkipped;
+  }
   for (const RowResult& row : rows) {
     if (row.checked && row.check.elements_outside_tolerance > 0) *exit_code = kExitCheckFailed;
   }
