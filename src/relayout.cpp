@@ -69,13 +69,13 @@ Status validate_index_sets(const RelayoutIndexSet* index_sets, int num_index_set
   for (int i = 0; i < num_index_sets; ++i) {
     const RelayoutIndexSet& set = index_sets[i];
     if (set.width < 0) {
-      return Status::InvalidArgument(set_field(i, "width") + " must be >= 0 (got " + std::to_string(set.width) +
-                                     ")");
+      return Status::InvalidArgument(set_field(i, "width") + " must be >= 0 (got " +
+                                     std::to_string(set.width) + ")");
     }
     if (set.row_stride < set.width) {
-      return Status::InvalidArgument(set_field(i, "row_stride") + " must be >= width = " +
-                                     std::to_string(set.width) + " (got " + std::to_string(set.row_stride) +
-                                     ")");
+      return Status::InvalidArgument(set_field(i, "row_stride") +
+                                     " must be >= width = " + std::to_string(set.width) + " (got " +
+                                     std::to_string(set.row_stride) + ")");
     }
     if (set.num_rows < 0) {
       return Status::InvalidArgument(set_field(i, "num_rows") + " must be >= 0 (got " +
@@ -83,12 +83,15 @@ Status validate_index_sets(const RelayoutIndexSet* index_sets, int num_index_set
     }
     if (set.num_rows > 0 && set.width > 0) {
       if (set.indices == nullptr) {
-        return Status::InvalidArgument(set_field(i, "indices") + " must not be null when num_rows * width > 0");
+        return Status::InvalidArgument(set_field(i, "indices") +
+                                       " must not be null when num_rows * width > 0");
       }
       // The last element read is (num_rows - 1) * row_stride + width - 1; its byte offset must fit int64.
-      constexpr int64_t kMaxElements = std::numeric_limits<int64_t>::max() / static_cast<int64_t>(sizeof(int32_t));
+      constexpr int64_t kMaxElements =
+          std::numeric_limits<int64_t>::max() / static_cast<int64_t>(sizeof(int32_t));
       if ((set.num_rows - 1) > (kMaxElements - set.width) / set.row_stride) {
-        return Status::InvalidArgument(set_field(i, "num_rows") + " * row_stride overflows the address range");
+        return Status::InvalidArgument(set_field(i, "num_rows") +
+                                       " * row_stride overflows the address range");
       }
     }
   }
@@ -112,7 +115,8 @@ Status validate_memory_spaces(const CacheLayout& source, const CacheLayout& dest
   for (int i = 0; i < num_index_sets; ++i) {
     const RelayoutIndexSet& set = index_sets[i];
     if (set.num_rows > 0 && set.width > 0 && !detail::pointer_is_device_memory(set.indices, device)) {
-      return Status::InvalidArgument(set_field(i, "indices") + " must be CUDA device memory on the current device");
+      return Status::InvalidArgument(set_field(i, "indices") +
+                                     " must be CUDA device memory on the current device");
     }
   }
   if (num_index_sets > 0 && !detail::pointer_is_device_memory(workspace, device)) {
@@ -134,8 +138,9 @@ CacheLayout relayout_destination_layout(const CacheLayout& source, void* data) {
                      source.num_pages * kSubPagesPerSourcePage};
 }
 
-Status relayout_pages(const CacheLayout& source, const CacheLayout& destination, const RelayoutIndexSet* index_sets,
-                      int num_index_sets, void* workspace, int64_t workspace_bytes, void* stream) {
+Status relayout_pages(const CacheLayout& source, const CacheLayout& destination,
+                      const RelayoutIndexSet* index_sets, int num_index_sets, void* workspace,
+                      int64_t workspace_bytes, void* stream) {
   SMLA_RETURN_IF_ERROR(validate_geometry(source, destination));
   SMLA_RETURN_IF_ERROR(validate_index_sets(index_sets, num_index_sets));
   if (num_index_sets > 0) {
@@ -146,8 +151,9 @@ Status relayout_pages(const CacheLayout& source, const CacheLayout& destination,
                                      std::to_string(required) + " bytes)");
     }
     if (workspace_bytes < required) {
-      return Status::InvalidArgument("workspace_bytes must be >= relayout_workspace_bytes(source) = " +
-                                     std::to_string(required) + " (got " + std::to_string(workspace_bytes) + ")");
+      return Status::InvalidArgument(
+          "workspace_bytes must be >= relayout_workspace_bytes(source) = " + std::to_string(required) +
+          " (got " + std::to_string(workspace_bytes) + ")");
     }
   }
   SMLA_RETURN_IF_ERROR(validate_memory_spaces(source, destination, index_sets, num_index_sets, workspace));

@@ -20,11 +20,10 @@
 namespace smla {
 namespace {
 
-#define ASSERT_CUDA_OK(expr)                                                      \
-  do {                                                                            \
-    const cudaError_t assert_cuda_error_ = (expr);                                \
-    ASSERT_EQ(assert_cuda_error_, cudaSuccess) << #expr << ": "                   \
-                                               << cudaGetErrorString(assert_cuda_error_); \
+#define ASSERT_CUDA_OK(expr)                                                                               \
+  do {                                                                                                     \
+    const cudaError_t assert_cuda_error_ = (expr);                                                         \
+    ASSERT_EQ(assert_cuda_error_, cudaSuccess) << #expr << ": " << cudaGetErrorString(assert_cuda_error_); \
   } while (0)
 
 // Owns one cudaMalloc allocation.
@@ -77,11 +76,11 @@ std::vector<uint16_t> edge_case_token(test::Rng& rng, int kind) {
       fill_group(3, 1e-4f, test::bf16_bits(1e-4f), 1);
       break;
     case 3:  // huge values: bf16 max and infinities saturate to +-448 at the largest scale
-      fill_group(0, 1.f, 0x7F7F, 1);   // bf16 max
-      fill_group(1, 1.f, 0xFF7F, 3);   // -bf16 max
-      fill_group(2, 1.f, 0x7F80, 1);   // +inf
-      fill_group(3, 1.f, 0xFF80, 2);   // -inf
-      fill_group(4, 1e30f, 0x7F00, 1); // large finite
+      fill_group(0, 1.f, 0x7F7F, 1);     // bf16 max
+      fill_group(1, 1.f, 0xFF7F, 3);     // -bf16 max
+      fill_group(2, 1.f, 0x7F80, 1);     // +inf
+      fill_group(3, 1.f, 0xFF80, 2);     // -inf
+      fill_group(4, 1e30f, 0x7F00, 1);   // large finite
       fill_group(6, 1e-30f, 0x0080, 1);  // smallest normal bf16
       break;
     default: {  // wide dynamic range inside each group: many rounding ties and subnormal e4m3 codes
@@ -126,8 +125,9 @@ void run_append_case(const AppendCase& config, uint64_t stream_id) {
 
   std::vector<uint16_t> tokens(static_cast<size_t>(num_tokens * config.token_stride), test::kPoisonBf16);
   for (int64_t i = 0; i < num_tokens; ++i) {
-    const std::vector<uint16_t> token = i < 3 * kEdgeKinds ? edge_case_token(rng, static_cast<int>(i % kEdgeKinds))
-                                                           : test::random_bf16(rng, kHeadDim);
+    const std::vector<uint16_t> token = i < 3 * kEdgeKinds
+                                            ? edge_case_token(rng, static_cast<int>(i % kEdgeKinds))
+                                            : test::random_bf16(rng, kHeadDim);
     std::copy(token.begin(), token.end(), tokens.begin() + i * config.token_stride);
   }
 
@@ -137,7 +137,8 @@ void run_append_case(const AppendCase& config, uint64_t stream_id) {
   ASSERT_CUDA_OK(device_tokens.allocate(tokens.size() * sizeof(uint16_t)));
   ASSERT_CUDA_OK(device_slots.allocate(slots.size() * sizeof(int32_t)));
   ASSERT_CUDA_OK(device_counter.allocate(sizeof(uint32_t)));
-  ASSERT_CUDA_OK(cudaMemcpy(device_pool.as<void>(), host_cache.layout.data, pool_bytes, cudaMemcpyHostToDevice));
+  ASSERT_CUDA_OK(
+      cudaMemcpy(device_pool.as<void>(), host_cache.layout.data, pool_bytes, cudaMemcpyHostToDevice));
   ASSERT_CUDA_OK(cudaMemcpy(device_tokens.as<void>(), tokens.data(), tokens.size() * sizeof(uint16_t),
                             cudaMemcpyHostToDevice));
   ASSERT_CUDA_OK(cudaMemcpy(device_slots.as<void>(), slots.data(), slots.size() * sizeof(int32_t),
@@ -152,8 +153,10 @@ void run_append_case(const AppendCase& config, uint64_t stream_id) {
   ASSERT_CUDA_OK(cudaDeviceSynchronize());
   std::vector<uint8_t> device_result(pool_bytes);
   uint32_t bad_slots = 0;
-  ASSERT_CUDA_OK(cudaMemcpy(device_result.data(), device_pool.as<void>(), pool_bytes, cudaMemcpyDeviceToHost));
-  ASSERT_CUDA_OK(cudaMemcpy(&bad_slots, device_counter.as<void>(), sizeof(bad_slots), cudaMemcpyDeviceToHost));
+  ASSERT_CUDA_OK(
+      cudaMemcpy(device_result.data(), device_pool.as<void>(), pool_bytes, cudaMemcpyDeviceToHost));
+  ASSERT_CUDA_OK(
+      cudaMemcpy(&bad_slots, device_counter.as<void>(), sizeof(bad_slots), cudaMemcpyDeviceToHost));
 
   // Host codec on the same tokens; it rejects out-of-range slots, so those become "no token" here.
   std::vector<int32_t> host_slots = slots;
@@ -172,11 +175,12 @@ void run_append_case(const AppendCase& config, uint64_t stream_id) {
       if (mismatches++ == 0) first_mismatch = i;
     }
   }
-  std::printf("append P=%-3lld stride=%-6lld token_stride=%-4lld tokens=%-4lld pool=%zu bytes: %lld mismatched "
-              "bytes, bad slots counted %u (expected %lld)\n",
-              static_cast<long long>(config.page_block_size), static_cast<long long>(stride),
-              static_cast<long long>(config.token_stride), static_cast<long long>(num_tokens), pool_bytes,
-              static_cast<long long>(mismatches), bad_slots, static_cast<long long>(num_out_of_range));
+  std::printf(
+      "append P=%-3lld stride=%-6lld token_stride=%-4lld tokens=%-4lld pool=%zu bytes: %lld mismatched "
+      "bytes, bad slots counted %u (expected %lld)\n",
+      static_cast<long long>(config.page_block_size), static_cast<long long>(stride),
+      static_cast<long long>(config.token_stride), static_cast<long long>(num_tokens), pool_bytes,
+      static_cast<long long>(mismatches), bad_slots, static_cast<long long>(num_out_of_range));
   EXPECT_EQ(mismatches, 0) << "first mismatch at byte " << first_mismatch << " (page "
                            << first_mismatch / stride << ", offset " << first_mismatch % stride
                            << "): device " << int{device_result[first_mismatch]} << ", host "
@@ -187,7 +191,7 @@ void run_append_case(const AppendCase& config, uint64_t stream_id) {
 TEST(AppendCuda, MatchesHostCodecByteForByte) {
   SMLA_SKIP_WITHOUT_CUDA();
   const AppendCase cases[] = {
-      {1, 0, 512},  {1, 48, 520},  {2, 0, 512},   {2, 16, 640},  {61, 0, 512},
+      {1, 0, 512},   {1, 48, 520}, {2, 0, 512},   {2, 16, 640},  {61, 0, 512},
       {61, 32, 513}, {64, 0, 512}, {64, 64, 528}, {256, 0, 512}, {256, 16, 1024},
   };
   uint64_t stream_id = 0;
@@ -215,19 +219,22 @@ TEST(AppendCuda, PublicEntryPointOnDevice) {
   ASSERT_CUDA_OK(device_pool.allocate(pool_bytes));
   ASSERT_CUDA_OK(device_tokens.allocate(tokens.size() * sizeof(uint16_t)));
   ASSERT_CUDA_OK(device_slots.allocate(slots.size() * sizeof(int32_t)));
-  ASSERT_CUDA_OK(cudaMemcpy(device_pool.as<void>(), host_cache.layout.data, pool_bytes, cudaMemcpyHostToDevice));
+  ASSERT_CUDA_OK(
+      cudaMemcpy(device_pool.as<void>(), host_cache.layout.data, pool_bytes, cudaMemcpyHostToDevice));
   ASSERT_CUDA_OK(cudaMemcpy(device_tokens.as<void>(), tokens.data(), tokens.size() * sizeof(uint16_t),
                             cudaMemcpyHostToDevice));
   ASSERT_CUDA_OK(cudaMemcpy(device_slots.as<void>(), slots.data(), slots.size() * sizeof(int32_t),
                             cudaMemcpyHostToDevice));
   CacheLayout device_layout = host_cache.layout;
   device_layout.data = device_pool.as<void>();
-  const Status status = append_tokens(device_layout, device_tokens.as<void>(), static_cast<int64_t>(slots.size()),
-                                      kHeadDim, device_slots.as<int32_t>(), MemorySpace::kCuda, nullptr);
+  const Status status =
+      append_tokens(device_layout, device_tokens.as<void>(), static_cast<int64_t>(slots.size()), kHeadDim,
+                    device_slots.as<int32_t>(), MemorySpace::kCuda, nullptr);
   ASSERT_TRUE(status.ok()) << status.message();
   ASSERT_CUDA_OK(cudaDeviceSynchronize());
   std::vector<uint8_t> device_result(pool_bytes);
-  ASSERT_CUDA_OK(cudaMemcpy(device_result.data(), device_pool.as<void>(), pool_bytes, cudaMemcpyDeviceToHost));
+  ASSERT_CUDA_OK(
+      cudaMemcpy(device_result.data(), device_pool.as<void>(), pool_bytes, cudaMemcpyDeviceToHost));
 
   slots[11] = -1;
   ASSERT_TRUE(append_tokens(host_cache.layout, tokens.data(), static_cast<int64_t>(slots.size()), kHeadDim,

@@ -48,18 +48,18 @@ std::string cuda_failure(cudaError_t error, const char* what) {
   return error == cudaSuccess ? std::string() : std::string(what) + ": " + cudaGetErrorString(error);
 }
 
-#define RETURN_IF_FAILED(expr)                 \
-  do {                                         \
-    std::string failure_ = (expr);             \
-    if (!failure_.empty()) return failure_;    \
+#define RETURN_IF_FAILED(expr)              \
+  do {                                      \
+    std::string failure_ = (expr);          \
+    if (!failure_.empty()) return failure_; \
   } while (0)
 
 template <typename T>
 std::string upload(const std::vector<T>& host, DeviceBuffer* device, const char* what) {
   RETURN_IF_FAILED(cuda_failure(device->allocate(host.size() * sizeof(T)), what));
   if (host.empty()) return {};
-  return cuda_failure(cudaMemcpy(device->as<void>(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
-                      what);
+  return cuda_failure(
+      cudaMemcpy(device->as<void>(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice), what);
 }
 
 std::string upload_pool(const test::HostCache& cache, DeviceBuffer* device, const char* what) {
@@ -74,7 +74,8 @@ struct Job {
   Backend backend = SMLA_BACKEND_CUDA_REF;
   std::unique_ptr<test::DecodeProblem> problem;
   test::Reference reference;
-  DeviceBuffer q, main_pool, indices, topk_length, extra_pool, extra_indices, extra_topk_length, sink, out, lse;
+  DeviceBuffer q, main_pool, indices, topk_length, extra_pool, extra_indices, extra_topk_length, sink, out,
+      lse;
   DeviceBuffer workspace;
   DecodeArgs args{};
   Plan plan;
@@ -96,7 +97,8 @@ std::string prepare_job(Job* job) {
     RETURN_IF_FAILED(upload(problem.extra_topk_length, &job->extra_topk_length, "upload extra_topk_length"));
   }
   RETURN_IF_FAILED(upload(problem.sink, &job->sink, "upload sink"));
-  job->lse_elements = static_cast<size_t>(problem.shape.batch) * problem.shape.seq_q * problem.shape.num_heads;
+  job->lse_elements =
+      static_cast<size_t>(problem.shape.batch) * problem.shape.seq_q * problem.shape.num_heads;
   job->out_elements = job->lse_elements * kHeadDim;
   RETURN_IF_FAILED(cuda_failure(job->out.allocate(job->out_elements * sizeof(uint16_t)), "allocate out"));
   RETURN_IF_FAILED(cuda_failure(job->lse.allocate(job->lse_elements * sizeof(float)), "allocate lse"));
@@ -111,7 +113,8 @@ std::string prepare_job(Job* job) {
   if (problem.shape.extra_topk > 0) {
     args.extra_cache.data = job->extra_pool.as<void>();
     args.extra_indices = job->extra_indices.as<int32_t>();
-    args.extra_topk_length = problem.extra_topk_length.empty() ? nullptr : job->extra_topk_length.as<int32_t>();
+    args.extra_topk_length =
+        problem.extra_topk_length.empty() ? nullptr : job->extra_topk_length.as<int32_t>();
   }
   args.attn_sink = problem.sink.empty() ? nullptr : job->sink.as<float>();
   args.out = job->out.as<void>();
@@ -123,16 +126,16 @@ std::string prepare_job(Job* job) {
   const Status plan_status = make_plan(problem.shape, options, &job->plan);
   if (!plan_status.ok()) return "make_plan: " + plan_status.message();
   RETURN_IF_FAILED(cuda_failure(job->workspace.allocate(job->plan.workspace_bytes()), "allocate workspace"));
-  RETURN_IF_FAILED(cuda_failure(cudaMemset(job->workspace.as<void>(), 0, job->plan.workspace_bytes()),
-                                "clear workspace"));
+  RETURN_IF_FAILED(
+      cuda_failure(cudaMemset(job->workspace.as<void>(), 0, job->plan.workspace_bytes()), "clear workspace"));
   return cuda_failure(cudaStreamCreateWithFlags(&job->stream, cudaStreamNonBlocking), "create stream");
 }
 
 std::string enqueue_run(Job* job) {
-  RETURN_IF_FAILED(cuda_failure(cudaMemsetAsync(job->args.out, 0xFF, job->out_elements * sizeof(uint16_t), job->stream),
-                                "poison out"));
-  RETURN_IF_FAILED(cuda_failure(cudaMemsetAsync(job->args.lse, 0xFF, job->lse_elements * sizeof(float), job->stream),
-                                "poison lse"));
+  RETURN_IF_FAILED(cuda_failure(
+      cudaMemsetAsync(job->args.out, 0xFF, job->out_elements * sizeof(uint16_t), job->stream), "poison out"));
+  RETURN_IF_FAILED(cuda_failure(
+      cudaMemsetAsync(job->args.lse, 0xFF, job->lse_elements * sizeof(float), job->stream), "poison lse"));
   const Status status =
       run(job->plan, job->args, job->workspace.as<void>(), job->plan.workspace_bytes(), job->stream);
   return status.ok() ? std::string() : "smla::run: " + status.message();
@@ -151,7 +154,8 @@ std::string check_outputs(Job* job, int iteration) {
   RETURN_IF_FAILED(cuda_failure(cudaStreamSynchronize(job->stream), "synchronize downloads"));
   const test::Comparison comparison = test::compare_to_reference(job->reference, out.data(), lse.data());
   char line[256];
-  std::snprintf(line, sizeof(line), "%-8s b=%d s_q=%d h=%-3d topk=%d extra=%-4d iteration %d: max_abs=%.3g "
+  std::snprintf(line, sizeof(line),
+                "%-8s b=%d s_q=%d h=%-3d topk=%d extra=%-4d iteration %d: max_abs=%.3g "
                 "cos_diff=%.3g %s",
                 backend_name(job->backend), job->config.batch, job->config.seq_q, job->config.num_heads,
                 job->config.topk, job->config.extra_topk, iteration, comparison.max_abs_error,
@@ -213,8 +217,9 @@ TEST(ConcurrencyCuda, ThreadsAndStreamsEachWithOwnPlan) {
   constexpr int kJobs = kThreads * kStreamsPerThread;
   std::string cuda_reason;
   const bool use_cuda_backend = cuda_backend_plannable(DecodeShape{2, 1, 16, 128, 512}, &cuda_reason);
-  std::printf("concurrency: %d threads x %d streams; tensor-core cuda backend %s%s\n", kThreads, kStreamsPerThread,
-              use_cuda_backend ? "included" : "not plannable, cuda-ref only: ", use_cuda_backend ? "" : cuda_reason.c_str());
+  std::printf("concurrency: %d threads x %d streams; tensor-core cuda backend %s%s\n", kThreads,
+              kStreamsPerThread, use_cuda_backend ? "included" : "not plannable, cuda-ref only: ",
+              use_cuda_backend ? "" : cuda_reason.c_str());
 
   std::vector<std::unique_ptr<Job>> jobs;
   for (int index = 0; index < kJobs; ++index) {
@@ -231,7 +236,8 @@ TEST(ConcurrencyCuda, ThreadsAndStreamsEachWithOwnPlan) {
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     std::vector<Job*> own;
-    for (int s = 0; s < kStreamsPerThread; ++s) own.push_back(jobs[static_cast<size_t>(t * kStreamsPerThread + s)].get());
+    for (int s = 0; s < kStreamsPerThread; ++s)
+      own.push_back(jobs[static_cast<size_t>(t * kStreamsPerThread + s)].get());
     threads.emplace_back(drive_jobs, own);
   }
   for (std::thread& thread : threads) thread.join();

@@ -24,16 +24,15 @@
 namespace smla {
 namespace {
 
-#define ASSERT_CUDA_OK(expr)                                                              \
-  do {                                                                                    \
-    const cudaError_t assert_cuda_error_ = (expr);                                        \
-    ASSERT_EQ(assert_cuda_error_, cudaSuccess) << #expr << ": "                           \
-                                               << cudaGetErrorString(assert_cuda_error_); \
+#define ASSERT_CUDA_OK(expr)                                                                               \
+  do {                                                                                                     \
+    const cudaError_t assert_cuda_error_ = (expr);                                                         \
+    ASSERT_EQ(assert_cuda_error_, cudaSuccess) << #expr << ": " << cudaGetErrorString(assert_cuda_error_); \
   } while (0)
 
-#define ASSERT_STATUS_OK(expr)                                     \
-  do {                                                             \
-    const ::smla::Status assert_status_ = (expr);                  \
+#define ASSERT_STATUS_OK(expr)                                                     \
+  do {                                                                             \
+    const ::smla::Status assert_status_ = (expr);                                  \
     ASSERT_TRUE(assert_status_.ok()) << #expr << ": " << assert_status_.message(); \
   } while (0)
 
@@ -65,7 +64,8 @@ void upload_vector(const std::vector<T>& host, DeviceBuffer* device) {
   if (device->as<void>() == nullptr) ASSERT_CUDA_OK(device->allocate(host.size() * sizeof(T)));
   ASSERT_EQ(device->bytes(), host.size() * sizeof(T));
   if (!host.empty()) {
-    ASSERT_CUDA_OK(cudaMemcpy(device->as<void>(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+    ASSERT_CUDA_OK(
+        cudaMemcpy(device->as<void>(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
   }
   // A pageable upload may still be in flight when cudaMemcpy returns; work on non-blocking streams
   // does not wait for it.
@@ -83,7 +83,8 @@ void upload_pool(const test::HostCache& cache, DeviceBuffer* device) {
 
 // A problem's buffers on the device with contiguous strides, and the args that point at them.
 struct DeviceProblem {
-  DeviceBuffer q, main_pool, indices, topk_length, extra_pool, extra_indices, extra_topk_length, sink, out, lse;
+  DeviceBuffer q, main_pool, indices, topk_length, extra_pool, extra_indices, extra_topk_length, sink, out,
+      lse;
   DecodeArgs args{};
   size_t out_elements = 0, lse_elements = 0;
 };
@@ -115,7 +116,8 @@ void upload_problem(const test::DecodeProblem& problem, DeviceProblem* device) {
   if (shape.extra_topk > 0) {
     args.extra_cache.data = device->extra_pool.as<void>();
     args.extra_indices = device->extra_indices.as<int32_t>();
-    args.extra_topk_length = problem.extra_topk_length.empty() ? nullptr : device->extra_topk_length.as<int32_t>();
+    args.extra_topk_length =
+        problem.extra_topk_length.empty() ? nullptr : device->extra_topk_length.as<int32_t>();
   }
   args.attn_sink = problem.sink.empty() ? nullptr : device->sink.as<float>();
   args.out = device->out.as<void>();
@@ -160,7 +162,8 @@ void make_ref_plan(const DecodeShape& shape, RefPlan* ref_plan) {
   ASSERT_STATUS_OK(make_plan(shape, options, &ref_plan->plan));
   ASSERT_EQ(ref_plan->plan.backend(), SMLA_BACKEND_CUDA_REF);
   ASSERT_CUDA_OK(ref_plan->workspace.allocate(ref_plan->plan.workspace_bytes()));
-  ASSERT_CUDA_OK(cudaMemset(ref_plan->workspace.as<void>(), 0, std::max<size_t>(ref_plan->plan.workspace_bytes(), 16)));
+  ASSERT_CUDA_OK(
+      cudaMemset(ref_plan->workspace.as<void>(), 0, std::max<size_t>(ref_plan->plan.workspace_bytes(), 16)));
 }
 
 uint32_t read_error_counter(const RefPlan& ref_plan) {
@@ -173,29 +176,32 @@ uint32_t read_error_counter(const RefPlan& ref_plan) {
 }
 
 // Runs eagerly on `stream` and downloads the outputs.
-void run_eager(const RefPlan& ref_plan, const DeviceProblem& device, cudaStream_t stream, HostOutputs* outputs) {
+void run_eager(const RefPlan& ref_plan, const DeviceProblem& device, cudaStream_t stream,
+               HostOutputs* outputs) {
   ASSERT_NO_FATAL_FAILURE(poison_outputs(device, stream));
-  ASSERT_STATUS_OK(run(ref_plan.plan, device.args, ref_plan.workspace.as<void>(), ref_plan.plan.workspace_bytes(),
-                       stream));
+  ASSERT_STATUS_OK(run(ref_plan.plan, device.args, ref_plan.workspace.as<void>(),
+                       ref_plan.plan.workspace_bytes(), stream));
   ASSERT_CUDA_OK(cudaStreamSynchronize(stream));
   ASSERT_NO_FATAL_FAILURE(download_outputs(device, outputs));
 }
 
 std::string describe(const test::ProblemConfig& c) {
   char text[256];
-  std::snprintf(text, sizeof(text),
-                "b=%-2d s_q=%d h=%-3d topk=%-3d extra=%-4d P=%lld/%lld pad=%lld/%lld lengths=%s%s sink=%s",
-                c.batch, c.seq_q, c.num_heads, c.topk, c.extra_topk, static_cast<long long>(c.main_page_block_size),
-                static_cast<long long>(c.extra_page_block_size), static_cast<long long>(c.main_stride_pad_bytes),
-                static_cast<long long>(c.extra_stride_pad_bytes),
-                !c.lengths ? "none" : (c.lengths_per_query ? "[b,s_q]" : "[b]"),
-                c.lengths && c.full_lengths ? ",full" : "", c.sink ? "yes" : "no");
+  std::snprintf(
+      text, sizeof(text),
+      "b=%-2d s_q=%d h=%-3d topk=%-3d extra=%-4d P=%lld/%lld pad=%lld/%lld lengths=%s%s sink=%s", c.batch,
+      c.seq_q, c.num_heads, c.topk, c.extra_topk, static_cast<long long>(c.main_page_block_size),
+      static_cast<long long>(c.extra_page_block_size), static_cast<long long>(c.main_stride_pad_bytes),
+      static_cast<long long>(c.extra_stride_pad_bytes),
+      !c.lengths ? "none" : (c.lengths_per_query ? "[b,s_q]" : "[b]"),
+      c.lengths && c.full_lengths ? ",full" : "", c.sink ? "yes" : "no");
   return text;
 }
 
 void expect_matches_reference(const test::Reference& reference, const HostOutputs& outputs,
                               const std::string& label) {
-  const test::Comparison comparison = test::compare_to_reference(reference, outputs.out.data(), outputs.lse.data());
+  const test::Comparison comparison =
+      test::compare_to_reference(reference, outputs.out.data(), outputs.lse.data());
   std::printf("cuda-ref %s: max_abs=%.3g cos_diff=%.3g max_lse_err=%.3g %s\n", label.c_str(),
               comparison.max_abs_error, comparison.cosine_difference, comparison.max_lse_error,
               comparison.ok ? "ok" : "FAIL");
@@ -334,7 +340,8 @@ TEST(DecodeCudaRef, OutOfRangeIndicesAreMaskedAndCounted) {
     problem.indices[i] = static_cast<int32_t>(main_slots + static_cast<int64_t>(i % 5));
   }
   for (size_t i = 5; i < problem.extra_indices.size(); i += 29, ++planted) {
-    problem.extra_indices[i] = i % 2 ? std::numeric_limits<int32_t>::max() : static_cast<int32_t>(extra_slots);
+    problem.extra_indices[i] =
+        i % 2 ? std::numeric_limits<int32_t>::max() : static_cast<int32_t>(extra_slots);
   }
   const test::Reference reference = test::reference_decode(problem);
   DeviceProblem device;
@@ -386,7 +393,8 @@ TEST(DecodeCudaRef, HonoursStrides) {
   ASSERT_NO_FATAL_FAILURE(upload_vector(q_strided, &q_device));
   ASSERT_NO_FATAL_FAILURE(upload_vector(indices_strided, &indices_device));
   ASSERT_NO_FATAL_FAILURE(upload_vector(extra_strided, &extra_device));
-  const size_t out_elements = static_cast<size_t>(b * batch_stride), lse_elements = static_cast<size_t>(b * lse_batch);
+  const size_t out_elements = static_cast<size_t>(b * batch_stride),
+               lse_elements = static_cast<size_t>(b * lse_batch);
   ASSERT_CUDA_OK(out_device.allocate(out_elements * sizeof(uint16_t)));
   ASSERT_CUDA_OK(lse_device.allocate(lse_elements * sizeof(float)));
   ASSERT_CUDA_OK(cudaMemset(out_device.as<void>(), 0xFF, out_elements * sizeof(uint16_t)));
@@ -414,12 +422,15 @@ TEST(DecodeCudaRef, HonoursStrides) {
 
   RefPlan ref_plan;
   ASSERT_NO_FATAL_FAILURE(make_ref_plan(problem.shape, &ref_plan));
-  ASSERT_STATUS_OK(run(ref_plan.plan, args, ref_plan.workspace.as<void>(), ref_plan.plan.workspace_bytes(), nullptr));
+  ASSERT_STATUS_OK(
+      run(ref_plan.plan, args, ref_plan.workspace.as<void>(), ref_plan.plan.workspace_bytes(), nullptr));
   ASSERT_CUDA_OK(cudaDeviceSynchronize());
   std::vector<uint16_t> out_strided(out_elements);
   std::vector<float> lse_strided(lse_elements);
-  ASSERT_CUDA_OK(cudaMemcpy(out_strided.data(), args.out, out_elements * sizeof(uint16_t), cudaMemcpyDeviceToHost));
-  ASSERT_CUDA_OK(cudaMemcpy(lse_strided.data(), args.lse, lse_elements * sizeof(float), cudaMemcpyDeviceToHost));
+  ASSERT_CUDA_OK(
+      cudaMemcpy(out_strided.data(), args.out, out_elements * sizeof(uint16_t), cudaMemcpyDeviceToHost));
+  ASSERT_CUDA_OK(
+      cudaMemcpy(lse_strided.data(), args.lse, lse_elements * sizeof(float), cudaMemcpyDeviceToHost));
 
   HostOutputs outputs;
   outputs.out.resize(static_cast<size_t>(b) * s * h * kHeadDim);
@@ -433,7 +444,8 @@ TEST(DecodeCudaRef, HonoursStrides) {
         const int64_t base = bi * batch_stride + t * seq_stride + hi * head_stride;
         std::copy_n(out_strided.begin() + base, kHeadDim, outputs.out.begin() + row_head * kHeadDim);
         std::fill_n(is_output.begin() + base, kHeadDim, true);
-        outputs.lse[static_cast<size_t>(row_head)] = lse_strided[static_cast<size_t>(bi * lse_batch + t * lse_seq + hi * lse_head)];
+        outputs.lse[static_cast<size_t>(row_head)] =
+            lse_strided[static_cast<size_t>(bi * lse_batch + t * lse_seq + hi * lse_head)];
       }
     }
   }
@@ -498,8 +510,8 @@ TEST(DecodeCudaRef, GraphReplayMatchesEager) {
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t graph_exec = nullptr;
     ASSERT_CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    const Status capture_status =
-        run(ref_plan.plan, device.args, ref_plan.workspace.as<void>(), ref_plan.plan.workspace_bytes(), stream);
+    const Status capture_status = run(ref_plan.plan, device.args, ref_plan.workspace.as<void>(),
+                                      ref_plan.plan.workspace_bytes(), stream);
     ASSERT_CUDA_OK(cudaStreamEndCapture(stream, &graph));
     ASSERT_TRUE(capture_status.ok()) << capture_status.message();
     ASSERT_CUDA_OK(cudaGraphInstantiate(&graph_exec, graph, 0));
@@ -538,13 +550,14 @@ TEST(DecodeCudaRef, GraphReplayMatchesEager) {
 }
 
 // Slots (in range) that a problem's valid prefixes select from one list.
-std::set<int64_t> selected_slots(const std::vector<int32_t>& indices, const std::vector<int32_t>& lengths, int width,
-                                 int64_t rows, int seq_q, bool per_query, int64_t num_slots) {
+std::set<int64_t> selected_slots(const std::vector<int32_t>& indices, const std::vector<int32_t>& lengths,
+                                 int width, int64_t rows, int seq_q, bool per_query, int64_t num_slots) {
   std::set<int64_t> slots;
   for (int64_t row = 0; row < rows; ++row) {
     const int32_t length =
-        lengths.empty() ? width
-                        : std::clamp<int32_t>(lengths[static_cast<size_t>(per_query ? row : row / seq_q)], 0, width);
+        lengths.empty()
+            ? width
+            : std::clamp<int32_t>(lengths[static_cast<size_t>(per_query ? row : row / seq_q)], 0, width);
     for (int32_t j = 0; j < length; ++j) {
       const int32_t slot = indices[static_cast<size_t>(row * width + j)];
       if (slot >= 0 && slot < num_slots) slots.insert(slot);
@@ -555,7 +568,8 @@ std::set<int64_t> selected_slots(const std::vector<int32_t>& indices, const std:
 
 // Random bytes in every unselected slot (rows, footers with scale bytes 0 and 255, page padding); the
 // selected slots keep their records. Returns the number of unselected slots.
-int64_t fill_unselected_with_garbage(test::Rng& rng, const std::set<int64_t>& selected, test::HostCache* cache) {
+int64_t fill_unselected_with_garbage(test::Rng& rng, const std::set<int64_t>& selected,
+                                     test::HostCache* cache) {
   const CacheLayout& layout = cache->layout;
   uint8_t* base = static_cast<uint8_t*>(layout.data);
   const std::vector<uint8_t> original(base, base + cache->pool_bytes());
@@ -594,7 +608,8 @@ TEST(DecodeCudaRef, GarbageInUnselectedSlotsIsIgnored) {
     ASSERT_NO_FATAL_FAILURE(make_ref_plan(problem.shape, &ref_plan));
     HostOutputs nan_filled, garbage_filled;
     ASSERT_NO_FATAL_FAILURE(run_eager(ref_plan, device, nullptr, &nan_filled));
-    expect_matches_reference(test::reference_decode(problem), nan_filled, describe(config) + " NaN-filled pool");
+    expect_matches_reference(test::reference_decode(problem), nan_filled,
+                             describe(config) + " NaN-filled pool");
 
     const int64_t rows = static_cast<int64_t>(config.batch) * config.seq_q;
     const int64_t main_unselected = fill_unselected_with_garbage(
@@ -604,8 +619,8 @@ TEST(DecodeCudaRef, GarbageInUnselectedSlotsIsIgnored) {
         &problem.main_cache);
     const int64_t extra_unselected = fill_unselected_with_garbage(
         rng,
-        selected_slots(problem.extra_indices, problem.extra_topk_length, config.extra_topk, rows, config.seq_q,
-                       per_query, cache_num_slots(problem.extra_cache.layout)),
+        selected_slots(problem.extra_indices, problem.extra_topk_length, config.extra_topk, rows,
+                       config.seq_q, per_query, cache_num_slots(problem.extra_cache.layout)),
         &problem.extra_cache);
     ASSERT_NO_FATAL_FAILURE(upload_pool(problem.main_cache, &device.main_pool));
     ASSERT_NO_FATAL_FAILURE(upload_pool(problem.extra_cache, &device.extra_pool));

@@ -21,18 +21,17 @@
 namespace smla {
 namespace {
 
-#define ASSERT_CUDA_OK(expr)                                                              \
-  do {                                                                                    \
-    const cudaError_t assert_cuda_error_ = (expr);                                        \
-    ASSERT_EQ(assert_cuda_error_, cudaSuccess) << #expr << ": "                           \
-                                               << cudaGetErrorString(assert_cuda_error_); \
+#define ASSERT_CUDA_OK(expr)                                                                               \
+  do {                                                                                                     \
+    const cudaError_t assert_cuda_error_ = (expr);                                                         \
+    ASSERT_EQ(assert_cuda_error_, cudaSuccess) << #expr << ": " << cudaGetErrorString(assert_cuda_error_); \
   } while (0)
 
 constexpr int64_t kSourceP = 256;
 constexpr int64_t kDestP = 64;
-constexpr int64_t kSubPageDataBytes = kDestP * kRowBytes;       // 36864
-constexpr int64_t kSourceFooterOffset = kSourceP * kRowBytes;   // 147456
-constexpr int64_t kSubPageFooterBytes = kDestP * kScaleBytes;   // 512
+constexpr int64_t kSubPageDataBytes = kDestP * kRowBytes;      // 36864
+constexpr int64_t kSourceFooterOffset = kSourceP * kRowBytes;  // 147456
+constexpr int64_t kSubPageFooterBytes = kDestP * kScaleBytes;  // 512
 
 class DeviceBuffer {
  public:
@@ -128,6 +127,7 @@ void make_fixture(test::Rng& rng, int64_t source_pages, int64_t source_pad, int6
   fixture->device_source_layout.data = fixture->device_source.as<void>();
   fixture->device_destination_layout = fixture->destination.layout;
   fixture->device_destination_layout.data = fixture->device_destination.as<void>();
+  ASSERT_CUDA_OK(cudaDeviceSynchronize());
 }
 
 std::vector<uint8_t> download(const DeviceBuffer& buffer, size_t bytes) {
@@ -149,13 +149,14 @@ void expect_destination_matches(RelayoutFixture& fixture, const std::set<int64_t
   const int64_t slot_mismatches =
       count_slot_mismatches(fixture.source.layout, static_cast<const uint8_t*>(fixture.source.layout.data),
                             actual_layout, actual.data(), copied_pages);
-  std::printf("relayout %-28s src pages=%-3lld src stride=%-6lld dst stride=%-6lld copied %3zu/%-3lld dst pages: "
-              "%lld mismatched bytes, %lld mismatched slots\n",
-              label, static_cast<long long>(fixture.source.layout.num_pages),
-              static_cast<long long>(fixture.source.layout.page_stride_bytes),
-              static_cast<long long>(fixture.destination.layout.page_stride_bytes), copied_pages.size(),
-              static_cast<long long>(fixture.destination.layout.num_pages),
-              static_cast<long long>(byte_mismatches), static_cast<long long>(slot_mismatches));
+  std::printf(
+      "relayout %-28s src pages=%-3lld src stride=%-6lld dst stride=%-6lld copied %3zu/%-3lld dst pages: "
+      "%lld mismatched bytes, %lld mismatched slots\n",
+      label, static_cast<long long>(fixture.source.layout.num_pages),
+      static_cast<long long>(fixture.source.layout.page_stride_bytes),
+      static_cast<long long>(fixture.destination.layout.page_stride_bytes), copied_pages.size(),
+      static_cast<long long>(fixture.destination.layout.num_pages), static_cast<long long>(byte_mismatches),
+      static_cast<long long>(slot_mismatches));
   EXPECT_EQ(byte_mismatches, 0) << label << ": first mismatch at destination byte " << first << " (page "
                                 << first / fixture.destination.layout.page_stride_bytes << ", offset "
                                 << first % fixture.destination.layout.page_stride_bytes << ")";
@@ -174,8 +175,8 @@ TEST(RelayoutCuda, AllPagesCopiesEveryPage) {
     RelayoutFixture fixture;
     ASSERT_NO_FATAL_FAILURE(
         make_fixture(rng, geometry.source_pages, geometry.source_pad, geometry.dest_stride, &fixture));
-    const Status status = relayout_pages(fixture.device_source_layout, fixture.device_destination_layout, nullptr,
-                                         0, nullptr, 0, nullptr);
+    const Status status = relayout_pages(fixture.device_source_layout, fixture.device_destination_layout,
+                                         nullptr, 0, nullptr, 0, nullptr);
     ASSERT_TRUE(status.ok()) << status.message();
     ASSERT_CUDA_OK(cudaDeviceSynchronize());
     std::set<int64_t> all_pages;
@@ -196,15 +197,16 @@ struct HostIndexSet {
 };
 
 HostIndexSet make_index_set(test::Rng& rng, int64_t num_rows, int64_t width, int64_t row_stride,
-                            const std::vector<int64_t>& touched_pages, const std::vector<int64_t>& other_pages,
-                            int64_t num_slots) {
+                            const std::vector<int64_t>& touched_pages,
+                            const std::vector<int64_t>& other_pages, int64_t num_slots) {
   HostIndexSet set;
   set.num_rows = num_rows;
   set.width = width;
   set.row_stride = row_stride;
   set.indices.resize(static_cast<size_t>(std::max<int64_t>(num_rows * row_stride, 1)));
   auto slot_in = [&](const std::vector<int64_t>& pages) {
-    const int64_t page = pages[static_cast<size_t>(rng.uniform_int(0, static_cast<int64_t>(pages.size()) - 1))];
+    const int64_t page =
+        pages[static_cast<size_t>(rng.uniform_int(0, static_cast<int64_t>(pages.size()) - 1))];
     return static_cast<int32_t>(page * kDestP + rng.uniform_int(0, kDestP - 1));
   };
   for (int64_t row = 0; row < num_rows; ++row) {
@@ -260,12 +262,16 @@ void upload_index_sets(const std::vector<HostIndexSet>& host_sets, DeviceIndexSe
     ASSERT_CUDA_OK(cudaMemcpy(device->buffers[i].as<void>(), host_sets[i].indices.data(),
                               host_sets[i].indices.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
     RelayoutIndexSet set;
-    set.indices = host_sets[i].width > 0 && host_sets[i].num_rows > 0 ? device->buffers[i].as<int32_t>() : nullptr;
+    set.indices =
+        host_sets[i].width > 0 && host_sets[i].num_rows > 0 ? device->buffers[i].as<int32_t>() : nullptr;
     set.num_rows = host_sets[i].num_rows;
     set.width = host_sets[i].width;
     set.row_stride = host_sets[i].row_stride;
     device->sets.push_back(set);
   }
+  // A pageable upload may still be in flight when cudaMemcpy returns; the graph test's non-blocking
+  // stream does not wait for it.
+  ASSERT_CUDA_OK(cudaDeviceSynchronize());
 }
 
 // Splits the destination pages into a random "touched" half and the rest.
@@ -315,10 +321,11 @@ TEST(RelayoutCuda, TouchedPagesOnlyCopiesMarkedPages) {
     ASSERT_GE(workspace_bytes, fixture.destination.layout.num_pages);
     DeviceBuffer workspace;
     ASSERT_CUDA_OK(workspace.allocate(static_cast<size_t>(workspace_bytes)));
-    ASSERT_CUDA_OK(cudaMemset(workspace.as<void>(), 0xAB, static_cast<size_t>(workspace_bytes)));  // stale marks
-    const Status status =
-        relayout_pages(fixture.device_source_layout, fixture.device_destination_layout, device_sets.sets.data(),
-                       static_cast<int>(device_sets.sets.size()), workspace.as<void>(), workspace_bytes, nullptr);
+    ASSERT_CUDA_OK(
+        cudaMemset(workspace.as<void>(), 0xAB, static_cast<size_t>(workspace_bytes)));  // stale marks
+    const Status status = relayout_pages(fixture.device_source_layout, fixture.device_destination_layout,
+                                         device_sets.sets.data(), static_cast<int>(device_sets.sets.size()),
+                                         workspace.as<void>(), workspace_bytes, nullptr);
     ASSERT_TRUE(status.ok()) << status.message();
     ASSERT_CUDA_OK(cudaDeviceSynchronize());
 
@@ -354,9 +361,9 @@ TEST(RelayoutCuda, GraphReplayWithNewIndices) {
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t graph_exec = nullptr;
   ASSERT_CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  const Status status =
-      relayout_pages(fixture.device_source_layout, fixture.device_destination_layout, device_sets.sets.data(),
-                     static_cast<int>(device_sets.sets.size()), workspace.as<void>(), workspace_bytes, stream);
+  const Status status = relayout_pages(fixture.device_source_layout, fixture.device_destination_layout,
+                                       device_sets.sets.data(), static_cast<int>(device_sets.sets.size()),
+                                       workspace.as<void>(), workspace_bytes, stream);
   ASSERT_CUDA_OK(cudaStreamEndCapture(stream, &graph));
   ASSERT_TRUE(status.ok()) << status.message();
   ASSERT_CUDA_OK(cudaGraphInstantiate(&graph_exec, graph, 0));
@@ -370,6 +377,7 @@ TEST(RelayoutCuda, GraphReplayWithNewIndices) {
       fill_random(rng, static_cast<uint8_t*>(fixture.source.layout.data), fixture.source_bytes);
       ASSERT_CUDA_OK(cudaMemcpy(fixture.device_source.as<void>(), fixture.source.layout.data,
                                 fixture.source_bytes, cudaMemcpyHostToDevice));
+      ASSERT_CUDA_OK(cudaDeviceSynchronize());
     }
     ASSERT_CUDA_OK(cudaGraphLaunch(graph_exec, stream));
     ASSERT_CUDA_OK(cudaStreamSynchronize(stream));
@@ -411,7 +419,9 @@ TEST(RelayoutValidation, MessagesNameTheArgument) {
     std::printf("relayout validation: %-34s -> %s\n", name.c_str(), status.message().c_str());
   };
   auto run = [&](const CacheLayout& src, const CacheLayout& dst, const RelayoutIndexSet* sets, int num_sets,
-                 void* ws, int64_t ws_bytes) { return relayout_pages(src, dst, sets, num_sets, ws, ws_bytes, nullptr); };
+                 void* ws, int64_t ws_bytes) {
+    return relayout_pages(src, dst, sets, num_sets, ws, ws_bytes, nullptr);
+  };
 
   const CacheLayout destination_layout = relayout_destination_layout(good_source, destination.layout.data);
   EXPECT_EQ(destination_layout.page_block_size, 64);
@@ -449,9 +459,12 @@ TEST(RelayoutValidation, MessagesNameTheArgument) {
 
   RelayoutIndexSet sets[9] = {good_set, good_set, good_set, good_set, good_set,
                               good_set, good_set, good_set, good_set};
-  expect_error(run(good_source, good_destination, sets, 9, workspace.data(), workspace_bytes), "num_index_sets");
-  expect_error(run(good_source, good_destination, sets, -1, workspace.data(), workspace_bytes), "num_index_sets");
-  expect_error(run(good_source, good_destination, nullptr, 1, workspace.data(), workspace_bytes), "index_sets");
+  expect_error(run(good_source, good_destination, sets, 9, workspace.data(), workspace_bytes),
+               "num_index_sets");
+  expect_error(run(good_source, good_destination, sets, -1, workspace.data(), workspace_bytes),
+               "num_index_sets");
+  expect_error(run(good_source, good_destination, nullptr, 1, workspace.data(), workspace_bytes),
+               "index_sets");
   sets[1].width = -1;
   expect_error(run(good_source, good_destination, sets, 2, workspace.data(), workspace_bytes),
                "index_sets[1].width");

@@ -20,6 +20,7 @@ namespace {
 
 constexpr int kWarpSize = 32;
 constexpr int kAppendWarpsPerBlock = 8;  // 256 threads: 8 tokens per CTA
+constexpr int kAppendThreads = kAppendWarpsPerBlock * kWarpSize;
 constexpr int kAppendMaxBlocks = 65535;  // grid-stride loop beyond this
 constexpr float kMinGroupAmax = 1e-4f;   // spec section 3 step 1
 constexpr float kE4m3Max = 448.f;
@@ -61,8 +62,7 @@ __device__ __forceinline__ uint8_t float_to_e4m3_device(float value) {
   return static_cast<uint8_t>(__nv_cvt_float_to_fp8(value, __NV_SATFINITE, __NV_E4M3));
 }
 
-__global__ void __launch_bounds__(kAppendWarpsPerBlock * kWarpSize)
-    append_tokens_kernel(const AppendParams params) {
+__global__ void __launch_bounds__(kAppendThreads) append_tokens_kernel(const AppendParams params) {
   const int lane = threadIdx.x % kWarpSize;
   const int64_t warps_in_grid = static_cast<int64_t>(gridDim.x) * kAppendWarpsPerBlock;
   for (int64_t token = static_cast<int64_t>(blockIdx.x) * kAppendWarpsPerBlock + threadIdx.x / kWarpSize;
@@ -75,7 +75,8 @@ __global__ void __launch_bounds__(kAppendWarpsPerBlock * kWarpSize)
     }
     const uint16_t* token_bf16 = params.tokens + token * params.token_stride;
     uint8_t* row = params.cache + slot_row_offset(params.page_block_size, params.page_stride_bytes, slot);
-    uint8_t* footer = params.cache + slot_scale_offset(params.page_block_size, params.page_stride_bytes, slot);
+    uint8_t* footer =
+        params.cache + slot_scale_offset(params.page_block_size, params.page_stride_bytes, slot);
 
     uint64_t footer_bytes = 0;  // 7 scale bytes, pad byte 0 (only lane 0's copy is stored)
 #pragma unroll
@@ -126,8 +127,7 @@ Status append_tokens_cuda(const CacheLayout& cache, const uint16_t* tokens_bf16,
   params.bad_slot_counter = bad_slot_counter;
   const int64_t blocks_needed = (num_tokens + kAppendWarpsPerBlock - 1) / kAppendWarpsPerBlock;
   const int blocks = static_cast<int>(std::min<int64_t>(blocks_needed, kAppendMaxBlocks));
-  append_tokens_kernel<<<blocks, kAppendWarpsPerBlock * kWarpSize, 0, static_cast<cudaStream_t>(stream)>>>(
-      params);
+  append_tokens_kernel<<<blocks, kAppendThreads, 0, static_cast<cudaStream_t>(stream)>>>(params);
   SMLA_CUDA_CHECK_LAUNCH("append_tokens_kernel");
   return Status::Ok();
 }

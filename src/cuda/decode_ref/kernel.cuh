@@ -26,12 +26,13 @@ __device__ __forceinline__ float e4m3_to_float(uint8_t bits) {
 }
 
 // Thread `tid` writes dims 2*tid and 2*tid+1 of the dequantized token (spec section 3, read side).
-__device__ __forceinline__ void dequantize_token_to_shared(const CacheParams& cache, int64_t slot, float* token,
-                                                           int tid) {
+__device__ __forceinline__ void dequantize_token_to_shared(const CacheParams& cache, int64_t slot,
+                                                           float* token, int tid) {
   const uint8_t* row = cache.data + slot_row_offset(cache.page_block_size, cache.page_stride_bytes, slot);
   const int dim = kDimsPerThread * tid;
   if (dim < kNopeDim) {
-    const uint8_t* footer = cache.data + slot_scale_offset(cache.page_block_size, cache.page_stride_bytes, slot);
+    const uint8_t* footer =
+        cache.data + slot_scale_offset(cache.page_block_size, cache.page_stride_bytes, slot);
     const float scale = scale_from_ue8m0(footer[dim / kQuantGroup]);
     // Rows start at multiples of 576 bytes from a 16-byte aligned page: a 2-byte load is aligned.
     const uint16_t pair = *reinterpret_cast<const uint16_t*>(row + dim);
@@ -67,8 +68,8 @@ __global__ void __launch_bounds__(kThreads) decode_ref_kernel(const DecodeParams
     const int dim = i % kHeadDim;
     q_heads[head_offset][dim] =
         head_offset < heads_here
-            ? __uint_as_float(static_cast<uint32_t>(q_row[(first_head + head_offset) * params.q_stride_head + dim])
-                              << 16)
+            ? __uint_as_float(
+                  static_cast<uint32_t>(q_row[(first_head + head_offset) * params.q_stride_head + dim]) << 16)
             : 0.f;
   }
   __syncthreads();
@@ -84,6 +85,8 @@ __global__ void __launch_bounds__(kThreads) decode_ref_kernel(const DecodeParams
   // a row is counted once.
   const bool count_bad_slots = head_block == 0 && tid == 0 && params.error_counter != nullptr;
 
+  // Unrolled so `list` names a kernel parameter directly instead of a runtime-selected copy.
+#pragma unroll
   for (int list_index = 0; list_index < 2; ++list_index) {
     const IndexListParams& list = list_index == 0 ? params.main : params.extra;
     const int32_t length = list_length(list, b, t, params.seq_q);

@@ -80,9 +80,10 @@ __global__ void __launch_bounds__(kRelayoutThreads) relayout_copy_kernel(const C
     const int64_t source_page = dest_page / kSubPagesPerPage;
     const int64_t sub_page = dest_page % kSubPagesPerPage;
     const uint8_t* source_page_base = params.source + source_page * params.source_stride_bytes;
-    const uint4* source_data = reinterpret_cast<const uint4*>(source_page_base + sub_page * kSubPageDataBytes);
-    const uint4* source_footer =
-        reinterpret_cast<const uint4*>(source_page_base + kSourceFooterOffset + sub_page * kSubPageFooterBytes);
+    const uint4* source_data =
+        reinterpret_cast<const uint4*>(source_page_base + sub_page * kSubPageDataBytes);
+    const uint4* source_footer = reinterpret_cast<const uint4*>(source_page_base + kSourceFooterOffset +
+                                                                sub_page * kSubPageFooterBytes);
     uint8_t* dest_page_base = params.destination + dest_page * params.dest_stride_bytes;
     uint4* dest_data = reinterpret_cast<uint4*>(dest_page_base);
     uint4* dest_footer = reinterpret_cast<uint4*>(dest_page_base + kSubPageDataBytes);
