@@ -128,6 +128,8 @@ std::string prepare_job(Job* job) {
   RETURN_IF_FAILED(cuda_failure(job->workspace.allocate(job->plan.workspace_bytes()), "allocate workspace"));
   RETURN_IF_FAILED(
       cuda_failure(cudaMemset(job->workspace.as<void>(), 0, job->plan.workspace_bytes()), "clear workspace"));
+  // cudaMemset runs on the legacy stream, which the non-blocking job stream does not wait for.
+  RETURN_IF_FAILED(cuda_failure(cudaDeviceSynchronize(), "synchronize after clearing the workspace"));
   return cuda_failure(cudaStreamCreateWithFlags(&job->stream, cudaStreamNonBlocking), "create stream");
 }
 

@@ -46,7 +46,7 @@ class DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   cudaError_t allocate(size_t bytes) {
     bytes_ = bytes;
-    return cudaMalloc(&ptr_, bytes == 0 ? 16 : bytes);
+    return cudaMalloc(&ptr_, std::max<size_t>(bytes, 16));
   }
   template <typename T>
   T* as() const {
@@ -164,6 +164,8 @@ void make_ref_plan(const DecodeShape& shape, RefPlan* ref_plan) {
   ASSERT_CUDA_OK(ref_plan->workspace.allocate(ref_plan->plan.workspace_bytes()));
   ASSERT_CUDA_OK(
       cudaMemset(ref_plan->workspace.as<void>(), 0, std::max<size_t>(ref_plan->plan.workspace_bytes(), 16)));
+  // cudaMemset runs on the legacy stream; the graph test's non-blocking stream does not wait for it.
+  ASSERT_CUDA_OK(cudaDeviceSynchronize());
 }
 
 uint32_t read_error_counter(const RefPlan& ref_plan) {
