@@ -7,6 +7,7 @@
 // into its 2 output dims of the 8 heads with an fp32 online softmax. P is never rounded to bf16.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
