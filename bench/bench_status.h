@@ -6,7 +6,7 @@
 
 #include "smla/status.h"
 
-// Returns an Internal status with `message` from the enclosing function when `condition` is false.
+// Returns an InvalidArgument status with `message` from the enclosing function when `condition` is false.
 #define BENCH_REQUIRE(condition, message)                              \
   do {                                                                 \
     if (!(condition)) return ::smla::Status::InvalidArgument(message); \
