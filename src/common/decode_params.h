@@ -68,6 +68,16 @@ SMLA_HOST_DEVICE inline int32_t list_length(const IndexListParams& list, int32_t
   return raw < 0 ? 0 : (raw > list.width ? list.width : raw);
 }
 
+// True when the raw length given for row (b, t) lies outside [0, width]. Such a length is clamped by
+// list_length (so nothing past the list is read) and counted as a device error (issue 6 policy): the
+// caller passed a length its index tensor cannot hold.
+SMLA_HOST_DEVICE inline bool list_length_out_of_range(const IndexListParams& list, int32_t b, int32_t t,
+                                                      int32_t seq_q) {
+  if (list.width == 0 || list.lengths == nullptr) return false;
+  const int32_t raw = list.lengths[list.lengths_per_query ? (int64_t)b * seq_q + t : b];
+  return raw < 0 || raw > list.width;
+}
+
 SMLA_HOST_DEVICE inline const int32_t* list_row(const IndexListParams& list, int32_t b, int32_t t) {
   return list.indices + (int64_t)b * list.stride_batch + (int64_t)t * list.stride_seq;
 }

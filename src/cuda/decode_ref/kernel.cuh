@@ -82,8 +82,8 @@ __global__ void __launch_bounds__(kThreads) decode_ref_kernel(const DecodeParams
     running_sum[h] = 0.f;
     acc[h][0] = acc[h][1] = 0.f;
   }
-  // Every head block sees the same entries; only the first one counts bad slots, so each bad entry of
-  // a row is counted once.
+  // Every head block sees the same entries; only the first one counts bad slots and lengths, so each bad
+  // entry or length of a row is counted once.
   const bool count_bad_slots = head_block == 0 && tid == 0 && params.error_counter != nullptr;
 
   // Unrolled so `list` names a kernel parameter directly instead of a runtime-selected copy.
@@ -91,6 +91,10 @@ __global__ void __launch_bounds__(kThreads) decode_ref_kernel(const DecodeParams
   for (int list_index = 0; list_index < 2; ++list_index) {
     const IndexListParams& list = list_index == 0 ? params.main : params.extra;
     const int32_t length = list_length(list, b, t, params.seq_q);
+    // A length outside [0, width] is clamped (nothing past the row is read) and counted once per list.
+    if (count_bad_slots && list_length_out_of_range(list, b, t, params.seq_q)) {
+      atomicAdd(params.error_counter, 1u);
+    }
     if (length == 0) continue;
     const int32_t* row_indices = list_row(list, b, t);
     for (int32_t j = 0; j < length; ++j) {
