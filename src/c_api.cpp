@@ -158,6 +158,17 @@ smla_status_t smla_decode_run(smla_plan_t plan, const smla_decode_args_t* args, 
   return guarded([&] { return smla::run(plan->plan, *args, workspace, workspace_bytes, stream); });
 }
 
+smla_status_t smla_plan_check_errors(smla_plan_t plan, const void* workspace, void* stream, uint64_t* count) {
+  if (plan == nullptr) return null_argument("plan");
+  if (count == nullptr) return null_argument("count");
+  return guarded([&] { return smla::read_device_errors(plan->plan, workspace, count, stream); });
+}
+
+smla_status_t smla_plan_reset_errors(smla_plan_t plan, void* workspace, void* stream) {
+  if (plan == nullptr) return null_argument("plan");
+  return guarded([&] { return smla::reset_device_errors(plan->plan, workspace, stream); });
+}
+
 smla_status_t smla_append(const smla_cache_layout_t* cache, const void* tokens_bf16, int64_t num_tokens,
                           int64_t token_stride, const int32_t* slots, int32_t memory_space, void* stream) {
   if (cache == nullptr) return null_argument("cache");

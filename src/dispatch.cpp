@@ -455,6 +455,41 @@ DecodeParams build_decode_params(const Plan& plan, const DecodeArgs& args, void*
 
 }  // namespace detail
 
+namespace {
+
+Status launch_cuda_decode(const Plan& plan, const detail::DecodeParams& params, void* stream) {
+  return plan.backend() == SMLA_BACKEND_CUDA ? detail::run_decode_cuda(plan, params, stream)
+                                             : detail::run_decode_cuda_ref(plan, params, stream);
+}
+
+// SMLA_DEBUG_CHECKS=1: the run synchronizes and fails loudly when the device met bad slot ids or
+// lengths (docs/safety.md). The counter is read before and after the launch, so only this run's
+// findings count. A stream being captured into a graph cannot be synchronized: the launch is captured
+// as usual and the check is skipped (read_device_errors after the replay reports the findings).
+Status run_with_device_checks(const Plan& plan, const detail::DecodeParams& params, void* workspace,
+                              void* stream) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  SMLA_CUDA_CHECK(cudaStreamIsCapturing(static_cast<cudaStream_t>(stream), &capture));
+  if (capture != cudaStreamCaptureStatusNone) return launch_cuda_decode(plan, params, stream);
+  uint64_t errors_before = 0, errors_after = 0;
+  SMLA_RETURN_IF_ERROR(read_device_errors(plan, workspace, &errors_before, stream));
+  SMLA_RETURN_IF_ERROR(launch_cuda_decode(plan, params, stream));
+  SMLA_RETURN_IF_ERROR(read_device_errors(plan, workspace, &errors_after, stream));
+  // The device counter is a wrapping uint32.
+  const uint32_t found = static_cast<uint32_t>(errors_after - errors_before);
+  if (found != 0) {
+    return Status(SMLA_STATUS_DEVICE_CHECK_FAILED,
+                  std::to_string(found) + " invalid slot ids or lengths detected on the " +
+                      "device by this " + backend_name(plan.backend()) +
+                      " run (slot id >= the cache's pages * page_block_size, or a length outside " +
+                      "[0, topk/extra_topk]); they were masked/clamped. SMLA_DEBUG_CHECKS=1 reports them; " +
+                      "see docs/safety.md");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status run(const Plan& plan, const DecodeArgs& args, void* workspace, size_t workspace_bytes, void* stream) {
   SMLA_RETURN_IF_ERROR(validate_decode_args(plan, args, workspace, workspace_bytes));
   const detail::DecodeParams params = detail::build_decode_params(plan, args, workspace);
@@ -472,8 +507,8 @@ Status run(const Plan& plan, const DecodeArgs& args, void* workspace, size_t wor
                                        " but the plan was made for device " + str(plan.device()) +
                                        " (call cudaSetDevice before run)");
       }
-      return plan.backend() == SMLA_BACKEND_CUDA ? detail::run_decode_cuda(plan, params, stream)
-                                                 : detail::run_decode_cuda_ref(plan, params, stream);
+      if (params.debug_checks == 0) return launch_cuda_decode(plan, params, stream);
+      return run_with_device_checks(plan, params, workspace, stream);
     }
     case SMLA_BACKEND_AUTO:
       break;

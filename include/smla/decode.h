@@ -7,7 +7,9 @@
 //
 // `run` validates its arguments, allocates nothing, never synchronizes with the host and launches a
 // fixed set of kernels, so it can be captured in a CUDA graph; lengths and indices are read on the
-// device when the graph replays.
+// device when the graph replays. Exception: with SMLA_DEBUG_CHECKS=1 in the environment, a CUDA run
+// synchronizes its stream and fails with SMLA_STATUS_DEVICE_CHECK_FAILED when the device met bad slot
+// ids or lengths (see read_device_errors and docs/safety.md).
 #pragma once
 
 #include <cstddef>
@@ -75,6 +77,21 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
 // backend.
 Status run(const Plan& plan, const DecodeArgs& args, void* workspace, size_t workspace_bytes,
            void* stream);
+
+// Device error counter (CUDA backends). The first uint32 of the workspace counts the index-list
+// entries with a slot id >= the cache's slots (pages * P) inside the valid prefix and the lengths
+// outside [0, width] that runs on this workspace met. Such entries are masked (treated as absent) and
+// such lengths clamped, so no byte outside the given buffers is read or written; the counter tells
+// the caller that its inputs were bad. The workspace must be zeroed once after allocation
+// (cudaMemset or reset_device_errors); runs only ever add to the counter. See docs/safety.md.
+//
+// Copies the counter to *error_count with cudaMemcpyAsync on `stream` and waits for the stream: a
+// synchronizing call for outside the run path (after the caller's own synchronization, or to poll
+// now and then). CPU plans have no counter (the cpu backend rejects bad slot ids up front): 0.
+Status read_device_errors(const Plan& plan, const void* workspace, uint64_t* error_count, void* stream);
+// Sets the counter back to 0 with cudaMemsetAsync on `stream` (no host sync, graph-capturable).
+// A no-op for CPU plans.
+Status reset_device_errors(const Plan& plan, void* workspace, void* stream);
 
 // The argument checks of `run` alone (exposed for tests and for engines that validate once).
 Status validate_decode_args(const Plan& plan, const DecodeArgs& args, const void* workspace,

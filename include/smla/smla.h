@@ -63,6 +63,14 @@ smla_status_t smla_set_contiguous_strides(smla_plan_t plan, smla_decode_args_t* 
 smla_status_t smla_decode_run(smla_plan_t plan, const smla_decode_args_t* args, void* workspace,
                               size_t workspace_bytes, void* stream);
 
+/* Device error counter (CUDA plans; docs/safety.md): slot ids past the cache and lengths outside
+ * [0, width] met by runs on `workspace` are masked/clamped and counted there. The workspace must be
+ * zeroed once after allocation. check_errors copies the count on `stream` and waits for the stream
+ * (synchronizing: not for the run path); reset_errors zeroes it on `stream` (graph-capturable).
+ * CPU plans: the count is always 0 and reset does nothing. */
+smla_status_t smla_plan_check_errors(smla_plan_t plan, const void* workspace, void* stream, uint64_t* count);
+smla_status_t smla_plan_reset_errors(smla_plan_t plan, void* workspace, void* stream);
+
 /* Codec. memory_space: 0 = host pointers, 1 = CUDA device pointers (enqueued on stream). */
 smla_status_t smla_append(const smla_cache_layout_t* cache, const void* tokens_bf16, int64_t num_tokens,
                           int64_t token_stride, const int32_t* slots, int32_t memory_space, void* stream);
