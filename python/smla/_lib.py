@@ -125,6 +125,10 @@ _SIGNATURES = {
     "smla_plan_backend": (ctypes.c_int, [ctypes.c_void_p, _P(ctypes.c_int)]),
     "smla_plan_num_splits": (ctypes.c_int, [ctypes.c_void_p, _P(ctypes.c_int32)]),
     "smla_set_contiguous_strides": (ctypes.c_int, [ctypes.c_void_p, _P(DecodeArgsStruct)]),
+    "smla_plan_check_errors": (
+        ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, _P(ctypes.c_uint64)]
+    ),
+    "smla_plan_reset_errors": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
     "smla_decode_run": (
         ctypes.c_int,
         [ctypes.c_void_p, _P(DecodeArgsStruct), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p],

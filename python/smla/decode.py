@@ -141,6 +141,31 @@ class Plan:
                                      else torch.from_numpy(self.workspace))
         return self._workspace_torch
 
+    def errors(self, stream=None):
+        """Bad slot ids and lengths the device met in runs on this plan's workspace (docs/safety.md).
+
+        Such entries are masked and such lengths clamped; this count says the inputs were wrong. It
+        waits for `stream` (default: torch's current stream on the plan's device), so call it after
+        the runs, outside the hot path. Always 0 for CPU plans (the cpu backend rejects bad ids).
+        """
+        count = ctypes.c_uint64()
+        _lib.call("smla_plan_check_errors", self._handle, ctypes.c_void_p(self._workspace_ptr),
+                  self._stream_handle(stream), ctypes.byref(count))
+        return int(count.value)
+
+    def reset_errors(self, stream=None):
+        """Zeroes the device error counter on `stream` (no host sync; capturable in a CUDA graph)."""
+        _lib.call("smla_plan_reset_errors", self._handle, ctypes.c_void_p(self._workspace_ptr),
+                  self._stream_handle(stream))
+
+    def _stream_handle(self, stream):
+        if stream is not None:
+            return ctypes.c_void_p(int(stream) if not hasattr(stream, "cuda_stream") else stream.cuda_stream)
+        torch = T.torch_module()
+        if self.device_type == "cuda" and torch is not None:
+            return ctypes.c_void_p(torch.cuda.current_stream(self.device_index).cuda_stream)
+        return ctypes.c_void_p(None)
+
     def run(self, q, cache, indices, topk_length=None, extra_cache=None, extra_indices=None,
             extra_topk_length=None, attn_sink=None, softmax_scale=None, out=None, lse=None,
             page_block_size=None, extra_page_block_size=None, stream=None):
