@@ -225,6 +225,12 @@ Status validate_decode_shape(const DecodeShape& shape) {
   SMLA_RETURN_IF_ERROR(check_min("shape.topk", shape.topk, 1));
   SMLA_RETURN_IF_ERROR(check_min("shape.extra_topk", shape.extra_topk, 0));
   const int64_t rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
+  // Bounding rows first keeps the products below within int64 (an overflow wrapped them to 0 and
+  // let absurd shapes through).
+  if (rows > kMaxFlatElements) {
+    return Status::InvalidArgument("shape.batch * seq_q must be <= " + str(kMaxFlatElements) +
+                                   " for int32 kernel indexing (got " + str(rows) + ")");
+  }
   const int64_t q_elements = rows * shape.num_heads * kHeadDim;
   if (q_elements > kMaxFlatElements) {
     return Status::InvalidArgument(
