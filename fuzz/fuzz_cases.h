@@ -72,6 +72,8 @@ inline void report(const char* call, smla_status_t status) {
 // Every host allocation of a case goes through this budget, so the fuzzer explores validation of
 // huge claimed shapes without the harness trying to allocate them.
 inline constexpr int64_t kMaxBufferBytes = int64_t{8} << 20;
+// ... and every decode it runs through this one: (query row, head, attended token) triples.
+inline constexpr int64_t kMaxAttendedPairs = int64_t{1} << 16;
 
 // A host buffer of `count` elements of `element_bytes`, with its first element `misalign_bytes`
 // past a 16-byte boundary (to probe alignment checks), surrounded by canary bytes.
@@ -329,6 +331,11 @@ inline int run_c_api_validation_case(const uint8_t* data, size_t size) {
     return 0;
   }
   require(plan != nullptr, "smla_plan_create succeeded without a plan");
+  // decode.h: a valid shape's flat sizes fit the kernels' int32 index arithmetic.
+  const __int128 rows = static_cast<__int128>(shape.batch) * shape.seq_q;
+  require(rows * shape.num_heads * 512 <= INT32_MAX && rows * shape.topk <= INT32_MAX &&
+              rows * shape.extra_topk <= INT32_MAX,
+          "smla_plan_create accepted a shape whose flat sizes overflow int32 indexing");
 
   // --- arguments ----------------------------------------------------------------------------------
   smla_decode_args_t args{};
@@ -362,8 +369,13 @@ inline int run_c_api_validation_case(const uint8_t* data, size_t size) {
   const uint8_t list_bits = in.u8();
   args.topk_length_layout = (list_bits & 2) ? SMLA_LENGTHS_PER_QUERY : SMLA_LENGTHS_PER_BATCH;
   args.extra_topk_length_layout = (list_bits & 8) ? SMLA_LENGTHS_PER_QUERY : SMLA_LENGTHS_PER_BATCH;
-  const auto slots_of = [](const FuzzCache& cache) {
-    return cache.allocated ? cache.layout.num_pages * cache.layout.page_block_size : 0;
+  // Slot count of a backed pool, capped at 2^31 (a garbage page_block_size may overflow the product).
+  const auto slots_of = [](const FuzzCache& cache) -> int64_t {
+    int64_t slots = 0;
+    if (!cache.allocated ||
+        __builtin_mul_overflow(cache.layout.num_pages, cache.layout.page_block_size, &slots))
+      return cache.allocated ? int64_t{1} << 31 : 0;
+    return std::min(slots, int64_t{1} << 31);
   };
   FuzzIndexList main_list =
       make_index_list(in, shape.batch, shape.seq_q, shape.topk, args.indices_stride_batch,
@@ -386,8 +398,12 @@ inline int run_c_api_validation_case(const uint8_t* data, size_t size) {
   const bool tensors_fit = main_list.fits && extra_list.fits && !q_span.overflow && !out_span.overflow &&
                            !lse_span.overflow && q_span.count() * 2 <= kMaxBufferBytes &&
                            out_span.count() * 2 <= kMaxBufferBytes && lse_span.count() * 4 <= kMaxBufferBytes;
-  if (!tensors_fit || !pools_backed) {
-    report("skipped run (buffers too large to back)", SMLA_STATUS_OK);
+  // A planned wild shape may be valid but far too slow for the CPU backend; validation was the point.
+  const int64_t attended_per_head = int64_t{shape.topk} + shape.extra_topk;
+  const bool cheap_enough =
+      int64_t{shape.batch} * shape.seq_q * shape.num_heads * attended_per_head <= kMaxAttendedPairs;
+  if (!tensors_fit || !pools_backed || !cheap_enough) {
+    report("skipped run (buffers or compute over budget)", SMLA_STATUS_OK);
     smla_plan_destroy(plan);
     return 0;
   }
