@@ -294,8 +294,8 @@ std::vector<ProblemConfig> grid_configs() {
 
 // The split planner is host code: checked here without a device. Invariants: the splits cover every tile,
 // none is statically empty, forced counts are clamped to [1, total_tiles] and the head block is 16 exactly
-// when h <= 16. The automatic count (132 SMs) is checked against hand-computed values: the fewest splits
-// with ctas * splits >= 132, at most total_tiles / 2 of them, then rounded to whole tiles per split.
+// when h <= 16. The automatic count (132 SMs, one CTA per SM) is checked against hand-computed values:
+// the count minimizing waves * (tiles per split + 1), waves = ceil(ctas * splits / 132), fewest on ties.
 TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
   detail::CudaDeviceInfo h100;
   h100.ordinal = 0;
@@ -306,15 +306,16 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
     int auto_splits;
   };
   const Case cases[] = {
-      {{1, 1, 64, 128, 512}, 5},    // 1 CTA, 10 tiles: capped at 5 splits of 2 tiles
-      {{1, 1, 128, 128, 1024}, 9},  // 2 CTAs, 18 tiles: capped at 9
-      {{74, 1, 128, 128, 512}, 1},  // 148 CTAs already fill 132 SMs
-      {{1, 1, 8, 64, 0}, 1},        // one tile cannot be split
-      {{4, 3, 16, 576, 1024}, 9},   // 12 CTAs want 11 splits of 25 tiles: 3 tiles each -> 9 splits
-      {{2, 1, 100, 1, 1}, 1},       // 2 tiles: at most 1 split of >= 2 tiles
-      {{16, 2, 64, 128, 512}, 5},   // 32 CTAs want 5 splits: 2 tiles each
-      {{1, 1, 1, 65, 63}, 1},       // 3 tiles: 1 split
-      {{64, 1, 32, 128, 512}, 3},   // 64 CTAs want 3 splits of 10 tiles: 4 tiles each -> 3 splits
+      {{1, 1, 64, 128, 512}, 10},    // 1 CTA, 10 tiles: one tile per split, still one wave
+      {{1, 1, 128, 128, 1024}, 18},  // 2 CTAs, 18 tiles: 36 CTAs of one tile
+      {{74, 1, 128, 128, 512}, 2},   // 148 CTAs: 2 waves x 11 = 22 vs 2 splits: 3 waves x 6 = 18
+      {{1, 1, 8, 64, 0}, 1},         // one tile cannot be split
+      {{4, 3, 16, 576, 1024}, 9},    // 12 CTAs, 25 tiles: 9 splits of 3 (108 CTAs) beat 13 of 2 (2 waves)
+      {{2, 1, 100, 1, 1}, 2},        // 2 tiles: one each
+      {{16, 2, 64, 128, 512}, 4},    // 32 CTAs: 4 splits of 3 tiles fill one wave (5 would need two)
+      {{1, 1, 1, 65, 63}, 3},        // 3 tiles: one each
+      {{64, 1, 32, 128, 512}, 2},    // 64 CTAs: 2 splits of 5 in one wave beat 3 of 4 in two
+      {{128, 1, 64, 128, 512}, 1},   // 128 CTAs fill one wave: splitting only adds waves
   };
   for (const Case& test_case : cases) {
     const DecodeShape& shape = test_case.shape;

@@ -23,15 +23,15 @@ inline constexpr int kBf16PerChunk = kChunkBytes / 2;
 // Running maximum before any valid score (spec section 4: finite, so masked rows never produce NaN).
 inline constexpr float kInitialRunningMax = -1e30f;
 
-template <int HeadBlock, int GatherLoadBatch, int MinBlocksPerSm>
+template <int HeadBlock>
 struct DecodeConfig {
   static constexpr int kHeadBlock = HeadBlock;           // heads per CTA (heads >= h are masked in the tile)
   static constexpr int kTileTokens = smla::kTileTokens;  // 64 KV entries per tile (spec section 5)
   static constexpr int kNumWarps = 8;
   static constexpr int kThreads = kNumWarps * 32;
-  // __launch_bounds__ occupancy hint: 1 leaves 255 registers for the 64-head block's 128-register O
-  // accumulator; the 16-head block (32-register accumulator, ~86 KB shared) can fit 2 CTAs per SM.
-  static constexpr int kMinBlocksPerSm = MinBlocksPerSm;
+  // One CTA per SM: the 64-head block needs 255 registers (128-register O accumulator) and both blocks
+  // need ~120-180 KB of shared memory (Q, bf16 K tile and the raw staging tile of the next tile).
+  static constexpr int kMinBlocksPerSm = 1;
 
   // Warp roles. Warps w and w + kHeadGroups share MMA row group (w % kHeadGroups). For S = Q K^T each
   // takes a slice of the tile's tokens; for O += P V each takes a slice of the 512 output dims.
@@ -46,45 +46,51 @@ struct DecodeConfig {
   static constexpr int kHeadDimChunks = kHeadDim / kBf16PerChunk;       // 64
   static constexpr int kTileTokenChunks = kTileTokens / kBf16PerChunk;  // 8
 
-  // Gather work per tile: each token row is 28 fp8 chunks (16 e4m3 values each, one scale group per
-  // 4 chunks) plus 8 bf16 rope chunks, spread over all threads.
-  static constexpr int kFp8ChunksPerToken = kNopeDim / kChunkBytes;                              // 28
-  static constexpr int kRopeChunksPerToken = kRopeDim * 2 / kChunkBytes;                         // 8
-  static constexpr int kGatherChunksPerToken = kFp8ChunksPerToken + kRopeChunksPerToken;         // 36
-  static constexpr int kGatherChunksPerThread = kTileTokens * kGatherChunksPerToken / kThreads;  // 9
-  // 16-byte loads in flight per thread before converting them: as many as the register budget allows
-  // without spills (64 heads: 255 registers incl. a 128-register O; 16 heads: 128 registers for 2 CTAs/SM).
-  static constexpr int kGatherLoadBatch = GatherLoadBatch;
+  // Gather of the next tile (cp.async, in flight while the current tile runs its MMAs): each token row is
+  // 28 fp8 chunks (16 e4m3 values each, one scale group per 4 chunks) plus 8 bf16 rope chunks, copied raw
+  // into the staging tile by kThreadsPerToken threads, plus its 8 scale bytes.
+  static constexpr int kFp8ChunksPerToken = kNopeDim / kChunkBytes;                       // 28
+  static constexpr int kRopeChunksPerToken = kRopeDim * 2 / kChunkBytes;                  // 8
+  static constexpr int kGatherChunksPerToken = kFp8ChunksPerToken + kRopeChunksPerToken;  // 36
+  static constexpr int kThreadsPerToken = kThreads / kTileTokens;                         // 4
+  static constexpr int kCopyChunksPerThread = kGatherChunksPerToken / kThreadsPerToken;  // 9
+  // Dequantization staging -> K tile: the tile's chunks spread evenly over all threads.
+  static constexpr int kDequantChunksPerThread = kTileTokens * kGatherChunksPerToken / kThreads;  // 9
 
   // Shared-memory map (bytes).
   static constexpr size_t kQBytes = size_t(kHeadBlock) * kHeadDim * 2;
   static constexpr size_t kKBytes = size_t(kTileTokens) * kHeadDim * 2;
   static constexpr size_t kPBytes = size_t(kHeadBlock) * kTileTokens * 2;
   static constexpr size_t kRowExchangeBytes = size_t(kWarpsPerHeadGroup) * kHeadBlock * 4;
+  static constexpr size_t kStagingBytes = size_t(kTileTokens) * kRowBytes;  // raw rows, unswizzled
   static constexpr size_t kQOffset = 0;
   static constexpr size_t kKOffset = kQOffset + kQBytes;
   static constexpr size_t kPOffset = kKOffset + kKBytes;
-  static constexpr size_t kRowMaxOffset = kPOffset + kPBytes;  // float [warps/group][heads]
-  static constexpr size_t kRowSumOffset = kRowMaxOffset + kRowExchangeBytes;
-  static constexpr size_t kTokenRowOffset = kRowSumOffset + kRowExchangeBytes;  // const uint8_t*[64]
-  static constexpr size_t kTokenScaleOffset = kTokenRowOffset + kTileTokens * sizeof(void*);  // u8[64][8]
-  static constexpr size_t kValidMaskOffset = kTokenScaleOffset + kTileTokens * kScaleBytes;   // u32[2]
-  static constexpr size_t kSharedBytes = kValidMaskOffset + kTileTokens / 8;
+  static constexpr size_t kStagingOffset = kPOffset + kPBytes;
+  static constexpr size_t kStagingScaleOffset = kStagingOffset + kStagingBytes;  // u8[64][8]
+  static constexpr size_t kRowMaxOffset = kStagingScaleOffset + kTileTokens * kScaleBytes;
+  static constexpr size_t kRowSumOffset = kRowMaxOffset + kRowExchangeBytes;  // float [warps/group][heads]
+  // Valid-entry bits of the tile being computed and of the one in flight: u8[2][kTileTokens / 8].
+  static constexpr size_t kValidMaskOffset = kRowSumOffset + kRowExchangeBytes;
+  static constexpr size_t kSharedBytes = kValidMaskOffset + 2 * kTileTokens / 8;
 
   static_assert(kHeadBlock % kMmaRows == 0 && kNumWarps % kHeadGroups == 0, "warp roles must tile heads");
   static_assert(kScoreColBlocks % 2 == 0 || kScoreColBlocks == 1,
                 "S columns are loaded in pairs of 8-token blocks, or one block over two k steps");
   static_assert(kOutDimsPerWarp % (2 * kMmaCols) == 0, "O columns are loaded in pairs of 8-dim blocks");
   static_assert(32 % kScoreTokensPerWarp == 0, "a warp's token slice lies in one 32-bit valid-mask word");
-  static_assert(kTileTokens * kGatherChunksPerToken % kThreads == 0, "gather work must divide evenly");
-  static_assert(kThreads >= kTileTokens, "one thread per token resolves the tile's slots");
+  static_assert(kThreads % kTileTokens == 0 && kGatherChunksPerToken % kThreadsPerToken == 0,
+                "copy work must divide evenly over the threads of a token");
+  static_assert(32 % kThreadsPerToken == 0 && 32 / kThreadsPerToken == 8, "one warp copies 8 tokens");
+  static_assert(kTileTokens * kGatherChunksPerToken % kThreads == 0, "dequant work must divide evenly");
+  static_assert(kSharedBytes <= 227 * 1024, "one CTA must fit an SM");
 };
 
 // 64 heads per CTA (4 row groups x 2 warps each): h > 16.
-using DecodeConfigHeads64 = DecodeConfig<64, 9, 1>;
+using DecodeConfigHeads64 = DecodeConfig<64>;
 // 16 heads per CTA (1 row group x 8 warps): h <= 16 (DSv4 at TP 4/8) would waste 3/4 of a 64-head
 // block's MMA work on masked rows.
-using DecodeConfigHeads16 = DecodeConfig<16, 3, 2>;
+using DecodeConfigHeads16 = DecodeConfig<16>;
 
 // Heads per CTA for a call with `num_heads` heads: the one rule shared by the planner and the launcher.
 constexpr int head_block_for(int num_heads) {

@@ -1,8 +1,10 @@
 // Tensor-core sparse MLA decode kernel (spec sections 4-5), portable to sm_80+ (mma.sync + ldmatrix).
 //
-// One CTA = one (split, head block, query row). Q [kHeadBlock][512] bf16 stays in shared memory; each
-// 64-entry tile of the row's index lists is gathered from the paged FP8 cache and dequantized into a
-// shared K tile [64][512] bf16 (K = V), then:
+// One CTA = one (split, head block, query row). Q [kHeadBlock][512] bf16 stays in shared memory. The
+// 64-entry tiles of the row's index lists are software-pipelined: while tile i runs its MMAs, the raw
+// cache bytes of tile i+1 are copied (cp.async) into a staging tile and the slots of tile i+2 are loaded
+// into registers. At the top of each iteration the staging tile is dequantized into a shared K tile
+// [64][512] bf16 (K = V), then:
 //   S = Q K^T            warp w: heads of group w % G, tokens of slice w / G
 //   online softmax       fp32, base 2, masked entries contribute exactly 0
 //   O += P V             warp w: heads of group w % G, dims of slice w / G (fp32 registers)
@@ -18,6 +20,7 @@
 #include "common/decode_params.h"
 #include "cuda/common/fp8_dequant.cuh"
 #include "cuda/common/mma_sm80.cuh"
+#include "cuda/decode/async_copy.cuh"
 #include "cuda/decode/config.h"
 #include "smla/cache.h"
 
@@ -58,20 +61,20 @@ __device__ __forceinline__ CtaCoordinates cta_coordinates(const DecodeParams& pa
   return coords;
 }
 
-// Q rows [head_base, head_base + kHeadBlock) into the swizzled Q tile; heads >= h become zero rows.
+// Q rows [head_base, head_base + kHeadBlock) into the swizzled Q tile (cp.async, committed with the first
+// tile's copies); heads >= h become zero rows.
 template <class Config>
-__device__ __forceinline__ void load_q_block(const DecodeParams& params, const CtaCoordinates& coords,
-                                             uint8_t* q_tile) {
+__device__ __forceinline__ void load_q_block_async(const DecodeParams& params, const CtaCoordinates& coords,
+                                                   uint8_t* q_tile) {
   const uint16_t* q_row = params.q + coords.batch * params.q_stride_batch + coords.seq * params.q_stride_seq +
                           coords.head_base * params.q_stride_head;
+  const uint32_t q_base = mma::shared_address(q_tile);
   for (int c = threadIdx.x; c < Config::kHeadBlock * Config::kHeadDimChunks; c += Config::kThreads) {
     const int head = c / Config::kHeadDimChunks;
     const int chunk = c % Config::kHeadDimChunks;
-    uint4 value = make_uint4(0, 0, 0, 0);
-    if (head < coords.heads_here) {
-      value = *reinterpret_cast<const uint4*>(q_row + head * params.q_stride_head + chunk * kBf16PerChunk);
-    }
-    *reinterpret_cast<uint4*>(q_tile + swizzled_offset<Config::kHeadDimChunks>(head, chunk)) = value;
+    const bool present = head < coords.heads_here;
+    const uint16_t* source = present ? q_row + head * params.q_stride_head + chunk * kBf16PerChunk : params.q;
+    cp_async_16(q_base + swizzled_offset<Config::kHeadDimChunks>(head, chunk), source, present);
   }
 }
 
@@ -85,74 +88,111 @@ struct TileSource {
   int32_t length;          // valid prefix of the list
 };
 
-// Phase 1 (threads 0..63, one per entry): resolve the entry's slot, its row address and scale bytes.
-// An entry is valid iff position < length, index >= 0 and index < num_slots; an index past the pool
-// inside the valid prefix is counted once (head block 0) and masked. Invalid entries are never read.
 template <class Config>
-__device__ __forceinline__ void resolve_tile_tokens(const DecodeParams& params, const TileSource& source,
-                                                    const uint8_t** token_rows, uint8_t* token_scales,
-                                                    uint32_t* valid_mask) {
-  if (threadIdx.x >= Config::kTileTokens) return;
-  const int token = threadIdx.x;
-  const int32_t position = source.first_position + token;
-  const uint8_t* row = nullptr;
-  uint2 scales = make_uint2(0, 0);
-  if (position < source.length) {
-    const int32_t slot = source.indices[position];
-    if (slot >= 0 && slot < source.num_slots) {
-      row = source.cache_data + slot_row_offset(source.page_block_size, source.page_stride_bytes, slot);
-      scales = *reinterpret_cast<const uint2*>(
-          source.cache_data + slot_scale_offset(source.page_block_size, source.page_stride_bytes, slot));
-    } else if (slot >= source.num_slots && blockIdx.y == 0 && params.error_counter != nullptr) {
-      atomicAdd(params.error_counter, 1u);
-    }
+__device__ __forceinline__ TileSource tile_source(const DecodeParams& params, const CtaCoordinates& coords,
+                                                  int tile, int32_t main_length, int32_t extra_length) {
+  if (tile < params.main_tiles) {
+    return {params.main.cache.data,
+            params.main.cache.page_block_size,
+            params.main.cache.page_stride_bytes,
+            params.main.cache.num_slots,
+            params.main.indices + coords.batch * params.main.stride_batch + coords.seq * params.main.stride_seq,
+            tile * Config::kTileTokens,
+            main_length};
   }
-  token_rows[token] = row;
-  *reinterpret_cast<uint2*>(token_scales + token * kScaleBytes) = scales;
-  // Threads 0..63 are warps 0 and 1, whole warps, so the ballot covers tokens 32w..32w+31.
-  const uint32_t warp_valid = __ballot_sync(0xffffffffu, row != nullptr);
-  if (threadIdx.x % 32 == 0) valid_mask[threadIdx.x / 32] = warp_valid;
+  return {params.extra.cache.data,
+          params.extra.cache.page_block_size,
+          params.extra.cache.page_stride_bytes,
+          params.extra.cache.num_slots,
+          params.extra.indices + coords.batch * params.extra.stride_batch + coords.seq * params.extra.stride_seq,
+          (tile - params.main_tiles) * Config::kTileTokens,
+          extra_length};
 }
 
-// Phase 2 (all threads): gather + dequantize the tile into the swizzled K tile [64][512] bf16. All
-// global loads of a batch are issued before any conversion so their latencies overlap. Invalid entries
-// become zero rows (their bytes may be NaN and are never read).
+// First tile in [tile, tile_end) with at least one list position inside its list's valid prefix, else
+// tile_end. Uniform across the CTA.
 template <class Config>
-__device__ __forceinline__ void gather_tile(const uint8_t* const* token_rows, const uint8_t* token_scales,
-                                            uint8_t* k_tile) {
-  constexpr int kBatch = Config::kGatherLoadBatch;
-  static_assert(Config::kGatherChunksPerThread % kBatch == 0, "gather batches must divide the work");
+__device__ __forceinline__ int next_active_tile(const DecodeParams& params, int tile, int tile_end,
+                                                int32_t main_length, int32_t extra_length) {
+  for (; tile < tile_end; ++tile) {
+    const bool is_main = tile < params.main_tiles;
+    const int32_t first_position = (is_main ? tile : tile - params.main_tiles) * Config::kTileTokens;
+    if (first_position < (is_main ? main_length : extra_length)) return tile;
+  }
+  return tile_end;
+}
+
+// The slot of this thread's token in the tile (kThreadsPerToken threads share a token); -1 (masked, not
+// an error) past the valid prefix. Loaded one tile ahead of its use so the load latency is hidden.
+template <class Config>
+__device__ __forceinline__ int32_t load_token_slot(const TileSource& source) {
+  const int32_t position = source.first_position + static_cast<int>(threadIdx.x) / Config::kThreadsPerToken;
+  return position < source.length ? source.indices[position] : -1;
+}
+
+// Starts the copy of the tile's raw rows and scale footers into the staging tile (all threads; a token's
+// kThreadsPerToken threads copy interleaved 16-byte chunks of its row, so a warp reads 8 rows in 64-byte
+// runs) and records the tile's valid-entry bits. An entry is valid iff its position is in the valid
+// prefix, index >= 0 and index < num_slots; an index past the pool inside the prefix is counted once
+// (head block 0) and masked. Invalid entries are never read: their staging rows are zero-filled.
+template <class Config>
+__device__ __forceinline__ void issue_tile_copy(const DecodeParams& params, const TileSource& source,
+                                                int32_t slot, uint32_t staging_base,
+                                                uint32_t staging_scale_base, uint8_t* valid_bytes) {
+  const int token = static_cast<int>(threadIdx.x) / Config::kThreadsPerToken;
+  const int quarter = static_cast<int>(threadIdx.x) % Config::kThreadsPerToken;
+  const bool in_prefix = source.first_position + token < source.length;
+  const bool valid = in_prefix && slot >= 0 && slot < source.num_slots;
+  if (in_prefix && slot >= source.num_slots && quarter == 0 && blockIdx.y == 0 &&
+      params.error_counter != nullptr) {
+    atomicAdd(params.error_counter, 1u);
+  }
+  const uint8_t* row = source.cache_data;
+  const uint8_t* scales = source.cache_data;
+  if (valid) {
+    row += slot_row_offset(source.page_block_size, source.page_stride_bytes, slot);
+    scales += slot_scale_offset(source.page_block_size, source.page_stride_bytes, slot);
+  }
+  const uint32_t staging_row = staging_base + token * kRowBytes;
 #pragma unroll
-  for (int batch = 0; batch < Config::kGatherChunksPerThread; batch += kBatch) {
-    uint4 raw[kBatch];
+  for (int i = 0; i < Config::kCopyChunksPerThread; ++i) {
+    const int part = quarter + i * Config::kThreadsPerToken;
+    cp_async_16(staging_row + part * kChunkBytes, row + (valid ? part * kChunkBytes : 0), valid);
+  }
+  if (quarter == 0) cp_async_8(staging_scale_base + token * kScaleBytes, scales, valid);
+  // Lanes 4j of a warp hold its 8 tokens in order; pack their bits into one byte per warp.
+  const uint32_t lanes_valid = __ballot_sync(0xffffffffu, valid);
+  if (threadIdx.x % 32 == 0) {
+    uint32_t token_bits = 0;
 #pragma unroll
-    for (int i = 0; i < kBatch; ++i) {
-      const int c = threadIdx.x + (batch + i) * Config::kThreads;
-      const int token = c / Config::kGatherChunksPerToken;
-      const int part = c % Config::kGatherChunksPerToken;  // 0..27 fp8 chunks, 28..35 rope chunks
-      const uint8_t* row = token_rows[token];
-      raw[i] = make_uint4(0, 0, 0, 0);
-      if (row != nullptr) raw[i] = *reinterpret_cast<const uint4*>(row + part * kChunkBytes);
-    }
-#pragma unroll
-    for (int i = 0; i < kBatch; ++i) {
-      const int c = threadIdx.x + (batch + i) * Config::kThreads;
-      const int token = c / Config::kGatherChunksPerToken;
-      const int part = c % Config::kGatherChunksPerToken;
-      if (part < Config::kFp8ChunksPerToken) {
-        // 16 e4m3 values = dims 16*part..16*part+15, all in scale group part/4; zero raw bytes (invalid
-        // entry) dequantize to zero whatever the scale.
-        const int group = part * kChunkBytes / kQuantGroup;
-        const float scale = scale_from_ue8m0(token_scales[token * kScaleBytes + group]);
-        uint4 low, high;
-        fp8::dequant_e4m3x16_to_bf16(raw[i], scale, low, high);
-        *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, 2 * part)) = low;
-        *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, 2 * part + 1)) =
-            high;
-      } else {
-        const int chunk = kNopeDim / kBf16PerChunk + (part - Config::kFp8ChunksPerToken);
-        *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, chunk)) = raw[i];
-      }
+    for (int j = 0; j < 32 / Config::kThreadsPerToken; ++j)
+      token_bits |= ((lanes_valid >> (j * Config::kThreadsPerToken)) & 1u) << j;
+    valid_bytes[threadIdx.x / 32] = static_cast<uint8_t>(token_bits);
+  }
+}
+
+// Staging tile -> swizzled K tile [64][512] bf16 (all threads; staging is read linearly). Zero-filled
+// rows of invalid entries dequantize to zero whatever their (zero) scale bytes.
+template <class Config>
+__device__ __forceinline__ void dequantize_staging(const uint8_t* staging, const uint8_t* staging_scales,
+                                                   uint8_t* k_tile) {
+#pragma unroll 3
+  for (int i = 0; i < Config::kDequantChunksPerThread; ++i) {
+    const int c = threadIdx.x + i * Config::kThreads;
+    const int token = c / Config::kGatherChunksPerToken;
+    const int part = c % Config::kGatherChunksPerToken;  // 0..27 fp8 chunks, 28..35 rope chunks
+    const uint4 raw = *reinterpret_cast<const uint4*>(staging + c * kChunkBytes);
+    if (part < Config::kFp8ChunksPerToken) {
+      // 16 e4m3 values = dims 16*part..16*part+15, all in scale group part/4.
+      const int group = part * kChunkBytes / kQuantGroup;
+      const float scale = scale_from_ue8m0(staging_scales[token * kScaleBytes + group]);
+      uint4 low, high;
+      fp8::dequant_e4m3x16_to_bf16(raw, scale, low, high);
+      *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, 2 * part)) = low;
+      *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, 2 * part + 1)) = high;
+    } else {
+      const int chunk = kNopeDim / kBf16PerChunk + (part - Config::kFp8ChunksPerToken);
+      *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, chunk)) = raw;
     }
   }
 }
@@ -165,11 +205,11 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   uint8_t* q_tile = shared + Config::kQOffset;
   uint8_t* k_tile = shared + Config::kKOffset;
   uint8_t* p_tile = shared + Config::kPOffset;
+  const uint8_t* staging = shared + Config::kStagingOffset;
+  const uint8_t* staging_scales = shared + Config::kStagingScaleOffset;
   float* row_max_exchange = reinterpret_cast<float*>(shared + Config::kRowMaxOffset);
   float* row_sum_exchange = reinterpret_cast<float*>(shared + Config::kRowSumOffset);
-  const uint8_t** token_rows = reinterpret_cast<const uint8_t**>(shared + Config::kTokenRowOffset);
-  uint8_t* token_scales = shared + Config::kTokenScaleOffset;
-  uint32_t* valid_mask = reinterpret_cast<uint32_t*>(shared + Config::kValidMaskOffset);
+  uint8_t* valid_bytes = shared + Config::kValidMaskOffset;  // [2 stages][kTileTokens / 8]
 
   const CtaCoordinates coords = cta_coordinates<Config>(params);
   const int warp = threadIdx.x / 32;
@@ -180,8 +220,6 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   const int quad_lane = lane % 4;
   const int block_row0 = head_group * kMmaRows + group_row;  // head (within the block) of rows 0 / 1
   const int block_row1 = block_row0 + 8;
-
-  load_q_block<Config>(params, coords, q_tile);
 
   // Valid prefixes of the two lists (read on the device: graph replays see new lengths).
   const int32_t main_length = list_length(params.main, coords.batch, coords.seq, params.seq_q);
@@ -209,38 +247,47 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   const uint32_t k_base = shared_address(k_tile);
   const uint32_t p_base = shared_address(p_tile);
 
-  for (int tile = tile_begin; tile < tile_end; ++tile) {
-    const bool is_main = tile < params.main_tiles;
-    const int32_t first_position = (is_main ? tile : tile - params.main_tiles) * Config::kTileTokens;
-    const int32_t length = is_main ? main_length : extra_length;
-    if (first_position >= length) continue;  // uniform across the CTA
+  const uint32_t staging_base = shared_address(staging);
+  const uint32_t staging_scale_base = shared_address(staging_scales);
+  constexpr int kValidBytesPerStage = Config::kTileTokens / 8;
 
-    TileSource source;
-    if (is_main) {
-      source = {
-          params.main.cache.data,
-          params.main.cache.page_block_size,
-          params.main.cache.page_stride_bytes,
-          params.main.cache.num_slots,
-          params.main.indices + coords.batch * params.main.stride_batch + coords.seq * params.main.stride_seq,
-          first_position,
-          length};
-    } else {
-      source = {params.extra.cache.data,
-                params.extra.cache.page_block_size,
-                params.extra.cache.page_stride_bytes,
-                params.extra.cache.num_slots,
-                params.extra.indices + coords.batch * params.extra.stride_batch +
-                    coords.seq * params.extra.stride_seq,
-                first_position,
-                length};
+  // Pipeline prologue: Q and the first active tile's rows in flight, the second one's slots loading.
+  int tile = next_active_tile<Config>(params, tile_begin, tile_end, main_length, extra_length);
+  load_q_block_async<Config>(params, coords, q_tile);
+  if (tile < tile_end) {
+    const TileSource source = tile_source<Config>(params, coords, tile, main_length, extra_length);
+    issue_tile_copy<Config>(params, source, load_token_slot<Config>(source), staging_base, staging_scale_base,
+                            valid_bytes);
+  }
+  cp_async_commit();
+  int next_tile = next_active_tile<Config>(params, tile + 1, tile_end, main_length, extra_length);
+  int32_t next_slot = -1;
+  if (next_tile < tile_end) {
+    next_slot =
+        load_token_slot<Config>(tile_source<Config>(params, coords, next_tile, main_length, extra_length));
+  }
+
+  for (int stage = 0; tile < tile_end; stage ^= 1) {
+    cp_async_wait_all();
+    __syncthreads();  // staging (and Q) landed for every thread; the previous P V is done with K and P
+    dequantize_staging<Config>(staging, staging_scales, k_tile);
+    __syncthreads();  // K tile complete; staging free for the next tile
+
+    int tile_after_next = tile_end;
+    if (next_tile < tile_end) {
+      const TileSource source = tile_source<Config>(params, coords, next_tile, main_length, extra_length);
+      issue_tile_copy<Config>(params, source, next_slot, staging_base, staging_scale_base,
+                              valid_bytes + (stage ^ 1) * kValidBytesPerStage);
+      cp_async_commit();
+      tile_after_next = next_active_tile<Config>(params, next_tile + 1, tile_end, main_length, extra_length);
+      if (tile_after_next < tile_end) {
+        next_slot = load_token_slot<Config>(
+            tile_source<Config>(params, coords, tile_after_next, main_length, extra_length));
+      }
     }
-
-    __syncthreads();  // previous tile's P V is done with K, P and the token table (and Q is loaded)
-    resolve_tile_tokens<Config>(params, source, token_rows, token_scales, valid_mask);
-    __syncthreads();
-    gather_tile<Config>(token_rows, token_scales, k_tile);
-    __syncthreads();
+    tile = next_tile;
+    next_tile = tile_after_next;
+    const uint32_t* valid_mask = reinterpret_cast<const uint32_t*>(valid_bytes + stage * kValidBytesPerStage);
 
     // ---- S = Q K^T for heads of this warp's group and tokens of its slice.
     float score[Config::kScoreColBlocks][4];
@@ -368,6 +415,8 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
       }
     }
   }
+
+  cp_async_wait_all();  // no copy may outlive the CTA (Q is still pending when no tile was active)
 
   // ---- Row sums: quad, then the warps of the head group (each summed only its token slice).
 #pragma unroll

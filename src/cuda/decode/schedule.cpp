@@ -1,8 +1,11 @@
 // Split-KV schedule of the tensor-core backend (host heuristic, kept apart from device code).
 //
 // A CTA handles one (query row, head block); with few rows the grid leaves SMs idle, so the row's 64-token
-// tiles are split across CTAs. We pick the fewest splits that fill the device, keep >= 2 tiles per split
-// where possible (a split costs a partial write + combine read), and never leave a split statically empty.
+// tiles are split across CTAs. The kernel runs one CTA per SM and every CTA of a launch has the same
+// number of tiles, so the launch takes waves * (tiles per split + fixed cost) tile times, where waves =
+// ceil(CTAs / SMs) and the fixed cost (Q load, pipeline fill, epilogue, partial write + combine) is about
+// one tile. We pick the split count with the lowest cost (fewest splits on ties), never leaving a split
+// statically empty.
 #include <algorithm>
 
 #include "common/backend_entry.h"
@@ -26,12 +29,20 @@ SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDevice
   int num_splits = 1;
   if (requested_splits > 0) {
     num_splits = std::clamp(requested_splits, 1, total_tiles);
-  } else {
-    const int64_t ctas =
+  } else if (device.sm_count > 0) {
+    constexpr int64_t kFixedCostTiles = 1;
+    const int64_t ctas_per_split =
         static_cast<int64_t>(shape.batch) * shape.seq_q * ceil_div(shape.num_heads, schedule.head_block);
-    const int max_splits = std::max(1, total_tiles / 2);  // >= 2 tiles per split when possible
-    if (device.sm_count > 0 && ctas < device.sm_count) {
-      num_splits = std::min(ceil_div(device.sm_count, ctas), max_splits);
+    int64_t best_cost = -1;
+    for (int splits = 1; splits <= total_tiles; ++splits) {
+      const int tiles_per_split = ceil_div(total_tiles, splits);
+      if (ceil_div(total_tiles, tiles_per_split) != splits) continue;  // same as a smaller count
+      const int64_t waves = ceil_div(ctas_per_split * splits, device.sm_count);
+      const int64_t cost = waves * (tiles_per_split + kFixedCostTiles);
+      if (best_cost < 0 || cost < best_cost) {
+        best_cost = cost;
+        num_splits = splits;
+      }
     }
   }
   schedule.tiles_per_split = ceil_div(total_tiles, num_splits);
