@@ -77,7 +77,8 @@ struct DecodeConfig {
   static_assert(kHeadBlock % kMmaRows == 0 && kNumWarps % kHeadGroups == 0, "warp roles must tile heads");
   static_assert(kScoreColBlocks % 2 == 0 || kScoreColBlocks == 1,
                 "S columns are loaded in pairs of 8-token blocks, or one block over two k steps");
-  static_assert(kOutDimsPerWarp % (2 * kMmaCols) == 0, "O columns are loaded in pairs of 8-dim blocks");
+  static_assert(kOutDimsPerWarp % (8 * kBf16PerChunk) == 0,
+                "a warp's dim slice starts at a whole 8-chunk swizzle group (PV addressing)");
   static_assert(32 % kScoreTokensPerWarp == 0, "a warp's token slice lies in one 32-bit valid-mask word");
   static_assert(kThreads % kTileTokens == 0 && kGatherChunksPerToken % kThreadsPerToken == 0,
                 "copy work must divide evenly over the threads of a token");

@@ -28,6 +28,8 @@ namespace smla::detail::decode {
 
 inline constexpr float kLog2e = 1.4426950408889634f;
 inline constexpr float kLn2 = 0.6931471805599453f;
+// Growth of a row's maximum (base-2 exponent) tolerated before O and l are rescaled; P stays <= 2^8.
+inline constexpr float kLazyRescaleLog2 = 8.f;
 
 // Byte offset of logical 16-byte chunk `chunk` of row `row` in a swizzled shared tile whose rows are
 // `chunks_per_row` chunks long.
@@ -171,30 +173,48 @@ __device__ __forceinline__ void issue_tile_copy(const DecodeParams& params, cons
   }
 }
 
-// Staging tile -> swizzled K tile [64][512] bf16 (all threads; staging is read linearly). Zero-filled
+// Staging tile -> swizzled K tile [64][512] bf16 (all threads). Thread t works on token t / 4 and its
+// chunks t % 4 + 4i, so chunk i of the fp8 loop lies in scale group i and every index is known at compile
+// time. A warp covers 8 tokens; the swizzle spreads their K-tile stores over all bank groups. Zero-filled
 // rows of invalid entries dequantize to zero whatever their (zero) scale bytes.
 template <class Config>
 __device__ __forceinline__ void dequantize_staging(const uint8_t* staging, const uint8_t* staging_scales,
                                                    uint8_t* k_tile) {
-#pragma unroll 3
-  for (int i = 0; i < Config::kDequantChunksPerThread; ++i) {
-    const int c = threadIdx.x + i * Config::kThreads;
-    const int token = c / Config::kGatherChunksPerToken;
-    const int part = c % Config::kGatherChunksPerToken;  // 0..27 fp8 chunks, 28..35 rope chunks
-    const uint4 raw = *reinterpret_cast<const uint4*>(staging + c * kChunkBytes);
-    if (part < Config::kFp8ChunksPerToken) {
-      // 16 e4m3 values = dims 16*part..16*part+15, all in scale group part/4.
-      const int group = part * kChunkBytes / kQuantGroup;
-      const float scale = scale_from_ue8m0(staging_scales[token * kScaleBytes + group]);
-      uint4 low, high;
-      fp8::dequant_e4m3x16_to_bf16(raw, scale, low, high);
-      *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, 2 * part)) = low;
-      *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, 2 * part + 1)) = high;
-    } else {
-      const int chunk = kNopeDim / kBf16PerChunk + (part - Config::kFp8ChunksPerToken);
-      *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, chunk)) = raw;
-    }
+  static_assert(Config::kThreadsPerToken * kQuantGroup / kChunkBytes == 16 &&
+                    Config::kFp8ChunksPerToken / Config::kThreadsPerToken == kNumScaleGroups,
+                "chunk i of a thread's fp8 loop must lie in scale group i");
+  const int token = static_cast<int>(threadIdx.x) / Config::kThreadsPerToken;
+  const int quarter = static_cast<int>(threadIdx.x) % Config::kThreadsPerToken;
+  const uint8_t* staging_row = staging + token * kRowBytes + quarter * kChunkBytes;
+  const uint2 scale_bytes = *reinterpret_cast<const uint2*>(staging_scales + token * kScaleBytes);
+#pragma unroll
+  for (int i = 0; i < kNumScaleGroups; ++i) {
+    const int part = quarter + i * Config::kThreadsPerToken;
+    const uint4 raw = *reinterpret_cast<const uint4*>(staging_row + i * Config::kThreadsPerToken * kChunkBytes);
+    const uint32_t scale_word = i < 4 ? scale_bytes.x : scale_bytes.y;
+    const float scale = scale_from_ue8m0(static_cast<uint8_t>(scale_word >> (8 * (i % 4))));
+    uint4 low, high;
+    fp8::dequant_e4m3x16_to_bf16(raw, scale, low, high);
+    *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, 2 * part)) = low;
+    *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, 2 * part + 1)) = high;
   }
+#pragma unroll
+  for (int i = 0; i < Config::kRopeChunksPerToken / Config::kThreadsPerToken; ++i) {
+    const int part = Config::kFp8ChunksPerToken + quarter + i * Config::kThreadsPerToken;
+    const uint4 raw = *reinterpret_cast<const uint4*>(staging_row + (part - quarter) * kChunkBytes);
+    const int chunk = kNopeDim / kBf16PerChunk + (part - Config::kFp8ChunksPerToken);
+    *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, chunk)) = raw;
+  }
+}
+
+// Swizzled byte offsets of a lane's ldmatrix rows along a 512-wide row, for the four 16-deep k steps
+// 4m + j (j = 0..3): offset(k) = base[k % 4] + 128 * (k / 4). Row r's chunk 2k + c (c = 0/1) sits at
+// ((2k + c) ^ (r & 7)) * 16 = (32k) ^ (16 ((c ^ r) & 7)), and the 128m part of 32k does not overlap the
+// XOR-ed bits 4..6, so the unrolled MMA loops address with immediates only.
+__device__ __forceinline__ void k_step_row_offsets(int row, int chunk_in_pair, uint32_t (&base)[4]) {
+  const uint32_t lane_bits = static_cast<uint32_t>((chunk_in_pair ^ row) & 7) * kChunkBytes;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) base[j] = static_cast<uint32_t>(row) * kHeadDim * 2 + ((32u * j) ^ lane_bits);
 }
 
 template <class Config>
@@ -246,6 +266,31 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   const uint32_t q_base = shared_address(q_tile);
   const uint32_t k_base = shared_address(k_tile);
   const uint32_t p_base = shared_address(p_tile);
+  // Per-lane ldmatrix bases of S = Q K^T (see k_step_row_offsets). With one 8-token block per warp, a
+  // B load spans chunks 4p + (lane / 8): (4p + c) ^ r = 64 (p / 2) + ((64 (p % 2)) ^ 16 ((c ^ r) & 7)) / 16
+  // chunks, i.e. base[2 (p % 2)] of the same helper fed c = lane / 8.
+  uint32_t q_row_base[4], k_row_base[4];
+  k_step_row_offsets(head_group * kMmaRows + a_row_in_group, a_chunk_offset, q_row_base);
+  if constexpr (Config::kScoreColBlocks >= 2) {
+    k_step_row_offsets(warp_slice * Config::kScoreTokensPerWarp + b_token_in_pair, b_chunk_offset, k_row_base);
+  } else {
+    k_step_row_offsets(warp_slice * Config::kScoreTokensPerWarp + (lane & 7), lane >> 3, k_row_base);
+  }
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    q_row_base[j] += q_base;
+    k_row_base[j] += k_base;
+  }
+  // O += P V: B = V rows (token & 7 == lane & 7) at dims of this warp's slice. Chunk 2p + c of the slice
+  // (p = 4n + j) sits at 8n + ((2j ^ c ^ lane) & 7) chunks past the slice start, so pair p's address is
+  // v_row_base[p % 4] + 128 n + (16 k_step tokens) * 1024.
+  uint32_t v_row_base[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    v_row_base[j] = k_base + static_cast<uint32_t>(v_token_in_step) * kHeadDim * 2 +
+                    warp_slice * Config::kOutDimsPerWarp * 2 +
+                    static_cast<uint32_t>(((2 * j) ^ v_chunk_offset ^ lane) & 7) * kChunkBytes;
+  }
 
   const uint32_t staging_base = shared_address(staging);
   const uint32_t staging_scale_base = shared_address(staging_scales);
@@ -294,34 +339,31 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
 #pragma unroll
     for (int j = 0; j < Config::kScoreColBlocks; ++j)
       score[j][0] = score[j][1] = score[j][2] = score[j][3] = 0.f;
-    const int q_row = head_group * kMmaRows + a_row_in_group;
     if constexpr (Config::kScoreColBlocks >= 2) {
       // One x4 load = B of two 8-token blocks for one 16-deep k step.
-#pragma unroll 4
+#pragma unroll
       for (int k_step = 0; k_step < kHeadDim / kMmaDepth; ++k_step) {
+        const uint32_t step_offset = 128u * (k_step / 4);
         uint32_t a[4];
-        ldmatrix_x4(a, q_base + swizzled_offset<Config::kHeadDimChunks>(q_row, 2 * k_step + a_chunk_offset));
+        ldmatrix_x4(a, q_row_base[k_step % 4] + step_offset);
 #pragma unroll
         for (int pair = 0; pair < Config::kScoreColBlocks / 2; ++pair) {
           uint32_t b[4];
-          const int token = warp_slice * Config::kScoreTokensPerWarp + pair * 2 * kMmaCols + b_token_in_pair;
-          ldmatrix_x4(b,
-                      k_base + swizzled_offset<Config::kHeadDimChunks>(token, 2 * k_step + b_chunk_offset));
+          ldmatrix_x4(b, k_row_base[k_step % 4] + step_offset + pair * 2 * kMmaCols * kHeadDim * 2);
           mma_bf16_m16n8k16(score[2 * pair], a, b[0], b[1]);
           mma_bf16_m16n8k16(score[2 * pair + 1], a, b[2], b[3]);
         }
       }
     } else {
-      // A single 8-token block: one x4 load = its B for two consecutive k steps (4 chunks of a row).
-      const int token = warp_slice * Config::kScoreTokensPerWarp + (lane & 7);
-#pragma unroll 4
+      // A single 8-token block: one x4 load = its B for two consecutive k steps (chunks 4p..4p+3 of a
+      // row, lane group lane / 8 addressing chunk 4p + lane / 8; see k_row_base).
+#pragma unroll
       for (int k_pair = 0; k_pair < kHeadDim / (2 * kMmaDepth); ++k_pair) {
+        const uint32_t step_offset = 128u * (k_pair / 2);
         uint32_t a_even[4], a_odd[4], b[4];
-        ldmatrix_x4(a_even,
-                    q_base + swizzled_offset<Config::kHeadDimChunks>(q_row, 4 * k_pair + a_chunk_offset));
-        ldmatrix_x4(a_odd,
-                    q_base + swizzled_offset<Config::kHeadDimChunks>(q_row, 4 * k_pair + 2 + a_chunk_offset));
-        ldmatrix_x4(b, k_base + swizzled_offset<Config::kHeadDimChunks>(token, 4 * k_pair + (lane >> 3)));
+        ldmatrix_x4(a_even, q_row_base[(2 * k_pair) % 4] + step_offset);
+        ldmatrix_x4(a_odd, q_row_base[(2 * k_pair + 1) % 4] + step_offset);
+        ldmatrix_x4(b, k_row_base[(2 * k_pair) % 4] + step_offset);
         mma_bf16_m16n8k16(score[0], a_even, b[0], b[1]);
         mma_bf16_m16n8k16(score[0], a_odd, b[2], b[3]);
       }
@@ -360,9 +402,15 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
         row_max = fmaxf(row_max, row_max_exchange[s * Config::kHeadBlock + block_row]);
       }
       // scale > 0, so max(score) * scale == max(score * scale); the sentinel stays hugely negative.
-      const float new_max = fmaxf(running_max[r], row_max * scale_log2);
-      rescale[r] = exp2f(running_max[r] - new_max);
-      running_max[r] = new_max;
+      // Lazy rescaling: the running max only moves when the tile's exceeds it by more than
+      // kLazyRescaleLog2, so most tiles skip the O rescale; P then stays <= 2^kLazyRescaleLog2, harmless in
+      // bf16 and fp32 (the result is the same quotient O / l with a different common factor).
+      const float tile_max = row_max * scale_log2;
+      rescale[r] = 1.f;
+      if (tile_max > running_max[r] + kLazyRescaleLog2) {
+        rescale[r] = exp2f(running_max[r] - tile_max);
+        running_max[r] = tile_max;
+      }
       partial_sum[r] *= rescale[r];
     }
     // P = exp2(score * scale_log2 - max) for valid entries, exactly 0 for masked ones, rounded to bf16
@@ -389,12 +437,14 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
       *reinterpret_cast<uint32_t*>(p_tile + swizzled_offset<Config::kTileTokenChunks>(block_row1, chunk) +
                                    within_chunk_bytes) = p23;
     }
+    if (__any_sync(0xffffffffu, rescale[0] != 1.f || rescale[1] != 1.f)) {
 #pragma unroll
-    for (int j = 0; j < Config::kOutColBlocks; ++j) {
-      out_acc[j][0] *= rescale[0];
-      out_acc[j][1] *= rescale[0];
-      out_acc[j][2] *= rescale[1];
-      out_acc[j][3] *= rescale[1];
+      for (int j = 0; j < Config::kOutColBlocks; ++j) {
+        out_acc[j][0] *= rescale[0];
+        out_acc[j][1] *= rescale[0];
+        out_acc[j][2] *= rescale[1];
+        out_acc[j][3] *= rescale[1];
+      }
     }
     __syncthreads();  // P of both token slices is in shared memory
 
@@ -404,12 +454,10 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
       uint32_t a[4];
       ldmatrix_x4(a, p_base + swizzled_offset<Config::kTileTokenChunks>(
                                   head_group * kMmaRows + a_row_in_group, 2 * k_step + a_chunk_offset));
-      const int token = k_step * kMmaDepth + v_token_in_step;
 #pragma unroll
       for (int pair = 0; pair < Config::kOutColBlocks / 2; ++pair) {
         uint32_t b[4];
-        const int chunk = warp_slice * (Config::kOutDimsPerWarp / kBf16PerChunk) + 2 * pair + v_chunk_offset;
-        ldmatrix_x4_trans(b, k_base + swizzled_offset<Config::kHeadDimChunks>(token, chunk));
+        ldmatrix_x4_trans(b, v_row_base[pair % 4] + 128u * (pair / 4) + k_step * kMmaDepth * kHeadDim * 2);
         mma_bf16_m16n8k16(out_acc[2 * pair], a, b[0], b[1]);
         mma_bf16_m16n8k16(out_acc[2 * pair + 1], a, b[2], b[3]);
       }
