@@ -283,6 +283,10 @@ std::vector<ProblemConfig> grid_configs() {
     c.sink_inf_fraction = 1.0;
     configs.push_back(c);
   }
+  {  // a small call with h > 16 runs 16-head blocks; 100 heads leave the last block partial
+    ProblemConfig c = config_of(1, 1, 100, 128, 64, 512, 64);
+    configs.push_back(c);
+  }
   {  // many rows with MTP and per-query lengths, small head count
     ProblemConfig c = config_of(74, 3, 1, 64, 256, 512, 2);
     c.lengths_per_query = true;
@@ -294,8 +298,9 @@ std::vector<ProblemConfig> grid_configs() {
 
 // The split planner is host code: checked here without a device. Invariants: the splits cover every tile,
 // none is statically empty, forced counts are clamped to [1, total_tiles] and the head block is 16 exactly
-// when h <= 16. The automatic count (132 SMs, one CTA per SM) is checked against hand-computed values:
-// the count minimizing waves * (tiles per split + 1), waves = ceil(ctas * splits / 132), fewest on ties.
+// when h <= 16 or the call has at most 4 64-head CTAs. The automatic count (132 SMs, one CTA per SM) is
+// checked against hand-computed values: the count minimizing waves * (tiles per split + 1), waves =
+// ceil(ctas * splits / 132), fewest on ties.
 TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
   detail::CudaDeviceInfo h100;
   h100.ordinal = 0;
@@ -306,8 +311,8 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
     int auto_splits;
   };
   const Case cases[] = {
-      {{1, 1, 64, 128, 512}, 10},    // 1 CTA, 10 tiles: one tile per split, still one wave
-      {{1, 1, 128, 128, 1024}, 18},  // 2 CTAs, 18 tiles: 36 CTAs of one tile
+      {{1, 1, 64, 128, 512}, 10},    // 16-head blocks: 4 CTAs, 10 tiles: one tile per split
+      {{1, 1, 128, 128, 1024}, 9},   // 16-head blocks: 8 CTAs, 18 tiles: 9 splits of 2 (18 of 1: 2 waves)
       {{74, 1, 128, 128, 512}, 2},   // 148 CTAs: 2 waves x 11 = 22 vs 2 splits: 3 waves x 6 = 18
       {{1, 1, 8, 64, 0}, 1},         // one tile cannot be split
       {{4, 3, 16, 576, 1024}, 9},    // 12 CTAs, 25 tiles: 9 splits of 3 (108 CTAs) beat 13 of 2 (2 waves)
@@ -320,7 +325,9 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
   for (const Case& test_case : cases) {
     const DecodeShape& shape = test_case.shape;
     const int total_tiles = (shape.topk + 63) / 64 + (shape.extra_topk + 63) / 64;
-    const int head_block = shape.num_heads <= 16 ? 16 : 64;
+    // 16-head blocks for h <= 16 and for calls of at most 4 64-head CTAs (b * s_q * ceil(h / 64) <= 4).
+    const int64_t ctas64 = static_cast<int64_t>(shape.batch) * shape.seq_q * ((shape.num_heads + 63) / 64);
+    const int head_block = shape.num_heads <= 16 || ctas64 <= 4 ? 16 : 64;
     for (int requested : {0, 1, 3, total_tiles, total_tiles + 5, 1000}) {
       const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(shape, h100, requested);
       const std::string label =

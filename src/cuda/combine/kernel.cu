@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 
@@ -19,6 +20,11 @@ namespace {
 constexpr int kCombineThreads = kHeadDim / 4;  // one float4 of the 512 dims per thread
 
 __global__ void __launch_bounds__(kCombineThreads) split_combine_kernel(const DecodeParams params) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // Launched as a programmatic dependent of the decode kernel: the blocks may start while its last CTAs
+  // run; this waits until that grid has completed and its partials are visible.
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
   const int64_t row_head = blockIdx.x;  // query_row * num_heads + head
   const int head = static_cast<int>(row_head % params.num_heads);
   const int64_t query_row = row_head / params.num_heads;
@@ -75,12 +81,38 @@ __global__ void __launch_bounds__(kCombineThreads) split_combine_kernel(const De
   }
 }
 
+// Whether the current device supports programmatic dependent launch (sm_90+), asked once per device.
+bool current_device_has_pdl() {
+  static std::atomic<uint64_t> known{0}, supported{0};  // bit d: device d answered / has sm_90+ (d < 64)
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return false;
+  const uint64_t bit = uint64_t{1} << device;
+  if ((known.load(std::memory_order_acquire) & bit) == 0) {
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
+    if (major >= 9) supported.fetch_or(bit, std::memory_order_acq_rel);
+    known.fetch_or(bit, std::memory_order_acq_rel);
+  }
+  return (supported.load(std::memory_order_acquire) & bit) != 0;
+}
+
 }  // namespace
 
 Status launch_split_combine(const DecodeParams& params, cudaStream_t stream) {
   const int64_t blocks = static_cast<int64_t>(params.batch) * params.seq_q * params.num_heads;
-  split_combine_kernel<<<static_cast<unsigned>(blocks), kCombineThreads, 0, stream>>>(params);
-  SMLA_CUDA_CHECK_LAUNCH("split_combine_kernel");
+  // Programmatic dependent launch (sm_90+): the combine's launch overlaps the decode kernel's tail instead
+  // of waiting for it to drain. Captured into CUDA graphs as a programmatic edge.
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>(blocks));
+  config.blockDim = dim3(kCombineThreads);
+  config.dynamicSmemBytes = 0;
+  config.stream = stream;
+  cudaLaunchAttribute attribute = {};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = current_device_has_pdl() ? 1 : 0;
+  SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel, params));
   return Status::Ok();
 }
 

@@ -23,14 +23,15 @@ inline constexpr int kBf16PerChunk = kChunkBytes / 2;
 // Running maximum before any valid score (spec section 4: finite, so masked rows never produce NaN).
 inline constexpr float kInitialRunningMax = -1e30f;
 
-template <int HeadBlock>
+template <int HeadBlock, int NumWarps>
 struct DecodeConfig {
   static constexpr int kHeadBlock = HeadBlock;           // heads per CTA (heads >= h are masked in the tile)
   static constexpr int kTileTokens = smla::kTileTokens;  // 64 KV entries per tile (spec section 5)
-  static constexpr int kNumWarps = 8;
+  static constexpr int kNumWarps = NumWarps;
   static constexpr int kThreads = kNumWarps * 32;
-  // One CTA per SM: the 64-head block needs 255 registers (128-register O accumulator) and both blocks
-  // need ~120-180 KB of shared memory (Q, bf16 K tile and the raw staging tile of the next tile).
+  // One CTA per SM (~120-180 KB of shared memory: Q, the bf16 K tile and the raw staging tile of the next
+  // tile). 8 warps: 16 warps (128 registers, 64-register O slices) were measured slower for the 64-head
+  // block: more warps re-read the same Q and V fragments, and shared-memory traffic grew by 22 %.
   static constexpr int kMinBlocksPerSm = 1;
 
   // Warp roles. Warps w and w + kHeadGroups share MMA row group (w % kHeadGroups). For S = Q K^T each
@@ -46,16 +47,19 @@ struct DecodeConfig {
   static constexpr int kHeadDimChunks = kHeadDim / kBf16PerChunk;       // 64
   static constexpr int kTileTokenChunks = kTileTokens / kBf16PerChunk;  // 8
 
-  // Gather of the next tile (cp.async, in flight while the current tile runs its MMAs): each token row is
-  // 28 fp8 chunks (16 e4m3 values each, one scale group per 4 chunks) plus 8 bf16 rope chunks, copied raw
-  // into the staging tile by kThreadsPerToken threads, plus its 8 scale bytes.
+  // Gather of the next tile (cp.async, in flight while the current tile runs its MMAs) and its
+  // dequantization. A token row is 9 segments of 4 16-byte chunks: segments 0..6 hold the fp8 dims of scale
+  // group s (16 e4m3 values a chunk), segments 7..8 the bf16 rope dims. Each group of 256 threads (a "copy
+  // group") gives a token 4 threads, one chunk of every segment each; with 2 copy groups the segments are
+  // split 0..3 / 4..8.
   static constexpr int kFp8ChunksPerToken = kNopeDim / kChunkBytes;                       // 28
   static constexpr int kRopeChunksPerToken = kRopeDim * 2 / kChunkBytes;                  // 8
   static constexpr int kGatherChunksPerToken = kFp8ChunksPerToken + kRopeChunksPerToken;  // 36
-  static constexpr int kThreadsPerToken = kThreads / kTileTokens;                         // 4
-  static constexpr int kCopyChunksPerThread = kGatherChunksPerToken / kThreadsPerToken;  // 9
-  // Dequantization staging -> K tile: the tile's chunks spread evenly over all threads.
-  static constexpr int kDequantChunksPerThread = kTileTokens * kGatherChunksPerToken / kThreads;  // 9
+  static constexpr int kThreadsPerToken = 4;
+  static constexpr int kCopyGroupThreads = kTileTokens * kThreadsPerToken;  // 256
+  static constexpr int kCopyGroups = kThreads / kCopyGroupThreads;          // 1 or 2
+  static constexpr int kSegmentsPerToken = kGatherChunksPerToken / kThreadsPerToken;  // 9
+  static constexpr int kFp8Segments = kFp8ChunksPerToken / kThreadsPerToken;          // 7 = scale groups
 
   // Shared-memory map (bytes).
   static constexpr size_t kQBytes = size_t(kHeadBlock) * kHeadDim * 2;
@@ -74,29 +78,45 @@ struct DecodeConfig {
   static constexpr size_t kValidMaskOffset = kRowSumOffset + kRowExchangeBytes;
   static constexpr size_t kSharedBytes = kValidMaskOffset + 2 * kTileTokens / 8;
 
+  // Split epilogue: the normalized O rows are staged as fp32 [kHeadBlock][kOutStageStride] over the Q, K
+  // and P tiles; the 8-float pad puts the 8 rows of a fragment store in different bank groups.
+  static constexpr int kOutStageStride = kHeadDim + 8;
+  static_assert(size_t(kHeadBlock) * kOutStageStride * 4 <= kStagingOffset,
+                "the O stage must fit over Q, K and P (the exchange buffers stay live)");
+
   static_assert(kHeadBlock % kMmaRows == 0 && kNumWarps % kHeadGroups == 0, "warp roles must tile heads");
   static_assert(kScoreColBlocks % 2 == 0 || kScoreColBlocks == 1,
                 "S columns are loaded in pairs of 8-token blocks, or one block over two k steps");
   static_assert(kOutDimsPerWarp % (8 * kBf16PerChunk) == 0,
                 "a warp's dim slice starts at a whole 8-chunk swizzle group (PV addressing)");
   static_assert(32 % kScoreTokensPerWarp == 0, "a warp's token slice lies in one 32-bit valid-mask word");
-  static_assert(kThreads % kTileTokens == 0 && kGatherChunksPerToken % kThreadsPerToken == 0,
-                "copy work must divide evenly over the threads of a token");
-  static_assert(32 % kThreadsPerToken == 0 && 32 / kThreadsPerToken == 8, "one warp copies 8 tokens");
-  static_assert(kTileTokens * kGatherChunksPerToken % kThreads == 0, "dequant work must divide evenly");
+  static_assert(kThreads % kCopyGroupThreads == 0 && (kCopyGroups == 1 || kCopyGroups == 2),
+                "the copy work is split over one or two groups of 256 threads");
+  static_assert(kGatherChunksPerToken % kThreadsPerToken == 0 && kFp8Segments == kNumScaleGroups &&
+                    kThreadsPerToken * kChunkBytes == kQuantGroup,
+                "a segment is one scale group (or 64 rope bytes), one chunk per thread of the token");
+  static_assert(32 / kThreadsPerToken == 8, "one warp copies 8 tokens (one byte of the valid mask)");
   static_assert(kSharedBytes <= 227 * 1024, "one CTA must fit an SM");
 };
 
-// 64 heads per CTA (4 row groups x 2 warps each): h > 16.
-using DecodeConfigHeads64 = DecodeConfig<64>;
-// 16 heads per CTA (1 row group x 8 warps): h <= 16 (DSv4 at TP 4/8) would waste 3/4 of a 64-head
-// block's MMA work on masked rows.
-using DecodeConfigHeads16 = DecodeConfig<16>;
+// 64 heads per CTA (4 row groups x 2 warps each).
+using DecodeConfigHeads64 = DecodeConfig<64, 8>;
+// 16 heads per CTA (1 row group x 8 warps): for h <= 16 (DSv4 at TP 4/8) a 64-head block would waste
+// 3/4 of its MMA work on masked rows; for a handful of query rows it splits the heads over 4x more CTAs,
+// each with a quarter of the tile's MMA work, which shortens the latency of a call that cannot fill the GPU.
+using DecodeConfigHeads16 = DecodeConfig<16, 8>;
 
-// Heads per CTA for a call with `num_heads` heads: the one rule shared by the planner and the launcher.
-constexpr int head_block_for(int num_heads) {
-  return num_heads <= DecodeConfigHeads16::kHeadBlock ? DecodeConfigHeads16::kHeadBlock
-                                                      : DecodeConfigHeads64::kHeadBlock;
+// At most this many 64-head CTAs per split (query rows x ceil(h / 64)) switch to 16-head blocks.
+inline constexpr int64_t kSmallCallCtas = 4;
+
+// Heads per CTA for a call with `num_heads` heads and `query_rows` = b * s_q query rows: the one rule
+// shared by the planner and the launcher (both know h and b * s_q).
+constexpr int head_block_for(int num_heads, int64_t query_rows) {
+  const int64_t ctas64 = query_rows * ((num_heads + DecodeConfigHeads64::kHeadBlock - 1) /
+                                       DecodeConfigHeads64::kHeadBlock);
+  return num_heads <= DecodeConfigHeads16::kHeadBlock || ctas64 <= kSmallCallCtas
+             ? DecodeConfigHeads16::kHeadBlock
+             : DecodeConfigHeads64::kHeadBlock;
 }
 
 }  // namespace smla::detail::decode

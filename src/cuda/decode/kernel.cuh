@@ -124,29 +124,55 @@ __device__ __forceinline__ int next_active_tile(const DecodeParams& params, int 
   return tile_end;
 }
 
-// The slot of this thread's token in the tile (kThreadsPerToken threads share a token); -1 (masked, not
-// an error) past the valid prefix. Loaded one tile ahead of its use so the load latency is hidden.
+// Thread roles of the copy and dequantization (see DecodeConfig): this thread's token, its chunk within
+// each segment, and its copy group (warp-uniform).
+template <class Config>
+struct CopyRole {
+  int token, quarter, group;
+  __device__ __forceinline__ CopyRole()
+      : token(static_cast<int>(threadIdx.x) % Config::kCopyGroupThreads / Config::kThreadsPerToken),
+        quarter(static_cast<int>(threadIdx.x) % Config::kThreadsPerToken),
+        group(static_cast<int>(threadIdx.x) / Config::kCopyGroupThreads) {}
+};
+
+// Runs body.template operator()<SegmentBegin, SegmentEnd>() (a template lambda) for this thread's copy
+// group's segments: compile-time ranges, so each group's loop unrolls with constant scale groups.
+template <class Config, class Body>
+__device__ __forceinline__ void for_group_segments(int group, Body& body) {
+  if constexpr (Config::kCopyGroups == 1) {
+    body.template operator()<0, Config::kSegmentsPerToken>();
+  } else {
+    constexpr int kSplit = Config::kSegmentsPerToken / 2;  // 0..3 fp8 | 4..6 fp8 + 7..8 rope
+    if (group == 0) {
+      body.template operator()<0, kSplit>();
+    } else {
+      body.template operator()<kSplit, Config::kSegmentsPerToken>();
+    }
+  }
+}
+
+// The slot of this thread's token in the tile; -1 (masked, not an error) past the valid prefix. Loaded one
+// tile ahead of its use so the load latency is hidden.
 template <class Config>
 __device__ __forceinline__ int32_t load_token_slot(const TileSource& source) {
-  const int32_t position = source.first_position + static_cast<int>(threadIdx.x) / Config::kThreadsPerToken;
+  const int32_t position = source.first_position + CopyRole<Config>().token;
   return position < source.length ? source.indices[position] : -1;
 }
 
-// Starts the copy of the tile's raw rows and scale footers into the staging tile (all threads; a token's
-// kThreadsPerToken threads copy interleaved 16-byte chunks of its row, so a warp reads 8 rows in 64-byte
-// runs) and records the tile's valid-entry bits. An entry is valid iff its position is in the valid
-// prefix, index >= 0 and index < num_slots; an index past the pool inside the prefix is counted once
-// (head block 0) and masked. Invalid entries are never read: their staging rows are zero-filled.
+// Starts the copy of the tile's raw rows and scale footers into the staging tile (all threads; a token's 4
+// threads copy interleaved 16-byte chunks of its row, so a warp reads 8 rows in 64-byte runs) and records
+// the tile's valid-entry bits. An entry is valid iff its position is in the valid prefix, index >= 0 and
+// index < num_slots; an index past the pool inside the prefix is counted once (head block 0, copy group 0)
+// and masked. Invalid entries are never read: their staging rows are zero-filled.
 template <class Config>
 __device__ __forceinline__ void issue_tile_copy(const DecodeParams& params, const TileSource& source,
                                                 int32_t slot, uint32_t staging_base,
                                                 uint32_t staging_scale_base, uint8_t* valid_bytes) {
-  const int token = static_cast<int>(threadIdx.x) / Config::kThreadsPerToken;
-  const int quarter = static_cast<int>(threadIdx.x) % Config::kThreadsPerToken;
-  const bool in_prefix = source.first_position + token < source.length;
+  const CopyRole<Config> role;
+  const bool in_prefix = source.first_position + role.token < source.length;
   const bool valid = in_prefix && slot >= 0 && slot < source.num_slots;
-  if (in_prefix && slot >= source.num_slots && quarter == 0 && blockIdx.y == 0 &&
-      params.error_counter != nullptr) {
+  const bool leader = role.group == 0 && role.quarter == 0;  // one thread per token
+  if (leader && in_prefix && slot >= source.num_slots && blockIdx.y == 0 && params.error_counter != nullptr) {
     atomicAdd(params.error_counter, 1u);
   }
   const uint8_t* row = source.cache_data;
@@ -155,56 +181,62 @@ __device__ __forceinline__ void issue_tile_copy(const DecodeParams& params, cons
     row += slot_row_offset(source.page_block_size, source.page_stride_bytes, slot);
     scales += slot_scale_offset(source.page_block_size, source.page_stride_bytes, slot);
   }
-  const uint32_t staging_row = staging_base + token * kRowBytes;
+  const uint32_t staging_chunk = staging_base + role.token * kRowBytes + role.quarter * kChunkBytes;
+  const uint8_t* source_chunk = row + (valid ? role.quarter * kChunkBytes : 0);
+  auto copy = [&]<int SegmentBegin, int SegmentEnd>() {
+    constexpr int kSegmentBytes = Config::kThreadsPerToken * kChunkBytes;
 #pragma unroll
-  for (int i = 0; i < Config::kCopyChunksPerThread; ++i) {
-    const int part = quarter + i * Config::kThreadsPerToken;
-    cp_async_16(staging_row + part * kChunkBytes, row + (valid ? part * kChunkBytes : 0), valid);
-  }
-  if (quarter == 0) cp_async_8(staging_scale_base + token * kScaleBytes, scales, valid);
-  // Lanes 4j of a warp hold its 8 tokens in order; pack their bits into one byte per warp.
-  const uint32_t lanes_valid = __ballot_sync(0xffffffffu, valid);
-  if (threadIdx.x % 32 == 0) {
-    uint32_t token_bits = 0;
+    for (int segment = SegmentBegin; segment < SegmentEnd; ++segment) {
+      cp_async_16(staging_chunk + segment * kSegmentBytes, source_chunk + (valid ? segment * kSegmentBytes : 0),
+                  valid);
+    }
+  };
+  for_group_segments<Config>(role.group, copy);
+  if (leader) cp_async_8(staging_scale_base + role.token * kScaleBytes, scales, valid);
+  if (role.group == 0) {
+    // Lanes 4j of a warp hold its 8 tokens in order; pack their bits into one byte per warp.
+    const uint32_t lanes_valid = __ballot_sync(0xffffffffu, valid);
+    if (threadIdx.x % 32 == 0) {
+      uint32_t token_bits = 0;
 #pragma unroll
-    for (int j = 0; j < 32 / Config::kThreadsPerToken; ++j)
-      token_bits |= ((lanes_valid >> (j * Config::kThreadsPerToken)) & 1u) << j;
-    valid_bytes[threadIdx.x / 32] = static_cast<uint8_t>(token_bits);
+      for (int j = 0; j < 32 / Config::kThreadsPerToken; ++j)
+        token_bits |= ((lanes_valid >> (j * Config::kThreadsPerToken)) & 1u) << j;
+      valid_bytes[threadIdx.x / 32] = static_cast<uint8_t>(token_bits);
+    }
   }
 }
 
-// Staging tile -> swizzled K tile [64][512] bf16 (all threads). Thread t works on token t / 4 and its
-// chunks t % 4 + 4i, so chunk i of the fp8 loop lies in scale group i and every index is known at compile
-// time. A warp covers 8 tokens; the swizzle spreads their K-tile stores over all bank groups. Zero-filled
-// rows of invalid entries dequantize to zero whatever their (zero) scale bytes.
+// Staging tile -> swizzled K tile [64][512] bf16 (all threads, same roles as the copy). Segment s < 7 is
+// scale group s, so every index is known at compile time; a warp covers 8 tokens and the swizzle spreads
+// their K-tile stores over all bank groups. Zero-filled rows of invalid entries dequantize to zero whatever
+// their (zero) scale bytes.
 template <class Config>
 __device__ __forceinline__ void dequantize_staging(const uint8_t* staging, const uint8_t* staging_scales,
                                                    uint8_t* k_tile) {
-  static_assert(Config::kThreadsPerToken * kQuantGroup / kChunkBytes == 16 &&
-                    Config::kFp8ChunksPerToken / Config::kThreadsPerToken == kNumScaleGroups,
-                "chunk i of a thread's fp8 loop must lie in scale group i");
-  const int token = static_cast<int>(threadIdx.x) / Config::kThreadsPerToken;
-  const int quarter = static_cast<int>(threadIdx.x) % Config::kThreadsPerToken;
-  const uint8_t* staging_row = staging + token * kRowBytes + quarter * kChunkBytes;
-  const uint2 scale_bytes = *reinterpret_cast<const uint2*>(staging_scales + token * kScaleBytes);
+  const CopyRole<Config> role;
+  const uint8_t* staging_chunk = staging + role.token * kRowBytes + role.quarter * kChunkBytes;
+  const uint2 scale_bytes = *reinterpret_cast<const uint2*>(staging_scales + role.token * kScaleBytes);
+  auto dequantize = [&]<int SegmentBegin, int SegmentEnd>() {
 #pragma unroll
-  for (int i = 0; i < kNumScaleGroups; ++i) {
-    const int part = quarter + i * Config::kThreadsPerToken;
-    const uint4 raw = *reinterpret_cast<const uint4*>(staging_row + i * Config::kThreadsPerToken * kChunkBytes);
-    const uint32_t scale_word = i < 4 ? scale_bytes.x : scale_bytes.y;
-    const float scale = scale_from_ue8m0(static_cast<uint8_t>(scale_word >> (8 * (i % 4))));
-    uint4 low, high;
-    fp8::dequant_e4m3x16_to_bf16(raw, scale, low, high);
-    *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, 2 * part)) = low;
-    *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, 2 * part + 1)) = high;
-  }
-#pragma unroll
-  for (int i = 0; i < Config::kRopeChunksPerToken / Config::kThreadsPerToken; ++i) {
-    const int part = Config::kFp8ChunksPerToken + quarter + i * Config::kThreadsPerToken;
-    const uint4 raw = *reinterpret_cast<const uint4*>(staging_row + (part - quarter) * kChunkBytes);
-    const int chunk = kNopeDim / kBf16PerChunk + (part - Config::kFp8ChunksPerToken);
-    *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(token, chunk)) = raw;
-  }
+    for (int segment = SegmentBegin; segment < SegmentEnd; ++segment) {
+      const int part = segment * Config::kThreadsPerToken + role.quarter;  // chunk of the raw row
+      const uint4 raw =
+          *reinterpret_cast<const uint4*>(staging_chunk + segment * Config::kThreadsPerToken * kChunkBytes);
+      if (segment < Config::kFp8Segments) {
+        const uint32_t scale_word = segment < 4 ? scale_bytes.x : scale_bytes.y;
+        const float scale = scale_from_ue8m0(static_cast<uint8_t>(scale_word >> (8 * (segment % 4))));
+        uint4 low, high;
+        fp8::dequant_e4m3x16_to_bf16(raw, scale, low, high);
+        *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(role.token, 2 * part)) = low;
+        *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(role.token, 2 * part + 1)) =
+            high;
+      } else {
+        const int chunk = kNopeDim / kBf16PerChunk + (part - Config::kFp8ChunksPerToken);
+        *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(role.token, chunk)) = raw;
+      }
+    }
+  };
+  for_group_segments<Config>(role.group, dequantize);
 }
 
 // Swizzled byte offsets of a lane's ldmatrix rows along a 512-wide row, for the four 16-deep k steps
@@ -510,21 +542,40 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
             empty ? __int_as_float(0x7f800000) : (running_max[r] + log2f(row_sum)) * kLn2;
       }
     } else {
-      // Partial result of this split: normalized by its own sum, un-sinked; lse -inf when empty.
+      // Partial result of this split: normalized by its own sum, un-sinked; lse -inf when empty. The
+      // rows go through shared memory (Q and K are free now) so the global stores are whole 16-byte
+      // vectors of contiguous heads instead of scattered 8-byte fragments.
       const float inverse = empty ? 0.f : 1.f / row_sum;
-      const int64_t partial_index =
-          (static_cast<int64_t>(coords.query_row) * params.num_splits + coords.split) * params.num_heads +
-          head;
-      float* partial_row = params.partial_out + partial_index * kHeadDim;
+      float* stage_row = reinterpret_cast<float*>(shared) + block_row * Config::kOutStageStride;
 #pragma unroll
       for (int j = 0; j < Config::kOutColBlocks; ++j) {
-        *reinterpret_cast<float2*>(partial_row + dim_base + j * kMmaCols) =
+        *reinterpret_cast<float2*>(stage_row + dim_base + j * kMmaCols) =
             make_float2(out_acc[j][2 * r] * inverse, out_acc[j][2 * r + 1] * inverse);
       }
       if (warp_slice == 0 && quad_lane == 0) {
+        const int64_t partial_index =
+            (static_cast<int64_t>(coords.query_row) * params.num_splits + coords.split) * params.num_heads +
+            head;
         params.partial_lse[partial_index] =
             empty ? __int_as_float(0xff800000) : (running_max[r] + log2f(row_sum)) * kLn2;
       }
+    }
+  }
+  if (split) {
+    __syncthreads();  // every row of the block is staged
+    // Rows [head_base, head_base + heads_here) of this (query row, split) are contiguous in partial_out.
+    float* partial_rows =
+        params.partial_out +
+        ((static_cast<int64_t>(coords.query_row) * params.num_splits + coords.split) * params.num_heads +
+         coords.head_base) *
+            kHeadDim;
+    constexpr int kVectorsPerRow = kHeadDim / 4;
+    const float* stage = reinterpret_cast<const float*>(shared);
+    for (int v = threadIdx.x; v < coords.heads_here * kVectorsPerRow; v += Config::kThreads) {
+      const int row = v / kVectorsPerRow;
+      const int column = v % kVectorsPerRow;
+      reinterpret_cast<float4*>(partial_rows)[v] =
+          *reinterpret_cast<const float4*>(stage + row * Config::kOutStageStride + column * 4);
     }
   }
 }

@@ -11,8 +11,9 @@ namespace smla::detail {
 
 Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* stream) {
   const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
-  // The head block follows from h alone (decode::head_block_for), the rule the planner also used.
-  if (decode::head_block_for(params.num_heads) == decode::DecodeConfigHeads16::kHeadBlock) {
+  // The head block follows from h and b * s_q (decode::head_block_for), the rule the planner also used.
+  const int64_t query_rows = static_cast<int64_t>(params.batch) * params.seq_q;
+  if (decode::head_block_for(params.num_heads, query_rows) == decode::DecodeConfigHeads16::kHeadBlock) {
     SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads16(params, plan.device(), cuda_stream));
   } else {
     SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads64(params, plan.device(), cuda_stream));
