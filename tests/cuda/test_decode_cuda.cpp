@@ -298,7 +298,7 @@ std::vector<ProblemConfig> grid_configs() {
 
 // The split planner is host code: checked here without a device. Invariants: the splits cover every tile,
 // none is statically empty, forced counts are clamped to [1, total_tiles] and the head block is 16 exactly
-// when h <= 16 or the call has at most 4 64-head CTAs. The automatic count (132 SMs, one CTA per SM) is
+// when h <= 16 or the call is small (see below). The automatic count (132 SMs, one CTA per SM) is
 // checked against hand-computed values: the count minimizing waves * (tiles per split + 1), waves =
 // ceil(ctas * splits / 132), fewest on ties.
 TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
@@ -315,6 +315,7 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
       {{1, 1, 128, 128, 1024}, 9},   // 16-head blocks: 8 CTAs, 18 tiles: 9 splits of 2 (18 of 1: 2 waves)
       {{74, 1, 128, 128, 512}, 2},   // 148 CTAs: 2 waves x 11 = 22 vs 2 splits: 3 waves x 6 = 18
       {{1, 1, 8, 64, 0}, 1},         // one tile cannot be split
+      {{1, 1, 128, 128, 8192}, 65},  // 130 tiles are too much work for 16-head blocks: 65 splits of 2
       {{4, 3, 16, 576, 1024}, 9},    // 12 CTAs, 25 tiles: 9 splits of 3 (108 CTAs) beat 13 of 2 (2 waves)
       {{2, 1, 100, 1, 1}, 2},        // 2 tiles: one each
       {{16, 2, 64, 128, 512}, 4},    // 32 CTAs: 4 splits of 3 tiles fill one wave (5 would need two)
@@ -325,9 +326,12 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
   for (const Case& test_case : cases) {
     const DecodeShape& shape = test_case.shape;
     const int total_tiles = (shape.topk + 63) / 64 + (shape.extra_topk + 63) / 64;
-    // 16-head blocks for h <= 16 and for calls of at most 4 64-head CTAs (b * s_q * ceil(h / 64) <= 4).
-    const int64_t ctas64 = static_cast<int64_t>(shape.batch) * shape.seq_q * ((shape.num_heads + 63) / 64);
-    const int head_block = shape.num_heads <= 16 || ctas64 <= 4 ? 16 : 64;
+    // 16-head blocks for h <= 16 and for small calls: b * s_q * ceil(h / 64) <= 4 CTAs of 64 heads and
+    // b * s_q * ceil(h / 16) * total_tiles <= 256 tiles of 16-head CTAs.
+    const int64_t rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
+    const bool small_call = rows * ((shape.num_heads + 63) / 64) <= 4 &&
+                            rows * ((shape.num_heads + 15) / 16) * total_tiles <= 256;
+    const int head_block = shape.num_heads <= 16 || small_call ? 16 : 64;
     for (int requested : {0, 1, 3, total_tiles, total_tiles + 5, 1000}) {
       const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(shape, h100, requested);
       const std::string label =

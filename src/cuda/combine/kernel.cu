@@ -89,7 +89,8 @@ bool current_device_has_pdl() {
   const uint64_t bit = uint64_t{1} << device;
   if ((known.load(std::memory_order_acquire) & bit) == 0) {
     int major = 0;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
+      return false;
     if (major >= 9) supported.fetch_or(bit, std::memory_order_acq_rel);
     known.fetch_or(bit, std::memory_order_acq_rel);
   }

@@ -34,14 +34,20 @@ struct DecodeConfig {
   // block: more warps re-read the same Q and V fragments, and shared-memory traffic grew by 22 %.
   static constexpr int kMinBlocksPerSm = 1;
 
-  // Warp roles. Warps w and w + kHeadGroups share MMA row group (w % kHeadGroups). For S = Q K^T each
-  // takes a slice of the tile's tokens; for O += P V each takes a slice of the 512 output dims.
+  // Warp roles of S = Q K^T and the softmax: warps w and w + kHeadGroups share MMA row group
+  // (w % kHeadGroups) and each takes a slice of the tile's tokens.
   static constexpr int kHeadGroups = kHeadBlock / kMmaRows;
   static constexpr int kWarpsPerHeadGroup = kNumWarps / kHeadGroups;
   static constexpr int kScoreTokensPerWarp = kTileTokens / kWarpsPerHeadGroup;
   static constexpr int kScoreColBlocks = kScoreTokensPerWarp / kMmaCols;  // S accumulator tiles
-  static constexpr int kOutDimsPerWarp = kHeadDim / kWarpsPerHeadGroup;
-  static constexpr int kOutColBlocks = kOutDimsPerWarp / kMmaCols;  // O accumulator tiles
+  // Warp roles of O += P V: warp w takes kPvRowBlocks row groups (32 heads in the 64-head block, so each V
+  // fragment read from shared memory feeds two MMAs) starting at group (w % kPvRowGroups) * kPvRowBlocks,
+  // and dims slice w / kPvRowGroups. Row factors (rescale, 1 / sum) reach it through shared memory.
+  static constexpr int kPvRowBlocks = kHeadGroups >= 2 ? 2 : 1;
+  static constexpr int kPvRowGroups = kHeadGroups / kPvRowBlocks;
+  static constexpr int kPvDimSlices = kNumWarps / kPvRowGroups;
+  static constexpr int kOutDimsPerWarp = kHeadDim / kPvDimSlices;
+  static constexpr int kOutColBlocks = kOutDimsPerWarp / kMmaCols;  // O accumulator tiles per row block
 
   // Chunks per shared row: Q/K rows hold 512 bf16, P rows hold 64 bf16.
   static constexpr int kHeadDimChunks = kHeadDim / kBf16PerChunk;       // 64
@@ -56,8 +62,8 @@ struct DecodeConfig {
   static constexpr int kRopeChunksPerToken = kRopeDim * 2 / kChunkBytes;                  // 8
   static constexpr int kGatherChunksPerToken = kFp8ChunksPerToken + kRopeChunksPerToken;  // 36
   static constexpr int kThreadsPerToken = 4;
-  static constexpr int kCopyGroupThreads = kTileTokens * kThreadsPerToken;  // 256
-  static constexpr int kCopyGroups = kThreads / kCopyGroupThreads;          // 1 or 2
+  static constexpr int kCopyGroupThreads = kTileTokens * kThreadsPerToken;            // 256
+  static constexpr int kCopyGroups = kThreads / kCopyGroupThreads;                    // 1 or 2
   static constexpr int kSegmentsPerToken = kGatherChunksPerToken / kThreadsPerToken;  // 9
   static constexpr int kFp8Segments = kFp8ChunksPerToken / kThreadsPerToken;          // 7 = scale groups
 
@@ -76,7 +82,9 @@ struct DecodeConfig {
   static constexpr size_t kRowSumOffset = kRowMaxOffset + kRowExchangeBytes;  // float [warps/group][heads]
   // Valid-entry bits of the tile being computed and of the one in flight: u8[2][kTileTokens / 8].
   static constexpr size_t kValidMaskOffset = kRowSumOffset + kRowExchangeBytes;
-  static constexpr size_t kSharedBytes = kValidMaskOffset + 2 * kTileTokens / 8;
+  static constexpr size_t kRowRescaleOffset = kValidMaskOffset + 2 * kTileTokens / 8;      // float [heads]
+  static constexpr size_t kRowInverseOffset = kRowRescaleOffset + size_t(kHeadBlock) * 4;  // float [heads]
+  static constexpr size_t kSharedBytes = kRowInverseOffset + size_t(kHeadBlock) * 4;
 
   // Split epilogue: the normalized O rows are staged as fp32 [kHeadBlock][kOutStageStride] over the Q, K
   // and P tiles; the 8-float pad puts the 8 rows of a fragment store in different bank groups.
@@ -85,6 +93,7 @@ struct DecodeConfig {
                 "the O stage must fit over Q, K and P (the exchange buffers stay live)");
 
   static_assert(kHeadBlock % kMmaRows == 0 && kNumWarps % kHeadGroups == 0, "warp roles must tile heads");
+  static_assert(kHeadGroups % kPvRowBlocks == 0 && kNumWarps % kPvRowGroups == 0, "PV roles must tile O");
   static_assert(kScoreColBlocks % 2 == 0 || kScoreColBlocks == 1,
                 "S columns are loaded in pairs of 8-token blocks, or one block over two k steps");
   static_assert(kOutDimsPerWarp % (8 * kBf16PerChunk) == 0,
@@ -106,17 +115,20 @@ using DecodeConfigHeads64 = DecodeConfig<64, 8>;
 // each with a quarter of the tile's MMA work, which shortens the latency of a call that cannot fill the GPU.
 using DecodeConfigHeads16 = DecodeConfig<16, 8>;
 
-// At most this many 64-head CTAs per split (query rows x ceil(h / 64)) switch to 16-head blocks.
+// Small calls: at most kSmallCallCtas 64-head CTAs per split, and at most kSmallCallTileWork 16-head CTA
+// tiles in all (~2 per SM on an H100), so 4x more CTAs shorten the call instead of queueing up.
 inline constexpr int64_t kSmallCallCtas = 4;
+inline constexpr int64_t kSmallCallTileWork = 256;
 
-// Heads per CTA for a call with `num_heads` heads and `query_rows` = b * s_q query rows: the one rule
-// shared by the planner and the launcher (both know h and b * s_q).
-constexpr int head_block_for(int num_heads, int64_t query_rows) {
-  const int64_t ctas64 = query_rows * ((num_heads + DecodeConfigHeads64::kHeadBlock - 1) /
-                                       DecodeConfigHeads64::kHeadBlock);
-  return num_heads <= DecodeConfigHeads16::kHeadBlock || ctas64 <= kSmallCallCtas
-             ? DecodeConfigHeads16::kHeadBlock
-             : DecodeConfigHeads64::kHeadBlock;
+// Heads per CTA for a call with `num_heads` heads, `query_rows` = b * s_q query rows and `total_tiles`
+// 64-entry tiles per row: the one rule shared by the planner and the launcher (both know all three).
+constexpr int head_block_for(int num_heads, int64_t query_rows, int64_t total_tiles) {
+  const int64_t heads16 = (num_heads + DecodeConfigHeads16::kHeadBlock - 1) / DecodeConfigHeads16::kHeadBlock;
+  const int64_t heads64 = (num_heads + DecodeConfigHeads64::kHeadBlock - 1) / DecodeConfigHeads64::kHeadBlock;
+  const bool small_call =
+      query_rows * heads64 <= kSmallCallCtas && query_rows * heads16 * total_tiles <= kSmallCallTileWork;
+  return num_heads <= DecodeConfigHeads16::kHeadBlock || small_call ? DecodeConfigHeads16::kHeadBlock
+                                                                    : DecodeConfigHeads64::kHeadBlock;
 }
 
 }  // namespace smla::detail::decode

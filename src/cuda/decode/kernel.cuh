@@ -94,21 +94,23 @@ template <class Config>
 __device__ __forceinline__ TileSource tile_source(const DecodeParams& params, const CtaCoordinates& coords,
                                                   int tile, int32_t main_length, int32_t extra_length) {
   if (tile < params.main_tiles) {
-    return {params.main.cache.data,
-            params.main.cache.page_block_size,
-            params.main.cache.page_stride_bytes,
-            params.main.cache.num_slots,
-            params.main.indices + coords.batch * params.main.stride_batch + coords.seq * params.main.stride_seq,
-            tile * Config::kTileTokens,
-            main_length};
+    return {
+        params.main.cache.data,
+        params.main.cache.page_block_size,
+        params.main.cache.page_stride_bytes,
+        params.main.cache.num_slots,
+        params.main.indices + coords.batch * params.main.stride_batch + coords.seq * params.main.stride_seq,
+        tile * Config::kTileTokens,
+        main_length};
   }
-  return {params.extra.cache.data,
-          params.extra.cache.page_block_size,
-          params.extra.cache.page_stride_bytes,
-          params.extra.cache.num_slots,
-          params.extra.indices + coords.batch * params.extra.stride_batch + coords.seq * params.extra.stride_seq,
-          (tile - params.main_tiles) * Config::kTileTokens,
-          extra_length};
+  return {
+      params.extra.cache.data,
+      params.extra.cache.page_block_size,
+      params.extra.cache.page_stride_bytes,
+      params.extra.cache.num_slots,
+      params.extra.indices + coords.batch * params.extra.stride_batch + coords.seq * params.extra.stride_seq,
+      (tile - params.main_tiles) * Config::kTileTokens,
+      extra_length};
 }
 
 // First tile in [tile, tile_end) with at least one list position inside its list's valid prefix, else
@@ -187,8 +189,8 @@ __device__ __forceinline__ void issue_tile_copy(const DecodeParams& params, cons
     constexpr int kSegmentBytes = Config::kThreadsPerToken * kChunkBytes;
 #pragma unroll
     for (int segment = SegmentBegin; segment < SegmentEnd; ++segment) {
-      cp_async_16(staging_chunk + segment * kSegmentBytes, source_chunk + (valid ? segment * kSegmentBytes : 0),
-                  valid);
+      cp_async_16(staging_chunk + segment * kSegmentBytes,
+                  source_chunk + (valid ? segment * kSegmentBytes : 0), valid);
     }
   };
   for_group_segments<Config>(role.group, copy);
@@ -227,9 +229,10 @@ __device__ __forceinline__ void dequantize_staging(const uint8_t* staging, const
         const float scale = scale_from_ue8m0(static_cast<uint8_t>(scale_word >> (8 * (segment % 4))));
         uint4 low, high;
         fp8::dequant_e4m3x16_to_bf16(raw, scale, low, high);
-        *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(role.token, 2 * part)) = low;
-        *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(role.token, 2 * part + 1)) =
-            high;
+        *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(role.token, 2 * part)) =
+            low;
+        *reinterpret_cast<uint4*>(k_tile +
+                                  swizzled_offset<Config::kHeadDimChunks>(role.token, 2 * part + 1)) = high;
       } else {
         const int chunk = kNopeDim / kBf16PerChunk + (part - Config::kFp8ChunksPerToken);
         *reinterpret_cast<uint4*>(k_tile + swizzled_offset<Config::kHeadDimChunks>(role.token, chunk)) = raw;
@@ -262,6 +265,8 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   float* row_max_exchange = reinterpret_cast<float*>(shared + Config::kRowMaxOffset);
   float* row_sum_exchange = reinterpret_cast<float*>(shared + Config::kRowSumOffset);
   uint8_t* valid_bytes = shared + Config::kValidMaskOffset;  // [2 stages][kTileTokens / 8]
+  float* row_rescale = reinterpret_cast<float*>(shared + Config::kRowRescaleOffset);
+  float* row_inverse = reinterpret_cast<float*>(shared + Config::kRowInverseOffset);
 
   const CtaCoordinates coords = cta_coordinates<Config>(params);
   const int warp = threadIdx.x / 32;
@@ -272,6 +277,10 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   const int quad_lane = lane % 4;
   const int block_row0 = head_group * kMmaRows + group_row;  // head (within the block) of rows 0 / 1
   const int block_row1 = block_row0 + 8;
+  // O += P V roles: row groups pv_row_group * kPvRowBlocks + mb, dims slice pv_dim_slice.
+  const int pv_row_group = warp % Config::kPvRowGroups;
+  const int pv_dim_slice = warp / Config::kPvRowGroups;
+  const int pv_first_row = pv_row_group * Config::kPvRowBlocks * kMmaRows;
 
   // Valid prefixes of the two lists (read on the device: graph replays see new lengths).
   const int32_t main_length = list_length(params.main, coords.batch, coords.seq, params.seq_q);
@@ -282,10 +291,13 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   const float scale_log2 = params.softmax_scale * kLog2e;
   float running_max[2] = {kInitialRunningMax, kInitialRunningMax};  // base-2 scaled domain
   float partial_sum[2] = {0.f, 0.f};  // this warp's token slice only; summed across slices at the end
-  float out_acc[Config::kOutColBlocks][4];
+  float out_acc[Config::kPvRowBlocks][Config::kOutColBlocks][4];
 #pragma unroll
-  for (int j = 0; j < Config::kOutColBlocks; ++j) {
-    out_acc[j][0] = out_acc[j][1] = out_acc[j][2] = out_acc[j][3] = 0.f;
+  for (int mb = 0; mb < Config::kPvRowBlocks; ++mb) {
+#pragma unroll
+    for (int j = 0; j < Config::kOutColBlocks; ++j) {
+      out_acc[mb][j][0] = out_acc[mb][j][1] = out_acc[mb][j][2] = out_acc[mb][j][3] = 0.f;
+    }
   }
 
   // ldmatrix lane roles (see mma_sm80.cuh): A operand rows and the 8-row sub-matrix each lane addresses.
@@ -304,7 +316,8 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   uint32_t q_row_base[4], k_row_base[4];
   k_step_row_offsets(head_group * kMmaRows + a_row_in_group, a_chunk_offset, q_row_base);
   if constexpr (Config::kScoreColBlocks >= 2) {
-    k_step_row_offsets(warp_slice * Config::kScoreTokensPerWarp + b_token_in_pair, b_chunk_offset, k_row_base);
+    k_step_row_offsets(warp_slice * Config::kScoreTokensPerWarp + b_token_in_pair, b_chunk_offset,
+                       k_row_base);
   } else {
     k_step_row_offsets(warp_slice * Config::kScoreTokensPerWarp + (lane & 7), lane >> 3, k_row_base);
   }
@@ -320,7 +333,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     v_row_base[j] = k_base + static_cast<uint32_t>(v_token_in_step) * kHeadDim * 2 +
-                    warp_slice * Config::kOutDimsPerWarp * 2 +
+                    pv_dim_slice * Config::kOutDimsPerWarp * 2 +
                     static_cast<uint32_t>(((2 * j) ^ v_chunk_offset ^ lane) & 7) * kChunkBytes;
   }
 
@@ -445,6 +458,10 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
       }
       partial_sum[r] *= rescale[r];
     }
+    if (warp_slice == 0 && quad_lane == 0) {
+      row_rescale[block_row0] = rescale[0];
+      row_rescale[block_row1] = rescale[1];
+    }
     // P = exp2(score * scale_log2 - max) for valid entries, exactly 0 for masked ones, rounded to bf16
     // for the MMA. The sum uses the fp32 values: lse must stay accurate to fp32 (spec section 8 allows
     // ~1.2e-4 relative), which per-entry bf16 rounding (2^-9) would not guarantee for short rows.
@@ -469,29 +486,50 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
       *reinterpret_cast<uint32_t*>(p_tile + swizzled_offset<Config::kTileTokenChunks>(block_row1, chunk) +
                                    within_chunk_bytes) = p23;
     }
-    if (__any_sync(0xffffffffu, rescale[0] != 1.f || rescale[1] != 1.f)) {
-#pragma unroll
-      for (int j = 0; j < Config::kOutColBlocks; ++j) {
-        out_acc[j][0] *= rescale[0];
-        out_acc[j][1] *= rescale[0];
-        out_acc[j][2] *= rescale[1];
-        out_acc[j][3] *= rescale[1];
-      }
-    }
     __syncthreads();  // P of both token slices is in shared memory
 
-    // ---- O += P V (V = the K tile) for this warp's dim slice.
+    // ---- O rescale (lazy: a warp skips it when none of its rows' maxima moved), then O += P V (V = the
+    // K tile) for this warp's row groups and dim slice.
+    float pv_rescale[Config::kPvRowBlocks][2];
+    bool any_rescale = false;
+#pragma unroll
+    for (int mb = 0; mb < Config::kPvRowBlocks; ++mb) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        pv_rescale[mb][r] = row_rescale[pv_first_row + mb * kMmaRows + group_row + 8 * r];
+        any_rescale |= pv_rescale[mb][r] != 1.f;
+      }
+    }
+    if (__any_sync(0xffffffffu, any_rescale)) {
+#pragma unroll
+      for (int mb = 0; mb < Config::kPvRowBlocks; ++mb) {
+#pragma unroll
+        for (int j = 0; j < Config::kOutColBlocks; ++j) {
+          out_acc[mb][j][0] *= pv_rescale[mb][0];
+          out_acc[mb][j][1] *= pv_rescale[mb][0];
+          out_acc[mb][j][2] *= pv_rescale[mb][1];
+          out_acc[mb][j][3] *= pv_rescale[mb][1];
+        }
+      }
+    }
 #pragma unroll
     for (int k_step = 0; k_step < Config::kTileTokens / kMmaDepth; ++k_step) {
-      uint32_t a[4];
-      ldmatrix_x4(a, p_base + swizzled_offset<Config::kTileTokenChunks>(
-                                  head_group * kMmaRows + a_row_in_group, 2 * k_step + a_chunk_offset));
+      uint32_t a[Config::kPvRowBlocks][4];
+#pragma unroll
+      for (int mb = 0; mb < Config::kPvRowBlocks; ++mb) {
+        ldmatrix_x4(a[mb],
+                    p_base + swizzled_offset<Config::kTileTokenChunks>(
+                                 pv_first_row + mb * kMmaRows + a_row_in_group, 2 * k_step + a_chunk_offset));
+      }
 #pragma unroll
       for (int pair = 0; pair < Config::kOutColBlocks / 2; ++pair) {
         uint32_t b[4];
         ldmatrix_x4_trans(b, v_row_base[pair % 4] + 128u * (pair / 4) + k_step * kMmaDepth * kHeadDim * 2);
-        mma_bf16_m16n8k16(out_acc[2 * pair], a, b[0], b[1]);
-        mma_bf16_m16n8k16(out_acc[2 * pair + 1], a, b[2], b[3]);
+#pragma unroll
+        for (int mb = 0; mb < Config::kPvRowBlocks; ++mb) {
+          mma_bf16_m16n8k16(out_acc[mb][2 * pair], a[mb], b[0], b[1]);
+          mma_bf16_m16n8k16(out_acc[mb][2 * pair + 1], a[mb], b[2], b[3]);
+        }
       }
     }
   }
@@ -510,54 +548,67 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   }
   __syncthreads();
 
+  // Per row (S roles, one thread per row): lse and the factor that normalizes O. Unsplit: out = O / (l +
+  // exp(sink - m)) with everything in the base-2 scaled domain, so a +inf (or huge) sink gives an infinite
+  // denominator and out = 0, and -inf or no sink plain softmax. Split: the partial is O / l, un-sinked, with
+  // lse -inf when empty. The row's maximum entry contributes >= 1, so l == 0 means no valid entry.
   const bool split = params.num_splits > 1;
+  if (warp_slice == 0 && quad_lane == 0) {
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int block_row = r == 0 ? block_row0 : block_row1;
-    if (block_row >= coords.heads_here) continue;
-    const int head = coords.head_base + block_row;
-    float row_sum = 0.f;
+    for (int r = 0; r < 2; ++r) {
+      const int block_row = r == 0 ? block_row0 : block_row1;
+      if (block_row >= coords.heads_here) continue;
+      const int head = coords.head_base + block_row;
+      float row_sum = 0.f;
 #pragma unroll
-    for (int s = 0; s < Config::kWarpsPerHeadGroup; ++s)
-      row_sum += row_sum_exchange[s * Config::kHeadBlock + block_row];
-    // The row's maximum entry contributes exactly 1, so row_sum == 0 means no valid entry at all.
-    const bool empty = row_sum == 0.f;
-    const int dim_base = warp_slice * Config::kOutDimsPerWarp + quad_lane * 2;
-    if (!split) {
-      // out = O / (l + exp(sink - m)) with everything in the base-2 scaled domain: a +inf (or huge)
-      // sink gives an infinite denominator and out = 0; -inf or no sink gives plain softmax.
-      float denominator = row_sum;
-      if (params.attn_sink != nullptr) denominator += exp2f(params.attn_sink[head] * kLog2e - running_max[r]);
-      const float inverse = empty ? 0.f : 1.f / denominator;
-      uint16_t* out_row = params.out + coords.batch * params.out_stride_batch +
-                          coords.seq * params.out_stride_seq + head * params.out_stride_head;
-#pragma unroll
-      for (int j = 0; j < Config::kOutColBlocks; ++j) {
-        *reinterpret_cast<uint32_t*>(out_row + dim_base + j * kMmaCols) =
-            pack_bf16x2(out_acc[j][2 * r] * inverse, out_acc[j][2 * r + 1] * inverse);
-      }
-      if (warp_slice == 0 && quad_lane == 0) {
+      for (int s = 0; s < Config::kWarpsPerHeadGroup; ++s)
+        row_sum += row_sum_exchange[s * Config::kHeadBlock + block_row];
+      const bool empty = row_sum == 0.f;
+      const float lse = (running_max[r] + log2f(row_sum)) * kLn2;
+      if (!split) {
+        float denominator = row_sum;
+        if (params.attn_sink != nullptr)
+          denominator += exp2f(params.attn_sink[head] * kLog2e - running_max[r]);
+        row_inverse[block_row] = empty ? 0.f : 1.f / denominator;
         params.lse[coords.batch * params.lse_stride_batch + coords.seq * params.lse_stride_seq +
-                   head * params.lse_stride_head] =
-            empty ? __int_as_float(0x7f800000) : (running_max[r] + log2f(row_sum)) * kLn2;
-      }
-    } else {
-      // Partial result of this split: normalized by its own sum, un-sinked; lse -inf when empty. The
-      // rows go through shared memory (Q and K are free now) so the global stores are whole 16-byte
-      // vectors of contiguous heads instead of scattered 8-byte fragments.
-      const float inverse = empty ? 0.f : 1.f / row_sum;
-      float* stage_row = reinterpret_cast<float*>(shared) + block_row * Config::kOutStageStride;
-#pragma unroll
-      for (int j = 0; j < Config::kOutColBlocks; ++j) {
-        *reinterpret_cast<float2*>(stage_row + dim_base + j * kMmaCols) =
-            make_float2(out_acc[j][2 * r] * inverse, out_acc[j][2 * r + 1] * inverse);
-      }
-      if (warp_slice == 0 && quad_lane == 0) {
+                   head * params.lse_stride_head] = empty ? __int_as_float(0x7f800000) : lse;
+      } else {
+        row_inverse[block_row] = empty ? 0.f : 1.f / row_sum;
         const int64_t partial_index =
             (static_cast<int64_t>(coords.query_row) * params.num_splits + coords.split) * params.num_heads +
             head;
-        params.partial_lse[partial_index] =
-            empty ? __int_as_float(0xff800000) : (running_max[r] + log2f(row_sum)) * kLn2;
+        params.partial_lse[partial_index] = empty ? __int_as_float(0xff800000) : lse;
+      }
+    }
+  }
+  __syncthreads();  // row factors published; every warp is past its last P V
+
+  // O rows (PV roles): bf16 straight to out, or split partials staged in shared memory (Q, K and P are free
+  // now) so the global stores are whole 16-byte vectors of contiguous heads.
+  const int dim_base = pv_dim_slice * Config::kOutDimsPerWarp + quad_lane * 2;
+#pragma unroll
+  for (int mb = 0; mb < Config::kPvRowBlocks; ++mb) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int block_row = pv_first_row + mb * kMmaRows + group_row + 8 * r;
+      if (block_row >= coords.heads_here) continue;
+      const float inverse = row_inverse[block_row];
+      if (!split) {
+        uint16_t* out_row = params.out + coords.batch * params.out_stride_batch +
+                            coords.seq * params.out_stride_seq +
+                            (coords.head_base + block_row) * params.out_stride_head;
+#pragma unroll
+        for (int j = 0; j < Config::kOutColBlocks; ++j) {
+          *reinterpret_cast<uint32_t*>(out_row + dim_base + j * kMmaCols) =
+              pack_bf16x2(out_acc[mb][j][2 * r] * inverse, out_acc[mb][j][2 * r + 1] * inverse);
+        }
+      } else {
+        float* stage_row = reinterpret_cast<float*>(shared) + block_row * Config::kOutStageStride;
+#pragma unroll
+        for (int j = 0; j < Config::kOutColBlocks; ++j) {
+          *reinterpret_cast<float2*>(stage_row + dim_base + j * kMmaCols) =
+              make_float2(out_acc[mb][j][2 * r] * inverse, out_acc[mb][j][2 * r + 1] * inverse);
+        }
       }
     }
   }

@@ -11,9 +11,11 @@ namespace smla::detail {
 
 Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* stream) {
   const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
-  // The head block follows from h and b * s_q (decode::head_block_for), the rule the planner also used.
+  // The head block follows from h, b * s_q and the tile count (decode::head_block_for), the rule the
+  // planner also used.
   const int64_t query_rows = static_cast<int64_t>(params.batch) * params.seq_q;
-  if (decode::head_block_for(params.num_heads, query_rows) == decode::DecodeConfigHeads16::kHeadBlock) {
+  if (decode::head_block_for(params.num_heads, query_rows, params.total_tiles) ==
+      decode::DecodeConfigHeads16::kHeadBlock) {
     SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads16(params, plan.device(), cuda_stream));
   } else {
     SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads64(params, plan.device(), cuda_stream));

@@ -21,10 +21,10 @@ SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDevice
                                       int requested_splits) {
   constexpr int kTileTokens = decode::DecodeConfigHeads64::kTileTokens;
   SplitSchedule schedule;
-  schedule.head_block =
-      decode::head_block_for(shape.num_heads, static_cast<int64_t>(shape.batch) * shape.seq_q);
   schedule.total_tiles =
       ceil_div(shape.topk, kTileTokens) + ceil_div(std::max(shape.extra_topk, 0), kTileTokens);
+  schedule.head_block = decode::head_block_for(
+      shape.num_heads, static_cast<int64_t>(shape.batch) * shape.seq_q, schedule.total_tiles);
   const int total_tiles = std::max(schedule.total_tiles, 1);
 
   int num_splits = 1;
