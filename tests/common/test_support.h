@@ -36,8 +36,15 @@ class Rng {
 std::vector<uint16_t> random_bf16(Rng& rng, size_t n, float sigma = 0.1f);
 
 // A host cache pool, 16-byte aligned, every byte initialised to `fill_byte` (0xFF = NaN bytes: e4m3
-// NaN, bf16 NaN, scale 255).
+// NaN, bf16 NaN, scale 255). Move-only: layout.data points into storage, so a copy would still point at
+// the original's buffer; a move keeps the vector's buffer and with it layout.data.
 struct HostCache {
+  HostCache() = default;
+  HostCache(const HostCache&) = delete;
+  HostCache& operator=(const HostCache&) = delete;
+  HostCache(HostCache&&) noexcept = default;
+  HostCache& operator=(HostCache&&) noexcept = default;
+
   std::vector<uint8_t> storage;  // over-allocated for alignment
   CacheLayout layout{};
   int64_t pool_bytes() const { return layout.num_pages * layout.page_stride_bytes; }

@@ -16,6 +16,7 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/device_buffers.h"
@@ -136,13 +137,17 @@ TEST(SoakCuda, GraphReplaysWithChangingIndicesStayCorrectAndDoNotGrowMemory) {
     random_list(rng, main_filled, config.topk, main_slots, &set.indices, &set.topk_length);
     random_list(rng, extra_filled, config.extra_topk, extra_slots, &set.extra_indices,
                 &set.extra_topk_length);
-    // The copy's cache layouts still point at `problem`'s pools, which is all the reference reads.
-    test::DecodeProblem variant_problem = problem;
-    variant_problem.indices = set.indices;
-    variant_problem.extra_indices = set.extra_indices;
-    variant_problem.topk_length = set.topk_length;
-    variant_problem.extra_topk_length = set.extra_topk_length;
-    references.push_back(test::reference_decode(variant_problem));
+    // The set's reference: its index lists swapped into `problem` (caches, q and sinks shared, and a
+    // DecodeProblem is move-only), then swapped back out.
+    const auto swap_set_lists = [&problem](IndexSet& lists) {
+      std::swap(problem.indices, lists.indices);
+      std::swap(problem.extra_indices, lists.extra_indices);
+      std::swap(problem.topk_length, lists.topk_length);
+      std::swap(problem.extra_topk_length, lists.extra_topk_length);
+    };
+    swap_set_lists(set);
+    references.push_back(test::reference_decode(problem));
+    swap_set_lists(set);
     const std::vector<int32_t> packed = set.packed();
     all_sets_packed.insert(all_sets_packed.end(), packed.begin(), packed.end());
   }
