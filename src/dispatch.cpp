@@ -201,6 +201,21 @@ detail::CacheParams cache_params_of(const CacheLayout& layout) {
   return cache;
 }
 
+// One index list's kernel view; main and extra lists differ only in which arguments feed it.
+detail::IndexListParams index_list_params_of(const CacheLayout& cache, const int32_t* indices,
+                                             int64_t stride_batch, int64_t stride_seq, int32_t width,
+                                             const int32_t* lengths, smla_lengths_layout_t lengths_layout) {
+  detail::IndexListParams list;
+  list.cache = cache_params_of(cache);
+  list.indices = indices;
+  list.stride_batch = stride_batch;
+  list.stride_seq = stride_seq;
+  list.width = width;
+  list.lengths = lengths;
+  list.lengths_per_query = lengths_layout == SMLA_LENGTHS_PER_QUERY ? 1 : 0;
+  return list;
+}
+
 bool debug_checks_requested() {
   const char* value = std::getenv("SMLA_DEBUG_CHECKS");
   return value != nullptr && std::strcmp(value, "1") == 0;
@@ -410,22 +425,13 @@ DecodeParams build_decode_params(const Plan& plan, const DecodeArgs& args, void*
   params.q_stride_seq = args.q_stride_seq;
   params.q_stride_head = args.q_stride_head;
 
-  params.main.cache = cache_params_of(args.main_cache);
-  params.main.indices = args.indices;
-  params.main.stride_batch = args.indices_stride_batch;
-  params.main.stride_seq = args.indices_stride_seq;
-  params.main.width = shape.topk;
-  params.main.lengths = args.topk_length;
-  params.main.lengths_per_query = args.topk_length_layout == SMLA_LENGTHS_PER_QUERY ? 1 : 0;
-
+  params.main =
+      index_list_params_of(args.main_cache, args.indices, args.indices_stride_batch, args.indices_stride_seq,
+                           shape.topk, args.topk_length, args.topk_length_layout);
   if (shape.extra_topk > 0) {
-    params.extra.cache = cache_params_of(args.extra_cache);
-    params.extra.indices = args.extra_indices;
-    params.extra.stride_batch = args.extra_indices_stride_batch;
-    params.extra.stride_seq = args.extra_indices_stride_seq;
-    params.extra.width = shape.extra_topk;
-    params.extra.lengths = args.extra_topk_length;
-    params.extra.lengths_per_query = args.extra_topk_length_layout == SMLA_LENGTHS_PER_QUERY ? 1 : 0;
+    params.extra = index_list_params_of(args.extra_cache, args.extra_indices, args.extra_indices_stride_batch,
+                                        args.extra_indices_stride_seq, shape.extra_topk,
+                                        args.extra_topk_length, args.extra_topk_length_layout);
   }
 
   params.attn_sink = args.attn_sink;
