@@ -57,19 +57,11 @@ def _launch(q, main_cache, indices, topk_length, extra_cache, extra_indices, ext
             lse, workspace, plan_id, main_geometry, extra_geometry, softmax_scale):
     import ctypes
 
-    from .decode import plan_by_id
+    from .decode import launch_infos, plan_by_id
 
     plan = plan_by_id(plan_id)
-    infos = {
-        "q": T.tensor_info(q, "q"),
-        "indices": T.tensor_info(indices, "indices"),
-        "topk_length": T.optional_info(topk_length, "topk_length"),
-        "extra_indices": T.optional_info(extra_indices, "extra_indices"),
-        "extra_topk_length": T.optional_info(extra_topk_length, "extra_topk_length"),
-        "attn_sink": T.optional_info(attn_sink, "attn_sink"),
-        "out": T.tensor_info(out, "out"),
-        "lse": T.tensor_info(lse, "lse"),
-    }
+    infos = launch_infos(T.tensor_info(q, "q"), indices, topk_length, extra_indices, extra_topk_length, attn_sink,
+                         out, lse)
     main_layout = _layout_of(main_cache, main_geometry)
     extra_layout = None if extra_cache is None else _layout_of(extra_cache, extra_geometry)
     stream = None

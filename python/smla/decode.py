@@ -21,6 +21,20 @@ _plans_by_id = weakref.WeakValueDictionary()
 _plan_ids = itertools.count(1)
 
 
+def launch_infos(q_info, indices, topk_length, extra_indices, extra_topk_length, attn_sink, out, lse):
+    """The tensor infos a plan's launch reads, by argument name (optional ones may be None)."""
+    return {
+        "q": q_info,
+        "indices": T.tensor_info(indices, "indices"),
+        "topk_length": T.optional_info(topk_length, "topk_length"),
+        "extra_indices": T.optional_info(extra_indices, "extra_indices"),
+        "extra_topk_length": T.optional_info(extra_topk_length, "extra_topk_length"),
+        "attn_sink": T.optional_info(attn_sink, "attn_sink"),
+        "out": T.tensor_info(out, "out"),
+        "lse": T.tensor_info(lse, "lse"),
+    }
+
+
 def backend_from_name(name):
     value = ctypes.c_int()
     _lib.call("smla_backend_from_name", str(name).encode(), ctypes.byref(value))
@@ -197,16 +211,7 @@ class Plan:
             out = self._new_output(q_info, (self.batch, self.seq_q, self.num_heads, HEAD_DIM), "bf16", "out")
         if lse is None:
             lse = self._new_output(q_info, (self.batch, self.seq_q, self.num_heads), "float32", "lse")
-        infos = {
-            "q": q_info,
-            "indices": T.tensor_info(indices, "indices"),
-            "topk_length": T.optional_info(topk_length, "topk_length"),
-            "extra_indices": T.optional_info(extra_indices, "extra_indices"),
-            "extra_topk_length": T.optional_info(extra_topk_length, "extra_topk_length"),
-            "attn_sink": T.optional_info(attn_sink, "attn_sink"),
-            "out": T.tensor_info(out, "out"),
-            "lse": T.tensor_info(lse, "lse"),
-        }
+        infos = launch_infos(q_info, indices, topk_length, extra_indices, extra_topk_length, attn_sink, out, lse)
         self.launch(infos, main_layout, extra_layout, softmax_scale, _current_stream(q_info, stream))
         return out, lse
 
