@@ -41,25 +41,32 @@ std::string upload_bytes(const void* host, size_t bytes, DeviceBuffer* device, c
     const std::string failure = device->allocate(bytes);
     if (!failure.empty()) return what + ": " + failure;
   }
-  if (bytes == 0) return {};
-  std::string failure =
-      cuda_failure(cudaMemcpy(device->as<void>(), host, bytes, cudaMemcpyHostToDevice), what + " upload");
-  if (!failure.empty()) return failure;
-  // A pageable upload may still be in flight when cudaMemcpy returns; non-blocking streams do not wait.
-  return cuda_failure(cudaDeviceSynchronize(), what + " upload sync");
+  return upload_bytes_in_place(host, bytes, *device, what);
 }
 
 std::string upload_pool(const HostCache& cache, DeviceBuffer* device, const std::string& what) {
   return upload_bytes(cache.layout.data, static_cast<size_t>(cache.pool_bytes()), device, what);
 }
 
-namespace {
+std::string upload_bytes_in_place(const void* host, size_t bytes, const DeviceBuffer& device,
+                                  const std::string& what) {
+  if (device.as<void>() == nullptr || device.bytes() != bytes) {
+    return what + ": the device buffer holds " + std::to_string(device.bytes()) + " bytes, not " +
+           std::to_string(bytes);
+  }
+  if (bytes == 0) return {};
+  RETURN_IF_FAILED(
+      cuda_failure(cudaMemcpy(device.as<void>(), host, bytes, cudaMemcpyHostToDevice), what + " upload"));
+  // A pageable upload may still be in flight when cudaMemcpy returns; non-blocking streams do not wait.
+  return cuda_failure(cudaDeviceSynchronize(), what + " upload sync");
+}
 
-#define RETURN_IF_FAILED(expr)              \
-  do {                                      \
-    std::string failure_ = (expr);          \
-    if (!failure_.empty()) return failure_; \
-  } while (0)
+std::string upload_pool_in_place(const HostCache& cache, const DeviceBuffer& device,
+                                 const std::string& what) {
+  return upload_bytes_in_place(cache.layout.data, static_cast<size_t>(cache.pool_bytes()), device, what);
+}
+
+namespace {
 
 uint8_t* out_begin(const DeviceProblem& device) { return device.out_with_guards.as<uint8_t>() + kGuardBytes; }
 uint8_t* lse_begin(const DeviceProblem& device) { return device.lse_with_guards.as<uint8_t>() + kGuardBytes; }

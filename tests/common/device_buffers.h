@@ -15,6 +15,21 @@
 #include "common/test_support.h"
 #include "smla/decode.h"
 
+// Asserts (gtest) that a CUDA call returned cudaSuccess, naming the call and the error. For test
+// bodies only; the functions below return failures as strings instead.
+#define ASSERT_CUDA_OK(expr)                                                                               \
+  do {                                                                                                     \
+    const cudaError_t assert_cuda_error_ = (expr);                                                         \
+    ASSERT_EQ(assert_cuda_error_, cudaSuccess) << #expr << ": " << cudaGetErrorString(assert_cuda_error_); \
+  } while (0)
+
+// In a function returning a failure string: returns the failure of `expr` (a string) unless it is empty.
+#define RETURN_IF_FAILED(expr)              \
+  do {                                      \
+    std::string failure_ = (expr);          \
+    if (!failure_.empty()) return failure_; \
+  } while (0)
+
 namespace smla::test {
 
 // One cudaMalloc'ed buffer, freed on destruction. Move-only.
@@ -52,6 +67,17 @@ std::string upload_vector(const std::vector<T>& host, DeviceBuffer* device, cons
 }
 // The whole pool of a host cache (unused slots and page padding included).
 std::string upload_pool(const HostCache& cache, DeviceBuffer* device, const std::string& what);
+
+// Like upload_bytes, but into the existing buffer, which must hold exactly `bytes` (a captured graph or
+// an args struct keeps pointing at it); a size mismatch is a failure, not a reallocation.
+std::string upload_bytes_in_place(const void* host, size_t bytes, const DeviceBuffer& device,
+                                  const std::string& what);
+template <typename T>
+std::string upload_vector_in_place(const std::vector<T>& host, const DeviceBuffer& device,
+                                   const std::string& what) {
+  return upload_bytes_in_place(host.data(), host.size() * sizeof(T), device, what);
+}
+std::string upload_pool_in_place(const HostCache& cache, const DeviceBuffer& device, const std::string& what);
 
 // Bytes of guard before and after out and lse; filled with kGuardByte, checked by guards_intact.
 inline constexpr size_t kGuardBytes = 4096;

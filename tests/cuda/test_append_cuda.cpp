@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/cuda_ops.h"
+#include "common/device_buffers.h"
 #include "common/test_support.h"
 #include "smla/cache.h"
 #include "smla/codec.h"
@@ -20,30 +21,7 @@
 namespace smla {
 namespace {
 
-#define ASSERT_CUDA_OK(expr)                                                                               \
-  do {                                                                                                     \
-    const cudaError_t assert_cuda_error_ = (expr);                                                         \
-    ASSERT_EQ(assert_cuda_error_, cudaSuccess) << #expr << ": " << cudaGetErrorString(assert_cuda_error_); \
-  } while (0)
-
-// Owns one cudaMalloc allocation.
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  ~DeviceBuffer() {
-    if (ptr_ != nullptr) cudaFree(ptr_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  cudaError_t allocate(size_t bytes) { return cudaMalloc(&ptr_, bytes == 0 ? 16 : bytes); }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(ptr_);
-  }
-
- private:
-  void* ptr_ = nullptr;
-};
+using test::DeviceBuffer;
 
 // Edge-case tokens of the scale rule: zero groups, exact power-of-two ratios and their neighbours,
 // values below the 1e-4 amax floor, bf16 extremes, infinities, subnormals and negative zero.
@@ -94,6 +72,15 @@ std::vector<uint16_t> edge_case_token(test::Rng& rng, int kind) {
   return token;
 }
 
+// The whole pool (so untouched bytes can be checked), the tokens and the slot ids, on the device.
+void upload_append_inputs(const test::HostCache& host_cache, const std::vector<uint16_t>& tokens,
+                          const std::vector<int32_t>& slots, DeviceBuffer* device_pool,
+                          DeviceBuffer* device_tokens, DeviceBuffer* device_slots) {
+  ASSERT_EQ(test::upload_pool(host_cache, device_pool, "pool"), "");
+  ASSERT_EQ(test::upload_vector(tokens, device_tokens, "tokens"), "");
+  ASSERT_EQ(test::upload_vector(slots, device_slots, "slots"), "");
+}
+
 struct AppendCase {
   int64_t page_block_size;
   int64_t stride_pad_bytes;
@@ -133,16 +120,9 @@ void run_append_case(const AppendCase& config, uint64_t stream_id) {
 
   // Device run first, from the same initial bytes.
   DeviceBuffer device_pool, device_tokens, device_slots, device_counter;
-  ASSERT_CUDA_OK(device_pool.allocate(pool_bytes));
-  ASSERT_CUDA_OK(device_tokens.allocate(tokens.size() * sizeof(uint16_t)));
-  ASSERT_CUDA_OK(device_slots.allocate(slots.size() * sizeof(int32_t)));
-  ASSERT_CUDA_OK(device_counter.allocate(sizeof(uint32_t)));
-  ASSERT_CUDA_OK(
-      cudaMemcpy(device_pool.as<void>(), host_cache.layout.data, pool_bytes, cudaMemcpyHostToDevice));
-  ASSERT_CUDA_OK(cudaMemcpy(device_tokens.as<void>(), tokens.data(), tokens.size() * sizeof(uint16_t),
-                            cudaMemcpyHostToDevice));
-  ASSERT_CUDA_OK(cudaMemcpy(device_slots.as<void>(), slots.data(), slots.size() * sizeof(int32_t),
-                            cudaMemcpyHostToDevice));
+  ASSERT_NO_FATAL_FAILURE(
+      upload_append_inputs(host_cache, tokens, slots, &device_pool, &device_tokens, &device_slots));
+  ASSERT_EQ(device_counter.allocate(sizeof(uint32_t)), "");
   ASSERT_CUDA_OK(cudaMemset(device_counter.as<void>(), 0, sizeof(uint32_t)));
   CacheLayout device_layout = host_cache.layout;
   device_layout.data = device_pool.as<void>();
@@ -216,15 +196,8 @@ TEST(AppendCuda, PublicEntryPointOnDevice) {
   const std::vector<uint16_t> tokens = test::random_bf16(rng, slots.size() * kHeadDim);
 
   DeviceBuffer device_pool, device_tokens, device_slots;
-  ASSERT_CUDA_OK(device_pool.allocate(pool_bytes));
-  ASSERT_CUDA_OK(device_tokens.allocate(tokens.size() * sizeof(uint16_t)));
-  ASSERT_CUDA_OK(device_slots.allocate(slots.size() * sizeof(int32_t)));
-  ASSERT_CUDA_OK(
-      cudaMemcpy(device_pool.as<void>(), host_cache.layout.data, pool_bytes, cudaMemcpyHostToDevice));
-  ASSERT_CUDA_OK(cudaMemcpy(device_tokens.as<void>(), tokens.data(), tokens.size() * sizeof(uint16_t),
-                            cudaMemcpyHostToDevice));
-  ASSERT_CUDA_OK(cudaMemcpy(device_slots.as<void>(), slots.data(), slots.size() * sizeof(int32_t),
-                            cudaMemcpyHostToDevice));
+  ASSERT_NO_FATAL_FAILURE(
+      upload_append_inputs(host_cache, tokens, slots, &device_pool, &device_tokens, &device_slots));
   CacheLayout device_layout = host_cache.layout;
   device_layout.data = device_pool.as<void>();
   const Status status =

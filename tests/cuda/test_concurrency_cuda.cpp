@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/device_buffers.h"
 #include "common/test_support.h"
 #include "smla/cache.h"
 #include "smla/decode.h"
@@ -25,135 +26,48 @@ constexpr int kThreads = 4;
 constexpr int kStreamsPerThread = 4;
 constexpr int kIterations = 3;
 
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  ~DeviceBuffer() {
-    if (ptr_ != nullptr) cudaFree(ptr_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  cudaError_t allocate(size_t bytes) { return cudaMalloc(&ptr_, bytes == 0 ? 16 : bytes); }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(ptr_);
-  }
-
- private:
-  void* ptr_ = nullptr;
-};
-
-// Empty string = success; otherwise what failed.
-std::string cuda_failure(cudaError_t error, const char* what) {
-  return error == cudaSuccess ? std::string() : std::string(what) + ": " + cudaGetErrorString(error);
-}
-
-#define RETURN_IF_FAILED(expr)              \
-  do {                                      \
-    std::string failure_ = (expr);          \
-    if (!failure_.empty()) return failure_; \
-  } while (0)
-
-template <typename T>
-std::string upload(const std::vector<T>& host, DeviceBuffer* device, const char* what) {
-  RETURN_IF_FAILED(cuda_failure(device->allocate(host.size() * sizeof(T)), what));
-  if (host.empty()) return {};
-  return cuda_failure(
-      cudaMemcpy(device->as<void>(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice), what);
-}
-
-std::string upload_pool(const test::HostCache& cache, DeviceBuffer* device, const char* what) {
-  const size_t bytes = static_cast<size_t>(cache.pool_bytes());
-  RETURN_IF_FAILED(cuda_failure(device->allocate(bytes), what));
-  return cuda_failure(cudaMemcpy(device->as<void>(), cache.layout.data, bytes, cudaMemcpyHostToDevice), what);
-}
-
 // One decode stream: problem, reference, device buffers, plan, workspace and stream of its own.
 struct Job {
   test::ProblemConfig config;
   Backend backend = SMLA_BACKEND_CUDA_REF;
   std::unique_ptr<test::DecodeProblem> problem;
   test::Reference reference;
-  DeviceBuffer q, main_pool, indices, topk_length, extra_pool, extra_indices, extra_topk_length, sink, out,
-      lse;
-  DeviceBuffer workspace;
-  DecodeArgs args{};
-  Plan plan;
+  test::DeviceProblem device;
+  test::DevicePlan device_plan;
   cudaStream_t stream = nullptr;
-  size_t out_elements = 0, lse_elements = 0;
   std::vector<std::string> lines;     // one per checked iteration
   std::vector<std::string> failures;  // empty when every iteration matched
 };
 
 std::string prepare_job(Job* job) {
-  const test::DecodeProblem& problem = *job->problem;
-  RETURN_IF_FAILED(upload(problem.q, &job->q, "upload q"));
-  RETURN_IF_FAILED(upload_pool(problem.main_cache, &job->main_pool, "upload main cache"));
-  RETURN_IF_FAILED(upload(problem.indices, &job->indices, "upload indices"));
-  RETURN_IF_FAILED(upload(problem.topk_length, &job->topk_length, "upload topk_length"));
-  if (problem.shape.extra_topk > 0) {
-    RETURN_IF_FAILED(upload_pool(problem.extra_cache, &job->extra_pool, "upload extra cache"));
-    RETURN_IF_FAILED(upload(problem.extra_indices, &job->extra_indices, "upload extra indices"));
-    RETURN_IF_FAILED(upload(problem.extra_topk_length, &job->extra_topk_length, "upload extra_topk_length"));
-  }
-  RETURN_IF_FAILED(upload(problem.sink, &job->sink, "upload sink"));
-  job->lse_elements =
-      static_cast<size_t>(problem.shape.batch) * problem.shape.seq_q * problem.shape.num_heads;
-  job->out_elements = job->lse_elements * kHeadDim;
-  RETURN_IF_FAILED(cuda_failure(job->out.allocate(job->out_elements * sizeof(uint16_t)), "allocate out"));
-  RETURN_IF_FAILED(cuda_failure(job->lse.allocate(job->lse_elements * sizeof(float)), "allocate lse"));
-  // Pageable uploads may still be in flight; the job's non-blocking stream would not wait for them.
-  RETURN_IF_FAILED(cuda_failure(cudaDeviceSynchronize(), "synchronize after uploads"));
-
-  DecodeArgs args = problem.host_args(nullptr, nullptr);
-  args.q = job->q.as<void>();
-  args.main_cache.data = job->main_pool.as<void>();
-  args.indices = job->indices.as<int32_t>();
-  args.topk_length = problem.topk_length.empty() ? nullptr : job->topk_length.as<int32_t>();
-  if (problem.shape.extra_topk > 0) {
-    args.extra_cache.data = job->extra_pool.as<void>();
-    args.extra_indices = job->extra_indices.as<int32_t>();
-    args.extra_topk_length =
-        problem.extra_topk_length.empty() ? nullptr : job->extra_topk_length.as<int32_t>();
-  }
-  args.attn_sink = problem.sink.empty() ? nullptr : job->sink.as<float>();
-  args.out = job->out.as<void>();
-  args.lse = job->lse.as<float>();
-  job->args = args;
-
-  PlanOptions options = default_plan_options();
-  options.backend = job->backend;
-  const Status plan_status = make_plan(problem.shape, options, &job->plan);
-  if (!plan_status.ok()) return "make_plan: " + plan_status.message();
-  RETURN_IF_FAILED(cuda_failure(job->workspace.allocate(job->plan.workspace_bytes()), "allocate workspace"));
-  RETURN_IF_FAILED(
-      cuda_failure(cudaMemset(job->workspace.as<void>(), 0, job->plan.workspace_bytes()), "clear workspace"));
-  // cudaMemset runs on the legacy stream, which the non-blocking job stream does not wait for.
-  RETURN_IF_FAILED(cuda_failure(cudaDeviceSynchronize(), "synchronize after clearing the workspace"));
-  return cuda_failure(cudaStreamCreateWithFlags(&job->stream, cudaStreamNonBlocking), "create stream");
+  RETURN_IF_FAILED(test::upload_problem(*job->problem, &job->device));
+  // Clears the workspace and waits for the device, so the job's non-blocking stream sees the uploads.
+  RETURN_IF_FAILED(test::make_device_plan(job->problem->shape, job->backend, &job->device_plan));
+  return test::cuda_failure(cudaStreamCreateWithFlags(&job->stream, cudaStreamNonBlocking), "create stream");
 }
 
 std::string enqueue_run(Job* job) {
-  RETURN_IF_FAILED(cuda_failure(
-      cudaMemsetAsync(job->args.out, 0xFF, job->out_elements * sizeof(uint16_t), job->stream), "poison out"));
-  RETURN_IF_FAILED(cuda_failure(
-      cudaMemsetAsync(job->args.lse, 0xFF, job->lse_elements * sizeof(float), job->stream), "poison lse"));
+  RETURN_IF_FAILED(test::poison_outputs(job->device, job->stream));
+  const Plan& plan = job->device_plan.plan;
   const Status status =
-      run(job->plan, job->args, job->workspace.as<void>(), job->plan.workspace_bytes(), job->stream);
+      run(plan, job->device.args, job->device_plan.workspace.as<void>(), plan.workspace_bytes(), job->stream);
   return status.ok() ? std::string() : "smla::run: " + status.message();
 }
 
+// Downloads on the job's own stream (not test::download_outputs, whose device-wide sync would make the
+// threads' streams wait for each other).
 std::string check_outputs(Job* job, int iteration) {
-  RETURN_IF_FAILED(cuda_failure(cudaStreamSynchronize(job->stream), "synchronize stream"));
-  std::vector<uint16_t> out(job->out_elements);
-  std::vector<float> lse(job->lse_elements);
-  RETURN_IF_FAILED(cuda_failure(cudaMemcpyAsync(out.data(), job->args.out, out.size() * sizeof(uint16_t),
-                                                cudaMemcpyDeviceToHost, job->stream),
-                                "download out"));
-  RETURN_IF_FAILED(cuda_failure(cudaMemcpyAsync(lse.data(), job->args.lse, lse.size() * sizeof(float),
-                                                cudaMemcpyDeviceToHost, job->stream),
-                                "download lse"));
-  RETURN_IF_FAILED(cuda_failure(cudaStreamSynchronize(job->stream), "synchronize downloads"));
+  RETURN_IF_FAILED(test::cuda_failure(cudaStreamSynchronize(job->stream), "synchronize stream"));
+  const DecodeArgs& args = job->device.args;
+  std::vector<uint16_t> out(job->device.out_elements);
+  std::vector<float> lse(job->device.lse_elements);
+  RETURN_IF_FAILED(test::cuda_failure(cudaMemcpyAsync(out.data(), args.out, out.size() * sizeof(uint16_t),
+                                                      cudaMemcpyDeviceToHost, job->stream),
+                                      "download out"));
+  RETURN_IF_FAILED(test::cuda_failure(
+      cudaMemcpyAsync(lse.data(), args.lse, lse.size() * sizeof(float), cudaMemcpyDeviceToHost, job->stream),
+      "download lse"));
+  RETURN_IF_FAILED(test::cuda_failure(cudaStreamSynchronize(job->stream), "synchronize downloads"));
   const test::Comparison comparison = test::compare_to_reference(job->reference, out.data(), lse.data());
   char line[256];
   std::snprintf(line, sizeof(line),
@@ -249,6 +163,7 @@ TEST(ConcurrencyCuda, ThreadsAndStreamsEachWithOwnPlan) {
     for (const std::string& line : job.lines) std::printf("concurrency job %2zu %s\n", index, line.c_str());
     EXPECT_EQ(job.lines.size(), static_cast<size_t>(kIterations)) << "job " << index << " did not finish";
     for (const std::string& failure : job.failures) ADD_FAILURE() << "job " << index << ": " << failure;
+    if (job.failures.empty()) EXPECT_EQ(test::guards_intact(job.device), "") << "job " << index;
   }
 }
 

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/device_buffers.h"
 #include "common/test_support.h"
 #include "smla/cache.h"
 #include "smla/decode.h"
@@ -24,167 +25,37 @@
 namespace smla {
 namespace {
 
-#define ASSERT_CUDA_OK(expr)                                                                               \
-  do {                                                                                                     \
-    const cudaError_t assert_cuda_error_ = (expr);                                                         \
-    ASSERT_EQ(assert_cuda_error_, cudaSuccess) << #expr << ": " << cudaGetErrorString(assert_cuda_error_); \
-  } while (0)
-
 #define ASSERT_STATUS_OK(expr)                                                     \
   do {                                                                             \
     const ::smla::Status assert_status_ = (expr);                                  \
     ASSERT_TRUE(assert_status_.ok()) << #expr << ": " << assert_status_.message(); \
   } while (0)
 
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  ~DeviceBuffer() {
-    if (ptr_ != nullptr) cudaFree(ptr_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  cudaError_t allocate(size_t bytes) {
-    bytes_ = bytes;
-    return cudaMalloc(&ptr_, std::max<size_t>(bytes, 16));
-  }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(ptr_);
-  }
-  size_t bytes() const { return bytes_; }
+using test::DeviceBuffer;
+using test::DevicePlan;
+using test::DeviceProblem;
+using test::HostOutputs;
 
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_ = 0;
-};
-
-template <typename T>
-void upload_vector(const std::vector<T>& host, DeviceBuffer* device) {
-  if (device->as<void>() == nullptr) ASSERT_CUDA_OK(device->allocate(host.size() * sizeof(T)));
-  ASSERT_EQ(device->bytes(), host.size() * sizeof(T));
-  if (!host.empty()) {
-    ASSERT_CUDA_OK(
-        cudaMemcpy(device->as<void>(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  // A pageable upload may still be in flight when cudaMemcpy returns; work on non-blocking streams
-  // does not wait for it.
-  ASSERT_CUDA_OK(cudaDeviceSynchronize());
+// A problem on the device (outputs guarded and poisoned) and a cuda-ref plan with its zeroed workspace
+// (the first 4 bytes are the device error counter).
+void upload_with_ref_plan(const test::DecodeProblem& problem, DeviceProblem* device, DevicePlan* ref_plan) {
+  ASSERT_EQ(test::upload_problem(problem, device), "");
+  ASSERT_EQ(test::make_device_plan(problem.shape, SMLA_BACKEND_CUDA_REF, ref_plan), "");
 }
 
-void upload_pool(const test::HostCache& cache, DeviceBuffer* device) {
-  const size_t bytes = static_cast<size_t>(cache.pool_bytes());
-  if (device->as<void>() == nullptr) ASSERT_CUDA_OK(device->allocate(bytes));
-  ASSERT_EQ(device->bytes(), bytes);
-  // The whole pool, NaN-filled unused slots included.
-  ASSERT_CUDA_OK(cudaMemcpy(device->as<void>(), cache.layout.data, bytes, cudaMemcpyHostToDevice));
-  ASSERT_CUDA_OK(cudaDeviceSynchronize());
+// Poisons the outputs, runs eagerly on `stream` and downloads the outputs.
+void run_eager(const DevicePlan& ref_plan, const DeviceProblem& device, cudaStream_t stream,
+               HostOutputs* outputs) {
+  ASSERT_EQ(test::run_and_download(ref_plan, device, stream, outputs), "");
 }
 
-// A problem's buffers on the device with contiguous strides, and the args that point at them.
-struct DeviceProblem {
-  DeviceBuffer q, main_pool, indices, topk_length, extra_pool, extra_indices, extra_topk_length, sink, out,
-      lse;
-  DecodeArgs args{};
-  size_t out_elements = 0, lse_elements = 0;
-};
-
-void upload_problem(const test::DecodeProblem& problem, DeviceProblem* device) {
-  ASSERT_NO_FATAL_FAILURE(upload_vector(problem.q, &device->q));
-  ASSERT_NO_FATAL_FAILURE(upload_pool(problem.main_cache, &device->main_pool));
-  ASSERT_NO_FATAL_FAILURE(upload_vector(problem.indices, &device->indices));
-  ASSERT_NO_FATAL_FAILURE(upload_vector(problem.topk_length, &device->topk_length));
-  if (problem.shape.extra_topk > 0) {
-    ASSERT_NO_FATAL_FAILURE(upload_pool(problem.extra_cache, &device->extra_pool));
-    ASSERT_NO_FATAL_FAILURE(upload_vector(problem.extra_indices, &device->extra_indices));
-    ASSERT_NO_FATAL_FAILURE(upload_vector(problem.extra_topk_length, &device->extra_topk_length));
-  }
-  ASSERT_NO_FATAL_FAILURE(upload_vector(problem.sink, &device->sink));
-  const DecodeShape& shape = problem.shape;
-  device->lse_elements = static_cast<size_t>(shape.batch) * shape.seq_q * shape.num_heads;
-  device->out_elements = device->lse_elements * kHeadDim;
-  if (device->out.as<void>() == nullptr) {
-    ASSERT_CUDA_OK(device->out.allocate(device->out_elements * sizeof(uint16_t)));
-    ASSERT_CUDA_OK(device->lse.allocate(device->lse_elements * sizeof(float)));
-  }
-
-  DecodeArgs args = problem.host_args(nullptr, nullptr);
-  args.q = device->q.as<void>();
-  args.main_cache.data = device->main_pool.as<void>();
-  args.indices = device->indices.as<int32_t>();
-  args.topk_length = problem.topk_length.empty() ? nullptr : device->topk_length.as<int32_t>();
-  if (shape.extra_topk > 0) {
-    args.extra_cache.data = device->extra_pool.as<void>();
-    args.extra_indices = device->extra_indices.as<int32_t>();
-    args.extra_topk_length =
-        problem.extra_topk_length.empty() ? nullptr : device->extra_topk_length.as<int32_t>();
-  }
-  args.attn_sink = problem.sink.empty() ? nullptr : device->sink.as<float>();
-  args.out = device->out.as<void>();
-  args.lse = device->lse.as<float>();
-  device->args = args;
-}
-
-struct HostOutputs {
-  std::vector<uint16_t> out;
-  std::vector<float> lse;
-  bool operator==(const HostOutputs& other) const {
-    // Bitwise: NaN payloads and signed zeros included.
-    return out == other.out && lse.size() == other.lse.size() &&
-           std::memcmp(lse.data(), other.lse.data(), lse.size() * sizeof(float)) == 0;
-  }
-};
-
-// Poisons out and lse with 0xFF bytes (bf16 and fp32 NaN), so an unwritten element cannot pass.
-void poison_outputs(const DeviceProblem& device, cudaStream_t stream) {
-  ASSERT_CUDA_OK(cudaMemsetAsync(device.args.out, 0xFF, device.out_elements * sizeof(uint16_t), stream));
-  ASSERT_CUDA_OK(cudaMemsetAsync(device.args.lse, 0xFF, device.lse_elements * sizeof(float), stream));
-}
-
-void download_outputs(const DeviceProblem& device, HostOutputs* outputs) {
-  outputs->out.resize(device.out_elements);
-  outputs->lse.resize(device.lse_elements);
-  ASSERT_CUDA_OK(cudaMemcpy(outputs->out.data(), device.args.out, device.out_elements * sizeof(uint16_t),
-                            cudaMemcpyDeviceToHost));
-  ASSERT_CUDA_OK(cudaMemcpy(outputs->lse.data(), device.args.lse, device.lse_elements * sizeof(float),
-                            cudaMemcpyDeviceToHost));
-}
-
-// A cuda-ref plan and its zeroed workspace (the first 4 bytes are the device error counter).
-struct RefPlan {
-  Plan plan;
-  DeviceBuffer workspace;
-};
-
-void make_ref_plan(const DecodeShape& shape, RefPlan* ref_plan) {
-  PlanOptions options = default_plan_options();
-  options.backend = SMLA_BACKEND_CUDA_REF;
-  ASSERT_STATUS_OK(make_plan(shape, options, &ref_plan->plan));
-  ASSERT_EQ(ref_plan->plan.backend(), SMLA_BACKEND_CUDA_REF);
-  ASSERT_CUDA_OK(ref_plan->workspace.allocate(ref_plan->plan.workspace_bytes()));
-  ASSERT_CUDA_OK(
-      cudaMemset(ref_plan->workspace.as<void>(), 0, std::max<size_t>(ref_plan->plan.workspace_bytes(), 16)));
-  // cudaMemset runs on the legacy stream; the graph test's non-blocking stream does not wait for it.
-  ASSERT_CUDA_OK(cudaDeviceSynchronize());
-}
-
-uint32_t read_error_counter(const RefPlan& ref_plan) {
+uint32_t read_error_counter(const DevicePlan& ref_plan) {
   uint32_t counter = 0;
   if (ref_plan.plan.workspace_bytes() >= sizeof(counter)) {
     EXPECT_EQ(cudaMemcpy(&counter, ref_plan.workspace.as<void>(), sizeof(counter), cudaMemcpyDeviceToHost),
               cudaSuccess);
   }
   return counter;
-}
-
-// Runs eagerly on `stream` and downloads the outputs.
-void run_eager(const RefPlan& ref_plan, const DeviceProblem& device, cudaStream_t stream,
-               HostOutputs* outputs) {
-  ASSERT_NO_FATAL_FAILURE(poison_outputs(device, stream));
-  ASSERT_STATUS_OK(run(ref_plan.plan, device.args, ref_plan.workspace.as<void>(),
-                       ref_plan.plan.workspace_bytes(), stream));
-  ASSERT_CUDA_OK(cudaStreamSynchronize(stream));
-  ASSERT_NO_FATAL_FAILURE(download_outputs(device, outputs));
 }
 
 std::string describe(const test::ProblemConfig& c) {
@@ -215,9 +86,8 @@ void run_reference_case(const test::ProblemConfig& config, uint64_t stream_id) {
   const test::DecodeProblem problem = test::make_problem(rng, config);
   const test::Reference reference = test::reference_decode(problem);
   DeviceProblem device;
-  ASSERT_NO_FATAL_FAILURE(upload_problem(problem, &device));
-  RefPlan ref_plan;
-  ASSERT_NO_FATAL_FAILURE(make_ref_plan(problem.shape, &ref_plan));
+  DevicePlan ref_plan;
+  ASSERT_NO_FATAL_FAILURE(upload_with_ref_plan(problem, &device, &ref_plan));
   HostOutputs outputs;
   const auto start = std::chrono::steady_clock::now();
   ASSERT_NO_FATAL_FAILURE(run_eager(ref_plan, device, nullptr, &outputs));
@@ -228,6 +98,7 @@ void run_reference_case(const test::ProblemConfig& config, uint64_t stream_id) {
   expect_matches_reference(reference, outputs, describe(config) + timing);
   // make_problem keeps out-of-range ids out of the valid prefixes, so nothing may be counted.
   EXPECT_EQ(read_error_counter(ref_plan), 0u) << describe(config);
+  EXPECT_EQ(test::guards_intact(device), "") << describe(config);
 }
 
 // Shorthand for the configuration table below.
@@ -347,9 +218,8 @@ TEST(DecodeCudaRef, OutOfRangeIndicesAreMaskedAndCounted) {
   }
   const test::Reference reference = test::reference_decode(problem);
   DeviceProblem device;
-  ASSERT_NO_FATAL_FAILURE(upload_problem(problem, &device));
-  RefPlan ref_plan;
-  ASSERT_NO_FATAL_FAILURE(make_ref_plan(problem.shape, &ref_plan));
+  DevicePlan ref_plan;
+  ASSERT_NO_FATAL_FAILURE(upload_with_ref_plan(problem, &device, &ref_plan));
   HostOutputs outputs;
   ASSERT_NO_FATAL_FAILURE(run_eager(ref_plan, device, nullptr, &outputs));
   expect_matches_reference(reference, outputs, describe(config) + " with out-of-range ids");
@@ -367,7 +237,7 @@ TEST(DecodeCudaRef, HonoursStrides) {
   const test::DecodeProblem problem = test::make_problem(rng, config);
   const test::Reference reference = test::reference_decode(problem);
   DeviceProblem device;
-  ASSERT_NO_FATAL_FAILURE(upload_problem(problem, &device));  // caches, lengths, sink; strided copies below
+  ASSERT_EQ(test::upload_problem(problem, &device), "");  // caches, lengths, sink; strided copies below
   const int b = config.batch, s = config.seq_q, h = config.num_heads;
 
   // Padded layouts: q and out heads 576 apart, rows padded; lse with head stride 2; indices rows padded.
@@ -392,13 +262,13 @@ TEST(DecodeCudaRef, HonoursStrides) {
     }
   }
   DeviceBuffer q_device, indices_device, extra_device, out_device, lse_device;
-  ASSERT_NO_FATAL_FAILURE(upload_vector(q_strided, &q_device));
-  ASSERT_NO_FATAL_FAILURE(upload_vector(indices_strided, &indices_device));
-  ASSERT_NO_FATAL_FAILURE(upload_vector(extra_strided, &extra_device));
+  ASSERT_EQ(test::upload_vector(q_strided, &q_device, "strided q"), "");
+  ASSERT_EQ(test::upload_vector(indices_strided, &indices_device, "strided indices"), "");
+  ASSERT_EQ(test::upload_vector(extra_strided, &extra_device, "strided extra_indices"), "");
   const size_t out_elements = static_cast<size_t>(b * batch_stride),
                lse_elements = static_cast<size_t>(b * lse_batch);
-  ASSERT_CUDA_OK(out_device.allocate(out_elements * sizeof(uint16_t)));
-  ASSERT_CUDA_OK(lse_device.allocate(lse_elements * sizeof(float)));
+  ASSERT_EQ(out_device.allocate(out_elements * sizeof(uint16_t)), "");
+  ASSERT_EQ(lse_device.allocate(lse_elements * sizeof(float)), "");
   ASSERT_CUDA_OK(cudaMemset(out_device.as<void>(), 0xFF, out_elements * sizeof(uint16_t)));
   ASSERT_CUDA_OK(cudaMemset(lse_device.as<void>(), 0xFF, lse_elements * sizeof(float)));
 
@@ -422,8 +292,8 @@ TEST(DecodeCudaRef, HonoursStrides) {
   args.lse_stride_seq = lse_seq;
   args.lse_stride_head = lse_head;
 
-  RefPlan ref_plan;
-  ASSERT_NO_FATAL_FAILURE(make_ref_plan(problem.shape, &ref_plan));
+  DevicePlan ref_plan;
+  ASSERT_EQ(test::make_device_plan(problem.shape, SMLA_BACKEND_CUDA_REF, &ref_plan), "");
   ASSERT_STATUS_OK(
       run(ref_plan.plan, args, ref_plan.workspace.as<void>(), ref_plan.plan.workspace_bytes(), nullptr));
   ASSERT_CUDA_OK(cudaDeviceSynchronize());
@@ -505,9 +375,8 @@ TEST(DecodeCudaRef, GraphReplayMatchesEager) {
     config.lengths_per_query = batch % 4 != 0;
     test::DecodeProblem problem = test::make_problem(rng, config);
     DeviceProblem device;
-    ASSERT_NO_FATAL_FAILURE(upload_problem(problem, &device));
-    RefPlan ref_plan;
-    ASSERT_NO_FATAL_FAILURE(make_ref_plan(problem.shape, &ref_plan));
+    DevicePlan ref_plan;
+    ASSERT_NO_FATAL_FAILURE(upload_with_ref_plan(problem, &device, &ref_plan));
 
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t graph_exec = nullptr;
@@ -527,18 +396,21 @@ TEST(DecodeCudaRef, GraphReplayMatchesEager) {
         regenerate_list(rng, config.extra_topk, rows, config.seq_q, config.lengths_per_query,
                         cache_num_slots(problem.extra_cache.layout), &problem.extra_indices,
                         &problem.extra_topk_length);
-        ASSERT_NO_FATAL_FAILURE(upload_vector(problem.indices, &device.indices));
-        ASSERT_NO_FATAL_FAILURE(upload_vector(problem.topk_length, &device.topk_length));
-        ASSERT_NO_FATAL_FAILURE(upload_vector(problem.extra_indices, &device.extra_indices));
-        ASSERT_NO_FATAL_FAILURE(upload_vector(problem.extra_topk_length, &device.extra_topk_length));
+        ASSERT_EQ(test::upload_vector_in_place(problem.indices, device.indices, "indices"), "");
+        ASSERT_EQ(test::upload_vector_in_place(problem.topk_length, device.topk_length, "topk_length"), "");
+        ASSERT_EQ(test::upload_vector_in_place(problem.extra_indices, device.extra_indices, "extra_indices"),
+                  "");
+        ASSERT_EQ(test::upload_vector_in_place(problem.extra_topk_length, device.extra_topk_length,
+                                               "extra_topk_length"),
+                  "");
       }
       HostOutputs replayed, eager;
-      ASSERT_NO_FATAL_FAILURE(poison_outputs(device, stream));
+      ASSERT_EQ(test::poison_outputs(device, stream), "");
       ASSERT_CUDA_OK(cudaGraphLaunch(graph_exec, stream));
       ASSERT_CUDA_OK(cudaStreamSynchronize(stream));
-      ASSERT_NO_FATAL_FAILURE(download_outputs(device, &replayed));
+      ASSERT_EQ(test::download_outputs(device, &replayed), "");
       ASSERT_NO_FATAL_FAILURE(run_eager(ref_plan, device, stream, &eager));
-      const bool identical = replayed == eager;
+      const bool identical = replayed.bitwise_equal(eager);
       std::printf("cuda-ref graph b=%-2d round %d: replay %s eager\n", batch, round,
                   identical ? "bitwise equals" : "DIFFERS from");
       EXPECT_TRUE(identical) << "round " << round;
@@ -605,9 +477,8 @@ TEST(DecodeCudaRef, GarbageInUnselectedSlotsIsIgnored) {
     config.main_stride_pad_bytes = 48;
     test::DecodeProblem problem = test::make_problem(rng, config);
     DeviceProblem device;
-    ASSERT_NO_FATAL_FAILURE(upload_problem(problem, &device));
-    RefPlan ref_plan;
-    ASSERT_NO_FATAL_FAILURE(make_ref_plan(problem.shape, &ref_plan));
+    DevicePlan ref_plan;
+    ASSERT_NO_FATAL_FAILURE(upload_with_ref_plan(problem, &device, &ref_plan));
     HostOutputs nan_filled, garbage_filled;
     ASSERT_NO_FATAL_FAILURE(run_eager(ref_plan, device, nullptr, &nan_filled));
     expect_matches_reference(test::reference_decode(problem), nan_filled,
@@ -624,10 +495,10 @@ TEST(DecodeCudaRef, GarbageInUnselectedSlotsIsIgnored) {
         selected_slots(problem.extra_indices, problem.extra_topk_length, config.extra_topk, rows,
                        config.seq_q, per_query, cache_num_slots(problem.extra_cache.layout)),
         &problem.extra_cache);
-    ASSERT_NO_FATAL_FAILURE(upload_pool(problem.main_cache, &device.main_pool));
-    ASSERT_NO_FATAL_FAILURE(upload_pool(problem.extra_cache, &device.extra_pool));
+    ASSERT_EQ(test::upload_pool_in_place(problem.main_cache, device.main_pool, "main pool"), "");
+    ASSERT_EQ(test::upload_pool_in_place(problem.extra_cache, device.extra_pool, "extra pool"), "");
     ASSERT_NO_FATAL_FAILURE(run_eager(ref_plan, device, nullptr, &garbage_filled));
-    const bool identical = nan_filled == garbage_filled;
+    const bool identical = nan_filled.bitwise_equal(garbage_filled);
     std::printf("cuda-ref garbage cache (%lld + %lld unselected slots randomised): %s\n",
                 static_cast<long long>(main_unselected), static_cast<long long>(extra_unselected),
                 identical ? "bitwise identical to the NaN-filled run" : "DIFFERS");

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/device_buffers.h"
 #include "common/test_support.h"
 #include "smla/cache.h"
 #include "smla/relayout.h"
@@ -21,35 +22,13 @@
 namespace smla {
 namespace {
 
-#define ASSERT_CUDA_OK(expr)                                                                               \
-  do {                                                                                                     \
-    const cudaError_t assert_cuda_error_ = (expr);                                                         \
-    ASSERT_EQ(assert_cuda_error_, cudaSuccess) << #expr << ": " << cudaGetErrorString(assert_cuda_error_); \
-  } while (0)
+using test::DeviceBuffer;
 
 constexpr int64_t kSourceP = 256;
 constexpr int64_t kDestP = 64;
 constexpr int64_t kSubPageDataBytes = kDestP * kRowBytes;      // 36864
 constexpr int64_t kSourceFooterOffset = kSourceP * kRowBytes;  // 147456
 constexpr int64_t kSubPageFooterBytes = kDestP * kScaleBytes;  // 512
-
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  ~DeviceBuffer() {
-    if (ptr_ != nullptr) cudaFree(ptr_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  cudaError_t allocate(size_t bytes) { return cudaMalloc(&ptr_, bytes == 0 ? 16 : bytes); }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(ptr_);
-  }
-
- private:
-  void* ptr_ = nullptr;
-};
 
 void fill_random(test::Rng& rng, uint8_t* bytes, size_t count) {
   for (size_t i = 0; i < count; ++i) bytes[i] = static_cast<uint8_t>(rng.engine()());
@@ -117,12 +96,8 @@ void make_fixture(test::Rng& rng, int64_t source_pages, int64_t source_pad, int6
   fixture->destination_bytes = static_cast<size_t>(fixture->destination.pool_bytes());
   fill_random(rng, static_cast<uint8_t*>(fixture->source.layout.data), fixture->source_bytes);
   fill_random(rng, static_cast<uint8_t*>(fixture->destination.layout.data), fixture->destination_bytes);
-  ASSERT_CUDA_OK(fixture->device_source.allocate(fixture->source_bytes));
-  ASSERT_CUDA_OK(fixture->device_destination.allocate(fixture->destination_bytes));
-  ASSERT_CUDA_OK(cudaMemcpy(fixture->device_source.as<void>(), fixture->source.layout.data,
-                            fixture->source_bytes, cudaMemcpyHostToDevice));
-  ASSERT_CUDA_OK(cudaMemcpy(fixture->device_destination.as<void>(), fixture->destination.layout.data,
-                            fixture->destination_bytes, cudaMemcpyHostToDevice));
+  ASSERT_EQ(test::upload_pool(fixture->source, &fixture->device_source, "source pool"), "");
+  ASSERT_EQ(test::upload_pool(fixture->destination, &fixture->device_destination, "destination pool"), "");
   fixture->device_source_layout = fixture->source.layout;
   fixture->device_source_layout.data = fixture->device_source.as<void>();
   fixture->device_destination_layout = fixture->destination.layout;
@@ -251,16 +226,12 @@ struct DeviceIndexSets {
 };
 
 void upload_index_sets(const std::vector<HostIndexSet>& host_sets, DeviceIndexSets* device) {
-  if (device->buffers.size() != host_sets.size()) {
+  if (device->buffers.size() != host_sets.size())
     device->buffers = std::vector<DeviceBuffer>(host_sets.size());
-    for (size_t i = 0; i < host_sets.size(); ++i) {
-      ASSERT_CUDA_OK(device->buffers[i].allocate(host_sets[i].indices.size() * sizeof(int32_t)));
-    }
-  }
   device->sets.clear();
   for (size_t i = 0; i < host_sets.size(); ++i) {
-    ASSERT_CUDA_OK(cudaMemcpy(device->buffers[i].as<void>(), host_sets[i].indices.data(),
-                              host_sets[i].indices.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+    // Same size as last time (graph replays): the buffer, and so the captured pointer, is reused.
+    ASSERT_EQ(test::upload_vector(host_sets[i].indices, &device->buffers[i], "index set"), "");
     RelayoutIndexSet set;
     set.indices =
         host_sets[i].width > 0 && host_sets[i].num_rows > 0 ? device->buffers[i].as<int32_t>() : nullptr;
@@ -269,9 +240,6 @@ void upload_index_sets(const std::vector<HostIndexSet>& host_sets, DeviceIndexSe
     set.row_stride = host_sets[i].row_stride;
     device->sets.push_back(set);
   }
-  // A pageable upload may still be in flight when cudaMemcpy returns; the graph test's non-blocking
-  // stream does not wait for it.
-  ASSERT_CUDA_OK(cudaDeviceSynchronize());
 }
 
 // Splits the destination pages into a random "touched" half and the rest.
@@ -320,7 +288,7 @@ TEST(RelayoutCuda, TouchedPagesOnlyCopiesMarkedPages) {
     const int64_t workspace_bytes = relayout_workspace_bytes(fixture.source.layout);
     ASSERT_GE(workspace_bytes, fixture.destination.layout.num_pages);
     DeviceBuffer workspace;
-    ASSERT_CUDA_OK(workspace.allocate(static_cast<size_t>(workspace_bytes)));
+    ASSERT_EQ(workspace.allocate(static_cast<size_t>(workspace_bytes)), "");
     ASSERT_CUDA_OK(
         cudaMemset(workspace.as<void>(), 0xAB, static_cast<size_t>(workspace_bytes)));  // stale marks
     const Status status = relayout_pages(fixture.device_source_layout, fixture.device_destination_layout,
@@ -348,7 +316,7 @@ TEST(RelayoutCuda, GraphReplayWithNewIndices) {
   const int64_t num_slots = cache_num_slots(fixture.source.layout);
   const int64_t workspace_bytes = relayout_workspace_bytes(fixture.source.layout);
   DeviceBuffer workspace;
-  ASSERT_CUDA_OK(workspace.allocate(static_cast<size_t>(workspace_bytes)));
+  ASSERT_EQ(workspace.allocate(static_cast<size_t>(workspace_bytes)), "");
 
   std::vector<int64_t> touched, others;
   split_pages(rng, fixture.destination.layout.num_pages, &touched, &others);
@@ -507,8 +475,8 @@ TEST(RelayoutValidation, DeviceMemoryRequired) {
   ASSERT_NO_FATAL_FAILURE(make_fixture(rng, 2, 0, 37440, &fixture));
   const int64_t workspace_bytes = relayout_workspace_bytes(fixture.source.layout);
   DeviceBuffer device_workspace, device_indices;
-  ASSERT_CUDA_OK(device_workspace.allocate(static_cast<size_t>(workspace_bytes)));
-  ASSERT_CUDA_OK(device_indices.allocate(16 * sizeof(int32_t)));
+  ASSERT_EQ(device_workspace.allocate(static_cast<size_t>(workspace_bytes)), "");
+  ASSERT_EQ(device_indices.allocate(16 * sizeof(int32_t)), "");
   std::vector<int32_t> host_indices(16, 0);
   std::vector<uint8_t> host_workspace(static_cast<size_t>(workspace_bytes));
   RelayoutIndexSet set;
