@@ -199,8 +199,10 @@ INSTANTIATE_TEST_SUITE_P(Backends, DeviceErrorsCuda,
                          });
 
 // Lengths outside [0, width] are clamped (the reference clamps too) and counted once per (row, list),
-// however many head blocks read them. cuda-ref only until the tensor-core kernel counts lengths too.
-TEST(DeviceErrorsCudaRef, BadLengthsAreClampedAndCountedOncePerRowAndList) {
+// however many head blocks and splits read them.
+class DeviceLengthErrors : public ::testing::TestWithParam<Backend> {};
+
+TEST_P(DeviceLengthErrors, BadLengthsAreClampedAndCountedOncePerRowAndList) {
   SMLA_SKIP_WITHOUT_CUDA();
   unsetenv("SMLA_DEBUG_CHECKS");
   test::Rng rng = test::Rng::ForTest(803);
@@ -213,7 +215,7 @@ TEST(DeviceErrorsCudaRef, BadLengthsAreClampedAndCountedOncePerRowAndList) {
   problem.extra_topk_length[4] = problem.shape.extra_topk + 64;
   const uint64_t planted = 5;
   test::DevicePlan device_plan;
-  ASSERT_EQ(test::make_device_plan(problem.shape, SMLA_BACKEND_CUDA_REF, &device_plan), "");
+  ASSERT_EQ(test::make_device_plan(problem.shape, GetParam(), &device_plan), "");
   test::DeviceProblem device;
   ASSERT_EQ(test::upload_problem(problem, &device), "");
   test::HostOutputs outputs;
@@ -230,6 +232,13 @@ TEST(DeviceErrorsCudaRef, BadLengthsAreClampedAndCountedOncePerRowAndList) {
   EXPECT_NE(failed.message().find(std::to_string(planted) + " invalid"), std::string::npos)
       << failed.message();
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, DeviceLengthErrors,
+                         ::testing::Values(SMLA_BACKEND_CUDA, SMLA_BACKEND_CUDA_REF),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return info.param == SMLA_BACKEND_CUDA ? std::string("cuda")
+                                                                  : std::string("cuda_ref");
+                         });
 
 }  // namespace
 }  // namespace smla

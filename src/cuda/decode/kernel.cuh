@@ -285,6 +285,13 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   // Valid prefixes of the two lists (read on the device: graph replays see new lengths).
   const int32_t main_length = list_length(params.main, coords.batch, coords.seq, params.seq_q);
   const int32_t extra_length = list_length(params.extra, coords.batch, coords.seq, params.seq_q);
+  // Lengths outside [0, width] were clamped above; count them once per (row, list) (docs/safety.md).
+  if (threadIdx.x == 0 && blockIdx.y == 0 && coords.split == 0 && params.error_counter != nullptr) {
+    const uint32_t bad_lengths =
+        static_cast<uint32_t>(list_length_out_of_range(params.main, coords.batch, coords.seq, params.seq_q)) +
+        static_cast<uint32_t>(list_length_out_of_range(params.extra, coords.batch, coords.seq, params.seq_q));
+    if (bad_lengths != 0) atomicAdd(params.error_counter, bad_lengths);
+  }
   const int tile_begin = coords.split * params.tiles_per_split;
   const int tile_end = min(params.total_tiles, tile_begin + params.tiles_per_split);
 
