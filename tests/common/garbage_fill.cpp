@@ -61,6 +61,24 @@ bool is_e4m3_nan(uint8_t code) { return (code & 0x7Fu) == 0x7Fu; }
 
 }  // namespace
 
+ProblemConfig garbage_config(bool per_query) {
+  ProblemConfig config;
+  config.batch = 4;
+  config.seq_q = 2;
+  config.num_heads = 16;
+  config.topk = 128;
+  config.extra_topk = 256;
+  config.main_page_block_size = 64;
+  config.extra_page_block_size = 2;
+  config.main_stride_pad_bytes = 48;  // page padding that the garbage fills too
+  config.lengths_per_query = per_query;
+  return config;
+}
+
+const char* unselected_fill_name(UnselectedFill fill) {
+  return fill == UnselectedFill::kRandomBytes ? "random bytes" : "NaN/inf patterns";
+}
+
 SelectedSlots selected_slots(const DecodeProblem& problem) {
   SelectedSlots selected;
   add_selected(problem.indices, problem.topk_length, problem.shape.topk, problem, problem.main_cache,

@@ -19,6 +19,10 @@
 
 namespace smla::test {
 
+// The garbage suites' problem: 4 x 2 queries, 16 heads, both lists (extra with 2-token pages), and page
+// padding in the main cache for the garbage to fill too.
+ProblemConfig garbage_config(bool per_query);
+
 // Slots in range that the valid prefixes of a problem select, per list.
 struct SelectedSlots {
   std::set<int64_t> main, extra;
@@ -29,6 +33,8 @@ enum class UnselectedFill {
   kRandomBytes,  // uniform random bytes; every scale byte forced to 0 or 255 in a third of the cases
   kNanPatterns,  // e4m3 NaN codes 0x7f/0xff, bf16 NaN and +-inf, scale bytes 0 and 255, in a cycle
 };
+
+const char* unselected_fill_name(UnselectedFill fill);
 
 // Overwrites every byte of the pool except the rows and footer entries of `selected` (so page padding
 // and pad bytes of selected tokens change too). Returns the number of unselected slots.

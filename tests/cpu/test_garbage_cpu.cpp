@@ -87,31 +87,14 @@ void run_cpu(const test::DecodeProblem& problem, GuardedOutputs* outputs) {
   EXPECT_EQ(outputs->guard_violation(), "");
 }
 
-test::ProblemConfig garbage_config(bool per_query) {
-  test::ProblemConfig config;
-  config.batch = 4;
-  config.seq_q = 2;
-  config.num_heads = 16;
-  config.topk = 128;
-  config.extra_topk = 256;
-  config.main_page_block_size = 64;
-  config.extra_page_block_size = 2;
-  config.main_stride_pad_bytes = 48;  // page padding that the garbage fills too
-  config.lengths_per_query = per_query;
-  return config;
-}
-
-const char* fill_name(test::UnselectedFill fill) {
-  return fill == test::UnselectedFill::kRandomBytes ? "random bytes" : "NaN/inf patterns";
-}
-
 TEST(GarbageCpu, UnselectedSlotsNeverChangeAResultBit) {
   uint64_t case_id = 0;
   for (const bool per_query : {false, true}) {
     for (const auto fill : {test::UnselectedFill::kRandomBytes, test::UnselectedFill::kNanPatterns}) {
-      SCOPED_TRACE(std::string(fill_name(fill)) + (per_query ? ", lengths [b, s_q]" : ", lengths [b]"));
+      SCOPED_TRACE(std::string(test::unselected_fill_name(fill)) +
+                   (per_query ? ", lengths [b, s_q]" : ", lengths [b]"));
       test::Rng rng = test::Rng::ForTest(100 + case_id++);
-      test::DecodeProblem problem = test::make_problem(rng, garbage_config(per_query));
+      test::DecodeProblem problem = test::make_problem(rng, test::garbage_config(per_query));
       GuardedOutputs nan_filled(problem.shape);
       ASSERT_NO_FATAL_FAILURE(run_cpu(problem, &nan_filled));
       const test::Comparison comparison =
@@ -125,7 +108,7 @@ TEST(GarbageCpu, UnselectedSlotsNeverChangeAResultBit) {
       ASSERT_NO_FATAL_FAILURE(run_cpu(problem, &garbage_filled));
       const bool identical = nan_filled.out_copy() == garbage_filled.out_copy() &&
                              lse_bitwise_equal(nan_filled.lse_copy(), garbage_filled.lse_copy());
-      std::printf("cpu garbage (%s, %lld unselected slots): %s\n", fill_name(fill),
+      std::printf("cpu garbage (%s, %lld unselected slots): %s\n", test::unselected_fill_name(fill),
                   static_cast<long long>(unselected), identical ? "bitwise identical" : "DIFFERS");
       EXPECT_GT(unselected, 0);
       EXPECT_TRUE(identical);
@@ -135,7 +118,7 @@ TEST(GarbageCpu, UnselectedSlotsNeverChangeAResultBit) {
 
 TEST(GarbageCpu, ScaleBytesZeroAnd255InSelectedSlotsDecodeToZero) {
   test::Rng rng = test::Rng::ForTest(200);
-  test::DecodeProblem problem = test::make_problem(rng, garbage_config(true));
+  test::DecodeProblem problem = test::make_problem(rng, test::garbage_config(true));
   const test::SelectedSlots selected = test::selected_slots(problem);
   const int64_t groups = test::plant_zero_scale_groups(rng, selected.main, &problem.main_cache) +
                          test::plant_zero_scale_groups(rng, selected.extra, &problem.extra_cache);
@@ -175,7 +158,7 @@ TEST(GarbageCpu, ScaleBytesZeroAnd255InSelectedSlotsDecodeToZero) {
 
 TEST(GarbageCpu, NonFiniteSelectedValuesStayInTheirRow) {
   test::Rng rng = test::Rng::ForTest(300);
-  test::ProblemConfig config = garbage_config(false);
+  test::ProblemConfig config = test::garbage_config(false);
   config.full_lengths = true;  // every row has valid entries to plant into
   test::DecodeProblem problem = test::make_problem(rng, config);
   GuardedOutputs clean(problem.shape);

@@ -11,13 +11,12 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <limits>
-#include <set>
 #include <string>
 #include <vector>
 
 #include "common/device_buffers.h"
+#include "common/garbage_fill.h"
 #include "common/test_support.h"
 #include "smla/cache.h"
 #include "smla/decode.h"
@@ -423,49 +422,6 @@ TEST(DecodeCudaRef, GraphReplayMatchesEager) {
   cudaStreamDestroy(stream);
 }
 
-// Slots (in range) that a problem's valid prefixes select from one list.
-std::set<int64_t> selected_slots(const std::vector<int32_t>& indices, const std::vector<int32_t>& lengths,
-                                 int width, int64_t rows, int seq_q, bool per_query, int64_t num_slots) {
-  std::set<int64_t> slots;
-  for (int64_t row = 0; row < rows; ++row) {
-    const int32_t length =
-        lengths.empty()
-            ? width
-            : std::clamp<int32_t>(lengths[static_cast<size_t>(per_query ? row : row / seq_q)], 0, width);
-    for (int32_t j = 0; j < length; ++j) {
-      const int32_t slot = indices[static_cast<size_t>(row * width + j)];
-      if (slot >= 0 && slot < num_slots) slots.insert(slot);
-    }
-  }
-  return slots;
-}
-
-// Random bytes in every unselected slot (rows, footers with scale bytes 0 and 255, page padding); the
-// selected slots keep their records. Returns the number of unselected slots.
-int64_t fill_unselected_with_garbage(test::Rng& rng, const std::set<int64_t>& selected,
-                                     test::HostCache* cache) {
-  const CacheLayout& layout = cache->layout;
-  uint8_t* base = static_cast<uint8_t*>(layout.data);
-  const std::vector<uint8_t> original(base, base + cache->pool_bytes());
-  for (int64_t i = 0; i < cache->pool_bytes(); ++i) base[i] = static_cast<uint8_t>(rng.engine()());
-  int64_t unselected = 0;
-  for (int64_t slot = 0; slot < cache_num_slots(layout); ++slot) {
-    const int64_t row = slot_row_offset(layout.page_block_size, layout.page_stride_bytes, slot);
-    const int64_t footer = slot_scale_offset(layout.page_block_size, layout.page_stride_bytes, slot);
-    if (selected.count(slot) != 0) {
-      std::memcpy(base + row, original.data() + row, kRowBytes);
-      std::memcpy(base + footer, original.data() + footer, kScaleBytes);
-      continue;
-    }
-    ++unselected;
-    for (int group = 0; group < kNumScaleGroups; ++group) {
-      const int64_t choice = rng.uniform_int(0, 2);  // 0: byte 0, 1: byte 255, 2: random
-      if (choice < 2) base[footer + group] = choice == 0 ? 0 : 255;
-    }
-  }
-  return unselected;
-}
-
 // Unselected slots must never influence a result: NaN-filled and garbage-filled pools give bitwise
 // identical out and lse.
 TEST(DecodeCudaRef, GarbageInUnselectedSlotsIsIgnored) {
@@ -484,17 +440,12 @@ TEST(DecodeCudaRef, GarbageInUnselectedSlotsIsIgnored) {
     expect_matches_reference(test::reference_decode(problem), nan_filled,
                              describe(config) + " NaN-filled pool");
 
-    const int64_t rows = static_cast<int64_t>(config.batch) * config.seq_q;
-    const int64_t main_unselected = fill_unselected_with_garbage(
-        rng,
-        selected_slots(problem.indices, problem.topk_length, config.topk, rows, config.seq_q, per_query,
-                       cache_num_slots(problem.main_cache.layout)),
-        &problem.main_cache);
-    const int64_t extra_unselected = fill_unselected_with_garbage(
-        rng,
-        selected_slots(problem.extra_indices, problem.extra_topk_length, config.extra_topk, rows,
-                       config.seq_q, per_query, cache_num_slots(problem.extra_cache.layout)),
-        &problem.extra_cache);
+    // Random bytes in every unselected slot (rows, footers with scale bytes 0 and 255, page padding).
+    const test::SelectedSlots selected = test::selected_slots(problem);
+    const int64_t main_unselected =
+        test::fill_unselected(rng, selected.main, test::UnselectedFill::kRandomBytes, &problem.main_cache);
+    const int64_t extra_unselected =
+        test::fill_unselected(rng, selected.extra, test::UnselectedFill::kRandomBytes, &problem.extra_cache);
     ASSERT_EQ(test::upload_pool_in_place(problem.main_cache, device.main_pool, "main pool"), "");
     ASSERT_EQ(test::upload_pool_in_place(problem.extra_cache, device.extra_pool, "extra pool"), "");
     ASSERT_NO_FATAL_FAILURE(run_eager(ref_plan, device, nullptr, &garbage_filled));

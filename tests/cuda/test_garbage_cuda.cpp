@@ -26,20 +26,6 @@
 namespace smla {
 namespace {
 
-test::ProblemConfig garbage_config(bool per_query) {
-  test::ProblemConfig config;
-  config.batch = 4;
-  config.seq_q = 2;
-  config.num_heads = 16;
-  config.topk = 128;
-  config.extra_topk = 256;
-  config.main_page_block_size = 64;
-  config.extra_page_block_size = 2;
-  config.main_stride_pad_bytes = 48;  // page padding that the garbage fills too
-  config.lengths_per_query = per_query;
-  return config;
-}
-
 // A plan of `backend` with its zeroed workspace; skips the test when the backend cannot serve the shape
 // on this device (the tensor-core backend needs sm_80+).
 void make_plan_or_skip(const DecodeShape& shape, Backend backend, test::DevicePlan* device_plan,
@@ -81,11 +67,10 @@ TEST_P(GarbageCuda, UnselectedSlotsNeverChangeAResultBit) {
   uint64_t case_id = 0;
   for (const bool per_query : {false, true}) {
     for (const test::UnselectedFill fill : fills) {
-      const char* fill_name =
-          fill == test::UnselectedFill::kRandomBytes ? "random bytes" : "NaN/inf patterns";
+      const char* fill_name = test::unselected_fill_name(fill);
       SCOPED_TRACE(std::string(fill_name) + (per_query ? ", lengths [b, s_q]" : ", lengths [b]"));
       test::Rng rng = test::Rng::ForTest(100 + case_id++);
-      test::DecodeProblem problem = test::make_problem(rng, garbage_config(per_query));
+      test::DecodeProblem problem = test::make_problem(rng, test::garbage_config(per_query));
       test::DevicePlan device_plan;
       bool skipped = false;
       ASSERT_NO_FATAL_FAILURE(make_plan_or_skip(problem.shape, backend, &device_plan, &skipped));
@@ -119,7 +104,7 @@ TEST_P(GarbageCuda, ScaleBytesZeroAnd255InSelectedSlotsDecodeToZero) {
   SMLA_SKIP_WITHOUT_CUDA();
   const Backend backend = GetParam();
   test::Rng rng = test::Rng::ForTest(200);
-  test::DecodeProblem problem = test::make_problem(rng, garbage_config(true));
+  test::DecodeProblem problem = test::make_problem(rng, test::garbage_config(true));
   const test::SelectedSlots selected = test::selected_slots(problem);
   const int64_t groups = test::plant_zero_scale_groups(rng, selected.main, &problem.main_cache) +
                          test::plant_zero_scale_groups(rng, selected.extra, &problem.extra_cache);
@@ -146,7 +131,7 @@ TEST_P(GarbageCuda, NonFiniteSelectedValuesStayInTheirRow) {
   SMLA_SKIP_WITHOUT_CUDA();
   const Backend backend = GetParam();
   test::Rng rng = test::Rng::ForTest(300);
-  test::ProblemConfig config = garbage_config(false);
+  test::ProblemConfig config = test::garbage_config(false);
   config.full_lengths = true;  // every row has valid entries to plant into
   test::DecodeProblem problem = test::make_problem(rng, config);
   test::DevicePlan device_plan;
