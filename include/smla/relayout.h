@@ -18,7 +18,8 @@ struct RelayoutIndexSet {
   int64_t row_stride = 0;
 };
 
-// Bytes of device workspace relayout_pages needs for a source cache (one mark byte per source page).
+// Bytes of device workspace relayout_pages needs for a source cache: one mark byte per destination
+// (64-token) page, so the touched-pages mode copies only the sub-pages the indices touch.
 int64_t relayout_workspace_bytes(const CacheLayout& source);
 
 // The destination layout for a P=256 source: 4x the pages, P=64, stride 37440, over `data`.
