@@ -181,6 +181,24 @@ std::string make_device_plan(const DecodeShape& shape, Backend backend, DevicePl
   return cuda_failure(cudaDeviceSynchronize(), "workspace clear sync");
 }
 
+std::string make_supported_device_plan(const DecodeShape& shape, Backend backend, DevicePlan* device_plan) {
+  PlanOptions options = default_plan_options();
+  options.backend = backend;
+  Plan probe;
+  const Status status = make_plan(shape, options, &probe);
+  if (status.code() == SMLA_STATUS_UNSUPPORTED) {
+    return std::string(kUnsupportedPrefix) + backend_name(backend) +
+           " cannot serve this shape here: " + status.message();
+  }
+  return make_device_plan(shape, backend, device_plan);
+}
+
+std::string reupload_pools(const DecodeProblem& problem, const DeviceProblem& device) {
+  RETURN_IF_FAILED(upload_pool_in_place(problem.main_cache, device.main_pool, "main pool"));
+  if (problem.shape.extra_topk == 0) return {};
+  return upload_pool_in_place(problem.extra_cache, device.extra_pool, "extra pool");
+}
+
 std::string run_and_download(const DevicePlan& device_plan, const DeviceProblem& device, cudaStream_t stream,
                              HostOutputs* outputs) {
   RETURN_IF_FAILED(poison_outputs(device, stream));

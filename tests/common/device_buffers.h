@@ -114,8 +114,28 @@ struct DevicePlan {
 };
 std::string make_device_plan(const DecodeShape& shape, Backend backend, DevicePlan* device_plan);
 
+// make_device_plan, except that when the backend cannot serve `shape` on this device (make_plan says
+// SMLA_STATUS_UNSUPPORTED, e.g. the tensor-core backend below sm_80) the failure starts with
+// kUnsupportedPrefix, so tests can skip instead of failing (SMLA_DEVICE_PLAN_OR_SKIP).
+inline constexpr char kUnsupportedPrefix[] = "unsupported: ";
+std::string make_supported_device_plan(const DecodeShape& shape, Backend backend, DevicePlan* device_plan);
+
+// Both pools again after their host bytes were edited, into the same buffers (the args point at them).
+std::string reupload_pools(const DecodeProblem& problem, const DeviceProblem& device);
+
 // Poisons the outputs, runs on `stream`, waits and downloads. Empty on success, else the failure.
 std::string run_and_download(const DevicePlan& device_plan, const DeviceProblem& device, cudaStream_t stream,
                              HostOutputs* outputs);
 
 }  // namespace smla::test
+
+// In a test body: a DevicePlan from make_supported_device_plan; skips the test visibly when the backend
+// cannot serve the shape here, fails it on any other failure.
+#define SMLA_DEVICE_PLAN_OR_SKIP(shape, backend, device_plan)                  \
+  do {                                                                         \
+    const std::string smla_plan_failure_ =                                     \
+        ::smla::test::make_supported_device_plan(shape, backend, device_plan); \
+    if (smla_plan_failure_.rfind(::smla::test::kUnsupportedPrefix, 0) == 0)    \
+      GTEST_SKIP() << smla_plan_failure_;                                      \
+    ASSERT_EQ(smla_plan_failure_, "");                                         \
+  } while (0)

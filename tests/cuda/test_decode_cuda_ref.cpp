@@ -446,8 +446,7 @@ TEST(DecodeCudaRef, GarbageInUnselectedSlotsIsIgnored) {
         test::fill_unselected(rng, selected.main, test::UnselectedFill::kRandomBytes, &problem.main_cache);
     const int64_t extra_unselected =
         test::fill_unselected(rng, selected.extra, test::UnselectedFill::kRandomBytes, &problem.extra_cache);
-    ASSERT_EQ(test::upload_pool_in_place(problem.main_cache, device.main_pool, "main pool"), "");
-    ASSERT_EQ(test::upload_pool_in_place(problem.extra_cache, device.extra_pool, "extra pool"), "");
+    ASSERT_EQ(test::reupload_pools(problem, device), "");
     ASSERT_NO_FATAL_FAILURE(run_eager(ref_plan, device, nullptr, &garbage_filled));
     const bool identical = nan_filled.bitwise_equal(garbage_filled);
     std::printf("cuda-ref garbage cache (%lld + %lld unselected slots randomised): %s\n",

@@ -59,30 +59,6 @@ uint64_t read_errors(const test::DevicePlan& device_plan, cudaStream_t stream) {
   return count;
 }
 
-// False when the plan cannot be made; *why then starts with "unsupported: " when the backend cannot
-// serve the shape on this device (the test skips), else says what failed (the test fails).
-bool plan_or_skip(const DecodeShape& shape, Backend backend, test::DevicePlan* device_plan,
-                  std::string* why) {
-  PlanOptions options = default_plan_options();
-  options.backend = backend;
-  Plan probe;
-  const Status status = make_plan(shape, options, &probe);
-  if (status.code() == SMLA_STATUS_UNSUPPORTED) {
-    *why = "unsupported: " + status.message();
-    return false;
-  }
-  *why = test::make_device_plan(shape, backend, device_plan);
-  return why->empty();
-}
-
-#define PLAN_OR_SKIP(shape, backend, device_plan)                             \
-  do {                                                                        \
-    std::string why_;                                                         \
-    const bool ready_ = plan_or_skip(shape, backend, device_plan, &why_);     \
-    if (!ready_ && why_.rfind("unsupported: ", 0) == 0) GTEST_SKIP() << why_; \
-    ASSERT_TRUE(ready_) << why_;                                              \
-  } while (0)
-
 void expect_reference(const test::DecodeProblem& problem, const test::HostOutputs& outputs,
                       const char* what) {
   const test::Comparison comparison =
@@ -99,7 +75,7 @@ TEST_P(DeviceErrorsCuda, OutOfRangeIdsAreMaskedCountedAndReset) {
   test::DecodeProblem problem = test::make_problem(rng, counter_config());
   const uint64_t planted = plant_bad_ids(&problem);
   test::DevicePlan device_plan;
-  PLAN_OR_SKIP(problem.shape, GetParam(), &device_plan);
+  SMLA_DEVICE_PLAN_OR_SKIP(problem.shape, GetParam(), &device_plan);
   test::DeviceProblem device;
   ASSERT_EQ(test::upload_problem(problem, &device), "");
   EXPECT_EQ(read_errors(device_plan, nullptr), 0u);  // zeroed once after allocation
@@ -126,7 +102,7 @@ TEST_P(DeviceErrorsCuda, ResetCapturedInAGraphClearsEveryReplay) {
   test::DecodeProblem problem = test::make_problem(rng, counter_config());
   const uint64_t planted = plant_bad_ids(&problem);
   test::DevicePlan device_plan;
-  PLAN_OR_SKIP(problem.shape, GetParam(), &device_plan);
+  SMLA_DEVICE_PLAN_OR_SKIP(problem.shape, GetParam(), &device_plan);
   test::DeviceProblem device;
   ASSERT_EQ(test::upload_problem(problem, &device), "");
   cudaStream_t stream = nullptr;
@@ -157,7 +133,7 @@ TEST_P(DeviceErrorsCuda, DebugChecksFailLoudlyOnBadIdsOnly) {
   test::Rng rng = test::Rng::ForTest(802);
   test::DecodeProblem problem = test::make_problem(rng, counter_config());
   test::DevicePlan device_plan;
-  PLAN_OR_SKIP(problem.shape, GetParam(), &device_plan);
+  SMLA_DEVICE_PLAN_OR_SKIP(problem.shape, GetParam(), &device_plan);
   test::DeviceProblem device;
   ASSERT_EQ(test::upload_problem(problem, &device), "");
   setenv("SMLA_DEBUG_CHECKS", "1", 1);

@@ -26,22 +26,6 @@
 namespace smla {
 namespace {
 
-// A plan of `backend` with its zeroed workspace; skips the test when the backend cannot serve the shape
-// on this device (the tensor-core backend needs sm_80+).
-void make_plan_or_skip(const DecodeShape& shape, Backend backend, test::DevicePlan* device_plan,
-                       bool* skipped) {
-  *skipped = false;
-  PlanOptions options = default_plan_options();
-  options.backend = backend;
-  Plan probe;
-  const Status status = make_plan(shape, options, &probe);
-  if (status.code() == SMLA_STATUS_UNSUPPORTED) {
-    *skipped = true;
-    GTEST_SKIP() << backend_name(backend) << " cannot serve this shape here: " << status.message();
-  }
-  ASSERT_EQ(test::make_device_plan(shape, backend, device_plan), "");
-}
-
 void expect_no_device_errors(const test::DevicePlan& device_plan) {
   uint64_t errors = 0;
   const Status status =
@@ -72,9 +56,7 @@ TEST_P(GarbageCuda, UnselectedSlotsNeverChangeAResultBit) {
       test::Rng rng = test::Rng::ForTest(100 + case_id++);
       test::DecodeProblem problem = test::make_problem(rng, test::garbage_config(per_query));
       test::DevicePlan device_plan;
-      bool skipped = false;
-      ASSERT_NO_FATAL_FAILURE(make_plan_or_skip(problem.shape, backend, &device_plan, &skipped));
-      if (skipped) return;
+      SMLA_DEVICE_PLAN_OR_SKIP(problem.shape, backend, &device_plan);
       test::DeviceProblem device;
       ASSERT_EQ(test::upload_problem(problem, &device), "");
       test::HostOutputs nan_filled, garbage_filled;
@@ -86,8 +68,7 @@ TEST_P(GarbageCuda, UnselectedSlotsNeverChangeAResultBit) {
       const test::SelectedSlots selected = test::selected_slots(problem);
       const int64_t unselected = test::fill_unselected(rng, selected.main, fill, &problem.main_cache) +
                                  test::fill_unselected(rng, selected.extra, fill, &problem.extra_cache);
-      ASSERT_EQ(test::upload_pool(problem.main_cache, &device.main_pool, "main pool"), "");
-      ASSERT_EQ(test::upload_pool(problem.extra_cache, &device.extra_pool, "extra pool"), "");
+      ASSERT_EQ(test::reupload_pools(problem, device), "");
       ASSERT_NO_FATAL_FAILURE(run_checked(device_plan, device, &garbage_filled));
       const bool identical = nan_filled.bitwise_equal(garbage_filled);
       std::printf("%s garbage (%s, %lld unselected slots, %d splits): %s\n", backend_name(backend), fill_name,
@@ -110,9 +91,7 @@ TEST_P(GarbageCuda, ScaleBytesZeroAnd255InSelectedSlotsDecodeToZero) {
                          test::plant_zero_scale_groups(rng, selected.extra, &problem.extra_cache);
   ASSERT_GT(groups, 0);
   test::DevicePlan device_plan;
-  bool skipped = false;
-  ASSERT_NO_FATAL_FAILURE(make_plan_or_skip(problem.shape, backend, &device_plan, &skipped));
-  if (skipped) return;
+  SMLA_DEVICE_PLAN_OR_SKIP(problem.shape, backend, &device_plan);
   test::DeviceProblem device;
   ASSERT_EQ(test::upload_problem(problem, &device), "");
   test::HostOutputs outputs;
@@ -135,17 +114,14 @@ TEST_P(GarbageCuda, NonFiniteSelectedValuesStayInTheirRow) {
   config.full_lengths = true;  // every row has valid entries to plant into
   test::DecodeProblem problem = test::make_problem(rng, config);
   test::DevicePlan device_plan;
-  bool skipped = false;
-  ASSERT_NO_FATAL_FAILURE(make_plan_or_skip(problem.shape, backend, &device_plan, &skipped));
-  if (skipped) return;
+  SMLA_DEVICE_PLAN_OR_SKIP(problem.shape, backend, &device_plan);
   test::DeviceProblem device;
   ASSERT_EQ(test::upload_problem(problem, &device), "");
   test::HostOutputs clean, planted;
   ASSERT_NO_FATAL_FAILURE(run_checked(device_plan, device, &clean));
 
   const test::NonFinitePlan plan = test::plant_non_finite_values(&problem);
-  ASSERT_EQ(test::upload_pool(problem.main_cache, &device.main_pool, "main pool"), "");
-  ASSERT_EQ(test::upload_pool(problem.extra_cache, &device.extra_pool, "extra pool"), "");
+  ASSERT_EQ(test::reupload_pools(problem, device), "");
   ASSERT_NO_FATAL_FAILURE(run_checked(device_plan, device, &planted));
   const std::string violation =
       test::check_non_finite_outcome(problem, plan, clean.out, clean.lse, planted.out, planted.lse);

@@ -107,13 +107,8 @@ TEST(SoakCuda, GraphReplaysWithChangingIndicesStayCorrectAndDoNotGrowMemory) {
   config.full_lengths = true;  // the first problem fills as many slots as possible
   test::DecodeProblem problem = test::make_problem(rng, config);
 
-  PlanOptions options = default_plan_options();
-  options.backend = SMLA_BACKEND_CUDA;
-  Plan probe;
-  const Status probe_status = make_plan(problem.shape, options, &probe);
-  if (probe_status.code() == SMLA_STATUS_UNSUPPORTED) GTEST_SKIP() << probe_status.message();
   test::DevicePlan device_plan;
-  ASSERT_EQ(test::make_device_plan(problem.shape, SMLA_BACKEND_CUDA, &device_plan), "");
+  SMLA_DEVICE_PLAN_OR_SKIP(problem.shape, SMLA_BACKEND_CUDA, &device_plan);
   test::DeviceProblem device;
   ASSERT_EQ(test::upload_problem(problem, &device), "");
 
