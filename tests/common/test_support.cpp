@@ -276,8 +276,6 @@ DecodeArgs DecodeProblem::host_args(uint16_t* out, float* lse) const {
   return args;
 }
 
-namespace {
-
 detail::IndexListParams index_list_params(const HostCache& cache, const std::vector<int32_t>& indices,
                                           const std::vector<int32_t>& lengths, int width, int seq_q,
                                           bool lengths_per_query) {
@@ -295,12 +293,8 @@ detail::IndexListParams index_list_params(const HostCache& cache, const std::vec
   return list;
 }
 
-}  // namespace
-
-Reference reference_decode(const DecodeProblem& problem) {
+detail::DecodeParams reference_params(const DecodeProblem& problem) {
   const DecodeShape& shape = problem.shape;
-  // Built straight from the problem (not through dispatch), so the oracle does not share code with
-  // the path under test.
   detail::DecodeParams params;
   params.batch = shape.batch;
   params.seq_q = shape.seq_q;
@@ -317,7 +311,12 @@ Reference reference_decode(const DecodeProblem& problem) {
   }
   params.attn_sink = problem.sink.empty() ? nullptr : problem.sink.data();
   params.softmax_scale = problem.softmax_scale;
+  return params;
+}
 
+Reference reference_decode(const DecodeProblem& problem) {
+  const DecodeShape& shape = problem.shape;
+  const detail::DecodeParams params = reference_params(problem);
   Reference reference;
   reference.shape = shape;
   const size_t rows_heads = static_cast<size_t>(shape.batch) * shape.seq_q * shape.num_heads;

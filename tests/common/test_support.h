@@ -11,6 +11,11 @@
 #include "smla/cache.h"
 #include "smla/decode.h"
 
+namespace smla::detail {
+struct DecodeParams;
+struct IndexListParams;
+}  // namespace smla::detail
+
 namespace smla::test {
 
 // Seed for this test process: SMLA_TEST_SEED if set, else random; printed once to stderr so a
@@ -98,6 +103,14 @@ struct Reference {
   DecodeShape shape{};  // lets compare_to_reference name (b, t, h, d); zero = report flat indices
 };
 Reference reference_decode(const DecodeProblem& problem);
+
+// The backend params reference_decode evaluates: built straight from the problem (contiguous q, no
+// outputs), not through dispatch, so the oracle does not share code with the path under test.
+detail::DecodeParams reference_params(const DecodeProblem& problem);
+// One contiguous index list [b, s_q, width] over `cache`; empty `lengths` = no lengths tensor.
+detail::IndexListParams index_list_params(const HostCache& cache, const std::vector<int32_t>& indices,
+                                          const std::vector<int32_t>& lengths, int width, int seq_q,
+                                          bool lengths_per_query);
 
 // Spec section 8 comparison of a bf16-MMA kernel result (out bf16 bits, lse float, both contiguous)
 // with the reference: per element |a-r| < 1e-3 or rel < 2.01/128; cosine difference <= 5e-6 (over

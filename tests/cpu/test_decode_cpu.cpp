@@ -23,7 +23,6 @@ namespace smla {
 namespace {
 
 using detail::DecodeParams;
-using detail::IndexListParams;
 using test::DecodeProblem;
 using test::ProblemConfig;
 
@@ -33,45 +32,6 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 struct Result {
   std::vector<double> out, lse;
 };
-
-IndexListParams list_params(const test::HostCache& cache, const std::vector<int32_t>& indices,
-                            const std::vector<int32_t>& lengths, bool lengths_per_query, int seq_q,
-                            int width) {
-  IndexListParams list;
-  list.cache.data = static_cast<const uint8_t*>(cache.layout.data);
-  list.cache.page_block_size = cache.layout.page_block_size;
-  list.cache.page_stride_bytes = cache.layout.page_stride_bytes;
-  list.cache.num_slots = cache_num_slots(cache.layout);
-  list.indices = indices.data();
-  list.stride_seq = width;
-  list.stride_batch = (int64_t)seq_q * width;
-  list.width = width;
-  list.lengths = lengths.empty() ? nullptr : lengths.data();
-  list.lengths_per_query = lengths_per_query ? 1 : 0;
-  return list;
-}
-
-// The backend params of a test problem (contiguous q; outputs unused by reference_decode).
-DecodeParams params_of(const DecodeProblem& problem) {
-  const DecodeShape& shape = problem.shape;
-  DecodeParams params;
-  params.batch = shape.batch;
-  params.seq_q = shape.seq_q;
-  params.num_heads = shape.num_heads;
-  params.q = problem.q.data();
-  params.q_stride_head = kHeadDim;
-  params.q_stride_seq = (int64_t)shape.num_heads * kHeadDim;
-  params.q_stride_batch = (int64_t)shape.seq_q * params.q_stride_seq;
-  params.main = list_params(problem.main_cache, problem.indices, problem.topk_length,
-                            problem.config.lengths_per_query, shape.seq_q, shape.topk);
-  if (shape.extra_topk > 0) {
-    params.extra = list_params(problem.extra_cache, problem.extra_indices, problem.extra_topk_length,
-                               problem.config.lengths_per_query, shape.seq_q, shape.extra_topk);
-  }
-  params.attn_sink = problem.sink.empty() ? nullptr : problem.sink.data();
-  params.softmax_scale = problem.softmax_scale;
-  return params;
-}
 
 Result evaluate(const DecodeParams& params, smla_cpu_precision_t precision = SMLA_CPU_FLOAT64,
                 int num_threads = 0) {
@@ -150,7 +110,7 @@ TEST(CpuReference, PermutingTheAttendedSetLeavesResultsUnchanged) {
   ProblemConfig config = small_config();
   config.duplicate_fraction = 0.1;
   DecodeProblem problem = test::make_problem(rng, config);
-  const Result original = evaluate(params_of(problem));
+  const Result original = evaluate(test::reference_params(problem));
 
   const auto shuffle_prefixes = [&](std::vector<int32_t>& indices, const std::vector<int32_t>& lengths,
                                     int width) {
@@ -164,7 +124,7 @@ TEST(CpuReference, PermutingTheAttendedSetLeavesResultsUnchanged) {
   };
   shuffle_prefixes(problem.indices, problem.topk_length, config.topk);
   shuffle_prefixes(problem.extra_indices, problem.extra_topk_length, config.extra_topk);
-  const Result permuted = evaluate(params_of(problem));
+  const Result permuted = evaluate(test::reference_params(problem));
 
   EXPECT_LE(max_difference(original.out, permuted.out), 1e-12);
   EXPECT_LE(max_difference(original.lse, permuted.lse), 1e-12);
@@ -217,20 +177,21 @@ TEST(CpuReference, SplittingBetweenMainAndExtraAndMergingHalvesEqualsTheWhole) {
   }
 
   const std::vector<int32_t> no_lengths;
-  DecodeParams whole = params_of(problem);
-  whole.main = list_params(main_cache, whole_indices, no_lengths, false, config.seq_q, width);
+  DecodeParams whole = test::reference_params(problem);
+  whole.main = test::index_list_params(main_cache, whole_indices, no_lengths, width, config.seq_q, false);
   DecodeParams dual = whole;
-  dual.main = list_params(main_cache, first_part, no_lengths, false, config.seq_q, width);
-  dual.extra = list_params(extra_cache, second_part, no_lengths, false, config.seq_q, width);
+  dual.main = test::index_list_params(main_cache, first_part, no_lengths, width, config.seq_q, false);
+  dual.extra = test::index_list_params(extra_cache, second_part, no_lengths, width, config.seq_q, false);
   const Result whole_result = evaluate(whole);
   const Result dual_result = evaluate(dual);
   EXPECT_TRUE(bitwise_equal(whole_result, dual_result));
 
   DecodeParams first_half = whole;
   first_half.attn_sink = nullptr;
-  first_half.main = list_params(main_cache, first_part, no_lengths, false, config.seq_q, width);
+  first_half.main = test::index_list_params(main_cache, first_part, no_lengths, width, config.seq_q, false);
   DecodeParams second_half = first_half;
-  second_half.main = list_params(extra_cache, second_part, no_lengths, false, config.seq_q, width);
+  second_half.main =
+      test::index_list_params(extra_cache, second_part, no_lengths, width, config.seq_q, false);
   const Result first = evaluate(first_half);
   const Result second = evaluate(second_half);
 
@@ -281,7 +242,7 @@ TEST(CpuReference, DuplicateEntriesCountTwice) {
   params.q = q.data();
   params.q_stride_head = kHeadDim;
   params.q_stride_seq = params.q_stride_batch = (int64_t)num_heads * kHeadDim;
-  params.main = list_params(cache, indices, {}, false, 1, 3);
+  params.main = test::index_list_params(cache, indices, {}, 3, 1, false);
   params.attn_sink = sink.data();
   params.softmax_scale = softmax_scale;
   const Result result = evaluate(params);
@@ -314,13 +275,13 @@ TEST(CpuReference, InfiniteSinksMatchNoSinkAndZeroOutput) {
   ProblemConfig config = small_config();
   config.sink = false;
   DecodeProblem problem = test::make_problem(rng, config);
-  const Result no_sink = evaluate(params_of(problem));
+  const Result no_sink = evaluate(test::reference_params(problem));
 
   problem.sink.assign(config.num_heads, -std::numeric_limits<float>::infinity());
-  EXPECT_TRUE(bitwise_equal(evaluate(params_of(problem)), no_sink));
+  EXPECT_TRUE(bitwise_equal(evaluate(test::reference_params(problem)), no_sink));
 
   problem.sink.assign(config.num_heads, std::numeric_limits<float>::infinity());
-  const Result infinite_sink = evaluate(params_of(problem));
+  const Result infinite_sink = evaluate(test::reference_params(problem));
   for (double value : infinite_sink.out) ASSERT_EQ(value, 0.0);
   EXPECT_EQ(std::memcmp(infinite_sink.lse.data(), no_sink.lse.data(), no_sink.lse.size() * sizeof(double)),
             0);
@@ -335,7 +296,7 @@ TEST(CpuReference, HugeFiniteSinkDoesNotOverflow) {
   DecodeProblem problem = test::make_problem(rng, config);
   problem.sink.assign(config.num_heads, 3.0e38f);
   for (smla_cpu_precision_t precision : {SMLA_CPU_FLOAT64, SMLA_CPU_FLOAT32}) {
-    const Result result = evaluate(params_of(problem), precision);
+    const Result result = evaluate(test::reference_params(problem), precision);
     for (double value : result.out) ASSERT_TRUE(std::isfinite(value) && std::fabs(value) <= 1e-30);
     for (double value : result.lse) ASSERT_FALSE(std::isnan(value));
   }
@@ -376,7 +337,7 @@ void expect_lengths_equal_masking(bool per_query, uint64_t stream) {
   DecodeProblem problem = test::make_problem(rng, config);
   ASSERT_EQ(problem.topk_length.size(),
             per_query ? (size_t)config.batch * config.seq_q : (size_t)config.batch);
-  const Result with_lengths = evaluate(params_of(problem));
+  const Result with_lengths = evaluate(test::reference_params(problem));
 
   problem.indices = mask_past_length(problem.indices, problem.topk_length, per_query, config.batch,
                                      config.seq_q, config.topk);
@@ -384,7 +345,7 @@ void expect_lengths_equal_masking(bool per_query, uint64_t stream) {
                                            config.batch, config.seq_q, config.extra_topk);
   problem.topk_length.clear();
   problem.extra_topk_length.clear();
-  EXPECT_TRUE(bitwise_equal(with_lengths, evaluate(params_of(problem))));
+  EXPECT_TRUE(bitwise_equal(with_lengths, evaluate(test::reference_params(problem))));
 }
 
 TEST(CpuReference, PerBatchLengthsSelectThePrefix) { expect_lengths_equal_masking(false, 7); }
@@ -418,12 +379,12 @@ TEST(CpuReference, LengthsAreClampedToTheListWidth) {
       -64, 3 * width};
   ASSERT_EQ((int)raw_lengths.size(), rows);
   problem.topk_length = raw_lengths;
-  const Result clamped = evaluate(params_of(problem));
+  const Result clamped = evaluate(test::reference_params(problem));
 
   std::vector<int32_t> explicit_lengths(rows);
   for (int row = 0; row < rows; ++row) explicit_lengths[row] = raw_lengths[row] < 0 ? 0 : width;
   problem.topk_length = explicit_lengths;
-  EXPECT_TRUE(bitwise_equal(clamped, evaluate(params_of(problem))));
+  EXPECT_TRUE(bitwise_equal(clamped, evaluate(test::reference_params(problem))));
   for (int row : {0, 2, 4}) {  // the negative ones are empty rows
     EXPECT_EQ(clamped.lse[(size_t)row * config.num_heads], kInf) << "row " << row;
   }
@@ -438,10 +399,10 @@ TEST(CpuReference, OutOfRangeSlotsAreSkipped) {
   DecodeProblem problem = test::make_problem(rng, config);
   const int32_t num_slots = static_cast<int32_t>(cache_num_slots(problem.main_cache.layout));
   for (size_t i = 0; i < problem.indices.size(); i += 7) problem.indices[i] = -1;
-  const Result skipped = evaluate(params_of(problem));
+  const Result skipped = evaluate(test::reference_params(problem));
   const int32_t out_of_range[] = {num_slots, num_slots + 1, std::numeric_limits<int32_t>::max()};
   for (size_t i = 0, k = 0; i < problem.indices.size(); i += 7, ++k) problem.indices[i] = out_of_range[k % 3];
-  EXPECT_TRUE(bitwise_equal(skipped, evaluate(params_of(problem))));
+  EXPECT_TRUE(bitwise_equal(skipped, evaluate(test::reference_params(problem))));
 }
 
 // --- Independent brute force ----------------------------------------------------------------------
@@ -483,7 +444,7 @@ TEST(CpuReference, MatchesANaiveDoubleLoop) {
   config.main_page_block_size = 61;
   config.duplicate_fraction = 0.05;
   const DecodeProblem problem = test::make_problem(rng, config);
-  const Result result = evaluate(params_of(problem));
+  const Result result = evaluate(test::reference_params(problem));
 
   int checked_nonempty = 0;
   for (int b = 0; b < config.batch; ++b) {
@@ -544,7 +505,7 @@ TEST(CpuReference, ResultsDoNotDependOnTheThreadCount) {
     config.seq_q = batch == 1 ? 1 : 3;
     config.num_heads = 16;
     const DecodeProblem problem = test::make_problem(rng, config);
-    const DecodeParams params = params_of(problem);
+    const DecodeParams params = test::reference_params(problem);
     const Result single = evaluate(params, SMLA_CPU_FLOAT64, 1);
     EXPECT_TRUE(bitwise_equal(single, evaluate(params, SMLA_CPU_FLOAT64, 0))) << "batch " << batch;
     EXPECT_TRUE(bitwise_equal(single, evaluate(params, SMLA_CPU_FLOAT64, 5))) << "batch " << batch;
