@@ -184,6 +184,22 @@ double pool_bytes_for(BenchDevice& device, const DeviceSettings& settings) {
                   kMaxPoolShareOfFreeMemory * static_cast<double>(device.free_memory_bytes()));
 }
 
+// A layer's main cache and, when its shape has an extra list, its extra cache (seed main_seed + 1), of
+// the given pool bytes each; failures name `where`.
+smla::Status make_layer_caches(BenchDevice& device, const LayerShape& shape, int64_t main_bytes,
+                               int64_t extra_bytes, uint64_t main_seed, const std::string& where,
+                               smla::CacheLayout* main_cache, smla::CacheLayout* extra_cache) {
+  BENCH_RETURN_IF_ERROR_CTX(
+      make_filled_cache(device, shape.main_page_block_size, shape.topk, main_bytes, main_seed, main_cache),
+      where + ": main cache");
+  if (shape.extra_topk > 0) {
+    BENCH_RETURN_IF_ERROR_CTX(make_filled_cache(device, shape.extra_page_block_size, shape.extra_topk,
+                                                extra_bytes, main_seed + 1, extra_cache),
+                              where + ": extra cache");
+  }
+  return smla::Status::Ok();
+}
+
 smla::Status run_named_shapes(BenchDevice& device, const DeviceSettings& settings,
                               const BenchOptions& options, std::vector<RowResult>* rows,
                               std::vector<std::string>* skipped) {
@@ -203,17 +219,9 @@ smla::Status run_named_shapes(BenchDevice& device, const DeviceSettings& setting
     const double main_share =
         static_cast<double>(layer_shape.topk) / (layer_shape.topk + layer_shape.extra_topk);
     smla::CacheLayout main_cache{}, extra_cache{};
-    BENCH_RETURN_IF_ERROR_CTX(
-        make_filled_cache(device, layer_shape.main_page_block_size, layer_shape.topk,
-                          static_cast<int64_t>(pool_bytes * main_share), options.seed, &main_cache),
-        name + ": main cache");
-    if (layer_shape.extra_topk > 0) {
-      BENCH_RETURN_IF_ERROR_CTX(
-          make_filled_cache(device, layer_shape.extra_page_block_size, layer_shape.extra_topk,
-                            static_cast<int64_t>(pool_bytes * (1 - main_share)), options.seed + 1,
-                            &extra_cache),
-          name + ": extra cache");
-    }
+    SMLA_RETURN_IF_ERROR(make_layer_caches(device, layer_shape, static_cast<int64_t>(pool_bytes * main_share),
+                                           static_cast<int64_t>(pool_bytes * (1 - main_share)), options.seed,
+                                           name, &main_cache, &extra_cache));
     for (int batch : settings.batches) {
       const smla::DecodeShape shape{batch, layer_shape.seq_q, layer_shape.heads, layer_shape.topk,
                                     layer_shape.extra_topk};
@@ -285,20 +293,12 @@ smla::Status run_model(BenchDevice& device, const DeviceSettings& settings, cons
       for (int l = 0; l < type.num_layers; ++l) {
         smla::CacheLayout main_cache{}, extra_cache{};
         const std::string where = prefix + " " + type.shape.name + " layer " + std::to_string(l);
-        BENCH_RETURN_IF_ERROR_CTX(
-            make_filled_cache(
-                device, type.shape.main_page_block_size, type.shape.topk,
-                static_cast<int64_t>(scale * batch * type.main_tokens_per_seq * kRecordBytesPerToken),
-                ++cache_seed, &main_cache),
-            where + ": main cache");
-        if (type.shape.extra_topk > 0) {
-          BENCH_RETURN_IF_ERROR_CTX(
-              make_filled_cache(
-                  device, type.shape.extra_page_block_size, type.shape.extra_topk,
-                  static_cast<int64_t>(scale * batch * type.extra_tokens_per_seq * kRecordBytesPerToken),
-                  ++cache_seed, &extra_cache),
-              where + ": extra cache");
-        }
+        SMLA_RETURN_IF_ERROR(make_layer_caches(
+            device, type.shape,
+            static_cast<int64_t>(scale * batch * type.main_tokens_per_seq * kRecordBytesPerToken),
+            static_cast<int64_t>(scale * batch * type.extra_tokens_per_seq * kRecordBytesPerToken),
+            cache_seed + 1, where, &main_cache, &extra_cache));
+        cache_seed += type.shape.extra_topk > 0 ? 2 : 1;  // one seed per cache made
         const LengthChoice lengths{LengthMode::kFixed, type.main_length, type.extra_length};
         SMLA_RETURN_IF_ERROR(make_layer_instance(device, shape, main_cache, extra_cache, options.index_sets,
                                                  lengths, rng, &layers[t][l]));
