@@ -120,6 +120,12 @@ int64_t fill_unselected(Rng& rng, const std::set<int64_t>& selected, UnselectedF
   return unselected;
 }
 
+int64_t fill_unselected_slots(Rng& rng, UnselectedFill fill, DecodeProblem* problem) {
+  const SelectedSlots selected = selected_slots(*problem);
+  const int64_t main_unselected = fill_unselected(rng, selected.main, fill, &problem->main_cache);
+  return main_unselected + fill_unselected(rng, selected.extra, fill, &problem->extra_cache);
+}
+
 int64_t plant_zero_scale_groups(Rng& rng, const std::set<int64_t>& selected, HostCache* cache) {
   uint8_t* base = pool_base(cache);
   int64_t changed = 0;

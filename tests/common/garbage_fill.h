@@ -40,6 +40,10 @@ const char* unselected_fill_name(UnselectedFill fill);
 // and pad bytes of selected tokens change too). Returns the number of unselected slots.
 int64_t fill_unselected(Rng& rng, const std::set<int64_t>& selected, UnselectedFill fill, HostCache* cache);
 
+// fill_unselected on both caches of `problem` (main first), around the slots its valid prefixes select.
+// Returns the number of unselected slots of both.
+int64_t fill_unselected_slots(Rng& rng, UnselectedFill fill, DecodeProblem* problem);
+
 // Selected slots with scale bytes 0/255: in about 30% of the groups of each selected token, the scale
 // byte becomes 0 or 255 and the group's e4m3 bytes random finite codes (never 0x7f/0xff). The float64
 // reference dequantizes the same bytes (scale 0/255 -> 0), so results must match it within tolerance.

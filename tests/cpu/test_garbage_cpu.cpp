@@ -101,9 +101,7 @@ TEST(GarbageCpu, UnselectedSlotsNeverChangeAResultBit) {
           test::compare_to_reference(test::reference_decode(problem), nan_filled.out(), nan_filled.lse());
       ASSERT_TRUE(comparison.ok) << comparison.report;
 
-      const test::SelectedSlots selected = test::selected_slots(problem);
-      const int64_t unselected = test::fill_unselected(rng, selected.main, fill, &problem.main_cache) +
-                                 test::fill_unselected(rng, selected.extra, fill, &problem.extra_cache);
+      const int64_t unselected = test::fill_unselected_slots(rng, fill, &problem);
       GuardedOutputs garbage_filled(problem.shape);
       ASSERT_NO_FATAL_FAILURE(run_cpu(problem, &garbage_filled));
       const bool identical = nan_filled.out_copy() == garbage_filled.out_copy() &&

@@ -65,9 +65,7 @@ TEST_P(GarbageCuda, UnselectedSlotsNeverChangeAResultBit) {
           test::reference_decode(problem), nan_filled.out.data(), nan_filled.lse.data());
       ASSERT_TRUE(comparison.ok) << comparison.report;
 
-      const test::SelectedSlots selected = test::selected_slots(problem);
-      const int64_t unselected = test::fill_unselected(rng, selected.main, fill, &problem.main_cache) +
-                                 test::fill_unselected(rng, selected.extra, fill, &problem.extra_cache);
+      const int64_t unselected = test::fill_unselected_slots(rng, fill, &problem);
       ASSERT_EQ(test::reupload_pools(problem, device), "");
       ASSERT_NO_FATAL_FAILURE(run_checked(device_plan, device, &garbage_filled));
       const bool identical = nan_filled.bitwise_equal(garbage_filled);
