@@ -147,6 +147,12 @@ int64_t plant_zero_scale_groups(Rng& rng, const std::set<int64_t>& selected, Hos
   return changed;
 }
 
+int64_t plant_zero_scale_groups_in_selected(Rng& rng, DecodeProblem* problem) {
+  const SelectedSlots selected = selected_slots(*problem);
+  const int64_t main_groups = plant_zero_scale_groups(rng, selected.main, &problem->main_cache);
+  return main_groups + plant_zero_scale_groups(rng, selected.extra, &problem->extra_cache);
+}
+
 NonFinitePlan plant_non_finite_values(DecodeProblem* problem) {
   const DecodeShape& shape = problem->shape;
   const int64_t rows = static_cast<int64_t>(shape.batch) * shape.seq_q;

@@ -50,6 +50,10 @@ int64_t fill_unselected_slots(Rng& rng, UnselectedFill fill, DecodeProblem* prob
 // Returns the number of groups changed.
 int64_t plant_zero_scale_groups(Rng& rng, const std::set<int64_t>& selected, HostCache* cache);
 
+// plant_zero_scale_groups on both caches of `problem` (main first), in the slots its valid prefixes
+// select. Returns the number of groups changed in both.
+int64_t plant_zero_scale_groups_in_selected(Rng& rng, DecodeProblem* problem);
+
 // Non-finite values planted in selected tokens of a few query rows (row = b * seq_q + t).
 struct NonFinitePlan {
   std::vector<int64_t> nan_rows;  // rows with one NaN (e4m3 0x7f, e4m3 0xff or bf16 NaN rope)

@@ -117,10 +117,9 @@ TEST(GarbageCpu, UnselectedSlotsNeverChangeAResultBit) {
 TEST(GarbageCpu, ScaleBytesZeroAnd255InSelectedSlotsDecodeToZero) {
   test::Rng rng = test::Rng::ForTest(200);
   test::DecodeProblem problem = test::make_problem(rng, test::garbage_config(true));
-  const test::SelectedSlots selected = test::selected_slots(problem);
-  const int64_t groups = test::plant_zero_scale_groups(rng, selected.main, &problem.main_cache) +
-                         test::plant_zero_scale_groups(rng, selected.extra, &problem.extra_cache);
+  const int64_t groups = test::plant_zero_scale_groups_in_selected(rng, &problem);
   ASSERT_GT(groups, 0);
+  const test::SelectedSlots selected = test::selected_slots(problem);  // planting changes no index
 
   // The codec itself: a group under scale byte 0 or 255 dequantizes to exact zeros.
   int64_t zero_groups_seen = 0;

@@ -84,9 +84,7 @@ TEST_P(GarbageCuda, ScaleBytesZeroAnd255InSelectedSlotsDecodeToZero) {
   const Backend backend = GetParam();
   test::Rng rng = test::Rng::ForTest(200);
   test::DecodeProblem problem = test::make_problem(rng, test::garbage_config(true));
-  const test::SelectedSlots selected = test::selected_slots(problem);
-  const int64_t groups = test::plant_zero_scale_groups(rng, selected.main, &problem.main_cache) +
-                         test::plant_zero_scale_groups(rng, selected.extra, &problem.extra_cache);
+  const int64_t groups = test::plant_zero_scale_groups_in_selected(rng, &problem);
   ASSERT_GT(groups, 0);
   test::DevicePlan device_plan;
   SMLA_DEVICE_PLAN_OR_SKIP(problem.shape, backend, &device_plan);
