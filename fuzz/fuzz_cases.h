@@ -233,7 +233,7 @@ struct FuzzIndexList {
 
 inline FuzzIndexList make_index_list(ByteReader& in, int32_t batch, int32_t seq_q, int32_t width,
                                      int64_t stride_batch, int64_t stride_seq, int64_t num_slots,
-                                     smla_lengths_layout_t lengths_layout, bool with_lengths) {
+                                     int32_t lengths_layout, bool with_lengths) {
   FuzzIndexList list;
   const Span span = strided_span({batch, seq_q}, {stride_batch, stride_seq}, width);
   if (span.overflow || span.count() * 4 > kMaxBufferBytes) {
@@ -282,13 +282,14 @@ inline bool untouched_outside(const uint8_t* data, const std::vector<bool>& mask
   return true;
 }
 
-inline smla_backend_t pick_backend(ByteReader& in) {
+// A raw backend value (int32_t, as the C struct stores it): sometimes outside the enum on purpose.
+inline int32_t pick_backend(ByteReader& in) {
   const uint8_t kind = in.u8();
   switch (kind % 16) {
     case 12: return SMLA_BACKEND_AUTO;
     case 13: return SMLA_BACKEND_CUDA_REF;
     case 14: return SMLA_BACKEND_CUDA;
-    case 15: return static_cast<smla_backend_t>(static_cast<int8_t>(in.u8()));
+    case 15: return static_cast<int8_t>(in.u8());
     default: return SMLA_BACKEND_CPU;
   }
 }
@@ -318,7 +319,7 @@ inline int run_c_api_validation_case(const uint8_t* data, size_t size) {
   if (option_bits % 16 == 15) {
     options.device = static_cast<int8_t>(in.u8());
     options.num_splits = in.i32();
-    options.cpu_precision = static_cast<smla_cpu_precision_t>(static_cast<int8_t>(in.u8()));
+    options.cpu_precision = static_cast<int8_t>(in.u8());
     options.cpu_threads = static_cast<int8_t>(in.u8());
   }
 
@@ -387,7 +388,7 @@ inline int run_c_api_validation_case(const uint8_t* data, size_t size) {
                                  slots_of(extra_cache), args.extra_topk_length_layout, list_bits & 4);
   }
   // An undefined layout value (2..257); the lengths buffer above was sized for the valid one.
-  if (list_bits % 64 == 48) args.topk_length_layout = static_cast<smla_lengths_layout_t>(2 + in.u8());
+  if (list_bits % 64 == 48) args.topk_length_layout = 2 + in.u8();
 
   const Span q_span = strided_span({shape.batch, shape.seq_q, shape.num_heads},
                                    {args.q_stride_batch, args.q_stride_seq, args.q_stride_head}, 512);

@@ -83,13 +83,14 @@ bool cuda_device_available() {
   return false;
 }
 
-Status resolve_backend(Backend requested, int device, Backend* resolved) {
+Status resolve_backend(int32_t requested, int device, Backend* resolved) {
   if (resolved == nullptr) return Status::InvalidArgument("resolved must not be null");
-  if (requested != SMLA_BACKEND_AUTO && requested != SMLA_BACKEND_CPU && !is_cuda_backend(requested)) {
+  // Checked as an integer before the conversion: an out-of-range enum value is undefined behaviour.
+  if (requested < SMLA_BACKEND_AUTO || requested > SMLA_BACKEND_CUDA) {
     return Status::InvalidArgument("backend must be one of " + std::string(kValidBackendNames) + " (got " +
-                                   std::to_string(static_cast<int>(requested)) + ")");
+                                   std::to_string(requested) + ")");
   }
-  Backend choice = requested;
+  Backend choice = static_cast<Backend>(requested);
   bool from_environment = false;
   if (choice == SMLA_BACKEND_AUTO) {
     // Only AUTO reads the environment: an explicit request in code must not be overridden by it.

@@ -62,7 +62,10 @@ const char* smla_last_error(void) { return last_error_message.c_str(); }
 
 const char* smla_status_string(smla_status_t status) { return smla::status_code_name(status); }
 
-const char* smla_backend_name(smla_backend_t backend) { return smla::backend_name(backend); }
+const char* smla_backend_name(int32_t backend) {
+  if (backend < SMLA_BACKEND_AUTO || backend > SMLA_BACKEND_CUDA) return "unknown";
+  return smla::backend_name(static_cast<smla_backend_t>(backend));
+}
 
 smla_status_t smla_backend_from_name(const char* name, smla_backend_t* backend) {
   if (name == nullptr) return null_argument("name");
@@ -70,7 +73,7 @@ smla_status_t smla_backend_from_name(const char* name, smla_backend_t* backend) 
   return guarded([&] { return smla::parse_backend(name, backend); });
 }
 
-smla_status_t smla_resolve_backend(smla_backend_t requested, int32_t device, smla_backend_t* resolved) {
+smla_status_t smla_resolve_backend(int32_t requested, int32_t device, smla_backend_t* resolved) {
   if (resolved == nullptr) return null_argument("resolved");
   return guarded([&] { return smla::resolve_backend(requested, device, resolved); });
 }

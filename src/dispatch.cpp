@@ -110,7 +110,7 @@ Status check_no_self_overlap(const char* name, std::array<TensorDim, N> dims) {
   return Status::Ok();
 }
 
-Status check_lengths_layout(smla_lengths_layout_t layout, const char* name) {
+Status check_lengths_layout(int32_t layout, const char* name) {
   if (layout != SMLA_LENGTHS_PER_BATCH && layout != SMLA_LENGTHS_PER_QUERY) {
     return Status::InvalidArgument(std::string(name) +
                                    " must be SMLA_LENGTHS_PER_BATCH (0) or SMLA_LENGTHS_PER_QUERY (1) (got " +
@@ -204,7 +204,7 @@ detail::CacheParams cache_params_of(const CacheLayout& layout) {
 // One index list's kernel view; main and extra lists differ only in which arguments feed it.
 detail::IndexListParams index_list_params_of(const CacheLayout& cache, const int32_t* indices,
                                              int64_t stride_batch, int64_t stride_seq, int32_t width,
-                                             const int32_t* lengths, smla_lengths_layout_t lengths_layout) {
+                                             const int32_t* lengths, int32_t lengths_layout) {
   detail::IndexListParams list;
   list.cache = cache_params_of(cache);
   list.indices = indices;

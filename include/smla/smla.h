@@ -38,10 +38,10 @@ const char* smla_last_error(void);
 const char* smla_status_string(smla_status_t status);
 
 /* Backend names: "auto", "cpu", "cuda-ref", "cuda". */
-const char* smla_backend_name(smla_backend_t backend);
+const char* smla_backend_name(int32_t backend); /* "unknown" for a value outside smla_backend_t */
 smla_status_t smla_backend_from_name(const char* name, smla_backend_t* backend);
 /* The backend AUTO resolves to on this machine (honours SMLA_BACKEND). */
-smla_status_t smla_resolve_backend(smla_backend_t requested, int32_t device, smla_backend_t* resolved);
+smla_status_t smla_resolve_backend(int32_t requested, int32_t device, smla_backend_t* resolved);
 /* 1 when a CUDA device usable by the CUDA backends exists, else 0. */
 int smla_cuda_available(void);
 

@@ -6,6 +6,9 @@
  *  - Strides are in elements of the tensor's own type; the last dimension is always contiguous.
  *  - Pointers live on the backend's device: host memory for the CPU backend, CUDA device memory for
  *    the CUDA backends.
+ *  - Fields that hold an enum value are int32_t, not the enum type: the size of a C enum is
+ *    implementation-defined, and a C caller may store any integer there. smla validates the value
+ *    before converting it (an out-of-range value is SMLA_STATUS_INVALID_ARGUMENT).
  */
 #ifndef SMLA_TYPES_H_
 #define SMLA_TYPES_H_
@@ -53,10 +56,10 @@ typedef enum smla_cpu_precision_t {
 } smla_cpu_precision_t;
 
 typedef struct smla_plan_options_t {
-  smla_backend_t backend;             /* SMLA_BACKEND_AUTO honours the SMLA_BACKEND env var */
+  int32_t backend;                    /* smla_backend_t; SMLA_BACKEND_AUTO honours SMLA_BACKEND */
   int32_t device;                     /* CUDA device ordinal; -1 = the current device */
   int32_t num_splits;                 /* split-KV factor; 0 = chosen by the planner */
-  smla_cpu_precision_t cpu_precision; /* CPU backend only */
+  int32_t cpu_precision;              /* smla_cpu_precision_t; CPU backend only */
   int32_t cpu_threads;                /* CPU backend only; 0 = all hardware threads */
 } smla_plan_options_t;
 
@@ -72,14 +75,14 @@ typedef struct smla_decode_args_t {
   const int32_t* indices;
   int64_t indices_stride_batch, indices_stride_seq;
   const int32_t* topk_length; /* optional (NULL = all topk entries), contiguous */
-  smla_lengths_layout_t topk_length_layout;
+  int32_t topk_length_layout; /* smla_lengths_layout_t */
 
   /* extra cache, required when the plan's extra_topk > 0, ignored otherwise */
   smla_cache_layout_t extra_cache;
   const int32_t* extra_indices; /* [b, s_q, extra_topk] */
   int64_t extra_indices_stride_batch, extra_indices_stride_seq;
   const int32_t* extra_topk_length; /* optional, contiguous */
-  smla_lengths_layout_t extra_topk_length_layout;
+  int32_t extra_topk_length_layout; /* smla_lengths_layout_t */
 
   const float* attn_sink; /* optional [h] fp32, natural-log domain; +-inf allowed */
   float softmax_scale;    /* model value 512^-0.5; must be finite and > 0 */

@@ -46,7 +46,9 @@ Status run_decode_cpu(const Plan& plan, const DecodeParams& params) {
     return Status::Internal("cpu backend: cannot allocate the " + std::to_string(head_rows) +
                             " x 512 float64 scratch output");
   }
-  reference_decode(params, plan.options().cpu_precision, plan.options().cpu_threads, out.data(), lse.data());
+  // make_plan validated the raw value, so the conversion is defined.
+  reference_decode(params, static_cast<smla_cpu_precision_t>(plan.options().cpu_precision),
+                   plan.options().cpu_threads, out.data(), lse.data());
 
   for (int32_t b = 0; b < params.batch; ++b) {
     for (int32_t t = 0; t < params.seq_q; ++t) {

@@ -90,13 +90,13 @@ TEST(PlanValidation, RejectsBadOptions) {
   options.cpu_threads = -2;
   expect_invalid(make_plan(valid_shape(), options, &plan), {"options.cpu_threads", "(got -2)"});
   options = cpu_options();
-  options.cpu_precision = static_cast<smla_cpu_precision_t>(7);
+  options.cpu_precision = 7;
   expect_invalid(make_plan(valid_shape(), options, &plan), {"options.cpu_precision", "(got 7)"});
   options = cpu_options();
   options.device = -2;
   expect_invalid(make_plan(valid_shape(), options, &plan), {"options.device", "(got -2)"});
   options = cpu_options();
-  options.backend = static_cast<smla_backend_t>(9);
+  options.backend = 9;
   expect_invalid(make_plan(valid_shape(), options, &plan), {"backend", "cuda-ref"});
   expect_invalid(make_plan(valid_shape(), cpu_options(), nullptr), {"plan must not be null"});
 }
@@ -207,7 +207,7 @@ TEST_F(ArgsValidation, ExtraArgumentsIgnoredWithoutExtraTopk) {
   ASSERT_TRUE(make_plan(shape, cpu_options(), &plan).ok());
   args.extra_indices = nullptr;
   args.extra_cache = CacheLayout{};  // invalid, but unused
-  args.extra_topk_length_layout = static_cast<smla_lengths_layout_t>(5);
+  args.extra_topk_length_layout = 5;
   args.extra_indices_stride_seq = -1;
   EXPECT_TRUE(check().ok()) << check().message();
 }
@@ -352,10 +352,10 @@ TEST_F(ArgsValidation, RejectsMisalignedPointers) {
 
 TEST_F(ArgsValidation, RejectsUnknownLengthsLayouts) {
   const DecodeArgs valid = args;
-  args.topk_length_layout = static_cast<smla_lengths_layout_t>(2);
+  args.topk_length_layout = 2;
   expect_invalid(check(), {"args.topk_length_layout", "(got 2)"});
   args = valid;
-  args.extra_topk_length_layout = static_cast<smla_lengths_layout_t>(-1);
+  args.extra_topk_length_layout = -1;
   expect_invalid(check(), {"args.extra_topk_length_layout", "(got -1)"});
 }
 
