@@ -299,8 +299,9 @@ std::vector<ProblemConfig> grid_configs() {
 // The split planner is host code: checked here without a device. Invariants: the splits cover every tile,
 // none is statically empty, forced counts are clamped to [1, total_tiles] and the head block is 16 exactly
 // when h <= 16 or the call is small (see below). The automatic count (132 SMs, one CTA per SM) is
-// checked against hand-computed values: the count minimizing waves * (tiles per split + 1), waves =
-// ceil(ctas * splits / 132), fewest on ties.
+// checked against hand-computed values: the count minimizing waves * (tiles per split + 1) + partials,
+// waves = ceil(ctas * splits / 132), partials = (splits > 1) rows * h * splits * 4104 B / 132 / 160 KiB
+// tile times, fewest on ties.
 TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
   detail::CudaDeviceInfo h100;
   h100.ordinal = 0;
@@ -313,7 +314,7 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
   const Case cases[] = {
       {{1, 1, 64, 128, 512}, 10},    // 16-head blocks: 4 CTAs, 10 tiles: one tile per split
       {{1, 1, 128, 128, 1024}, 9},   // 16-head blocks: 8 CTAs, 18 tiles: 9 splits of 2 (18 of 1: 2 waves)
-      {{74, 1, 128, 128, 512}, 2},   // 148 CTAs: 2 waves x 11 = 22 vs 2 splits: 3 waves x 6 = 18
+      {{74, 1, 128, 128, 512}, 2},   // 148 CTAs: 2 waves x 11 = 22 vs 2 splits: 3 waves x 6 + 3.6 = 21.6
       {{1, 1, 8, 64, 0}, 1},         // one tile cannot be split
       {{1, 1, 128, 128, 8192}, 65},  // 130 tiles are too much work for 16-head blocks: 65 splits of 2
       {{4, 3, 16, 576, 1024}, 9},    // 12 CTAs, 25 tiles: 9 splits of 3 (108 CTAs) beat 13 of 2 (2 waves)
@@ -322,6 +323,8 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
       {{1, 1, 1, 65, 63}, 3},        // 3 tiles: one each
       {{64, 1, 32, 128, 512}, 2},    // 64 CTAs: 2 splits of 5 in one wave beat 3 of 4 in two
       {{128, 1, 64, 128, 512}, 1},   // 128 CTAs fill one wave: splitting only adds waves
+      {{64, 1, 64, 128, 0}, 1},      // flash-swa: 2 splits = 1 x 2 + 1.55 partial tiles > 1 x 3 unsplit
+      {{8, 1, 64, 128, 512}, 10},    // 80 CTAs: 1 x 2 + 1.2 beats 5 splits: 1 x 3 + 0.6
   };
   for (const Case& test_case : cases) {
     const DecodeShape& shape = test_case.shape;

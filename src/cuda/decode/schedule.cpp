@@ -3,9 +3,12 @@
 // A CTA handles one (query row, head block); with few rows the grid leaves SMs idle, so the row's 64-token
 // tiles are split across CTAs. The kernel runs one CTA per SM and every CTA of a launch has the same
 // number of tiles, so the launch takes waves * (tiles per split + fixed cost) tile times, where waves =
-// ceil(CTAs / SMs) and the fixed cost (Q load, pipeline fill, epilogue, partial write + combine) is about
-// one tile. We pick the split count with the lowest cost (fewest splits on ties), never leaving a split
-// statically empty.
+// ceil(CTAs / SMs) and the fixed cost (Q load, pipeline fill, epilogue) is about one tile. More than one
+// split also writes fp32 partials (2 KiB + lse per row, head and split) that the combine reads back; that
+// traffic is charged in tile times (an SM moves ~160 KiB of DRAM traffic in one tile time on an H100:
+// ~7 us x ~22 GB/s per SM), so a call whose partials outweigh its KV (flash-swa b=64: 2 tiles per row,
+// 16.8 MB of partials for 4.8 MB of KV) stays unsplit. We pick the split count with the lowest cost
+// (fewest splits on ties), never leaving a split statically empty.
 #include <algorithm>
 
 #include "common/backend_entry.h"
@@ -31,15 +34,21 @@ SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDevice
   if (requested_splits > 0) {
     num_splits = std::clamp(requested_splits, 1, total_tiles);
   } else if (device.sm_count > 0) {
-    constexpr int64_t kFixedCostTiles = 1;
-    const int64_t ctas_per_split =
-        static_cast<int64_t>(shape.batch) * shape.seq_q * ceil_div(shape.num_heads, schedule.head_block);
-    int64_t best_cost = -1;
+    constexpr double kFixedCostTiles = 1;
+    constexpr double kPartialBytesPerSmTile = 160.0 * 1024;
+    constexpr double kPartialBytesPerRowHeadSplit = 2.0 * (kHeadDim * 4 + 4);  // written + read back
+    const int64_t query_rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
+    const int64_t ctas_per_split = query_rows * ceil_div(shape.num_heads, schedule.head_block);
+    double best_cost = -1;
     for (int splits = 1; splits <= total_tiles; ++splits) {
       const int tiles_per_split = ceil_div(total_tiles, splits);
       if (ceil_div(total_tiles, tiles_per_split) != splits) continue;  // same as a smaller count
       const int64_t waves = ceil_div(ctas_per_split * splits, device.sm_count);
-      const int64_t cost = waves * (tiles_per_split + kFixedCostTiles);
+      const double partial_tiles =
+          splits > 1 ? static_cast<double>(query_rows) * shape.num_heads * splits *
+                           kPartialBytesPerRowHeadSplit / device.sm_count / kPartialBytesPerSmTile
+                     : 0.0;
+      const double cost = static_cast<double>(waves) * (tiles_per_split + kFixedCostTiles) + partial_tiles;
       if (best_cost < 0 || cost < best_cost) {
         best_cost = cost;
         num_splits = splits;
