@@ -18,6 +18,7 @@
 
 #include "common/backend_entry.h"
 #include "common/test_support.h"
+#include "cuda/decode/kernel.h"
 #include "smla/decode.h"
 
 namespace smla::test {
@@ -381,6 +382,40 @@ TEST(DecodeCuda, MatchesReferenceOnSampledGrid) {
                      describe(configs[i]) + " splits=" + std::to_string(plan.num_splits()) + "x" +
                          std::to_string(plan.tiles_per_split()));
       EXPECT_EQ(result.error_count, 0u) << "no out-of-range id lies inside a valid prefix";
+    }
+  }
+}
+
+// On an sm_90 device the 64-head block runs the wgmma kernel (the tests above check it); the portable
+// mma.sync kernel must stay correct there too: the same grid with the Hopper path switched off, and both
+// kernels' results agree with each other.
+TEST(DecodeCuda, PortableAndHopperKernelsAgree) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  int device = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  const bool hopper = detail::decode::hopper_decode_available(device);
+  std::printf("[decode_cuda] device %d: sm_90a wgmma kernel %s\n", device, hopper ? "in use" : "not available");
+  struct EnableHopperOnExit {
+    ~EnableHopperOnExit() { detail::decode::set_hopper_decode_enabled(true); }
+  } restore;
+  const std::vector<ProblemConfig> configs = grid_configs();
+  for (size_t i = 0; i < configs.size(); ++i) {
+    Rng rng = Rng::ForTest(150 + i);
+    DecodeProblem problem = make_problem(rng, configs[i]);
+    if (i % 2 == 1) empty_first_row(problem);
+    const Reference reference = reference_decode(problem);
+    DeviceProblem device_problem(problem);
+    for (int requested_splits : {1, 0}) {
+      const Plan plan = make_cuda_plan(problem.shape, requested_splits);
+      const std::string label = describe(configs[i]) + " splits=" + std::to_string(plan.num_splits());
+      detail::decode::set_hopper_decode_enabled(false);
+      EXPECT_FALSE(detail::decode::hopper_decode_available(device));
+      const DeviceResult portable = run_on_device(plan, problem, device_problem);
+      detail::decode::set_hopper_decode_enabled(true);
+      const DeviceResult preferred = run_on_device(plan, problem, device_problem);
+      expect_matches(reference, portable, label + " portable kernel");
+      expect_matches(reference, preferred, label + (hopper ? " wgmma kernel" : " portable kernel (again)"));
+      expect_matches(as_reference(portable, problem.shape), preferred, label + " wgmma vs portable");
     }
   }
 }

@@ -14,6 +14,15 @@ namespace smla::detail::decode {
 // workspace partials. Sets the kernel's shared-memory limit once per device; no allocation, no sync.
 Status launch_sparse_decode_heads64(const DecodeParams& params, int device, cudaStream_t stream);
 
+// The 64-head block with warpgroup MMAs (sm_90a); only where hopper_decode_available(device).
+Status launch_sparse_decode_heads64_sm90(const DecodeParams& params, int device, cudaStream_t stream);
+
+// Whether `device` runs the sm_90a kernel: compute capability 9.0 and the library was built with sm_90a
+// (asked once per device), and not switched off by set_hopper_decode_enabled(false) (tests use that to
+// check the portable kernel on a Hopper device).
+bool hopper_decode_available(int device);
+void set_hopper_decode_enabled(bool enabled);
+
 // The same with 16 heads per CTA (h <= 16): grid (b * s_q * num_splits, 1).
 Status launch_sparse_decode_heads16(const DecodeParams& params, int device, cudaStream_t stream);
 

@@ -17,6 +17,8 @@ Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* strea
   if (decode::head_block_for(params.num_heads, query_rows, params.total_tiles) ==
       decode::DecodeConfigHeads16::kHeadBlock) {
     SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads16(params, plan.device(), cuda_stream));
+  } else if (decode::hopper_decode_available(plan.device())) {
+    SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads64_sm90(params, plan.device(), cuda_stream));
   } else {
     SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads64(params, plan.device(), cuda_stream));
   }
