@@ -394,7 +394,8 @@ TEST(DecodeCuda, PortableAndHopperKernelsAgree) {
   int device = 0;
   ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
   const bool hopper = detail::decode::hopper_decode_available(device);
-  std::printf("[decode_cuda] device %d: sm_90a wgmma kernel %s\n", device, hopper ? "in use" : "not available");
+  std::printf("[decode_cuda] device %d: sm_90a wgmma kernel %s\n", device,
+              hopper ? "in use" : "not available");
   struct EnableHopperOnExit {
     ~EnableHopperOnExit() { detail::decode::set_hopper_decode_enabled(true); }
   } restore;

@@ -74,8 +74,7 @@ __global__ void __launch_bounds__(kCombineThreads, MinBlocksPerSm)
     float4 partial[kLoadsInFlight];
 #pragma unroll
     for (int k = 0; k < kLoadsInFlight; ++k) {
-      const float lse =
-          first_split + k < num_splits ? split_lse[(first_split + k) * split_step] : -INFINITY;
+      const float lse = first_split + k < num_splits ? split_lse[(first_split + k) * split_step] : -INFINITY;
       weight[k] = lse == -INFINITY ? 0.f : expf(lse - shift);
       weight_sum += lse == -INFINITY ? 0.f : expf(lse - max_lse);
       partial[k] = make_float4(0.f, 0.f, 0.f, 0.f);

@@ -47,7 +47,8 @@ __device__ __forceinline__ uint32_t operand_offset(int row, int chunk) {
   if constexpr (Config::kWgmma) {
     constexpr int kRows = 64;
     static_assert(Config::kHeadBlock == kRows && Config::kTileTokens == kRows, "64-row operand tiles");
-    return static_cast<uint32_t>((chunk / 8) * kRows * 128 + row * 128 + ((chunk % 8) ^ (row & 7)) * kChunkBytes);
+    return static_cast<uint32_t>((chunk / 8) * kRows * 128 + row * 128 +
+                                 ((chunk % 8) ^ (row & 7)) * kChunkBytes);
   } else {
     return swizzled_offset<Config::kHeadDimChunks>(row, chunk);
   }
@@ -568,25 +569,25 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
       wgmma::commit_and_wait_all();
     } else {
 #pragma unroll
-    for (int k_step = 0; k_step < Config::kTileTokens / kMmaDepth; ++k_step) {
-      uint32_t a[Config::kPvRowBlocks][4];
-#pragma unroll
-      for (int mb = 0; mb < Config::kPvRowBlocks; ++mb) {
-        ldmatrix_x4(a[mb],
-                    p_base + swizzled_offset<Config::kTileTokenChunks>(
-                                 pv_first_row + mb * kMmaRows + a_row_in_group, 2 * k_step + a_chunk_offset));
-      }
-#pragma unroll
-      for (int pair = 0; pair < Config::kOutColBlocks / 2; ++pair) {
-        uint32_t b[4];
-        ldmatrix_x4_trans(b, v_row_base[pair % 4] + 128u * (pair / 4) + k_step * kMmaDepth * kHeadDim * 2);
+      for (int k_step = 0; k_step < Config::kTileTokens / kMmaDepth; ++k_step) {
+        uint32_t a[Config::kPvRowBlocks][4];
 #pragma unroll
         for (int mb = 0; mb < Config::kPvRowBlocks; ++mb) {
-          mma_bf16_m16n8k16(out_acc[mb][2 * pair], a[mb], b[0], b[1]);
-          mma_bf16_m16n8k16(out_acc[mb][2 * pair + 1], a[mb], b[2], b[3]);
+          ldmatrix_x4(a[mb], p_base + swizzled_offset<Config::kTileTokenChunks>(
+                                          pv_first_row + mb * kMmaRows + a_row_in_group,
+                                          2 * k_step + a_chunk_offset));
+        }
+#pragma unroll
+        for (int pair = 0; pair < Config::kOutColBlocks / 2; ++pair) {
+          uint32_t b[4];
+          ldmatrix_x4_trans(b, v_row_base[pair % 4] + 128u * (pair / 4) + k_step * kMmaDepth * kHeadDim * 2);
+#pragma unroll
+          for (int mb = 0; mb < Config::kPvRowBlocks; ++mb) {
+            mma_bf16_m16n8k16(out_acc[mb][2 * pair], a[mb], b[0], b[1]);
+            mma_bf16_m16n8k16(out_acc[mb][2 * pair + 1], a[mb], b[2], b[3]);
+          }
         }
       }
-    }
     }  // mma.sync P V
   }
 

@@ -44,10 +44,10 @@ SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDevice
       const int tiles_per_split = ceil_div(total_tiles, splits);
       if (ceil_div(total_tiles, tiles_per_split) != splits) continue;  // same as a smaller count
       const int64_t waves = ceil_div(ctas_per_split * splits, device.sm_count);
-      const double partial_tiles =
-          splits > 1 ? static_cast<double>(query_rows) * shape.num_heads * splits *
-                           kPartialBytesPerRowHeadSplit / device.sm_count / kPartialBytesPerSmTile
-                     : 0.0;
+      const double partial_tiles = splits > 1 ? static_cast<double>(query_rows) * shape.num_heads * splits *
+                                                    kPartialBytesPerRowHeadSplit / device.sm_count /
+                                                    kPartialBytesPerSmTile
+                                              : 0.0;
       const double cost = static_cast<double>(waves) * (tiles_per_split + kFixedCostTiles) + partial_tiles;
       if (best_cost < 0 || cost < best_cost) {
         best_cost = cost;
