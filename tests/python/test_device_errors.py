@@ -11,11 +11,15 @@ import smla
 import smla_reference as ref
 
 
-def _cpu_inputs(rng, batch, num_heads, topk):
+def _cpu_inputs(rng, batch, num_heads, topk, lengths=None):
+    """Inputs whose index rows hold written slots before each row's length (clamped to [0, topk]) and
+    unwritten NaN-byte slots after it."""
     main = ref.RandomCache(rng, num_pages=2, page_block_size=64, num_tokens=40)
-    lengths = rng.integers(0, topk + 1, size=(batch,)).astype(np.int32)
+    if lengths is None:
+        lengths = rng.integers(0, topk + 1, size=(batch,)).astype(np.int32)
     return dict(q=ref.random_bf16(rng, (batch, 1, num_heads, 512)), cache=main.pool,
-                indices=ref.random_index_rows(rng, main, batch, 1, topk, lengths), topk_length=lengths,
+                indices=ref.random_index_rows(rng, main, batch, 1, topk, np.clip(lengths, 0, topk)),
+                topk_length=lengths,
                 page_block_size=64)
 
 
@@ -46,9 +50,10 @@ def test_cuda_counter_counts_bad_ids_and_lengths_and_resets():
         pytest.skip("no CUDA device usable by smla: GPU part skipped")
     rng = ref.make_rng("test_cuda_counter_counts_bad_ids_and_lengths_and_resets")
     batch, num_heads, topk = 3, 16, 64  # two head blocks in cuda-ref: each bad entry still counts once
-    inputs = _cpu_inputs(rng, batch, num_heads, topk)
+    # 2 bad lengths; the index rows are built for the clamped lengths, so every entry a clamped row
+    # attends is a written slot (an unwritten one holds NaN bytes and would make lse NaN).
+    inputs = _cpu_inputs(rng, batch, num_heads, topk, np.array([topk, topk + 5, -1], dtype=np.int32))
     num_slots = inputs["cache"].shape[0] * 64
-    inputs["topk_length"] = np.array([topk, topk + 5, -1], dtype=np.int32)  # 2 bad lengths
     inputs["indices"][0, 0, 3] = num_slots           # 3 bad ids inside row 0's valid prefix
     inputs["indices"][0, 0, 7] = num_slots + 1000
     inputs["indices"][0, 0, 63] = 2 ** 31 - 1
