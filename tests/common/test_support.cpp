@@ -441,4 +441,9 @@ bool cuda_device_present(std::string* reason) {
   return true;
 }
 
+bool quick_mode() {
+  const char* value = std::getenv("SMLA_TEST_QUICK");
+  return value != nullptr && std::strcmp(value, "1") == 0;
+}
+
 }  // namespace smla::test

@@ -127,6 +127,10 @@ inline constexpr uint16_t kPoisonBf16 = 0x7fa5;
 uint16_t bf16_bits(float value);
 float bf16_value(uint16_t bits);
 
+// SMLA_TEST_QUICK=1 (set by scripts/gpu-check under compute-sanitizer, which slows kernels 10-100x):
+// long GPU tests run a smaller sample of the same cases.
+bool quick_mode();
+
 // True when a CUDA device is usable; otherwise sets *reason.
 bool cuda_device_present(std::string* reason);
 

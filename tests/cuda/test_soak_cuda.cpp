@@ -31,11 +31,6 @@ constexpr int kIndexSets = 7;  // coprime with the check interval, so the checks
 // per replay (even 64 bytes x 100,000) would exceed it.
 constexpr size_t kMemoryToleranceBytes = 4u << 20;
 
-bool quick_mode() {
-  const char* value = std::getenv("SMLA_TEST_QUICK");
-  return value != nullptr && std::strcmp(value, "1") == 0;
-}
-
 // The index lists and lengths of one replay, packed as [indices | extra_indices | topk_length |
 // extra_topk_length] so one copy switches all four.
 struct IndexSet {
@@ -92,8 +87,8 @@ size_t free_device_bytes() {
 
 TEST(SoakCuda, GraphReplaysWithChangingIndicesStayCorrectAndDoNotGrowMemory) {
   SMLA_SKIP_WITHOUT_CUDA();
-  const int64_t replays = quick_mode() ? 200 : 100000;
-  const int64_t check_every = quick_mode() ? 50 : 10000;
+  const int64_t replays = test::quick_mode() ? 200 : 100000;
+  const int64_t check_every = test::quick_mode() ? 50 : 10000;
 
   test::Rng rng = test::Rng::ForTest(7000);
   test::ProblemConfig config;
