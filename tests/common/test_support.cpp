@@ -441,6 +441,19 @@ bool cuda_device_present(std::string* reason) {
   return true;
 }
 
+ProblemConfig problem_config(int batch, int seq_q, int num_heads, int topk, int extra_topk,
+                             int64_t main_page_block_size, int64_t extra_page_block_size) {
+  ProblemConfig config;
+  config.batch = batch;
+  config.seq_q = seq_q;
+  config.num_heads = num_heads;
+  config.topk = topk;
+  config.extra_topk = extra_topk;
+  config.main_page_block_size = main_page_block_size;
+  config.extra_page_block_size = extra_page_block_size;
+  return config;
+}
+
 bool quick_mode() {
   const char* value = std::getenv("SMLA_TEST_QUICK");
   return value != nullptr && std::strcmp(value, "1") == 0;

@@ -65,18 +65,18 @@ void fill_random_tokens(HostCache& cache, Rng& rng, const std::vector<int32_t>& 
 
 struct ProblemConfig {
   int batch = 1, seq_q = 1, num_heads = 8;
-  int topk = 64, extra_topk = 0;            // extra_topk 0 = no extra cache
+  int topk = 64, extra_topk = 0;  // extra_topk 0 = no extra cache
   int64_t main_page_block_size = 64, extra_page_block_size = 64;
-  int64_t main_stride_pad_bytes = 0;        // added to the writer stride (multiple of 16)
+  int64_t main_stride_pad_bytes = 0;  // added to the writer stride (multiple of 16)
   int64_t extra_stride_pad_bytes = 0;
-  bool lengths = true;                      // pass topk_length / extra_topk_length tensors
-  bool lengths_per_query = false;           // [b, s_q] instead of [b]
-  bool full_lengths = false;                // lengths == width instead of random 0..width
-  double invalid_index_fraction = 0.1;      // entries set to -1 inside the valid prefix
-  double duplicate_fraction = 0.0;          // entries repeating another valid slot of the row
+  bool lengths = true;                  // pass topk_length / extra_topk_length tensors
+  bool lengths_per_query = false;       // [b, s_q] instead of [b]
+  bool full_lengths = false;            // lengths == width instead of random 0..width
+  double invalid_index_fraction = 0.1;  // entries set to -1 inside the valid prefix
+  double duplicate_fraction = 0.0;      // entries repeating another valid slot of the row
   bool sink = true;
-  double sink_inf_fraction = 0.25;          // heads whose sink is +inf or -inf
-  int64_t pool_slack = 2;                   // pool slots = slack * entries referenced + 1 page
+  double sink_inf_fraction = 0.25;  // heads whose sink is +inf or -inf
+  int64_t pool_slack = 2;           // pool slots = slack * entries referenced + 1 page
 };
 
 // A random problem: caches (unused slots NaN-filled), q, indices (past the row length: random
@@ -85,16 +85,20 @@ struct DecodeProblem {
   ProblemConfig config;
   DecodeShape shape{};
   HostCache main_cache, extra_cache;
-  std::vector<uint16_t> q;              // [b, s_q, h, 512]
-  std::vector<int32_t> indices;         // [b, s_q, topk]
-  std::vector<int32_t> extra_indices;   // [b, s_q, extra_topk]
+  std::vector<uint16_t> q;                              // [b, s_q, h, 512]
+  std::vector<int32_t> indices;                         // [b, s_q, topk]
+  std::vector<int32_t> extra_indices;                   // [b, s_q, extra_topk]
   std::vector<int32_t> topk_length, extra_topk_length;  // empty when config.lengths is false
-  std::vector<float> sink;              // empty when config.sink is false
-  float softmax_scale = 0.04419417382415922f;  // 512^-0.5
+  std::vector<float> sink;                              // empty when config.sink is false
+  float softmax_scale = 0.04419417382415922f;           // 512^-0.5
   // Public args over the host buffers, with contiguous strides and the given outputs.
   DecodeArgs host_args(uint16_t* out, float* lse) const;
 };
 DecodeProblem make_problem(Rng& rng, const ProblemConfig& config);
+
+// Shorthand for test tables: a default ProblemConfig with the shape and page sizes set.
+ProblemConfig problem_config(int batch, int seq_q, int num_heads, int topk, int extra_topk,
+                             int64_t main_page_block_size, int64_t extra_page_block_size);
 
 // float64 evaluation of spec section 4 (out [b, s_q, h, 512], lse [b, s_q, h]).
 struct Reference {
@@ -137,10 +141,10 @@ bool cuda_device_present(std::string* reason);
 }  // namespace smla::test
 
 // Skips a GPU test visibly when there is no CUDA device.
-#define SMLA_SKIP_WITHOUT_CUDA()                                   \
-  do {                                                             \
-    std::string smla_skip_reason_;                                 \
-    if (!::smla::test::cuda_device_present(&smla_skip_reason_)) {  \
-      GTEST_SKIP() << "no CUDA device: " << smla_skip_reason_;     \
-    }                                                              \
+#define SMLA_SKIP_WITHOUT_CUDA()                                  \
+  do {                                                            \
+    std::string smla_skip_reason_;                                \
+    if (!::smla::test::cuda_device_present(&smla_skip_reason_)) { \
+      GTEST_SKIP() << "no CUDA device: " << smla_skip_reason_;    \
+    }                                                             \
   } while (0)

@@ -213,83 +213,70 @@ void empty_first_row(DecodeProblem& problem) {
   if (!problem.extra_topk_length.empty()) problem.extra_topk_length[0] = 0;
 }
 
-ProblemConfig config_of(int batch, int seq_q, int heads, int topk, int64_t main_p, int extra_topk,
-                        int64_t extra_p) {
-  ProblemConfig config;
-  config.batch = batch;
-  config.seq_q = seq_q;
-  config.num_heads = heads;
-  config.topk = topk;
-  config.extra_topk = extra_topk;
-  config.main_page_block_size = main_p;
-  config.extra_page_block_size = extra_p;
-  return config;
-}
-
 // The sampled grid: every listed value of h, s_q, P (main, extra), topk, extra_topk, lengths layout and
 // fullness, sinks and b appears at least once, without the full cross product (the float64 reference is
 // the slow part).
 std::vector<ProblemConfig> grid_configs() {
   std::vector<ProblemConfig> configs;
   {  // smallest: one head, one tile
-    ProblemConfig c = config_of(1, 1, 1, 64, 64, 0, 64);
+    ProblemConfig c = test::problem_config(1, 1, 1, 64, 0, 64, 64);
     configs.push_back(c);
   }
   {  // MTP rows, C4-like extra list, per-query lengths
-    ProblemConfig c = config_of(1, 3, 8, 128, 256, 512, 64);
+    ProblemConfig c = test::problem_config(1, 3, 8, 128, 512, 256, 64);
     c.lengths_per_query = true;
     configs.push_back(c);
   }
   {  // odd page size with a padded stride, topk not from the model, full lengths
-    ProblemConfig c = config_of(4, 1, 16, 576, 61, 0, 64);
+    ProblemConfig c = test::problem_config(4, 1, 16, 576, 0, 61, 64);
     c.main_stride_pad_bytes = 48;
     c.full_lengths = true;
     configs.push_back(c);
   }
   {  // C128-like extra cache (P=2), per-query lengths, padded extra stride
-    ProblemConfig c = config_of(4, 3, 32, 128, 64, 1024, 2);
+    ProblemConfig c = test::problem_config(4, 3, 32, 128, 1024, 64, 2);
     c.lengths_per_query = true;
     c.extra_stride_pad_bytes = 32;
     configs.push_back(c);
   }
   {  // DSv4-Flash C4 layer at TP 1
-    ProblemConfig c = config_of(1, 1, 64, 128, 256, 512, 64);
+    ProblemConfig c = test::problem_config(1, 1, 64, 128, 512, 256, 64);
     configs.push_back(c);
   }
   {  // DSv4-Pro C128 layer at TP 1, no lengths tensors, no sink
-    ProblemConfig c = config_of(1, 1, 128, 128, 256, 1024, 2);
+    ProblemConfig c = test::problem_config(1, 1, 128, 128, 1024, 256, 2);
     c.lengths = false;
     c.sink = false;
     configs.push_back(c);
   }
   {  // many rows: the planner does not (or barely) split
-    ProblemConfig c = config_of(74, 1, 8, 128, 64, 512, 64);
+    ProblemConfig c = test::problem_config(74, 1, 8, 128, 512, 64, 64);
     configs.push_back(c);
   }
   {  // two head blocks with the second one partial, odd P, full per-query lengths
-    ProblemConfig c = config_of(1, 3, 100, 128, 61, 0, 64);
+    ProblemConfig c = test::problem_config(1, 3, 100, 128, 0, 61, 64);
     c.lengths_per_query = true;
     c.full_lengths = true;
     configs.push_back(c);
   }
   {  // h = 128 with an extra list of P = 2, both strides padded, duplicates in the lists
-    ProblemConfig c = config_of(2, 3, 128, 64, 61, 512, 2);
+    ProblemConfig c = test::problem_config(2, 3, 128, 64, 512, 61, 2);
     c.main_stride_pad_bytes = 16;
     c.extra_stride_pad_bytes = 160;
     c.duplicate_fraction = 0.1;
     configs.push_back(c);
   }
   {  // long lists on both caches, every sink infinite
-    ProblemConfig c = config_of(2, 1, 64, 576, 256, 1024, 64);
+    ProblemConfig c = test::problem_config(2, 1, 64, 576, 1024, 256, 64);
     c.sink_inf_fraction = 1.0;
     configs.push_back(c);
   }
   {  // a small call with h > 16 runs 16-head blocks; 100 heads leave the last block partial
-    ProblemConfig c = config_of(1, 1, 100, 128, 64, 512, 64);
+    ProblemConfig c = test::problem_config(1, 1, 100, 128, 512, 64, 64);
     configs.push_back(c);
   }
   {  // many rows with MTP and per-query lengths, small head count
-    ProblemConfig c = config_of(74, 3, 1, 64, 256, 512, 2);
+    ProblemConfig c = test::problem_config(74, 3, 1, 64, 512, 256, 2);
     c.lengths_per_query = true;
     c.pool_slack = 1;  // keeps the P = 2 pool (one page per 2 slots) near 66 MB
     configs.push_back(c);
@@ -425,8 +412,8 @@ TEST(DecodeCuda, PortableAndHopperKernelsAgree) {
 // with the reference.
 TEST(DecodeCuda, SplitCountsAgree) {
   SMLA_SKIP_WITHOUT_CUDA();
-  std::vector<ProblemConfig> configs = {config_of(1, 1, 64, 128, 256, 512, 64),
-                                        config_of(2, 2, 16, 576, 61, 1024, 2)};
+  std::vector<ProblemConfig> configs = {test::problem_config(1, 1, 64, 128, 512, 256, 64),
+                                        test::problem_config(2, 2, 16, 576, 1024, 61, 2)};
   configs[1].lengths_per_query = true;
   for (size_t i = 0; i < configs.size(); ++i) {
     Rng rng = Rng::ForTest(200 + i);
@@ -456,7 +443,7 @@ TEST(DecodeCuda, SplitCountsAgree) {
 // once per entry in the workspace's error counter, even with two head blocks and several splits.
 TEST(DecodeCuda, OutOfRangeSlotIsMaskedAndCounted) {
   SMLA_SKIP_WITHOUT_CUDA();
-  ProblemConfig config = config_of(2, 2, 128, 128, 64, 512, 2);
+  ProblemConfig config = test::problem_config(2, 2, 128, 128, 512, 64, 2);
   config.full_lengths = true;
   Rng rng = Rng::ForTest(300);
   DecodeProblem problem = make_problem(rng, config);
@@ -483,7 +470,7 @@ TEST(DecodeCuda, OutOfRangeSlotIsMaskedAndCounted) {
 TEST(DecodeCuda, GraphReplaySeesNewIndicesAndLengths) {
   SMLA_SKIP_WITHOUT_CUDA();
   for (int batch : {1, 2, 4, 8, 12, 16}) {
-    ProblemConfig config = config_of(batch, 2, 64, 128, 256, 512, 64);
+    ProblemConfig config = test::problem_config(batch, 2, 64, 128, 512, 256, 64);
     config.lengths_per_query = batch % 2 == 0;
     Rng rng = Rng::ForTest(400 + batch);
     const DecodeProblem first = make_problem(rng, config);

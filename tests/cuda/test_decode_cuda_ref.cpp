@@ -100,90 +100,78 @@ void run_reference_case(const test::ProblemConfig& config, uint64_t stream_id) {
   EXPECT_EQ(test::guards_intact(device), "") << describe(config);
 }
 
-// Shorthand for the configuration table below.
-test::ProblemConfig config_of(int batch, int seq_q, int heads, int topk, int extra_topk, int64_t main_p,
-                              int64_t extra_p) {
-  test::ProblemConfig config;
-  config.batch = batch;
-  config.seq_q = seq_q;
-  config.num_heads = heads;
-  config.topk = topk;
-  config.extra_topk = extra_topk;
-  config.main_page_block_size = main_p;
-  config.extra_page_block_size = extra_p;
-  return config;
-}
-
 // A sampled grid that covers every value of: h {1, 8, 16, 32, 64, 128}, s_q {1, 3}, main P {64, 256, 61},
 // extra P {2, 64}, topk {64, 128, 576}, extra_topk {0, 512, 1024}, lengths [b] / [b, s_q] / none,
 // random and full lengths, sinks with +-inf (and none), b {1, 4, 74}; plus odd sizes and empty rows.
 std::vector<test::ProblemConfig> reference_grid() {
   std::vector<test::ProblemConfig> grid;
   auto add = [&](test::ProblemConfig config) { grid.push_back(config); };
-  add(config_of(1, 1, 1, 64, 0, 64, 64));
+  add(test::problem_config(1, 1, 1, 64, 0, 64, 64));
   {
-    auto c = config_of(4, 3, 8, 128, 512, 256, 64);
+    auto c = test::problem_config(4, 3, 8, 128, 512, 256, 64);
     c.lengths_per_query = true;
     add(c);
   }
   {
-    auto c = config_of(4, 1, 16, 576, 1024, 61, 2);
+    auto c = test::problem_config(4, 1, 16, 576, 1024, 61, 2);
     c.full_lengths = true;
     add(c);
   }
   {
-    auto c = config_of(1, 3, 32, 64, 512, 64, 2);
+    auto c = test::problem_config(1, 3, 32, 64, 512, 64, 2);
     c.lengths_per_query = true;
     c.full_lengths = true;
     c.main_stride_pad_bytes = 32;
     c.extra_stride_pad_bytes = 16;
     add(c);
   }
-  add(config_of(4, 1, 64, 128, 1024, 256, 64));
+  add(test::problem_config(4, 1, 64, 128, 1024, 256, 64));
   {
-    auto c = config_of(2, 1, 128, 128, 512, 64, 64);
+    auto c = test::problem_config(2, 1, 128, 128, 512, 64, 64);
     c.lengths_per_query = true;
     add(c);
   }
-  add(config_of(74, 1, 1, 128, 512, 256, 64));
+  add(test::problem_config(74, 1, 1, 128, 512, 256, 64));
   {
-    auto c = config_of(74, 3, 8, 64, 0, 61, 64);
+    auto c = test::problem_config(74, 3, 8, 64, 0, 61, 64);
     c.lengths_per_query = true;
     add(c);
   }
   {
-    auto c = config_of(1, 1, 128, 576, 1024, 61, 2);
+    auto c = test::problem_config(1, 1, 128, 576, 1024, 61, 2);
     c.lengths = false;
     add(c);
   }
   {
-    auto c = config_of(4, 3, 16, 64, 0, 256, 64);
+    auto c = test::problem_config(4, 3, 16, 64, 0, 256, 64);
     c.sink = false;
     c.duplicate_fraction = 0.3;
     add(c);
   }
   {
-    auto c = config_of(2, 2, 5, 100, 70, 61, 2);  // h not a multiple of 8, widths not multiples of 64
+    auto c =
+        test::problem_config(2, 2, 5, 100, 70, 61, 2);  // h not a multiple of 8, widths not multiples of 64
     c.lengths_per_query = true;
     c.duplicate_fraction = 0.2;
     add(c);
   }
   {
-    auto c = config_of(4, 3, 128, 128, 1024, 64, 2);
+    auto c = test::problem_config(4, 3, 128, 128, 1024, 64, 2);
     c.lengths_per_query = true;
     add(c);
   }
   {
-    auto c = config_of(2, 2, 8, 64, 64, 64, 2);  // every entry invalid: empty rows, out = 0, lse = +inf
+    auto c =
+        test::problem_config(2, 2, 8, 64, 64, 64, 2);  // every entry invalid: empty rows, out = 0, lse = +inf
     c.invalid_index_fraction = 1.0;
     add(c);
   }
   {
-    auto c = config_of(2, 3, 16, 128, 512, 256, 64);  // every sink is +inf or -inf
+    auto c = test::problem_config(2, 3, 16, 128, 512, 256, 64);  // every sink is +inf or -inf
     c.sink_inf_fraction = 1.0;
     add(c);
   }
-  add(config_of(74, 1, 8, 128, 1024, 256, 2));
+  add(test::problem_config(74, 1, 8, 128, 1024, 256, 2));
   return grid;
 }
 
@@ -202,7 +190,7 @@ TEST(DecodeCudaRef, MatchesFloat64Reference) {
 TEST(DecodeCudaRef, OutOfRangeIndicesAreMaskedAndCounted) {
   SMLA_SKIP_WITHOUT_CUDA();
   test::Rng rng = test::Rng::ForTest(1000);
-  auto config = config_of(2, 2, 24, 64, 128, 64, 2);  // 3 head blocks
+  auto config = test::problem_config(2, 2, 24, 64, 128, 64, 2);  // 3 head blocks
   config.full_lengths = true;
   test::DecodeProblem problem = test::make_problem(rng, config);
   const int64_t main_slots = cache_num_slots(problem.main_cache.layout);
@@ -231,7 +219,7 @@ TEST(DecodeCudaRef, OutOfRangeIndicesAreMaskedAndCounted) {
 TEST(DecodeCudaRef, HonoursStrides) {
   SMLA_SKIP_WITHOUT_CUDA();
   test::Rng rng = test::Rng::ForTest(2000);
-  auto config = config_of(3, 2, 12, 128, 512, 256, 64);
+  auto config = test::problem_config(3, 2, 12, 128, 512, 256, 64);
   config.lengths_per_query = true;
   const test::DecodeProblem problem = test::make_problem(rng, config);
   const test::Reference reference = test::reference_decode(problem);
@@ -373,7 +361,7 @@ TEST(DecodeCudaRef, GraphReplayMatchesEager) {
   for (const int batch : batches) {
     SCOPED_TRACE(::testing::Message() << "b=" << batch);
     test::Rng rng = test::Rng::ForTest(3000 + batch);
-    auto config = config_of(batch, 2, 16, 128, 512, 64, 64);
+    auto config = test::problem_config(batch, 2, 16, 128, 512, 64, 64);
     config.lengths_per_query = batch % 4 != 0;
     test::DecodeProblem problem = test::make_problem(rng, config);
     DeviceProblem device;
@@ -431,7 +419,7 @@ TEST(DecodeCudaRef, GarbageInUnselectedSlotsIsIgnored) {
   SMLA_SKIP_WITHOUT_CUDA();
   test::Rng rng = test::Rng::ForTest(4000);
   for (const bool per_query : {false, true}) {
-    auto config = config_of(4, 2, 16, 128, 512, 256, 2);
+    auto config = test::problem_config(4, 2, 16, 128, 512, 256, 2);
     config.lengths_per_query = per_query;
     config.main_stride_pad_bytes = 48;
     test::DecodeProblem problem = test::make_problem(rng, config);
