@@ -177,10 +177,14 @@ std::vector<test::ProblemConfig> reference_grid() {
 
 TEST(DecodeCudaRef, MatchesFloat64Reference) {
   SMLA_SKIP_WITHOUT_CUDA();
+  // Under SMLA_TEST_QUICK=1 (racecheck slows this kernel ~50x) every third case, first and last kept.
+  const std::vector<test::ProblemConfig> grid = reference_grid();
+  const size_t step = test::quick_mode() ? 3 : 1;
   uint64_t stream_id = 0;
-  for (const test::ProblemConfig& config : reference_grid()) {
-    SCOPED_TRACE(describe(config));
-    run_reference_case(config, stream_id++);
+  for (size_t i = 0; i < grid.size(); ++i, ++stream_id) {
+    if (i % step != 0 && i + 1 != grid.size()) continue;
+    SCOPED_TRACE(describe(grid[i]));
+    run_reference_case(grid[i], stream_id);
     if (::testing::Test::HasFatalFailure()) return;
   }
 }
