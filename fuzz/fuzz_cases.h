@@ -65,8 +65,9 @@ inline void require(bool condition, const char* what) {
 // SMLA_FUZZ_VERBOSE=1 prints each call's outcome (for reading a reproducer or choosing seeds).
 inline void report(const char* call, smla_status_t status) {
   static const bool verbose = std::getenv("SMLA_FUZZ_VERBOSE") != nullptr;
-  if (verbose) std::fprintf(stderr, "%s: %s%s%s\n", call, smla_status_string(status),
-                            status == SMLA_STATUS_OK ? "" : ": ", status == SMLA_STATUS_OK ? "" : smla_last_error());
+  if (verbose)
+    std::fprintf(stderr, "%s: %s%s%s\n", call, smla_status_string(status),
+                 status == SMLA_STATUS_OK ? "" : ": ", status == SMLA_STATUS_OK ? "" : smla_last_error());
 }
 
 // Every host allocation of a case goes through this budget, so the fuzzer explores validation of
@@ -141,13 +142,20 @@ inline Span strided_span(std::initializer_list<int64_t> extents, std::initialize
 // A float the decode may see as a sink or a scale: mostly ordinary, sometimes special.
 inline float pick_special_float(ByteReader& in, float ordinary) {
   switch (in.u8() % 8) {
-    case 1: return std::numeric_limits<float>::infinity();
-    case 2: return -std::numeric_limits<float>::infinity();
-    case 3: return std::numeric_limits<float>::quiet_NaN();
-    case 4: return -ordinary;
-    case 5: return 0.f;
-    case 6: return in.f32();
-    default: return ordinary;
+    case 1:
+      return std::numeric_limits<float>::infinity();
+    case 2:
+      return -std::numeric_limits<float>::infinity();
+    case 3:
+      return std::numeric_limits<float>::quiet_NaN();
+    case 4:
+      return -ordinary;
+    case 5:
+      return 0.f;
+    case 6:
+      return in.f32();
+    default:
+      return ordinary;
   }
 }
 
@@ -156,10 +164,14 @@ inline int32_t pick_slot(ByteReader& in, int64_t num_slots) {
   const uint8_t kind = in.u8();
   const int64_t valid = num_slots > 0 ? static_cast<int64_t>(in.u16()) % num_slots : 0;
   switch (kind % 16) {
-    case 13: return -1;
-    case 14: return in.i32();
-    case 15: return static_cast<int32_t>(std::min<int64_t>(num_slots + (kind >> 4), INT32_MAX));
-    default: return static_cast<int32_t>(valid);
+    case 13:
+      return -1;
+    case 14:
+      return in.i32();
+    case 15:
+      return static_cast<int32_t>(std::min<int64_t>(num_slots + (kind >> 4), INT32_MAX));
+    default:
+      return static_cast<int32_t>(valid);
   }
 }
 
@@ -199,8 +211,8 @@ inline FuzzCache make_fuzz_cache(ByteReader& in) {
   int64_t num_pages = 1 + in.u8() % 4;
   int misalign = 0;
   if (geometry % 16 == 7) page_stride_bytes = in.i64() % (int64_t{1} << 40);  // any stride at all
-  if (geometry % 16 == 8) page_stride_bytes -= 8;                          // not a multiple of 16
-  if (geometry % 32 == 9) num_pages = in.i64();                             // 0, negative, huge
+  if (geometry % 16 == 8) page_stride_bytes -= 8;                             // not a multiple of 16
+  if (geometry % 32 == 9) num_pages = in.i64();                               // 0, negative, huge
   if (geometry % 32 == 10) page_block_size = in.i64();
   if (geometry % 32 == 11) misalign = 1 + in.u8() % 15;
   cache.layout.page_block_size = page_block_size;
@@ -244,7 +256,8 @@ inline FuzzIndexList make_index_list(ByteReader& in, int32_t batch, int32_t seq_
   int32_t* base = reinterpret_cast<int32_t*>(list.indices.begin()) - span.min_offset;
   for (int32_t b = 0; b < batch; ++b)
     for (int32_t t = 0; t < seq_q; ++t)
-      for (int32_t k = 0; k < width; ++k) base[b * stride_batch + t * stride_seq + k] = pick_slot(in, num_slots);
+      for (int32_t k = 0; k < width; ++k)
+        base[b * stride_batch + t * stride_seq + k] = pick_slot(in, num_slots);
   if (with_lengths) {
     const int64_t count = lengths_layout == SMLA_LENGTHS_PER_QUERY ? int64_t{batch} * seq_q : batch;
     list.lengths = GuardedBuffer(count, 4, 0, 0);
@@ -286,11 +299,16 @@ inline bool untouched_outside(const uint8_t* data, const std::vector<bool>& mask
 inline int32_t pick_backend(ByteReader& in) {
   const uint8_t kind = in.u8();
   switch (kind % 16) {
-    case 12: return SMLA_BACKEND_AUTO;
-    case 13: return SMLA_BACKEND_CUDA_REF;
-    case 14: return SMLA_BACKEND_CUDA;
-    case 15: return static_cast<int8_t>(in.u8());
-    default: return SMLA_BACKEND_CPU;
+    case 12:
+      return SMLA_BACKEND_AUTO;
+    case 13:
+      return SMLA_BACKEND_CUDA_REF;
+    case 14:
+      return SMLA_BACKEND_CUDA;
+    case 15:
+      return static_cast<int8_t>(in.u8());
+    default:
+      return SMLA_BACKEND_CPU;
   }
 }
 
@@ -344,16 +362,16 @@ inline int run_c_api_validation_case(const uint8_t* data, size_t size) {
   const uint8_t stride_bits = in.u8();
   auto perturb = [&](int64_t& stride) {
     const uint8_t kind = in.u8();
-    if (kind % 16 == 13) stride += 8 * (kind >> 4);        // padded rows (valid)
+    if (kind % 16 == 13) stride += 8 * (kind >> 4);                // padded rows (valid)
     if (kind % 16 == 14) stride = static_cast<int16_t>(in.u16());  // anything, incl. negative
-    if (kind % 16 == 15) stride = 0;                       // broadcast (outputs: overlap)
+    if (kind % 16 == 15) stride = 0;                               // broadcast (outputs: overlap)
   };
   if (stride_bits & 1) {
-    for (int64_t* stride : {&args.q_stride_batch, &args.q_stride_seq, &args.q_stride_head,
-                            &args.indices_stride_batch, &args.indices_stride_seq,
-                            &args.extra_indices_stride_batch, &args.extra_indices_stride_seq,
-                            &args.out_stride_batch, &args.out_stride_seq, &args.out_stride_head,
-                            &args.lse_stride_batch, &args.lse_stride_seq, &args.lse_stride_head})
+    for (int64_t* stride :
+         {&args.q_stride_batch, &args.q_stride_seq, &args.q_stride_head, &args.indices_stride_batch,
+          &args.indices_stride_seq, &args.extra_indices_stride_batch, &args.extra_indices_stride_seq,
+          &args.out_stride_batch, &args.out_stride_seq, &args.out_stride_head, &args.lse_stride_batch,
+          &args.lse_stride_seq, &args.lse_stride_head})
       perturb(*stride);
   }
   if (stride_bits & 2) {  // FlashMLA's lse view [b, h, s_q]
@@ -416,7 +434,8 @@ inline int run_c_api_validation_case(const uint8_t* data, size_t size) {
   GuardedBuffer q(q_span.count(), 2, q_misalign, 0);
   for (int64_t i = 0; i < q_span.count(); ++i) {
     // bf16 bits of small values (exponent near 0x3c..0x3f), sometimes raw (NaN, Inf, huge).
-    const uint16_t bits = (pointer_bits & 0x80) ? in.u16() : static_cast<uint16_t>(0x3c00 + (in.u16() & 0x3ff));
+    const uint16_t bits =
+        (pointer_bits & 0x80) ? in.u16() : static_cast<uint16_t>(0x3c00 + (in.u16() & 0x3ff));
     std::memcpy(q.begin() + 2 * i, &bits, 2);
   }
   constexpr uint8_t kOutFill = 0x5A;
@@ -429,10 +448,11 @@ inline int run_c_api_validation_case(const uint8_t* data, size_t size) {
   args.out = out.begin() - 2 * out_span.min_offset;
   args.lse = reinterpret_cast<float*>(lse.begin()) - lse_span.min_offset;
   args.indices = reinterpret_cast<const int32_t*>(main_list.indices.begin()) -
-                 strided_span({shape.batch, shape.seq_q}, {args.indices_stride_batch, args.indices_stride_seq},
-                              shape.topk)
+                 strided_span({shape.batch, shape.seq_q},
+                              {args.indices_stride_batch, args.indices_stride_seq}, shape.topk)
                      .min_offset;
-  args.topk_length = main_list.lengths.empty() ? nullptr : reinterpret_cast<int32_t*>(main_list.lengths.begin());
+  args.topk_length =
+      main_list.lengths.empty() ? nullptr : reinterpret_cast<int32_t*>(main_list.lengths.begin());
   if (shape.extra_topk > 0) {
     args.extra_indices =
         reinterpret_cast<const int32_t*>(extra_list.indices.begin()) -
@@ -446,13 +466,26 @@ inline int run_c_api_validation_case(const uint8_t* data, size_t size) {
   args.softmax_scale = pick_special_float(in, 0.0441941738f);
   // One required pointer may go missing.
   switch (pointer_bits % 16) {
-    case 4: args.q = nullptr; break;
-    case 5: args.indices = nullptr; break;
-    case 6: args.out = nullptr; break;
-    case 7: args.lse = nullptr; break;
-    case 8: args.extra_indices = nullptr; break;
-    case 9: args.main_cache.data = nullptr; break;
-    default: break;
+    case 4:
+      args.q = nullptr;
+      break;
+    case 5:
+      args.indices = nullptr;
+      break;
+    case 6:
+      args.out = nullptr;
+      break;
+    case 7:
+      args.lse = nullptr;
+      break;
+    case 8:
+      args.extra_indices = nullptr;
+      break;
+    case 9:
+      args.main_cache.data = nullptr;
+      break;
+    default:
+      break;
   }
 
   size_t workspace_bytes = 0;
@@ -471,21 +504,24 @@ inline int run_c_api_validation_case(const uint8_t* data, size_t size) {
   smla_plan_destroy(plan);
 
   // --- properties that hold whatever the outcome ------------------------------------------------
-  if (run_status != SMLA_STATUS_OK) require(smla_last_error()[0] != '\0', "smla_decode_run failed without a message");
+  if (run_status != SMLA_STATUS_OK)
+    require(smla_last_error()[0] != '\0', "smla_decode_run failed without a message");
   require(q.guards_intact() && main_list.indices.guards_intact() && main_cache.pool.guards_intact() &&
               extra_list.indices.guards_intact() && extra_cache.pool.guards_intact(),
           "an input buffer's guard bytes changed");
   require(out.guards_intact(), "smla_decode_run wrote before or after the out buffer");
   require(lse.guards_intact(), "smla_decode_run wrote before or after the lse buffer");
   if (run_status == SMLA_STATUS_OK && args.out != nullptr && args.lse != nullptr) {
-    const std::vector<bool> out_mask = output_mask(
-        out_span, {shape.batch, shape.seq_q, shape.num_heads},
-        {args.out_stride_batch, args.out_stride_seq, args.out_stride_head}, 512);
-    require(untouched_outside(out.begin(), out_mask, 2, kOutFill), "smla_decode_run wrote between out elements");
-    const std::vector<bool> lse_mask = output_mask(
-        lse_span, {shape.batch, shape.seq_q, shape.num_heads},
-        {args.lse_stride_batch, args.lse_stride_seq, args.lse_stride_head}, 1);
-    require(untouched_outside(lse.begin(), lse_mask, 4, kOutFill), "smla_decode_run wrote between lse elements");
+    const std::vector<bool> out_mask =
+        output_mask(out_span, {shape.batch, shape.seq_q, shape.num_heads},
+                    {args.out_stride_batch, args.out_stride_seq, args.out_stride_head}, 512);
+    require(untouched_outside(out.begin(), out_mask, 2, kOutFill),
+            "smla_decode_run wrote between out elements");
+    const std::vector<bool> lse_mask =
+        output_mask(lse_span, {shape.batch, shape.seq_q, shape.num_heads},
+                    {args.lse_stride_batch, args.lse_stride_seq, args.lse_stride_head}, 1);
+    require(untouched_outside(lse.begin(), lse_mask, 4, kOutFill),
+            "smla_decode_run wrote between lse elements");
   }
   return 0;
 }
@@ -504,7 +540,8 @@ inline bool same_float_bits(float a, float b) {
 inline void check_token_round_trip(ByteReader& in) {
   uint16_t token[512];
   const bool raw = in.u8() & 1;
-  for (uint16_t& bits : token) bits = raw ? in.u16() : static_cast<uint16_t>(0x3800 + (in.u16() & 0x7ff) + 0x8000 * (in.u8() & 1));
+  for (uint16_t& bits : token)
+    bits = raw ? in.u16() : static_cast<uint16_t>(0x3800 + (in.u16() & 0x7ff) + 0x8000 * (in.u8() & 1));
   uint8_t row[576];
   uint8_t footer[8];
   float decoded[512];
@@ -528,7 +565,8 @@ inline void check_token_round_trip(ByteReader& in) {
     }
   }
   for (int i = 448; i < 512; ++i)
-    require(same_float_bits(decoded[i], bf16_bits_to_float(token[i])), "rope dims did not round-trip exactly");
+    require(same_float_bits(decoded[i], bf16_bits_to_float(token[i])),
+            "rope dims did not round-trip exactly");
 }
 
 inline int run_codec_decode_case(const uint8_t* data, size_t size) {
@@ -546,7 +584,8 @@ inline int run_codec_decode_case(const uint8_t* data, size_t size) {
   const int32_t num_heads = 1 + in.u8() % 4;
   const uint8_t decode_bits = in.u8();
   std::vector<uint16_t> q(static_cast<size_t>(num_heads) * 512);
-  for (uint16_t& bits : q) bits = (decode_bits & 1) ? in.u16() : static_cast<uint16_t>(0x3c00 + (in.u8() << 1));
+  for (uint16_t& bits : q)
+    bits = (decode_bits & 1) ? in.u16() : static_cast<uint16_t>(0x3c00 + (in.u8() << 1));
   const float sink = pick_special_float(in, 0.25f);
   check_token_round_trip(in);
 
@@ -562,13 +601,15 @@ inline int run_codec_decode_case(const uint8_t* data, size_t size) {
   bool all_in_range = true;
   for (int32_t slot : slots) all_in_range = all_in_range && slot < pool_slots;
   std::vector<float> gathered(static_cast<size_t>(num_slots) * 512, -7.f);
-  const smla_status_t gather_status = smla_dequantize_gather(&cache, slots.data(), num_slots, gathered.data());
+  const smla_status_t gather_status =
+      smla_dequantize_gather(&cache, slots.data(), num_slots, gathered.data());
   report("smla_dequantize_gather", gather_status);
   require((gather_status == SMLA_STATUS_OK) == all_in_range,
           "smla_dequantize_gather must succeed exactly when every slot is in range");
   std::vector<uint16_t> gathered_bf16(static_cast<size_t>(num_slots) * 512);
   const Status bf16_status = dequantize_gather_bf16(cache, slots.data(), num_slots, gathered_bf16.data());
-  require(bf16_status.ok() == all_in_range, "dequantize_gather_bf16 must succeed exactly when every slot is in range");
+  require(bf16_status.ok() == all_in_range,
+          "dequantize_gather_bf16 must succeed exactly when every slot is in range");
   if (all_in_range) {
     for (int i = 0; i < num_slots; ++i) {
       float expected[512];

@@ -18,16 +18,16 @@ namespace smla {
 
 using CacheLayout = smla_cache_layout_t;
 
-inline constexpr int kHeadDim = 512;      // D: dims of q, K and V
-inline constexpr int kNopeDim = 448;      // FP8 E4M3 part
-inline constexpr int kRopeDim = 64;       // raw BF16 part (dims 448..511)
-inline constexpr int kQuantGroup = 64;    // dims per UE8M0 scale
-inline constexpr int kNumScaleGroups = 7; // kNopeDim / kQuantGroup
-inline constexpr int kRowBytes = 576;     // 448 fp8 bytes + 64 bf16 values
-inline constexpr int kScaleBytes = 8;     // 7 scale bytes + 1 pad byte per token
-inline constexpr int kRecordBytes = 584;  // logical size of one token
+inline constexpr int kHeadDim = 512;       // D: dims of q, K and V
+inline constexpr int kNopeDim = 448;       // FP8 E4M3 part
+inline constexpr int kRopeDim = 64;        // raw BF16 part (dims 448..511)
+inline constexpr int kQuantGroup = 64;     // dims per UE8M0 scale
+inline constexpr int kNumScaleGroups = 7;  // kNopeDim / kQuantGroup
+inline constexpr int kRowBytes = 576;      // 448 fp8 bytes + 64 bf16 values
+inline constexpr int kScaleBytes = 8;      // 7 scale bytes + 1 pad byte per token
+inline constexpr int kRecordBytes = 584;   // logical size of one token
 inline constexpr int kMaxHeads = 128;
-inline constexpr int kPageAlignBytes = 16; // base alignment and stride granularity
+inline constexpr int kPageAlignBytes = 16;  // base alignment and stride granularity
 // Re-layout target (spec section 6): 64-token pages.
 inline constexpr int64_t kRelayoutPageBlockSize = 64;
 

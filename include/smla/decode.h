@@ -75,8 +75,7 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
 // and runs the decode. `workspace` must hold plan.workspace_bytes() bytes on the plan's device
 // (16-byte aligned); `stream` is a cudaStream_t (nullptr = default stream), ignored by the CPU
 // backend.
-Status run(const Plan& plan, const DecodeArgs& args, void* workspace, size_t workspace_bytes,
-           void* stream);
+Status run(const Plan& plan, const DecodeArgs& args, void* workspace, size_t workspace_bytes, void* stream);
 
 // Device error counter (CUDA backends). The first uint32 of the workspace counts the index-list
 // entries with a slot id >= the cache's slots (pages * P) inside the valid prefix and the lengths

@@ -20,15 +20,9 @@ class Status {
   static Status Unsupported(std::string message) {
     return Status(SMLA_STATUS_UNSUPPORTED, std::move(message));
   }
-  static Status NoDevice(std::string message) {
-    return Status(SMLA_STATUS_NO_DEVICE, std::move(message));
-  }
-  static Status CudaError(std::string message) {
-    return Status(SMLA_STATUS_CUDA_ERROR, std::move(message));
-  }
-  static Status Internal(std::string message) {
-    return Status(SMLA_STATUS_INTERNAL, std::move(message));
-  }
+  static Status NoDevice(std::string message) { return Status(SMLA_STATUS_NO_DEVICE, std::move(message)); }
+  static Status CudaError(std::string message) { return Status(SMLA_STATUS_CUDA_ERROR, std::move(message)); }
+  static Status Internal(std::string message) { return Status(SMLA_STATUS_INTERNAL, std::move(message)); }
 
   bool ok() const { return code_ == SMLA_STATUS_OK; }
   smla_status_t code() const { return code_; }

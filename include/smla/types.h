@@ -56,11 +56,11 @@ typedef enum smla_cpu_precision_t {
 } smla_cpu_precision_t;
 
 typedef struct smla_plan_options_t {
-  int32_t backend;                    /* smla_backend_t; SMLA_BACKEND_AUTO honours SMLA_BACKEND */
-  int32_t device;                     /* CUDA device ordinal; -1 = the current device */
-  int32_t num_splits;                 /* split-KV factor; 0 = chosen by the planner */
-  int32_t cpu_precision;              /* smla_cpu_precision_t; CPU backend only */
-  int32_t cpu_threads;                /* CPU backend only; 0 = all hardware threads */
+  int32_t backend;       /* smla_backend_t; SMLA_BACKEND_AUTO honours SMLA_BACKEND */
+  int32_t device;        /* CUDA device ordinal; -1 = the current device */
+  int32_t num_splits;    /* split-KV factor; 0 = chosen by the planner */
+  int32_t cpu_precision; /* smla_cpu_precision_t; CPU backend only */
+  int32_t cpu_threads;   /* CPU backend only; 0 = all hardware threads */
 } smla_plan_options_t;
 
 /* Everything that may change between calls of one plan. Pointers and strides only: the shape

@@ -23,9 +23,9 @@ struct IndexListParams {
   CacheParams cache;
   const int32_t* indices = nullptr;  // [b, s_q, width]
   int64_t stride_batch = 0, stride_seq = 0;
-  int32_t width = 0;                   // topk or extra_topk; 0 = list absent
-  const int32_t* lengths = nullptr;    // optional
-  int32_t lengths_per_query = 0;       // 1: [b, s_q]; 0: [b]
+  int32_t width = 0;                 // topk or extra_topk; 0 = list absent
+  const int32_t* lengths = nullptr;  // optional
+  int32_t lengths_per_query = 0;     // 1: [b, s_q]; 0: [b]
 };
 
 struct DecodeParams {
@@ -46,14 +46,14 @@ struct DecodeParams {
   int64_t lse_stride_batch = 0, lse_stride_seq = 0, lse_stride_head = 0;
 
   // Split-KV schedule (from the plan). Tiles are 64 entries: main tiles first, then extra tiles.
-  int32_t main_tiles = 0;        // ceil(main.width / 64)
-  int32_t total_tiles = 0;       // main_tiles + ceil(extra.width / 64)
+  int32_t main_tiles = 0;   // ceil(main.width / 64)
+  int32_t total_tiles = 0;  // main_tiles + ceil(extra.width / 64)
   int32_t num_splits = 1;
-  int32_t tiles_per_split = 0;   // ceil(total_tiles / num_splits)
+  int32_t tiles_per_split = 0;  // ceil(total_tiles / num_splits)
 
   // Workspace pieces (CUDA backends). See WorkspaceLayout.
-  float* partial_out = nullptr;  // [b*s_q][num_splits][h][512]
-  float* partial_lse = nullptr;  // [b*s_q][num_splits][h], natural log, -inf when the split is empty
+  float* partial_out = nullptr;       // [b*s_q][num_splits][h][512]
+  float* partial_lse = nullptr;       // [b*s_q][num_splits][h], natural log, -inf when the split is empty
   uint32_t* error_counter = nullptr;  // bad indices/lengths seen on the device (issue 6 policy)
   int32_t debug_checks = 0;           // SMLA_DEBUG_CHECKS=1
 };

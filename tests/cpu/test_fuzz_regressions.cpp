@@ -99,12 +99,10 @@ TEST_P(FuzzReplay, RandomBytesRunCleanly) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Targets, FuzzReplay,
-                         ::testing::Values(FuzzTarget{"fuzz_c_api_validation",
-                                                      &smla::fuzz::run_c_api_validation_case},
-                                           FuzzTarget{"fuzz_codec_decode", &smla::fuzz::run_codec_decode_case}),
-                         [](const ::testing::TestParamInfo<FuzzTarget>& info) {
-                           return std::string(info.param.name);
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Targets, FuzzReplay,
+    ::testing::Values(FuzzTarget{"fuzz_c_api_validation", &smla::fuzz::run_c_api_validation_case},
+                      FuzzTarget{"fuzz_codec_decode", &smla::fuzz::run_codec_decode_case}),
+    [](const ::testing::TestParamInfo<FuzzTarget>& info) { return std::string(info.param.name); });
 
 }  // namespace
