@@ -550,14 +550,9 @@ class CpuBackendShapes : public ::testing::TestWithParam<ShapeCase> {};
 TEST_P(CpuBackendShapes, BothPrecisionsMatchTheFloat64Reference) {
   const ShapeCase& shape_case = GetParam();
   test::Rng rng = test::Rng::ForTest(100 + shape_case.num_heads * 10 + shape_case.seq_q);
-  ProblemConfig config;
-  config.batch = 2;
-  config.seq_q = shape_case.seq_q;
-  config.num_heads = shape_case.num_heads;
-  config.topk = shape_case.topk;
-  config.extra_topk = shape_case.extra_topk;
-  config.main_page_block_size = shape_case.main_page_block_size;
-  config.extra_page_block_size = shape_case.extra_page_block_size;
+  ProblemConfig config = test::problem_config(
+      /*batch=*/2, shape_case.seq_q, shape_case.num_heads, shape_case.topk, shape_case.extra_topk,
+      shape_case.main_page_block_size, shape_case.extra_page_block_size);
   config.lengths_per_query = shape_case.lengths_per_query;
   config.duplicate_fraction = 0.05;
   const DecodeProblem problem = test::make_problem(rng, config);
