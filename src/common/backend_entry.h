@@ -21,6 +21,12 @@ struct CudaDeviceInfo {
   int ordinal = -1;
   int sm_count = 0;
   int compute_capability = 0;
+  // The sm_90a warp-specialized decode kernel runs here (compute capability 9.0 and an sm_90a build);
+  // it changes the planner's head block and split costs.
+  bool warp_specialized_decode = false;
+  // For that kernel: how many thread-block clusters of n CTAs (index n = 2..8) can be resident at once
+  // (cudaOccupancyMaxActiveClusters; GPC boundaries make it less than sm_count / n). 0 = unknown.
+  int max_active_clusters[9] = {};
 };
 Status query_cuda_device(int requested_ordinal, CudaDeviceInfo* info);
 

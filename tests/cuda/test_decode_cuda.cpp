@@ -18,6 +18,7 @@
 
 #include "common/backend_entry.h"
 #include "common/test_support.h"
+#include "cuda/decode/config_sm90.h"
 #include "cuda/decode/kernel.h"
 #include "smla/decode.h"
 
@@ -352,6 +353,60 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
   }
 }
 
+// The same planner on a device that runs the sm_90a kernel (64-head blocks): clusters of 2..8 CTAs
+// combine in the kernel, charged 0.4 tile times, with waves counted against the resident clusters (the
+// H100's measured cudaOccupancyMaxActiveClusters); more splits pay 0.3 tile times of combine launch plus
+// partials at 56 KiB per SM per tile time, a tenth of that when <= 20 MB of partials are written (L2).
+// Small calls and h <= 16 keep 16-head blocks and the serialized kernel's costs (cases above).
+TEST(DecodeCudaSchedule, WarpSpecializedKernelPlansClustersWithinResidency) {
+  detail::CudaDeviceInfo h100;
+  h100.ordinal = 0;
+  h100.sm_count = 132;
+  h100.compute_capability = 90;
+  h100.warp_specialized_decode = true;
+  const int resident[9] = {0, 0, 66, 39, 30, 22, 17, 15, 15};
+  std::copy(std::begin(resident), std::end(resident), std::begin(h100.max_active_clusters));
+  struct Case {
+    DecodeShape shape;
+    int auto_splits, head_block;
+  };
+  const Case cases[] = {
+      {{1, 1, 64, 128, 512}, 10, 16},    // small call: 16-head blocks, as without the sm_90a kernel
+      {{8, 1, 64, 128, 512}, 10, 64},    // 10.5 MB of partials (L2): 2 + 0.3 + 0.28 < 5-CTA clusters 3.4
+      {{32, 1, 64, 128, 512}, 3, 64},    // 32 clusters of 3 (<= 39): 4 + 1 + 0.4; 4 per cluster: 2 waves
+      {{64, 1, 64, 128, 512}, 2, 64},    // 64 clusters of 2: 5 + 1 + 0.4 = 6.4 beats unsplit 11
+      {{128, 1, 64, 128, 512}, 1, 64},   // 128 CTAs fill the device: unsplit
+      {{8, 1, 128, 128, 1024}, 6, 64},   // 16 clusters of 6 (<= 17): 3 + 1 + 0.4
+      {{32, 1, 128, 128, 1024}, 2, 64},  // 64 clusters of 2: 9 + 1 + 0.4
+      {{64, 1, 128, 128, 0}, 1, 64},     // flash-swa h=128: 2 tiles, 128 CTAs
+  };
+  for (const Case& test_case : cases) {
+    const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(test_case.shape, h100, 0);
+    const std::string label = "b=" + std::to_string(test_case.shape.batch) +
+                              " h=" + std::to_string(test_case.shape.num_heads) +
+                              " extra=" + std::to_string(test_case.shape.extra_topk);
+    std::printf("[decode_cuda schedule sm90] %-30s -> splits=%d tiles/split=%d head_block=%d\n",
+                label.c_str(), schedule.num_splits, schedule.tiles_per_split, schedule.head_block);
+    EXPECT_EQ(schedule.num_splits, test_case.auto_splits) << label;
+    EXPECT_EQ(schedule.head_block, test_case.head_block) << label;
+  }
+}
+
+// On a device that runs the sm_90a kernel the planner knows how many clusters of each size fit at once
+// (fewer than sm_count / n: clusters stay inside a GPC).
+TEST(DecodeCuda, ClusterOccupancyIsKnownOnHopper) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  detail::CudaDeviceInfo info;
+  ASSERT_TRUE(detail::query_cuda_device(-1, &info).ok());
+  if (!info.warp_specialized_decode) GTEST_SKIP() << "the sm_90a kernel does not run on this device";
+  for (int size = 2; size <= detail::decode::kMaxClusterSplits; ++size) {
+    std::printf("[decode_cuda] %d SMs: at most %d resident clusters of %d CTAs\n", info.sm_count,
+                info.max_active_clusters[size], size);
+    EXPECT_GT(info.max_active_clusters[size], 0) << size;
+    EXPECT_LE(info.max_active_clusters[size] * size, info.sm_count) << size;
+  }
+}
+
 TEST(DecodeCuda, MatchesReferenceOnSampledGrid) {
   SMLA_SKIP_WITHOUT_CUDA();
   const std::vector<ProblemConfig> configs = grid_configs();
@@ -436,6 +491,34 @@ TEST(DecodeCuda, SplitCountsAgree) {
     const Reference unsplit = as_reference(results[0], problem.shape);
     expect_matches(unsplit, results[1], describe(configs[i]) + " auto vs 1 split");
     expect_matches(unsplit, results[2], describe(configs[i]) + " max vs 1 split");
+  }
+}
+
+// Every split count the sm_90a kernel combines inside a thread-block cluster (2..8, see config_sm90.h),
+// plus 9 (fp32 partials + combine kernel again), against the reference: rows with an empty list, a
+// partial second head block, per-query lengths, sinks with +-inf. On devices without the sm_90a kernel
+// the same splits run the portable kernel and the combine kernel.
+TEST(DecodeCuda, ClusterCombinedSplitsMatchReference) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  for (int splits = 2; splits <= 9; ++splits) {
+    if (test::quick_mode() && splits % 3 != 2) continue;  // 2, 5, 8 under the sanitizers
+    // 2 * splits tiles, so the requested count is the effective one (2 tiles per split).
+    std::vector<ProblemConfig> configs = {test::problem_config(3, 1, 64, 128, 128 * splits - 128, 256, 64),
+                                          test::problem_config(2, 3, 100, 128 * splits - 40, 0, 61, 64)};
+    configs[0].sink_inf_fraction = 0.5;
+    configs[1].lengths_per_query = true;
+    for (size_t i = 0; i < configs.size(); ++i) {
+      Rng rng = Rng::ForTest(260 + 10 * splits + i);
+      DecodeProblem problem = make_problem(rng, configs[i]);
+      empty_first_row(problem);
+      const Reference reference = reference_decode(problem);
+      DeviceProblem device(problem);
+      const Plan plan = make_cuda_plan(problem.shape, splits);
+      ASSERT_EQ(plan.num_splits(), splits);
+      const DeviceResult result = run_on_device(plan, problem, device);
+      expect_matches(reference, result, describe(configs[i]) + " splits=" + std::to_string(splits));
+      EXPECT_EQ(result.error_count, 0u);
+    }
   }
 }
 

@@ -5,6 +5,8 @@
 
 #include "common/backend_entry.h"
 #include "cuda/common/cuda_check.h"
+#include "cuda/decode/config_sm90.h"
+#include "cuda/decode/kernel.h"
 
 namespace smla::detail {
 
@@ -34,6 +36,11 @@ Status query_cuda_device(int requested_ordinal, CudaDeviceInfo* info) {
   info->ordinal = ordinal;
   info->sm_count = sm_count;
   info->compute_capability = major * 10 + minor;
+  info->warp_specialized_decode = decode::hopper_decode_available(ordinal);
+  if (info->warp_specialized_decode) {
+    for (int size = 2; size <= decode::kMaxClusterSplits; ++size)
+      info->max_active_clusters[size] = decode::sm90_max_active_clusters(ordinal, size);
+  }
   return Status::Ok();
 }
 

@@ -20,7 +20,6 @@
 #include "common/decode_params.h"
 #include "cuda/common/fp8_dequant.cuh"
 #include "cuda/common/mma_sm80.cuh"
-#include "cuda/common/sm90_wgmma.cuh"
 #include "cuda/decode/async_copy.cuh"
 #include "cuda/decode/config.h"
 #include "smla/cache.h"
@@ -39,19 +38,11 @@ __device__ __forceinline__ uint32_t swizzled_offset(int row, int chunk) {
   return static_cast<uint32_t>((row * ChunksPerRow + (chunk ^ (row & 7))) * kChunkBytes);
 }
 
-// Byte offset of 16-byte chunk `chunk` of row `row` of a 512-wide operand tile (Q or K: 64 rows). The
-// mma.sync kernels use one swizzled 1024-byte row; the wgmma kernel the 128-byte swizzle atom layout:
-// 8 column blocks of [64 rows][128 B], chunk j of a block at j ^ (row & 7).
+// Byte offset of 16-byte chunk `chunk` of row `row` of a 512-wide operand tile (Q or K): one swizzled
+// 1024-byte row (the sm_90a kernel uses the wgmma layout instead, kernel_sm90.cuh).
 template <class Config>
 __device__ __forceinline__ uint32_t operand_offset(int row, int chunk) {
-  if constexpr (Config::kWgmma) {
-    constexpr int kRows = 64;
-    static_assert(Config::kHeadBlock == kRows && Config::kTileTokens == kRows, "64-row operand tiles");
-    return static_cast<uint32_t>((chunk / 8) * kRows * 128 + row * 128 +
-                                 ((chunk % 8) ^ (row & 7)) * kChunkBytes);
-  } else {
-    return swizzled_offset<Config::kHeadDimChunks>(row, chunk);
-  }
+  return swizzled_offset<Config::kHeadDimChunks>(row, chunk);
 }
 
 __device__ __forceinline__ uint32_t pack_bf16x2(float low, float high) {
@@ -382,7 +373,6 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
     cp_async_wait_all();
     __syncthreads();  // staging (and Q) landed for every thread; the previous P V is done with K and P
     dequantize_staging<Config>(staging, staging_scales, k_tile);
-    if constexpr (Config::kWgmma) wgmma::fence_shared_for_async_proxy();  // K (and Q) for the wgmma reads
     __syncthreads();  // K tile complete; staging free for the next tile
 
     int tile_after_next = tile_end;
@@ -406,27 +396,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
 #pragma unroll
     for (int j = 0; j < Config::kScoreColBlocks; ++j)
       score[j][0] = score[j][1] = score[j][2] = score[j][3] = 0.f;
-    if constexpr (Config::kWgmma) {
-      // Warpgroup g: S[64 heads][tokens 32g..32g+31] over 32 k steps; k step ks reads 32 bytes at
-      // (ks % 4) * 32 of column block ks / 4 of Q (A) and of the K rows (B, K-major).
-      float s_acc[16];
-#pragma unroll
-      for (int i = 0; i < 16; ++i) s_acc[i] = 0.f;
-      const uint32_t k_rows = k_base + warp_slice * Config::kScoreTokensPerWarp * 128;
-      wgmma::fence_operands();
-#pragma unroll
-      for (int k_step = 0; k_step < kHeadDim / kMmaDepth; ++k_step) {
-        const uint32_t step_offset = (k_step / 4) * (64 * 128) + (k_step % 4) * 32;
-        wgmma::mma_m64n32k16_kk(s_acc, wgmma::make_descriptor(q_base + step_offset, 16, 1024),
-                                wgmma::make_descriptor(k_rows + step_offset, 16, 1024));
-      }
-      wgmma::commit_and_wait_all();
-#pragma unroll
-      for (int j = 0; j < Config::kScoreColBlocks; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) score[j][e] = s_acc[4 * j + e];
-      }
-    } else if constexpr (Config::kScoreColBlocks >= 2) {
+    if constexpr (Config::kScoreColBlocks >= 2) {
       // One x4 load = B of two 8-token blocks for one 16-deep k step.
 #pragma unroll
       for (int k_step = 0; k_step < kHeadDim / kMmaDepth; ++k_step) {
@@ -528,7 +498,6 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
       *reinterpret_cast<uint32_t*>(p_tile + swizzled_offset<Config::kTileTokenChunks>(block_row1, chunk) +
                                    within_chunk_bytes) = p23;
     }
-    if constexpr (Config::kWgmma) wgmma::fence_shared_for_async_proxy();  // P for the wgmma reads
     __syncthreads();  // P of both token slices is in shared memory
 
     // ---- O rescale (lazy: a warp skips it when none of its rows' maxima moved), then O += P V (V = the
@@ -555,19 +524,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
         }
       }
     }
-    if constexpr (Config::kWgmma) {
-      // Warpgroup g: O[64 heads][dims 256g..] += P (A, K-major 128-byte rows) V (B, MN-major: token rows
-      // of column blocks 4g..4g+3, 8 KB apart); k step = 16 tokens = 32 bytes of P, 2 KB of V.
-      float(&o)[128] = reinterpret_cast<float(&)[128]>(out_acc);
-      const uint32_t v_columns = k_base + warp_slice * 4 * (64 * 128);
-      wgmma::fence_operands();
-#pragma unroll
-      for (int k_step = 0; k_step < Config::kTileTokens / kMmaDepth; ++k_step) {
-        wgmma::mma_m64n256k16_kt(o, wgmma::make_descriptor(p_base + k_step * 32, 16, 1024),
-                                 wgmma::make_descriptor(v_columns + k_step * 16 * 128, 64 * 128, 1024));
-      }
-      wgmma::commit_and_wait_all();
-    } else {
+    {
 #pragma unroll
       for (int k_step = 0; k_step < Config::kTileTokens / kMmaDepth; ++k_step) {
         uint32_t a[Config::kPvRowBlocks][4];

@@ -21,6 +21,10 @@ Status launch_sparse_decode_heads64_sm90(const DecodeParams& params, int device,
 // (asked once per device), and not switched off by set_hopper_decode_enabled(false) (tests use that to
 // check the portable kernel on a Hopper device).
 bool hopper_decode_available(int device);
+
+// How many clusters of `cluster_size` CTAs of the sm_90a kernel fit on `device` at once (asked once per
+// device and size; 0 when the query fails). The planner uses it for the waves of cluster launches.
+int sm90_max_active_clusters(int device, int cluster_size);
 void set_hopper_decode_enabled(bool enabled);
 
 // The same with 16 heads per CTA (h <= 16): grid (b * s_q * num_splits, 1).

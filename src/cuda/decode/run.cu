@@ -5,6 +5,7 @@
 #include "common/backend_entry.h"
 #include "cuda/combine/kernel.h"
 #include "cuda/decode/config.h"
+#include "cuda/decode/config_sm90.h"
 #include "cuda/decode/kernel.h"
 
 namespace smla::detail {
@@ -19,6 +20,8 @@ Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* strea
     SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads16(params, plan.device(), cuda_stream));
   } else if (decode::hopper_decode_available(plan.device())) {
     SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads64_sm90(params, plan.device(), cuda_stream));
+    // Up to kMaxClusterSplits splits are combined inside the kernel's clusters.
+    if (decode::sm90_combines_in_cluster(params.num_splits)) return Status::Ok();
   } else {
     SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads64(params, plan.device(), cuda_stream));
   }

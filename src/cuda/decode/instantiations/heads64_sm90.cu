@@ -1,10 +1,11 @@
-// Instantiation: 64 heads per CTA with warpgroup MMAs (sm_90a). Built in every architecture pass, but
-// only the sm_90a pass emits the wgmma instructions (the others compile a trap); the launcher runs it
-// only on a compute capability 9.0 device whose loaded binary for it is the sm_90 one.
+// The warp-specialized sm_90a kernel (kernel_sm90.cuh): 64 heads per CTA. Built in every architecture
+// pass, but only the sm_90a pass emits its instructions (the others compile a trap); the launcher runs
+// it only on a compute capability 9.0 device whose loaded binary for it is the sm_90 one.
 #include <atomic>
 
+#include "cuda/common/cuda_check.h"
 #include "cuda/decode/kernel.h"
-#include "cuda/decode/launch.cuh"
+#include "cuda/decode/kernel_sm90.cuh"
 
 namespace smla::detail::decode {
 
@@ -25,7 +26,7 @@ bool hopper_decode_available(int device) {
     const bool queried =
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
-        cudaFuncGetAttributes(&attributes, sparse_mla_decode_kernel<DecodeConfigHeads64Sm90>) == cudaSuccess;
+        cudaFuncGetAttributes(&attributes, sparse_mla_decode_sm90_kernel<false>) == cudaSuccess;
     if (!queried) {
       (void)cudaGetLastError();  // a failed query is not the caller's error
       return false;
@@ -38,8 +39,80 @@ bool hopper_decode_available(int device) {
   return (available.load(std::memory_order_acquire) & bit) != 0;
 }
 
+namespace {
+
+// More than 48 KiB of dynamic shared memory (and, for clusters of more than 8 CTAs, which we never
+// launch, a non-portable size) needs an opt-in per kernel and device, done once and remembered.
+template <bool ClusterCombine>
+Status ensure_sm90_kernel_configured(int device) {
+  static std::atomic<uint64_t> configured_devices{0};  // bit d: done for device d (d < 64)
+  const uint64_t bit = device >= 0 && device < 64 ? (uint64_t{1} << device) : 0;
+  if (bit != 0 && (configured_devices.load(std::memory_order_acquire) & bit) != 0) return Status::Ok();
+  SMLA_CUDA_CHECK(cudaFuncSetAttribute(sparse_mla_decode_sm90_kernel<ClusterCombine>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(DecodeConfigSm90::kSharedBytes)));
+  configured_devices.fetch_or(bit, std::memory_order_acq_rel);
+  return Status::Ok();
+}
+
+}  // namespace
+
+int sm90_max_active_clusters(int device, int cluster_size) {
+  if (device < 0 || device >= 64 || cluster_size < 2 || cluster_size > kMaxClusterSplits) return 0;
+  static std::atomic<int> known[64][kMaxClusterSplits + 1] = {};  // value + 1; 0 = not asked yet
+  const int cached = known[device][cluster_size].load(std::memory_order_acquire);
+  if (cached != 0) return cached - 1;
+  int clusters = 0;
+  int current = -1;
+  if (cudaGetDevice(&current) == cudaSuccess && current == device &&
+      ensure_sm90_kernel_configured<true>(device).ok()) {
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3(static_cast<unsigned>(cluster_size * 132), 1);
+    config.blockDim = dim3(DecodeConfigSm90::kThreads);
+    config.dynamicSmemBytes = DecodeConfigSm90::kSharedBytes;
+    cudaLaunchAttribute attribute = {};
+    attribute.id = cudaLaunchAttributeClusterDimension;
+    attribute.val.clusterDim.x = static_cast<unsigned>(cluster_size);
+    attribute.val.clusterDim.y = 1;
+    attribute.val.clusterDim.z = 1;
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+    if (cudaOccupancyMaxActiveClusters(&clusters, sparse_mla_decode_sm90_kernel<true>, &config) !=
+        cudaSuccess) {
+      (void)cudaGetLastError();  // a failed query is not the caller's error
+      clusters = 0;
+    }
+  }
+  known[device][cluster_size].store(clusters + 1, std::memory_order_release);
+  return clusters;
+}
+
 Status launch_sparse_decode_heads64_sm90(const DecodeParams& params, int device, cudaStream_t stream) {
-  return launch_sparse_decode<DecodeConfigHeads64Sm90>(params, device, stream);
+  using Config = DecodeConfigSm90;
+  const int64_t rows = static_cast<int64_t>(params.batch) * params.seq_q;
+  cudaLaunchConfig_t config = {};
+  config.gridDim =
+      dim3(static_cast<unsigned>(rows * params.num_splits),
+           static_cast<unsigned>((params.num_heads + Config::kHeadBlock - 1) / Config::kHeadBlock));
+  config.blockDim = dim3(Config::kThreads);
+  config.dynamicSmemBytes = Config::kSharedBytes;
+  config.stream = stream;
+  if (!sm90_combines_in_cluster(params.num_splits)) {
+    SMLA_RETURN_IF_ERROR(ensure_sm90_kernel_configured<false>(device));
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, sparse_mla_decode_sm90_kernel<false>, params));
+    return Status::Ok();
+  }
+  // The splits of a row are adjacent in x (blockIdx.x = row * splits + split): one cluster each.
+  cudaLaunchAttribute attribute = {};
+  attribute.id = cudaLaunchAttributeClusterDimension;
+  attribute.val.clusterDim.x = static_cast<unsigned>(params.num_splits);
+  attribute.val.clusterDim.y = 1;
+  attribute.val.clusterDim.z = 1;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  SMLA_RETURN_IF_ERROR(ensure_sm90_kernel_configured<true>(device));
+  SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, sparse_mla_decode_sm90_kernel<true>, params));
+  return Status::Ok();
 }
 
 }  // namespace smla::detail::decode

@@ -1,0 +1,88 @@
+// Compile-time shape of the warp-specialized sm_90a decode kernel (kernel_sm90.cuh): warpgroup roles,
+// register split, and the shared-memory map. One CTA handles one (split, 64-head block, query row).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "smla/cache.h"
+#include "smla/decode.h"
+
+namespace smla::detail::decode {
+
+struct DecodeConfigSm90 {
+  static constexpr int kHeadBlock = 64;
+  static constexpr int kTileTokens = smla::kTileTokens;  // 64
+
+  // Warpgroups 0 and 1 produce (gather a tile's rows into registers, dequantize them into a free K
+  // buffer); warpgroups 2 and 3 consume (S = Q K^T for 32 tokens each, one softmax, O += P V for 256 dims
+  // each). Two producer warpgroups: the dequantization is a chain of dependent conversions, and with one
+  // producer warp per scheduler it took ~2.7 us a tile with no loads at all (v13, measured). The consumers
+  // hold a 64 x 256 fp32 accumulator each; setmaxnreg moves registers over (256 x 80 + 256 x 176 = 65536
+  // = 512 x 128, the allocation at launch; the producers spill ~30 bytes at 80).
+  static constexpr int kWarpgroupThreads = 128;
+  static constexpr int kProducerWarpgroups = 1;
+  static constexpr int kProducerThreads = kProducerWarpgroups * kWarpgroupThreads;
+  static constexpr int kConsumerWarpgroups = 2;
+  static constexpr int kConsumerThreads = kConsumerWarpgroups * kWarpgroupThreads;
+  static constexpr int kThreads = kProducerThreads + kConsumerThreads;
+  static constexpr int kLaunchRegisters = 168;
+  static constexpr int kProducerRegisters = 152;
+  static constexpr int kConsumerRegisters = 176;
+  static_assert(kProducerThreads * kProducerRegisters + kConsumerThreads * kConsumerRegisters <=
+                    kThreads * kLaunchRegisters,
+                "setmaxnreg must not need more registers than the launch allocated");
+  static_assert(kThreads * kLaunchRegisters <= 65536, "one CTA per SM");
+
+  // K buffers (bf16 tiles): the producer fills one while the consumers read the other.
+  static constexpr int kStages = 2;
+
+  // Producer roles: 4 threads per token, 32 tokens per pass, 2 passes per tile. A token row is 9
+  // segments of 4 16-byte chunks (segments 0..6: the fp8 dims of scale group s; 7..8: the bf16 rope), the
+  // thread with quarter q loading chunk q of every segment.
+  static constexpr int kThreadsPerToken = 4;
+  static constexpr int kTokensPerPass = kProducerThreads / kThreadsPerToken;  // 32
+  static constexpr int kPasses = kTileTokens / kTokensPerPass;                // 2
+  static constexpr int kSegments = kRowBytes / (kThreadsPerToken * 16);       // 9
+  static constexpr int kFp8Segments = kNumScaleGroups;                        // 7
+
+  // Consumer roles: warpgroup g computes S for tokens [32g, 32g + 32) and O for dims [256g, 256g + 256).
+  static constexpr int kScoreTokensPerGroup = kTileTokens / kConsumerWarpgroups;  // 32
+  static constexpr int kOutDimsPerGroup = kHeadDim / kConsumerWarpgroups;         // 256
+
+  // Shared-memory map (bytes). Q and K tiles are 8 column blocks of [64 rows][128 B] in the 128-byte
+  // swizzle layout (sm90_wgmma.cuh); P is one such block ([64 heads][64 tokens] bf16).
+  static constexpr size_t kOperandBytes = size_t(64) * kHeadDim * 2;  // 64 KB
+  static constexpr size_t kQOffset = 0;
+  static constexpr size_t kKOffset = kQOffset + kOperandBytes;  // stage s at kKOffset + s * kOperandBytes
+  static constexpr size_t kPOffset = kKOffset + kStages * kOperandBytes;
+  static constexpr size_t kPBytes = size_t(kHeadBlock) * kTileTokens * 2;
+  static constexpr size_t kRowMaxOffset = kPOffset + kPBytes;  // float[2][64]
+  static constexpr size_t kRowSumOffset =
+      kRowMaxOffset + kConsumerWarpgroups * kHeadBlock * 4;  // float[2][64]
+  static constexpr size_t kValidOffset = kRowSumOffset + kConsumerWarpgroups * kHeadBlock * 4;  // u32[2][2]
+  static constexpr size_t kFullBarrierOffset = kValidOffset + kStages * (kTileTokens / 8);      // u64[2]
+  static constexpr size_t kEmptyBarrierOffset = kFullBarrierOffset + kStages * 8;               // u64[2]
+  static constexpr size_t kSharedBytes = kEmptyBarrierOffset + kStages * 8;
+
+  // Split epilogue: normalized O rows staged as fp32 [64][kOutStageStride] over Q and the K buffers.
+  static constexpr int kOutStageStride = kHeadDim + 8;
+
+  static_assert(kQOffset % 1024 == 0 && kKOffset % 1024 == 0 && kPOffset % 1024 == 0,
+                "wgmma operands start at 1024-byte swizzle atoms");
+  static_assert(kFullBarrierOffset % 8 == 0, "mbarriers are 8-byte aligned");
+  static_assert(size_t(kHeadBlock) * kOutStageStride * 4 <= kPOffset, "the O stage fits over Q and K");
+  static_assert(kSharedBytes <= 227 * 1024, "one CTA must fit an SM");
+  static_assert(kSegments * kThreadsPerToken * 16 == kRowBytes && kTokensPerPass % 8 == 0, "copy roles");
+};
+
+// Split calls of the sm_90a kernel with at most this many splits run as thread-block clusters of
+// `num_splits` CTAs that combine their splits in the kernel (kernel_sm90.cuh); more splits write fp32
+// partials for the combine kernel. 8 is the portable cluster size (one CTA per SM, so 8 SMs of a GPC).
+inline constexpr int kMaxClusterSplits = 8;
+
+constexpr bool sm90_combines_in_cluster(int num_splits) {
+  return num_splits >= 2 && num_splits <= kMaxClusterSplits;
+}
+
+}  // namespace smla::detail::decode
