@@ -87,6 +87,29 @@ __device__ __forceinline__ void load_q_block_async(const DecodeParams& params, c
   }
 }
 
+// A CTA's share of its query row: the valid prefixes of the two lists (read on the device, so graph
+// replays see new lengths) and the CTA's tile range. Lengths outside [0, width] are clamped by
+// list_length and counted once per (row, list) (docs/safety.md).
+struct RowTiles {
+  int32_t main_length, extra_length;
+  int tile_begin, tile_end;
+};
+
+__device__ __forceinline__ RowTiles row_tiles(const DecodeParams& params, const CtaCoordinates& coords) {
+  RowTiles row;
+  row.main_length = list_length(params.main, coords.batch, coords.seq, params.seq_q);
+  row.extra_length = list_length(params.extra, coords.batch, coords.seq, params.seq_q);
+  if (threadIdx.x == 0 && blockIdx.y == 0 && coords.split == 0 && params.error_counter != nullptr) {
+    const uint32_t bad_lengths =
+        static_cast<uint32_t>(list_length_out_of_range(params.main, coords.batch, coords.seq, params.seq_q)) +
+        static_cast<uint32_t>(list_length_out_of_range(params.extra, coords.batch, coords.seq, params.seq_q));
+    if (bad_lengths != 0) atomicAdd(params.error_counter, bad_lengths);
+  }
+  row.tile_begin = coords.split * params.tiles_per_split;
+  row.tile_end = min(params.total_tiles, row.tile_begin + params.tiles_per_split);
+  return row;
+}
+
 // One index list's view for a tile: the list fields picked out of params (no address of the kernel
 // parameter is taken, so params stay in the constant bank).
 struct TileSource {
@@ -287,18 +310,11 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   const int pv_dim_slice = warp / Config::kPvRowGroups;
   const int pv_first_row = pv_row_group * Config::kPvRowBlocks * kMmaRows;
 
-  // Valid prefixes of the two lists (read on the device: graph replays see new lengths).
-  const int32_t main_length = list_length(params.main, coords.batch, coords.seq, params.seq_q);
-  const int32_t extra_length = list_length(params.extra, coords.batch, coords.seq, params.seq_q);
-  // Lengths outside [0, width] were clamped above; count them once per (row, list) (docs/safety.md).
-  if (threadIdx.x == 0 && blockIdx.y == 0 && coords.split == 0 && params.error_counter != nullptr) {
-    const uint32_t bad_lengths =
-        static_cast<uint32_t>(list_length_out_of_range(params.main, coords.batch, coords.seq, params.seq_q)) +
-        static_cast<uint32_t>(list_length_out_of_range(params.extra, coords.batch, coords.seq, params.seq_q));
-    if (bad_lengths != 0) atomicAdd(params.error_counter, bad_lengths);
-  }
-  const int tile_begin = coords.split * params.tiles_per_split;
-  const int tile_end = min(params.total_tiles, tile_begin + params.tiles_per_split);
+  const RowTiles row = row_tiles(params, coords);
+  const int32_t main_length = row.main_length;
+  const int32_t extra_length = row.extra_length;
+  const int tile_begin = row.tile_begin;
+  const int tile_end = row.tile_end;
 
   const float scale_log2 = params.softmax_scale * kLog2e;
   float running_max[2] = {kInitialRunningMax, kInitialRunningMax};  // base-2 scaled domain

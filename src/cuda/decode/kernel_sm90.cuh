@@ -257,6 +257,24 @@ __device__ __forceinline__ void producer_cluster_tail(const DecodeParams& params
   sm90::cluster_sync();  // no CTA leaves while another still reads its shared memory
 }
 
+// O * scale[r] of this thread's two accumulator rows as fp32 rows [64][kOutStageStride] at the start of
+// shared memory (over Q and K: every wgmma of the CTA is complete), so the global stores can be whole
+// float4 rows (split partials) or cluster reads (in-cluster combine).
+__device__ __forceinline__ void stage_scaled_rows(const SharedMap& shared, const int (&rows)[2],
+                                                  const float (&out_acc)[128], const float (&scale)[2],
+                                                  int dim_base) {
+  float* stage_rows = reinterpret_cast<float*>(shared.base);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float* stage_row = stage_rows + rows[r] * Config::kOutStageStride;
+#pragma unroll
+    for (int j = 0; j < Config::kOutDimsPerGroup / 8; ++j) {
+      *reinterpret_cast<float2*>(stage_row + dim_base + j * 8) =
+          make_float2(out_acc[4 * j + 2 * r] * scale[r], out_acc[4 * j + 2 * r + 1] * scale[r]);
+    }
+  }
+}
+
 // The consumers' part: rows[r], running_max[r] and row_sums[r] of this thread's two accumulator rows;
 // `publishes` marks one thread per row (it writes the statistics and, in rank 0, lse); dim_base is the
 // first O column of the thread.
@@ -308,17 +326,7 @@ __device__ __forceinline__ void combine_in_cluster(const DecodeParams& params, c
     }
   }
 
-  // Q and K are free (every wgmma of this CTA is complete): stage O * weight as fp32 rows.
-  float* stage_rows = reinterpret_cast<float*>(shared.base);
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float* stage_row = stage_rows + rows[r] * Config::kOutStageStride;
-#pragma unroll
-    for (int j = 0; j < Config::kOutDimsPerGroup / 8; ++j) {
-      *reinterpret_cast<float2*>(stage_row + dim_base + j * 8) =
-          make_float2(out_acc[4 * j + 2 * r] * weight[r], out_acc[4 * j + 2 * r + 1] * weight[r]);
-    }
-  }
+  stage_scaled_rows(shared, rows, out_acc, weight, dim_base);
   sm90::cluster_sync();
   sum_cluster_rows(params, coords, shared);
   sm90::cluster_sync();
@@ -550,18 +558,10 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
     }
     return;
   }
-  // Split partials: staged in shared memory (over Q and K) so the global stores are whole float4 rows.
-  float* stage_rows = reinterpret_cast<float*>(shared.base);
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float* stage_row = stage_rows + rows[r] * Config::kOutStageStride;
-#pragma unroll
-    for (int j = 0; j < Config::kOutDimsPerGroup / 8; ++j) {
-      *reinterpret_cast<float2*>(stage_row + dim_base + j * 8) =
-          make_float2(out_acc[4 * j + 2 * r] * inverse[r], out_acc[4 * j + 2 * r + 1] * inverse[r]);
-    }
-  }
+  // Split partials: staged in shared memory so the global stores are whole float4 rows.
+  stage_scaled_rows(shared, rows, out_acc, inverse, dim_base);
   consumer_sync();
+  const float* stage_rows = reinterpret_cast<const float*>(shared.base);
   float* partial_rows =
       params.partial_out +
       ((static_cast<int64_t>(coords.query_row) * params.num_splits + coords.split) * params.num_heads +
@@ -591,18 +591,11 @@ __global__ void __launch_bounds__(DecodeConfigSm90::kThreads, 1)
   const sm90_kernel::SharedMap shared{shared_bytes};
   const CtaCoordinates coords = cta_coordinates<Config>(params);
 
-  // Valid prefixes of the two lists (read on the device: graph replays see new lengths); lengths outside
-  // [0, width] are clamped and counted once per (row, list) (docs/safety.md).
-  const int32_t main_length = list_length(params.main, coords.batch, coords.seq, params.seq_q);
-  const int32_t extra_length = list_length(params.extra, coords.batch, coords.seq, params.seq_q);
-  if (threadIdx.x == 0 && blockIdx.y == 0 && coords.split == 0 && params.error_counter != nullptr) {
-    const uint32_t bad_lengths =
-        static_cast<uint32_t>(list_length_out_of_range(params.main, coords.batch, coords.seq, params.seq_q)) +
-        static_cast<uint32_t>(list_length_out_of_range(params.extra, coords.batch, coords.seq, params.seq_q));
-    if (bad_lengths != 0) atomicAdd(params.error_counter, bad_lengths);
-  }
-  const int tile_begin = coords.split * params.tiles_per_split;
-  const int tile_end = min(params.total_tiles, tile_begin + params.tiles_per_split);
+  const RowTiles row = row_tiles(params, coords);
+  const int32_t main_length = row.main_length;
+  const int32_t extra_length = row.extra_length;
+  const int tile_begin = row.tile_begin;
+  const int tile_end = row.tile_end;
 
   if (threadIdx.x == 0) {
     for (int stage = 0; stage < Config::kStages; ++stage) {

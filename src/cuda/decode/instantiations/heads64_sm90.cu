@@ -4,6 +4,7 @@
 #include <atomic>
 
 #include "cuda/common/cuda_check.h"
+#include "cuda/common/shared_memory_limit.h"
 #include "cuda/decode/kernel.h"
 #include "cuda/decode/kernel_sm90.cuh"
 
@@ -41,18 +42,10 @@ bool hopper_decode_available(int device) {
 
 namespace {
 
-// More than 48 KiB of dynamic shared memory (and, for clusters of more than 8 CTAs, which we never
-// launch, a non-portable size) needs an opt-in per kernel and device, done once and remembered.
 template <bool ClusterCombine>
 Status ensure_sm90_kernel_configured(int device) {
-  static std::atomic<uint64_t> configured_devices{0};  // bit d: done for device d (d < 64)
-  const uint64_t bit = device >= 0 && device < 64 ? (uint64_t{1} << device) : 0;
-  if (bit != 0 && (configured_devices.load(std::memory_order_acquire) & bit) != 0) return Status::Ok();
-  SMLA_CUDA_CHECK(cudaFuncSetAttribute(sparse_mla_decode_sm90_kernel<ClusterCombine>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(DecodeConfigSm90::kSharedBytes)));
-  configured_devices.fetch_or(bit, std::memory_order_acq_rel);
-  return Status::Ok();
+  return ensure_shared_memory_limit<sparse_mla_decode_sm90_kernel<ClusterCombine>>(device,
+                                                                                   DecodeConfigSm90::kSharedBytes);
 }
 
 }  // namespace
