@@ -60,7 +60,9 @@ struct DecodeConfigSm90 {
   static constexpr size_t kRowMaxOffset = kPOffset + kPBytes;  // float[2][64]
   static constexpr size_t kRowSumOffset =
       kRowMaxOffset + kConsumerWarpgroups * kHeadBlock * 4;  // float[2][64]
-  static constexpr size_t kValidOffset = kRowSumOffset + kConsumerWarpgroups * kHeadBlock * 4;  // u32[2][2]
+  // The block's sink logits (base-2 scaled, -inf without a sink), read while Q loads: float[64].
+  static constexpr size_t kSinkOffset = kRowSumOffset + kConsumerWarpgroups * kHeadBlock * 4;
+  static constexpr size_t kValidOffset = kSinkOffset + kHeadBlock * 4;  // u32[2][2]
   static constexpr size_t kFullBarrierOffset = kValidOffset + kStages * (kTileTokens / 8);      // u64[2]
   static constexpr size_t kEmptyBarrierOffset = kFullBarrierOffset + kStages * 8;               // u64[2]
   static constexpr size_t kSharedBytes = kEmptyBarrierOffset + kStages * 8;

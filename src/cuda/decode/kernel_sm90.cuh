@@ -315,9 +315,9 @@ __device__ __forceinline__ void combine_in_cluster(const DecodeParams& params, c
     const bool empty = sum_all == 0.f;
     const bool head_present = rows[r] < coords.heads_here;
     const int head = coords.head_base + rows[r];
-    float denominator = sum_all;
-    if (params.attn_sink != nullptr && head_present && !empty)
-      denominator += exp2f(params.attn_sink[head] * kLog2e - max_all);  // +inf sink: out = 0
+    // The sink term (0 without a sink or for absent heads: their logit is -inf; +inf sink: out = 0).
+    const float sink_log2 = reinterpret_cast<const float*>(shared.base + Config::kSinkOffset)[rows[r]];
+    const float denominator = empty ? sum_all : sum_all + exp2f(sink_log2 - max_all);
     weight[r] = empty || row_sums[r] == 0.f ? 0.f : exp2f(running_max[r] - max_all) / denominator;
     if (publishes && rank == 0 && head_present) {
       params.lse[coords.batch * params.lse_stride_batch + coords.seq * params.lse_stride_seq +
@@ -371,6 +371,13 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
       cp_async_16(q_tile + operand_chunk_offset(head, chunk), source, present);
     }
     cp_async_commit();
+    // The sink logits of the block's heads, needed only by the epilogue: read now, while Q is in flight,
+    // instead of as one more dependent memory round trip after the last tile.
+    if (consumer_thread < Config::kHeadBlock) {
+      const bool sinks = params.attn_sink != nullptr && consumer_thread < coords.heads_here;
+      reinterpret_cast<float*>(shared.base + Config::kSinkOffset)[consumer_thread] =
+          sinks ? params.attn_sink[coords.head_base + consumer_thread] * kLog2e : -INFINITY;
+    }
     cp_async_wait_all();
     wgmma::fence_shared_for_async_proxy();
     consumer_sync();
@@ -511,9 +518,8 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
     const float lse = (running_max[r] + log2f(row_sum)) * kLn2;
     const bool writes_lse = group == 0 && quad_lane == 0 && rows[r] < coords.heads_here;
     if (!split) {
-      float denominator = row_sum;
-      if (params.attn_sink != nullptr && rows[r] < coords.heads_here)
-        denominator += exp2f(params.attn_sink[head] * kLog2e - running_max[r]);
+      const float sink_log2 = reinterpret_cast<const float*>(shared.base + Config::kSinkOffset)[rows[r]];
+      const float denominator = row_sum + exp2f(sink_log2 - running_max[r]);
       inverse[r] = empty ? 0.f : 1.f / denominator;
       if (writes_lse) {
         params.lse[coords.batch * params.lse_stride_batch + coords.seq * params.lse_stride_seq +
