@@ -37,4 +37,28 @@ __device__ __forceinline__ void dequant_e4m3x16_to_bf16(const uint4& raw, float 
   high = make_uint4(out[4], out[5], out[6], out[7]);
 }
 
+// The same 16 values with the scale applied as a bf16 multiply: e4m3 -> fp16 -> fp32 -> bf16 (exact: e4m3
+// has 3 mantissa bits), then times the power-of-two scale in bf16 (exact inside the range, as the fp32
+// product is). One instruction a pair fewer than dequant_e4m3x16_to_bf16 (two fp32 multiplies).
+// `scale_byte` is the UE8M0 byte: 1..254 -> 2^(byte - 127); 0 and 255 -> 0 (as scale_from_ue8m0).
+__device__ __forceinline__ void dequant_e4m3x16_to_bf16_bf16scale(const uint4& raw, uint32_t scale_byte,
+                                                                  uint4& low, uint4& high) {
+  const uint16_t scale_bits = scale_byte == 255u ? uint16_t{0} : static_cast<uint16_t>(scale_byte << 7);
+  __nv_bfloat162 scale;
+  __builtin_memcpy(&scale.x, &scale_bits, sizeof(scale_bits));
+  __builtin_memcpy(&scale.y, &scale_bits, sizeof(scale_bits));
+  const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+  uint32_t out[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const uint16_t packed = static_cast<uint16_t>(words[i / 2] >> (16 * (i % 2)));
+    const __half2_raw halves_raw = __nv_cvt_fp8x2_to_halfraw2(packed, __NV_E4M3);
+    const float2 values = __half22float2(__half2(halves_raw));
+    const __nv_bfloat162 scaled = __hmul2(__floats2bfloat162_rn(values.x, values.y), scale);
+    __builtin_memcpy(&out[i], &scaled, sizeof(uint32_t));
+  }
+  low = make_uint4(out[0], out[1], out[2], out[3]);
+  high = make_uint4(out[4], out[5], out[6], out[7]);
+}
+
 }  // namespace smla::detail::fp8
