@@ -1,8 +1,8 @@
 // FP8 E4M3 -> BF16 dequantization of cache rows (spec section 3) on the device.
 //
-// k = e4m3(q) * 2^(scale_byte - 127). Every e4m3 value is exact in fp16 and in fp32, and the scale is a
-// power of two, so the fp32 product is exact and its round-to-nearest bf16 conversion returns it
-// unchanged: the result is bit-identical to the host codec's dequantization.
+// k = e4m3(q) * 2^(scale_byte - 127). Every e4m3 value is exact in fp16, fp32 and bf16, and the scale is
+// a power of two, so the product is exact in bf16: the result is bit-identical to the host codec's
+// dequantization.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -13,36 +13,13 @@
 
 namespace smla::detail::fp8 {
 
-// Two e4m3 bytes (low byte = lower element) -> two bf16 values times `scale`, packed low-first.
-__device__ __forceinline__ uint32_t dequant_e4m3x2_to_bf16x2(uint16_t packed, float scale) {
-  const __half2_raw halves_raw = __nv_cvt_fp8x2_to_halfraw2(packed, __NV_E4M3);
-  const float2 values = __half22float2(__half2(halves_raw));
-  const __nv_bfloat162 scaled = __floats2bfloat162_rn(values.x * scale, values.y * scale);
-  uint32_t bits;
-  __builtin_memcpy(&bits, &scaled, sizeof(bits));
-  return bits;
-}
-
-// 16 e4m3 bytes -> 16 bf16 values (two 16-byte chunks, lower elements in `low`).
-__device__ __forceinline__ void dequant_e4m3x16_to_bf16(const uint4& raw, float scale, uint4& low,
+// 16 e4m3 bytes -> 16 bf16 values times the group's scale (two 16-byte chunks, lower elements in `low`):
+// e4m3 -> fp16 -> fp32 -> bf16 is exact (e4m3 has 3 mantissa bits), and the power-of-two scale is applied
+// as one bf16 multiply per pair, exact inside the range as the fp32 product is (measured on the H100:
+// 1-2.5 % faster decode than two fp32 multiplies and a pack). `scale_byte` is the UE8M0 byte: 1..254 ->
+// 2^(byte - 127); 0 and 255 -> 0, as scale_from_ue8m0.
+__device__ __forceinline__ void dequant_e4m3x16_to_bf16(const uint4& raw, uint32_t scale_byte, uint4& low,
                                                         uint4& high) {
-  const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-  uint32_t out[8];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    out[2 * i] = dequant_e4m3x2_to_bf16x2(static_cast<uint16_t>(words[i] & 0xffffu), scale);
-    out[2 * i + 1] = dequant_e4m3x2_to_bf16x2(static_cast<uint16_t>(words[i] >> 16), scale);
-  }
-  low = make_uint4(out[0], out[1], out[2], out[3]);
-  high = make_uint4(out[4], out[5], out[6], out[7]);
-}
-
-// The same 16 values with the scale applied as a bf16 multiply: e4m3 -> fp16 -> fp32 -> bf16 (exact: e4m3
-// has 3 mantissa bits), then times the power-of-two scale in bf16 (exact inside the range, as the fp32
-// product is). One instruction a pair fewer than dequant_e4m3x16_to_bf16 (two fp32 multiplies).
-// `scale_byte` is the UE8M0 byte: 1..254 -> 2^(byte - 127); 0 and 255 -> 0 (as scale_from_ue8m0).
-__device__ __forceinline__ void dequant_e4m3x16_to_bf16_bf16scale(const uint4& raw, uint32_t scale_byte,
-                                                                  uint4& low, uint4& high) {
   const uint16_t scale_bits = scale_byte == 255u ? uint16_t{0} : static_cast<uint16_t>(scale_byte << 7);
   __nv_bfloat162 scale;
   __builtin_memcpy(&scale.x, &scale_bits, sizeof(scale_bits));

@@ -256,9 +256,8 @@ __device__ __forceinline__ void dequantize_staging(const uint8_t* staging, const
           *reinterpret_cast<const uint4*>(staging_chunk + segment * Config::kThreadsPerToken * kChunkBytes);
       if (segment < Config::kFp8Segments) {
         const uint32_t scale_word = segment < 4 ? scale_bytes.x : scale_bytes.y;
-        const float scale = scale_from_ue8m0(static_cast<uint8_t>(scale_word >> (8 * (segment % 4))));
         uint4 low, high;
-        fp8::dequant_e4m3x16_to_bf16(raw, scale, low, high);
+        fp8::dequant_e4m3x16_to_bf16(raw, (scale_word >> (8 * (segment % 4))) & 0xffu, low, high);
         *reinterpret_cast<uint4*>(k_tile + operand_offset<Config>(role.token, 2 * part)) = low;
         *reinterpret_cast<uint4*>(k_tile + operand_offset<Config>(role.token, 2 * part + 1)) = high;
       } else {

@@ -115,7 +115,7 @@ __device__ __forceinline__ void store_pass(const PassRegisters& regs, int pass, 
     if (s < Config::kFp8Segments) {
       const uint32_t scale_word = s < 4 ? regs.scales.x : regs.scales.y;
       uint4 low, high;
-      fp8::dequant_e4m3x16_to_bf16_bf16scale(regs.chunks[s], (scale_word >> (8 * (s % 4))) & 0xffu, low, high);
+      fp8::dequant_e4m3x16_to_bf16(regs.chunks[s], (scale_word >> (8 * (s % 4))) & 0xffu, low, high);
       const uint32_t low_address = k_tile + operand_chunk_offset(token, 2 * part);
       const uint32_t high_address = k_tile + operand_chunk_offset(token, 2 * part + 1);
       asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(low_address), "r"(low.x), "r"(low.y),
