@@ -110,6 +110,26 @@ __device__ __forceinline__ RowTiles row_tiles(const DecodeParams& params, const 
   return row;
 }
 
+// Split epilogue: the block's staged fp32 rows (stride StageStride floats) to this (query row, split)'s
+// partial_out rows [head_base, head_base + heads_here), which are contiguous there: whole float4s, the
+// vectors thread `first`, `first + step`, ... of the threads that share the copy.
+template <int StageStride>
+__device__ __forceinline__ void store_partial_rows(const DecodeParams& params, const CtaCoordinates& coords,
+                                                   const float* stage, int first, int step) {
+  float* partial_rows =
+      params.partial_out +
+      ((static_cast<int64_t>(coords.query_row) * params.num_splits + coords.split) * params.num_heads +
+       coords.head_base) *
+          kHeadDim;
+  constexpr int kVectorsPerRow = kHeadDim / 4;
+  for (int v = first; v < coords.heads_here * kVectorsPerRow; v += step) {
+    const int row = v / kVectorsPerRow;
+    const int column = v % kVectorsPerRow;
+    reinterpret_cast<float4*>(partial_rows)[v] =
+        *reinterpret_cast<const float4*>(stage + row * StageStride + column * 4);
+  }
+}
+
 // One index list's view for a tile: the list fields picked out of params (no address of the kernel
 // parameter is taken, so params stay in the constant bank).
 struct TileSource {
@@ -643,20 +663,8 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   }
   if (split) {
     __syncthreads();  // every row of the block is staged
-    // Rows [head_base, head_base + heads_here) of this (query row, split) are contiguous in partial_out.
-    float* partial_rows =
-        params.partial_out +
-        ((static_cast<int64_t>(coords.query_row) * params.num_splits + coords.split) * params.num_heads +
-         coords.head_base) *
-            kHeadDim;
-    constexpr int kVectorsPerRow = kHeadDim / 4;
-    const float* stage = reinterpret_cast<const float*>(shared);
-    for (int v = threadIdx.x; v < coords.heads_here * kVectorsPerRow; v += Config::kThreads) {
-      const int row = v / kVectorsPerRow;
-      const int column = v % kVectorsPerRow;
-      reinterpret_cast<float4*>(partial_rows)[v] =
-          *reinterpret_cast<const float4*>(stage + row * Config::kOutStageStride + column * 4);
-    }
+    store_partial_rows<Config::kOutStageStride>(params, coords, reinterpret_cast<const float*>(shared),
+                                                threadIdx.x, Config::kThreads);
   }
 }
 

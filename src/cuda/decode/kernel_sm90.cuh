@@ -566,19 +566,8 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
   // Split partials: staged in shared memory so the global stores are whole float4 rows.
   stage_scaled_rows(shared, rows, out_acc, inverse, dim_base);
   consumer_sync();
-  const float* stage_rows = reinterpret_cast<const float*>(shared.base);
-  float* partial_rows =
-      params.partial_out +
-      ((static_cast<int64_t>(coords.query_row) * params.num_splits + coords.split) * params.num_heads +
-       coords.head_base) *
-          kHeadDim;
-  constexpr int kVectorsPerRow = kHeadDim / 4;
-  for (int v = consumer_thread; v < coords.heads_here * kVectorsPerRow; v += Config::kConsumerThreads) {
-    const int row = v / kVectorsPerRow;
-    const int column = v % kVectorsPerRow;
-    reinterpret_cast<float4*>(partial_rows)[v] =
-        *reinterpret_cast<const float4*>(stage_rows + row * Config::kOutStageStride + column * 4);
-  }
+  store_partial_rows<Config::kOutStageStride>(params, coords, reinterpret_cast<const float*>(shared.base),
+                                              consumer_thread, Config::kConsumerThreads);
 }
 
 }  // namespace smla::detail::decode::sm90_kernel
