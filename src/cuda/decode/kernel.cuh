@@ -31,6 +31,19 @@ inline constexpr float kLn2 = 0.6931471805599453f;
 // Growth of a row's maximum (base-2 exponent) tolerated before O and l are rescaled; P stays <= 2^8.
 inline constexpr float kLazyRescaleLog2 = 8.f;
 
+// Lazy rescaling of one row's online softmax: the running max (base-2 scaled domain) moves only when the
+// tile's scaled max exceeds it by more than kLazyRescaleLog2, so most tiles skip the O rescale; P then
+// stays <= 2^kLazyRescaleLog2, harmless in bf16 and fp32 (the result is the same quotient O / l with a
+// different common factor). Returns the factor O and l are multiplied by (1 when the max stays).
+__device__ __forceinline__ float lazy_rescale(float tile_max_scaled, float& running_max) {
+  float rescale = 1.f;
+  if (tile_max_scaled > running_max + kLazyRescaleLog2) {
+    rescale = exp2f(running_max - tile_max_scaled);
+    running_max = tile_max_scaled;
+  }
+  return rescale;
+}
+
 // Byte offset of logical 16-byte chunk `chunk` of row `row` in a swizzled shared tile whose rows are
 // `chunks_per_row` chunks long.
 template <int ChunksPerRow>
@@ -494,15 +507,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
         row_max = fmaxf(row_max, row_max_exchange[s * Config::kHeadBlock + block_row]);
       }
       // scale > 0, so max(score) * scale == max(score * scale); the sentinel stays hugely negative.
-      // Lazy rescaling: the running max only moves when the tile's exceeds it by more than
-      // kLazyRescaleLog2, so most tiles skip the O rescale; P then stays <= 2^kLazyRescaleLog2, harmless in
-      // bf16 and fp32 (the result is the same quotient O / l with a different common factor).
-      const float tile_max = row_max * scale_log2;
-      rescale[r] = 1.f;
-      if (tile_max > running_max[r] + kLazyRescaleLog2) {
-        rescale[r] = exp2f(running_max[r] - tile_max);
-        running_max[r] = tile_max;
-      }
+      rescale[r] = lazy_rescale(row_max * scale_log2, running_max[r]);
       partial_sum[r] *= rescale[r];
     }
     if (warp_slice == 0 && quad_lane == 0) {

@@ -429,14 +429,8 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const float row_max = fmaxf(row_max_exchange[rows[r]], row_max_exchange[Config::kHeadBlock + rows[r]]);
-      // Lazy rescaling (see kernel.cuh): the running max moves only when the tile's exceeds it by more
-      // than kLazyRescaleLog2. Both warpgroups see the same maxima, so their running maxima agree.
-      const float scaled_max = row_max * scale_log2;
-      rescale[r] = 1.f;
-      if (scaled_max > running_max[r] + kLazyRescaleLog2) {
-        rescale[r] = exp2f(running_max[r] - scaled_max);
-        running_max[r] = scaled_max;
-      }
+      // Both warpgroups see the same maxima, so their running maxima agree.
+      rescale[r] = lazy_rescale(row_max * scale_log2, running_max[r]);
       partial_sum[r] *= rescale[r];
     }
     // P = exp2(score * scale_log2 - max) (0 for masked entries) as bf16 into the P tile; the sum uses the
