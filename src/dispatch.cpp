@@ -198,6 +198,7 @@ detail::CacheParams cache_params_of(const CacheLayout& layout) {
   cache.page_block_size = layout.page_block_size;
   cache.page_stride_bytes = layout.page_stride_bytes;
   cache.num_slots = cache_num_slots(layout);
+  cache.page_of_slot = detail::FastDivisor::make(layout.page_block_size);
   return cache;
 }
 

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/fast_divisor.h"
 #include "smla/cache.h"
 
 namespace smla::detail {
@@ -16,6 +17,7 @@ struct CacheParams {
   int64_t page_block_size = 1;
   int64_t page_stride_bytes = 0;
   int64_t num_slots = 0;  // slot ids >= num_slots are out of range: masked and counted
+  FastDivisor page_of_slot = FastDivisor::make(1);  // slot / page_block_size (slots are int32, < 2^31)
 };
 
 // One index list (main or extra) of the attended set.

@@ -148,6 +148,7 @@ __device__ __forceinline__ void store_partial_rows(const DecodeParams& params, c
 struct TileSource {
   const uint8_t* cache_data;
   int64_t page_block_size, page_stride_bytes, num_slots;
+  FastDivisor page_of_slot;
   const int32_t* indices;  // the row's index list
   int32_t first_position;  // list position of the tile's entry 0
   int32_t length;          // valid prefix of the list
@@ -162,6 +163,7 @@ __device__ __forceinline__ TileSource tile_source(const DecodeParams& params, co
         params.main.cache.page_block_size,
         params.main.cache.page_stride_bytes,
         params.main.cache.num_slots,
+        params.main.cache.page_of_slot,
         params.main.indices + coords.batch * params.main.stride_batch + coords.seq * params.main.stride_seq,
         tile * Config::kTileTokens,
         main_length};
@@ -171,9 +173,26 @@ __device__ __forceinline__ TileSource tile_source(const DecodeParams& params, co
       params.extra.cache.page_block_size,
       params.extra.cache.page_stride_bytes,
       params.extra.cache.num_slots,
+      params.extra.cache.page_of_slot,
       params.extra.indices + coords.batch * params.extra.stride_batch + coords.seq * params.extra.stride_seq,
       (tile - params.main_tiles) * Config::kTileTokens,
       extra_length};
+}
+
+// The cache addresses of a slot's data row and footer scale entry (spec section 2), for a valid slot:
+// 0 <= slot < num_slots, and slots are int32, so the page split is 32-bit and a host-computed
+// multiply-shift instead of a 64-bit division on the gather's critical path.
+struct SlotAddress {
+  const uint8_t* row;
+  const uint8_t* scales;
+};
+
+__device__ __forceinline__ SlotAddress slot_address(const TileSource& source, int32_t slot) {
+  const uint32_t page = source.page_of_slot.divide(static_cast<uint32_t>(slot));
+  const uint32_t in_page = static_cast<uint32_t>(slot) - page * source.page_of_slot.divisor;
+  const uint8_t* page_base = source.cache_data + static_cast<int64_t>(page) * source.page_stride_bytes;
+  return {page_base + static_cast<int64_t>(in_page) * kRowBytes,
+          page_base + source.page_block_size * kRowBytes + static_cast<int64_t>(in_page) * kScaleBytes};
 }
 
 // First tile in [tile, tile_end) with at least one list position inside its list's valid prefix, else
@@ -243,8 +262,9 @@ __device__ __forceinline__ void issue_tile_copy(const DecodeParams& params, cons
   const uint8_t* row = source.cache_data;
   const uint8_t* scales = source.cache_data;
   if (valid) {
-    row += slot_row_offset(source.page_block_size, source.page_stride_bytes, slot);
-    scales += slot_scale_offset(source.page_block_size, source.page_stride_bytes, slot);
+    const SlotAddress address = slot_address(source, slot);
+    row = address.row;
+    scales = address.scales;
   }
   const uint32_t staging_chunk = staging_base + role.token * kRowBytes + role.quarter * kChunkBytes;
   const uint8_t* source_chunk = row + (valid ? role.quarter * kChunkBytes : 0);

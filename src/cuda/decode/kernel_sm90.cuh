@@ -86,18 +86,13 @@ __device__ __forceinline__ void issue_pass_loads(const DecodeParams& params, con
     atomicAdd(params.error_counter, 1u);
   }
   if (regs.valid) {
-    // slot < num_slots <= INT32_MAX pages * P: 32-bit page arithmetic is exact and much cheaper.
-    const int32_t block = static_cast<int32_t>(source.page_block_size);
-    const int32_t page = slot / block;
-    const int32_t in_page = slot - page * block;
-    const uint8_t* page_base = source.cache_data + static_cast<int64_t>(page) * source.page_stride_bytes;
-    const uint8_t* row = page_base + static_cast<int64_t>(in_page) * kRowBytes + quarter * 16;
+    const SlotAddress address = slot_address(source, slot);
+    const uint8_t* row = address.row + quarter * 16;
 #pragma unroll
     for (int s = 0; s < Config::kSegments; ++s) {
       regs.chunks[s] = sm90::load_global_stream_16(row + s * Config::kThreadsPerToken * 16);
     }
-    regs.scales = sm90::load_global_stream_8(page_base + static_cast<int64_t>(block) * kRowBytes +
-                                             static_cast<int64_t>(in_page) * kScaleBytes);
+    regs.scales = sm90::load_global_stream_8(address.scales);
   } else {
 #pragma unroll
     for (int s = 0; s < Config::kSegments; ++s) regs.chunks[s] = make_uint4(0, 0, 0, 0);
