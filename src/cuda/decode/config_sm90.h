@@ -14,12 +14,11 @@ struct DecodeConfigSm90 {
   static constexpr int kHeadBlock = 64;
   static constexpr int kTileTokens = smla::kTileTokens;  // 64
 
-  // Warpgroups 0 and 1 produce (gather a tile's rows into registers, dequantize them into a free K
-  // buffer); warpgroups 2 and 3 consume (S = Q K^T for 32 tokens each, one softmax, O += P V for 256 dims
-  // each). Two producer warpgroups: the dequantization is a chain of dependent conversions, and with one
-  // producer warp per scheduler it took ~2.7 us a tile with no loads at all (v13, measured). The consumers
-  // hold a 64 x 256 fp32 accumulator each; setmaxnreg moves registers over (256 x 80 + 256 x 176 = 65536
-  // = 512 x 128, the allocation at launch; the producers spill ~30 bytes at 80).
+  // Warpgroup 0 produces (gathers a tile's rows into registers, dequantizes them into a free K buffer);
+  // warpgroups 1 and 2 consume (S = Q K^T for 32 tokens each, one softmax, O += P V for 256 dims each).
+  // The consumers hold a 64 x 256 fp32 accumulator each; the producer holds a whole tile of 16-byte loads
+  // in flight (it spills below ~144 registers, v19). setmaxnreg moves registers over:
+  // 128 x 152 + 256 x 176 = 64512 = 384 x 168, the allocation at launch.
   static constexpr int kWarpgroupThreads = 128;
   static constexpr int kProducerWarpgroups = 1;
   static constexpr int kProducerThreads = kProducerWarpgroups * kWarpgroupThreads;
