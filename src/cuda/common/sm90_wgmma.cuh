@@ -53,6 +53,29 @@ __device__ __forceinline__ void fence_operands() {
 #endif
 }
 
+// Closes the wgmma instructions issued since the last commit into one group.
+__device__ __forceinline__ void commit_group() {
+#if SMLA_WGMMA_ENABLED
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+
+// Waits until at most `Pending` committed groups of this warpgroup are in flight (they complete in order).
+template <int Pending>
+__device__ __forceinline__ void wait_groups() {
+#if SMLA_WGMMA_ENABLED
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(Pending) : "memory");
+#endif
+}
+
+// Marks accumulator registers as written here, after the wait for their wgmma: the compiler must not
+// move a use of them above the wait (it sees the wgmma asm as having written them at issue).
+template <int N>
+__device__ __forceinline__ void fence_accumulators(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
 __device__ __forceinline__ void commit_and_wait_all() {
 #if SMLA_WGMMA_ENABLED
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");

@@ -62,8 +62,10 @@ struct DecodeConfigSm90 {
   // The block's sink logits (base-2 scaled, -inf without a sink), read while Q loads: float[64].
   static constexpr size_t kSinkOffset = kRowSumOffset + kConsumerWarpgroups * kHeadBlock * 4;
   static constexpr size_t kValidOffset = kSinkOffset + kHeadBlock * 4;  // u32[2][2]
-  static constexpr size_t kFullBarrierOffset = kValidOffset + kStages * (kTileTokens / 8);      // u64[2]
-  static constexpr size_t kEmptyBarrierOffset = kFullBarrierOffset + kStages * 8;               // u64[2]
+  // One full barrier per (stage, producer pass): pass p stores tokens [32p, 32p + 32), the tokens of
+  // consumer warpgroup p's S, which can start before the other pass is stored.
+  static constexpr size_t kFullBarrierOffset = kValidOffset + kStages * (kTileTokens / 8);  // u64[2][2]
+  static constexpr size_t kEmptyBarrierOffset = kFullBarrierOffset + kStages * kPasses * 8;  // u64[2]
   static constexpr size_t kSharedBytes = kEmptyBarrierOffset + kStages * 8;
 
   // Split epilogue: normalized O rows staged as fp32 [64][kOutStageStride] over Q and the K buffers.

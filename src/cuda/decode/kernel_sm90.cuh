@@ -43,8 +43,8 @@ struct SharedMap {
   __device__ __forceinline__ uint32_t k_tile(int stage) const {
     return address(Config::kKOffset + static_cast<size_t>(stage) * Config::kOperandBytes);
   }
-  __device__ __forceinline__ uint32_t full_barrier(int stage) const {
-    return address(Config::kFullBarrierOffset + 8 * stage);
+  __device__ __forceinline__ uint32_t full_barrier(int stage, int pass) const {
+    return address(Config::kFullBarrierOffset + 8 * (stage * Config::kPasses + pass));
   }
   __device__ __forceinline__ uint32_t empty_barrier(int stage) const {
     return address(Config::kEmptyBarrierOffset + 8 * stage);
@@ -176,11 +176,11 @@ __device__ __forceinline__ void produce(const DecodeParams& params, const CtaCoo
 #pragma unroll
     for (int pass = 0; pass < Config::kPasses; ++pass) {
       store_pass(regs[pass], pass, k_tile);
+      wgmma::fence_shared_for_async_proxy();  // the pass's rows (generic stores) for the consumers' wgmma
+      sm90::mbarrier_arrive(shared.full_barrier(stage, pass));
       // The registers are free again: the next tile's loads fly while this one is consumed.
       if (has_next) issue_pass_loads(params, next_source, pass, next_slots[pass], regs[pass]);
     }
-    wgmma::fence_shared_for_async_proxy();  // the K tile (generic stores) for the consumers' wgmma reads
-    sm90::mbarrier_arrive(shared.full_barrier(stage));
 
     tile = next_tile;
     next_tile = next_active_tile<Config>(params, tile + 1, tile_end, main_length, extra_length);
@@ -387,7 +387,8 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
   int tile = next_active_tile<Config>(params, tile_begin, tile_end, main_length, extra_length);
   for (int n = 0; tile < tile_end; ++n) {
     const int stage = n % Config::kStages;
-    sm90::mbarrier_wait(shared.full_barrier(stage), (n / Config::kStages) & 1);
+    // This warpgroup's S reads only the tokens of pass `group`; P V reads all of them (below).
+    sm90::mbarrier_wait(shared.full_barrier(stage, group), (n / Config::kStages) & 1);
     const uint32_t k_tile = shared.k_tile(stage);
 
     // ---- S[64 heads][tokens 32g..32g+31] over 32 k steps; k step ks reads 32 bytes at (ks % 4) * 32 of
@@ -403,7 +404,11 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
       wgmma::mma_m64n32k16_kk(score, wgmma::make_descriptor(q_tile + step_offset, 16, 1024),
                               wgmma::make_descriptor(k_rows + step_offset, 16, 1024));
     }
-    wgmma::commit_and_wait_all();
+    wgmma::commit_group();
+    // P V (below) reads the other pass's rows too: wait for them while S runs.
+    sm90::mbarrier_wait(shared.full_barrier(stage, 1 - group), (n / Config::kStages) & 1);
+    wgmma::wait_groups<0>();
+    wgmma::fence_accumulators(score);
 
     // ---- Online softmax: row maxima over valid entries (quad, then the other warpgroup's tokens).
     const uint32_t my_valid = shared.valid_words(stage)[group];
@@ -582,7 +587,8 @@ __global__ void __launch_bounds__(DecodeConfigSm90::kThreads, 1)
 
   if (threadIdx.x == 0) {
     for (int stage = 0; stage < Config::kStages; ++stage) {
-      sm90::mbarrier_init(shared.full_barrier(stage), Config::kProducerThreads);
+      for (int pass = 0; pass < Config::kPasses; ++pass)
+        sm90::mbarrier_init(shared.full_barrier(stage, pass), Config::kProducerThreads);
       sm90::mbarrier_init(shared.empty_barrier(stage), Config::kConsumerThreads);
     }
   }
