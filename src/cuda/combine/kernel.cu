@@ -22,8 +22,11 @@ constexpr int kCombineThreads = kHeadDim / 4;  // one float4 of the 512 dims per
 // LoadsInFlight: split lse / partial loads each thread keeps in flight. Few splits use a small count with
 // a register cap for 16 (8) blocks per SM: at 2 splits flash-c4 b=64 has 4096 blocks and occupancy decides
 // (8 loads in flight at 92 registers, ~5 blocks per SM, measured 55 us against 49.6 for the serial v6
-// loop at 32 registers); many splits with few blocks use 8.
-template <int LoadsInFlight, int MinBlocksPerSm>
+// loop at 32 registers); many splits with few blocks use 8 or 16.
+// OneBatch (num_splits <= LoadsInFlight, the launcher's promise): every split's lse and partial vector are
+// loaded together, one memory round trip after the wait; otherwise the lse pass comes first and a split of
+// zero weight is never read, two round trips per LoadsInFlight splits.
+template <int LoadsInFlight, int MinBlocksPerSm, bool OneBatch>
 __global__ void __launch_bounds__(kCombineThreads, MinBlocksPerSm)
     split_combine_kernel(const DecodeParams params) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -40,6 +43,10 @@ __global__ void __launch_bounds__(kCombineThreads, MinBlocksPerSm)
   // partial index of (row, split, head) = (row * num_splits + split) * h + head
   const int64_t first_partial = query_row * num_splits * params.num_heads + head;
   const int64_t split_step = params.num_heads;
+  const float* split_lse = params.partial_lse + first_partial;
+  const float4* partial_rows = reinterpret_cast<const float4*>(params.partial_out + first_partial * kHeadDim);
+  const int64_t partial_row_step = split_step * (kHeadDim / 4);  // float4 per split
+  const float sink = params.attn_sink != nullptr ? params.attn_sink[head] : -INFINITY;
 
   // Every thread reads the split lse itself (the 128 threads of a block load the same addresses: one
   // broadcast request per warp, L1 hits on the second pass), kLoadsInFlight independent loads at a time, so
@@ -47,46 +54,72 @@ __global__ void __launch_bounds__(kCombineThreads, MinBlocksPerSm)
   // splits). No shared memory and no barrier: at 2 splits and 4096 blocks (flash-c4 b=64) a staged version
   // measured ~2 us slower.
   constexpr int kLoadsInFlight = LoadsInFlight;
-  const float* split_lse = params.partial_lse + first_partial;
   float max_lse = -INFINITY;
-  for (int first_split = 0; first_split < num_splits; first_split += kLoadsInFlight) {
-    float lse[kLoadsInFlight];
-#pragma unroll
-    for (int k = 0; k < kLoadsInFlight; ++k)
-      lse[k] = first_split + k < num_splits ? split_lse[(first_split + k) * split_step] : -INFINITY;
-#pragma unroll
-    for (int k = 0; k < kLoadsInFlight; ++k) max_lse = fmaxf(max_lse, lse[k]);
-  }
-  const bool empty = max_lse == -INFINITY;
-
-  const float sink = params.attn_sink != nullptr ? params.attn_sink[head] : -INFINITY;
-  const float shift = (isfinite(sink) && sink > max_lse) ? sink : max_lse;
-
-  // The weighted sum of the partials, in split order, kLoadsInFlight partial vectors in flight per thread.
-  // A split of zero weight (empty, or underflowed against the sink) is not read.
+  bool empty = true;
+  float shift = 0.f;
   float4 accumulated = make_float4(0.f, 0.f, 0.f, 0.f);
   float weight_sum = 0.f;  // sum_s exp(L_s - max_lse), >= 1 when not empty
   float shifted_weight_sum = 0.f;
-  const float4* partial_rows = reinterpret_cast<const float4*>(params.partial_out + first_partial * kHeadDim);
-  const int64_t partial_row_step = split_step * (kHeadDim / 4);  // float4 per split
-  for (int first_split = 0; first_split < num_splits && !empty; first_split += kLoadsInFlight) {
-    float weight[kLoadsInFlight];
+  if constexpr (OneBatch) {
+    float lse[kLoadsInFlight];
     float4 partial[kLoadsInFlight];
 #pragma unroll
     for (int k = 0; k < kLoadsInFlight; ++k) {
-      const float lse = first_split + k < num_splits ? split_lse[(first_split + k) * split_step] : -INFINITY;
-      weight[k] = lse == -INFINITY ? 0.f : expf(lse - shift);
-      weight_sum += lse == -INFINITY ? 0.f : expf(lse - max_lse);
-      partial[k] = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (weight[k] != 0.f) partial[k] = partial_rows[(first_split + k) * partial_row_step + threadIdx.x];
+      lse[k] = k < num_splits ? split_lse[k * split_step] : -INFINITY;
+      partial[k] =
+          k < num_splits ? partial_rows[k * partial_row_step + threadIdx.x] : make_float4(0.f, 0.f, 0.f, 0.f);
     }
 #pragma unroll
+    for (int k = 0; k < kLoadsInFlight; ++k) max_lse = fmaxf(max_lse, lse[k]);
+    empty = max_lse == -INFINITY;
+    shift = (isfinite(sink) && sink > max_lse) ? sink : max_lse;
+    // In split order; a split of zero weight (empty, or underflowed against the sink) adds nothing,
+    // whatever its partial holds.
+#pragma unroll
     for (int k = 0; k < kLoadsInFlight; ++k) {
-      shifted_weight_sum += weight[k];
-      accumulated.x += weight[k] * partial[k].x;
-      accumulated.y += weight[k] * partial[k].y;
-      accumulated.z += weight[k] * partial[k].z;
-      accumulated.w += weight[k] * partial[k].w;
+      const float weight = lse[k] == -INFINITY ? 0.f : expf(lse[k] - shift);
+      weight_sum += lse[k] == -INFINITY ? 0.f : expf(lse[k] - max_lse);
+      shifted_weight_sum += weight;
+      if (weight != 0.f) {
+        accumulated.x += weight * partial[k].x;
+        accumulated.y += weight * partial[k].y;
+        accumulated.z += weight * partial[k].z;
+        accumulated.w += weight * partial[k].w;
+      }
+    }
+  } else {
+    for (int first_split = 0; first_split < num_splits; first_split += kLoadsInFlight) {
+      float lse[kLoadsInFlight];
+#pragma unroll
+      for (int k = 0; k < kLoadsInFlight; ++k)
+        lse[k] = first_split + k < num_splits ? split_lse[(first_split + k) * split_step] : -INFINITY;
+#pragma unroll
+      for (int k = 0; k < kLoadsInFlight; ++k) max_lse = fmaxf(max_lse, lse[k]);
+    }
+    empty = max_lse == -INFINITY;
+    shift = (isfinite(sink) && sink > max_lse) ? sink : max_lse;
+    // The weighted sum of the partials, in split order, kLoadsInFlight partial vectors in flight per thread.
+    // A split of zero weight (empty, or underflowed against the sink) is not read.
+    for (int first_split = 0; first_split < num_splits && !empty; first_split += kLoadsInFlight) {
+      float weight[kLoadsInFlight];
+      float4 partial[kLoadsInFlight];
+#pragma unroll
+      for (int k = 0; k < kLoadsInFlight; ++k) {
+        const float lse =
+            first_split + k < num_splits ? split_lse[(first_split + k) * split_step] : -INFINITY;
+        weight[k] = lse == -INFINITY ? 0.f : expf(lse - shift);
+        weight_sum += lse == -INFINITY ? 0.f : expf(lse - max_lse);
+        partial[k] = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (weight[k] != 0.f) partial[k] = partial_rows[(first_split + k) * partial_row_step + threadIdx.x];
+      }
+#pragma unroll
+      for (int k = 0; k < kLoadsInFlight; ++k) {
+        shifted_weight_sum += weight[k];
+        accumulated.x += weight[k] * partial[k].x;
+        accumulated.y += weight[k] * partial[k].y;
+        accumulated.z += weight[k] * partial[k].z;
+        accumulated.w += weight[k] * partial[k].w;
+      }
     }
   }
   float inverse = 0.f;
@@ -144,13 +177,18 @@ Status launch_split_combine(const DecodeParams& params, cudaStream_t stream) {
   // Blocks = rows x h. Up to 2 splits: 32 registers, 16 blocks per SM (thousands of blocks); more splits
   // with many blocks (flash-c4-mtp b=8: 5 splits, 1024 blocks): 4 loads in flight at 8 blocks per SM (8 in
   // flight at 5 blocks per SM measured 1-2 us slower there); a few hundred blocks: 8 in flight.
+  // Up to 16 splits with few blocks: all of them in flight at once (flash-c4 b = 1: 10 splits).
   constexpr int64_t kFewBlocks = 512;
   if (params.num_splits <= 2) {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<2, 16>, params));
-  } else if (params.num_splits <= 4 || blocks > kFewBlocks) {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<4, 8>, params));
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<2, 16, true>, params));
+  } else if (params.num_splits <= 4) {
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<4, 8, true>, params));
+  } else if (blocks > kFewBlocks) {
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<4, 8, false>, params));
+  } else if (params.num_splits <= 16) {
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<16, 1, true>, params));
   } else {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<8, 1>, params));
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<8, 1, false>, params));
   }
   return Status::Ok();
 }
