@@ -77,10 +77,8 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[N]) {
 }
 
 __device__ __forceinline__ void commit_and_wait_all() {
-#if SMLA_WGMMA_ENABLED
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-#endif
+  commit_group();
+  wait_groups<0>();
 }
 
 // d (64 x 32, fp32) += A (64 x 16, K-major) * B (16 x 32, K-major: stored [n][k]).

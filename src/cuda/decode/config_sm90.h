@@ -64,7 +64,7 @@ struct DecodeConfigSm90 {
   static constexpr size_t kValidOffset = kSinkOffset + kHeadBlock * 4;  // u32[2][2]
   // One full barrier per (stage, producer pass): pass p stores tokens [32p, 32p + 32), the tokens of
   // consumer warpgroup p's S, which can start before the other pass is stored.
-  static constexpr size_t kFullBarrierOffset = kValidOffset + kStages * (kTileTokens / 8);  // u64[2][2]
+  static constexpr size_t kFullBarrierOffset = kValidOffset + kStages * (kTileTokens / 8);   // u64[2][2]
   static constexpr size_t kEmptyBarrierOffset = kFullBarrierOffset + kStages * kPasses * 8;  // u64[2]
   static constexpr size_t kSharedBytes = kEmptyBarrierOffset + kStages * 8;
 
@@ -77,6 +77,9 @@ struct DecodeConfigSm90 {
   static_assert(size_t(kHeadBlock) * kOutStageStride * 4 <= kPOffset, "the O stage fits over Q and K");
   static_assert(kSharedBytes <= 227 * 1024, "one CTA must fit an SM");
   static_assert(kSegments * kThreadsPerToken * 16 == kRowBytes && kTokensPerPass % 8 == 0, "copy roles");
+  static_assert(
+      kPasses == kConsumerWarpgroups && kTokensPerPass == kScoreTokensPerGroup,
+      "producer pass p stores exactly the tokens of consumer warpgroup p's S (one full barrier each)");
 };
 
 // Split calls of the sm_90a kernel with at most this many splits run as thread-block clusters of
