@@ -47,10 +47,15 @@ SMLA_HOST_DEVICE constexpr int64_t slot_row_offset(int64_t page_block_size, int6
   return (slot / page_block_size) * page_stride_bytes + (slot % page_block_size) * kRowBytes;
 }
 
+// Byte offset within a page of its scale footer: after the page's P data rows.
+SMLA_HOST_DEVICE constexpr int64_t page_footer_offset(int64_t page_block_size) {
+  return page_block_size * kRowBytes;
+}
+
 // Byte offset from the cache base of slot s's 8-byte footer entry (7 scale bytes, 1 pad byte).
 SMLA_HOST_DEVICE constexpr int64_t slot_scale_offset(int64_t page_block_size, int64_t page_stride_bytes,
                                                      int64_t slot) {
-  return (slot / page_block_size) * page_stride_bytes + page_block_size * kRowBytes +
+  return (slot / page_block_size) * page_stride_bytes + page_footer_offset(page_block_size) +
          (slot % page_block_size) * kScaleBytes;
 }
 

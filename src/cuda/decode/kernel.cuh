@@ -191,8 +191,9 @@ __device__ __forceinline__ SlotAddress slot_address(const TileSource& source, in
   const uint32_t page = source.page_of_slot.divide(static_cast<uint32_t>(slot));
   const uint32_t in_page = static_cast<uint32_t>(slot) - page * source.page_of_slot.divisor;
   const uint8_t* page_base = source.cache_data + static_cast<int64_t>(page) * source.page_stride_bytes;
-  return {page_base + static_cast<int64_t>(in_page) * kRowBytes,
-          page_base + source.page_block_size * kRowBytes + static_cast<int64_t>(in_page) * kScaleBytes};
+  return {
+      page_base + static_cast<int64_t>(in_page) * kRowBytes,
+      page_base + page_footer_offset(source.page_block_size) + static_cast<int64_t>(in_page) * kScaleBytes};
 }
 
 // First tile in [tile, tile_end) with at least one list position inside its list's valid prefix, else
