@@ -31,6 +31,7 @@ constexpr int kExitRowsSkipped = 4;
 struct RowResult {
   std::string shape;
   std::string backend;
+  std::string kernel;  // the plan's kernel; a model step lists its layers' distinct kernels, joined by '+'
   int batch = 0, heads = 0, seq_q = 0, topk = 0, extra_topk = 0;
   int64_t main_page_block_size = 0, extra_page_block_size = 0;
   int layers = 1;
@@ -108,6 +109,12 @@ smla::Status time_group(BenchDevice& device, const std::vector<PlannedLayer>& gr
   row->floor_us = group_floor_us(group, settings);
   row->layers = static_cast<int>(group.size());
   row->splits = group.front().plan->num_splits();
+  row->kernel.clear();
+  for (const PlannedLayer& planned : group) {
+    const std::string name = planned.plan->kernel_name();
+    if (("+" + row->kernel + "+").find("+" + name + "+") == std::string::npos)
+      row->kernel += (row->kernel.empty() ? "" : "+") + name;
+  }
   const smla::DecodeShape& shape = group.front().layer->shape;
   row->batch = shape.batch;
   row->heads = shape.num_heads;
@@ -363,7 +370,7 @@ smla::Status run_model(BenchDevice& device, const DeviceSettings& settings, cons
 Table results_table(const std::vector<RowResult>& rows) {
   Table table;
   table.columns = {
-      "shape",        "backend",  "b",        "h",           "s_q",      "topk",        "extra_topk",
+      "shape",        "backend",  "kernel",   "b",        "h",           "s_q",      "topk",        "extra_topk",
       "P_main",       "P_extra",  "layers",   "splits",      "time_us",  "p10_us",      "p90_us",
       "us_per_layer", "GB_per_s", "copy_pct", "TFLOP_per_s", "floor_us", "max_err_out", "max_err_lse"};
   for (const RowResult& row : rows) {
@@ -375,6 +382,7 @@ Table results_table(const std::vector<RowResult>& rows) {
     auto per_call = [&](Cell cell) { return row.mixed_layer_types ? text_cell("mixed") : cell; };
     table.add_row({text_cell(row.shape),
                    text_cell(row.backend),
+                   text_cell(row.kernel),
                    integer_cell(row.batch),
                    integer_cell(row.heads),
                    integer_cell(row.seq_q),

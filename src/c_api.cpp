@@ -147,6 +147,13 @@ smla_status_t smla_plan_num_splits(smla_plan_t plan, int32_t* num_splits) {
   return SMLA_STATUS_OK;
 }
 
+smla_status_t smla_plan_kernel_name(smla_plan_t plan, const char** name) {
+  if (plan == nullptr) return null_argument("plan");
+  if (name == nullptr) return null_argument("name");
+  *name = plan->plan.kernel_name();
+  return SMLA_STATUS_OK;
+}
+
 smla_status_t smla_set_contiguous_strides(smla_plan_t plan, smla_decode_args_t* args) {
   if (plan == nullptr) return null_argument("plan");
   if (args == nullptr) return null_argument("args");

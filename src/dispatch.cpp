@@ -231,6 +231,7 @@ PlanOptions default_plan_options() {
   options.num_splits = 0;
   options.cpu_precision = SMLA_CPU_FLOAT64;
   options.cpu_threads = 0;
+  options.max_shared_bytes = 0;
   return options;
 }
 
@@ -264,6 +265,18 @@ Status validate_decode_shape(const DecodeShape& shape) {
   return Status::Ok();
 }
 
+namespace {
+
+// True when the backend was left to AUTO (in options and in SMLA_BACKEND): then a device where no
+// tensor-core kernel fits falls back to cuda-ref instead of failing.
+bool backend_chosen_automatically(const PlanOptions& options) {
+  if (options.backend != SMLA_BACKEND_AUTO) return false;
+  const char* env_value = std::getenv("SMLA_BACKEND");
+  return env_value == nullptr || env_value[0] == '\0' || std::string(env_value) == "auto";
+}
+
+}  // namespace
+
 Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* plan) {
   if (plan == nullptr) return Status::InvalidArgument("plan must not be null");
   *plan = Plan();  // a failed make_plan leaves an invalid plan behind
@@ -276,6 +289,9 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
         "options.cpu_precision must be SMLA_CPU_FLOAT64 (0) or SMLA_CPU_FLOAT32 (1) (got " +
         str(static_cast<int>(options.cpu_precision)) + ")");
   }
+  int64_t shared_cap = 0;
+  SMLA_RETURN_IF_ERROR(detail::shared_memory_cap(options.max_shared_bytes, std::getenv("SMLA_MAX_SHARED_BYTES"),
+                                                 &shared_cap));
   Backend backend = SMLA_BACKEND_AUTO;
   SMLA_RETURN_IF_ERROR(resolve_backend(options.backend, options.device, &backend));
 
@@ -286,6 +302,7 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
   result.total_tiles_ = tiles_for(shape.topk) + tiles_for(shape.extra_topk);
   const int64_t rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
   if (backend == SMLA_BACKEND_CPU) {
+    result.kernel_name_ = "cpu";
     result.device_ = -1;
     result.num_splits_ = 1;
     result.tiles_per_split_ = result.total_tiles_;
@@ -296,13 +313,31 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
     result.device_ = device_info.ordinal;
     result.sm_count_ = device_info.sm_count;
     result.compute_capability_ = device_info.compute_capability;
+    if (shared_cap > 0) device_info.max_shared_bytes = std::min(device_info.max_shared_bytes, shared_cap);
+    result.max_shared_bytes_ = device_info.max_shared_bytes;
+    const detail::KernelChoice kernel = detail::choose_decode_kernel(shape, device_info);
+    if (backend == SMLA_BACKEND_CUDA && kernel.kernel == detail::DecodeKernel::kNone) {
+      if (!backend_chosen_automatically(options)) {
+        return Status::Unsupported(
+            "backend 'cuda': no tensor-core decode kernel fits " + str(device_info.max_shared_bytes) +
+            " bytes of shared memory per block on device " + str(device_info.ordinal) +
+            (shared_cap > 0 ? " (capped by options.max_shared_bytes / SMLA_MAX_SHARED_BYTES)" : "") +
+            "; the smallest for this shape needs " + str(detail::smallest_decode_kernel_bytes(shape)) +
+            "; use backend 'cuda-ref'");
+      }
+      backend = SMLA_BACKEND_CUDA_REF;  // AUTO: the slower oracle rather than a launch that cannot run
+      result.backend_ = backend;
+    }
     if (backend == SMLA_BACKEND_CUDA_REF) {
+      result.kernel_name_ = "cuda-ref";
       // The oracle never splits; its workspace is only the device error counter.
       result.num_splits_ = 1;
       result.tiles_per_split_ = result.total_tiles_;
     } else {
+      result.kernel_name_ = detail::decode_kernel_name(kernel.kernel);
+      result.kernel_id_ = static_cast<int32_t>(kernel.kernel);
       const detail::SplitSchedule schedule =
-          detail::plan_cuda_decode_splits(shape, device_info, options.num_splits);
+          detail::plan_cuda_decode_splits(shape, device_info, kernel, options.num_splits);
       if (schedule.num_splits < 1 || schedule.tiles_per_split < 1 ||
           static_cast<int64_t>(schedule.num_splits) * schedule.tiles_per_split < schedule.total_tiles) {
         return Status::Internal(

@@ -52,6 +52,15 @@ class Plan {
   // Device properties captured at plan time (0 for the CPU backend).
   int sm_count() const { return sm_count_; }
   int compute_capability() const { return compute_capability_; }  // e.g. 90
+  // The kernel run() launches: "cpu", "cuda-ref", or the tensor-core kernel the planner picked from the
+  // device's compute capability and shared-memory limit ("sm90-h64", "mma-h64", "mma-h16", "mma99-h32",
+  // "mma99-h16"). A static string.
+  const char* kernel_name() const { return kernel_name_; }
+  // Shared memory per block the planner allowed: the device's opt-in limit, capped by
+  // options.max_shared_bytes or SMLA_MAX_SHARED_BYTES (0 for the CPU backend).
+  int64_t max_shared_bytes() const { return max_shared_bytes_; }
+  // Internal: which tensor-core kernel run() launches (a detail::DecodeKernel value; 0 = none).
+  int32_t kernel_id() const { return kernel_id_; }
 
  private:
   friend Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* plan);
@@ -66,9 +75,14 @@ class Plan {
   size_t workspace_bytes_ = 0;
   int sm_count_ = 0;
   int compute_capability_ = 0;
+  const char* kernel_name_ = "none";
+  int64_t max_shared_bytes_ = 0;
+  int32_t kernel_id_ = 0;
 };
 
-// Resolves the backend, chooses the split schedule and sizes the workspace.
+// Resolves the backend, chooses the kernel and the split schedule and sizes the workspace. With the cuda
+// backend chosen by AUTO on a device where no tensor-core kernel fits the shared memory allowed, the plan
+// uses cuda-ref (kernel_name() says so); asking for cuda explicitly there is SMLA_STATUS_UNSUPPORTED.
 Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* plan);
 
 // Validates `args` against the plan (pointers, strides, alignment, cache geometry, memory space)

@@ -61,6 +61,10 @@ typedef struct smla_plan_options_t {
   int32_t num_splits;    /* split-KV factor; 0 = chosen by the planner */
   int32_t cpu_precision; /* smla_cpu_precision_t; CPU backend only */
   int32_t cpu_threads;   /* CPU backend only; 0 = all hardware threads */
+  /* Cap on the shared memory per block the planner may use (bytes); 0 = none, then the environment
+   * variable SMLA_MAX_SHARED_BYTES applies. 101376 makes a Hopper GPU run the kernel and split schedule
+   * of the 99 KB class (sm_120, sm_89, sm_86). CUDA backend only. */
+  int32_t max_shared_bytes;
 } smla_plan_options_t;
 
 /* Everything that may change between calls of one plan. Pointers and strides only: the shape

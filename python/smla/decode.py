@@ -73,7 +73,7 @@ class Plan:
     """
 
     def __init__(self, batch, seq_q, num_heads, topk, extra_topk=0, backend="auto", device=None, num_splits=0,
-                 cpu_precision="float64", cpu_threads=0):
+                 cpu_precision="float64", cpu_threads=0, max_shared_bytes=0):
         self._handle = None
         self.batch, self.seq_q, self.num_heads = int(batch), int(seq_q), int(num_heads)
         self.topk, self.extra_topk = int(topk), int(extra_topk)
@@ -98,6 +98,7 @@ class Plan:
         options.num_splits = int(num_splits)
         options.cpu_precision = _CPU_PRECISIONS[cpu_precision]
         options.cpu_threads = int(cpu_threads)
+        options.max_shared_bytes = int(max_shared_bytes)
         handle = ctypes.c_void_p()
         _lib.call("smla_plan_create", ctypes.byref(shape), ctypes.byref(options), ctypes.byref(handle))
         self._handle = handle
@@ -106,6 +107,11 @@ class Plan:
         _lib.call("smla_plan_backend", handle, ctypes.byref(value))
         _lib.call("smla_plan_workspace_bytes", handle, ctypes.byref(size))
         _lib.call("smla_plan_num_splits", handle, ctypes.byref(splits))
+        kernel = ctypes.c_char_p()
+        _lib.call("smla_plan_kernel_name", handle, ctypes.byref(kernel))
+        # The kernel run() launches: "cpu", "cuda-ref" or a tensor-core kernel such as "sm90-h64" or
+        # "mma99-h32" (picked from the device's shared-memory limit; see the README's backend section).
+        self.kernel_name = kernel.value.decode()
         self.backend = value.value
         self.backend_name = _lib.library().smla_backend_name(self.backend).decode()
         self.workspace_bytes = int(size.value)
@@ -145,7 +151,7 @@ class Plan:
     def __repr__(self):
         return (f"Plan(batch={self.batch}, seq_q={self.seq_q}, num_heads={self.num_heads}, topk={self.topk}, "
                 f"extra_topk={self.extra_topk}, backend={self.backend_name!r}, device={self.device!r}, "
-                f"num_splits={self.num_splits}, workspace_bytes={self.workspace_bytes})")
+                f"kernel={self.kernel_name!r}, num_splits={self.num_splits}, workspace_bytes={self.workspace_bytes})")
 
     def workspace_tensor(self):
         """The workspace as a torch tensor (CPU plans wrap their NumPy buffer once, without copying)."""

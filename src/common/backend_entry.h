@@ -27,6 +27,9 @@ struct CudaDeviceInfo {
   // For that kernel: how many thread-block clusters of n CTAs (index n = 2..8) can be resident at once
   // (cudaOccupancyMaxActiveClusters; GPC boundaries make it less than sm_count / n). 0 = unknown.
   int max_active_clusters[9] = {};
+  // Dynamic shared memory one block may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin), after the
+  // cap of PlanOptions::max_shared_bytes / SMLA_MAX_SHARED_BYTES when make_plan applies one.
+  int64_t max_shared_bytes = 0;
 };
 Status query_cuda_device(int requested_ordinal, CudaDeviceInfo* info);
 
@@ -38,6 +41,35 @@ bool pointer_is_device_memory(const void* ptr, int device);
 
 namespace smla::detail {
 
+// The tensor-core decode kernels, and the one the planner picks for a shape on a device
+// (src/cuda/decode/kernel_choice.cpp). The plan stores the choice; run_decode_cuda launches it.
+enum class DecodeKernel : int32_t {
+  kNone = 0,        // no tensor-core kernel fits the device's shared memory
+  kSm90Heads64,     // warp-specialized sm_90a kernel, 64 heads per CTA (about 200 KB)
+  kMmaHeads64,      // portable mma.sync kernel, 64 heads, 64-token tiles (about 174 KB)
+  kMmaHeads16,      // portable mma.sync kernel, 16 heads, 64-token tiles (about 120 KB)
+  kCompactHeads32,  // 99 KB class: mma.sync, 32 heads, 32-token tiles
+  kCompactHeads16,  // 99 KB class: mma.sync, 16 heads, 32-token tiles
+};
+struct KernelChoice {
+  DecodeKernel kernel = DecodeKernel::kNone;
+  int head_block = 0;       // heads per CTA
+  int64_t shared_bytes = 0; // dynamic shared memory per CTA
+};
+// "sm90-h64", "mma-h64", "mma-h16", "mma99-h32", "mma99-h16"; "none" for kNone.
+const char* decode_kernel_name(DecodeKernel kernel);
+// The fastest kernel whose shared memory fits device.max_shared_bytes: the sm_90a kernel where
+// device.warp_specialized_decode, else the portable kernel, else the 99 KB-class kernel, with the head
+// block of decode::head_block_for (64 -> 32 for the 99 KB class). kNone when none fits.
+KernelChoice choose_decode_kernel(const DecodeShape& shape, const CudaDeviceInfo& device);
+// Shared memory of the smallest tensor-core kernel that could run `shape` (its 99 KB-class kernel).
+int64_t smallest_decode_kernel_bytes(const DecodeShape& shape);
+
+// The shared-memory cap of a plan: options.max_shared_bytes when > 0, else SMLA_MAX_SHARED_BYTES when set
+// (`env_value`, may be null), else 0 (no cap). A negative option or an environment value that is not a
+// positive integer is an error naming it.
+Status shared_memory_cap(int32_t option, const char* env_value, int64_t* cap);
+
 // Split-KV schedule of the tensor-core backend (src/cuda/decode/schedule.cpp): how many CTAs share
 // one (query row, head block) so that the grid fills the device. `requested_splits` > 0 forces the
 // number of splits (clamped to [1, total_tiles]).
@@ -45,9 +77,9 @@ struct SplitSchedule {
   int num_splits = 1;
   int tiles_per_split = 0;
   int total_tiles = 0;
-  int head_block = 64;  // heads per CTA the kernel will use for this shape
+  int head_block = 64;  // heads per CTA the kernel will use for this shape (the KernelChoice's)
 };
 SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDeviceInfo& device,
-                                      int requested_splits);
+                                      const KernelChoice& kernel, int requested_splits);
 
 }  // namespace smla::detail

@@ -90,6 +90,9 @@ TEST(CApi, PlanLifecycleAndQueries) {
   int32_t num_splits = 0;
   ASSERT_EQ(smla_plan_num_splits(plan, &num_splits), SMLA_STATUS_OK);
   EXPECT_EQ(num_splits, 1);
+  const char* kernel_name = nullptr;
+  ASSERT_EQ(smla_plan_kernel_name(plan, &kernel_name), SMLA_STATUS_OK);
+  EXPECT_STREQ(kernel_name, "cpu");
 
   smla_decode_args_t args{};
   ASSERT_EQ(smla_set_contiguous_strides(plan, &args), SMLA_STATUS_OK);
@@ -137,6 +140,8 @@ TEST(CApi, NullHandlesAndOutParameters) {
   EXPECT_EQ(smla_plan_workspace_bytes(nullptr, &bytes), SMLA_STATUS_INVALID_ARGUMENT);
   EXPECT_EQ(smla_plan_backend(nullptr, &backend), SMLA_STATUS_INVALID_ARGUMENT);
   EXPECT_EQ(smla_plan_num_splits(nullptr, &splits), SMLA_STATUS_INVALID_ARGUMENT);
+  const char* kernel_name = nullptr;
+  EXPECT_EQ(smla_plan_kernel_name(nullptr, &kernel_name), SMLA_STATUS_INVALID_ARGUMENT);
   EXPECT_EQ(smla_set_contiguous_strides(nullptr, &args), SMLA_STATUS_INVALID_ARGUMENT);
   EXPECT_EQ(smla_decode_run(nullptr, &args, nullptr, 0, nullptr), SMLA_STATUS_INVALID_ARGUMENT);
   EXPECT_TRUE(last_error_has("plan must not be NULL"));
@@ -148,6 +153,8 @@ TEST(CApi, NullHandlesAndOutParameters) {
   EXPECT_TRUE(last_error_has("backend must not be NULL"));
   EXPECT_EQ(smla_plan_num_splits(plan, nullptr), SMLA_STATUS_INVALID_ARGUMENT);
   EXPECT_TRUE(last_error_has("num_splits must not be NULL"));
+  EXPECT_EQ(smla_plan_kernel_name(plan, nullptr), SMLA_STATUS_INVALID_ARGUMENT);
+  EXPECT_TRUE(last_error_has("name must not be NULL"));
   EXPECT_EQ(smla_set_contiguous_strides(plan, nullptr), SMLA_STATUS_INVALID_ARGUMENT);
   EXPECT_TRUE(last_error_has("args must not be NULL"));
   EXPECT_EQ(smla_decode_run(plan, nullptr, nullptr, 0, nullptr), SMLA_STATUS_INVALID_ARGUMENT);

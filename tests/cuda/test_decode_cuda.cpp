@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -18,6 +19,7 @@
 
 #include "common/backend_entry.h"
 #include "common/test_support.h"
+#include "cuda/decode/config.h"
 #include "cuda/decode/config_sm90.h"
 #include "cuda/decode/kernel.h"
 #include "smla/decode.h"
@@ -151,10 +153,11 @@ struct DeviceResult {
   uint32_t error_count = 0;
 };
 
-Plan make_cuda_plan(const DecodeShape& shape, int num_splits) {
+Plan make_cuda_plan(const DecodeShape& shape, int num_splits, int32_t max_shared_bytes = 0) {
   PlanOptions options = default_plan_options();
   options.backend = SMLA_BACKEND_CUDA;
   options.num_splits = num_splits;
+  options.max_shared_bytes = max_shared_bytes;
   Plan plan;
   status_require(make_plan(shape, options, &plan), "make_plan(cuda)");
   return plan;
@@ -296,6 +299,7 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
   h100.ordinal = 0;
   h100.sm_count = 132;
   h100.compute_capability = 90;
+  h100.max_shared_bytes = 232448;
   struct Case {
     DecodeShape shape;
     int auto_splits;
@@ -325,7 +329,8 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
                             rows * ((shape.num_heads + 15) / 16) * total_tiles <= 256;
     const int head_block = shape.num_heads <= 16 || small_call ? 16 : 64;
     for (int requested : {0, 1, 3, total_tiles, total_tiles + 5, 1000}) {
-      const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(shape, h100, requested);
+      const detail::SplitSchedule schedule =
+          detail::plan_cuda_decode_splits(shape, h100, detail::choose_decode_kernel(shape, h100), requested);
       const std::string label =
           "b=" + std::to_string(shape.batch) + " s_q=" + std::to_string(shape.seq_q) +
           " h=" + std::to_string(shape.num_heads) + " topk=" + std::to_string(shape.topk) +
@@ -349,7 +354,8 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
       }
     }
     detail::CudaDeviceInfo unknown;  // sm_count 0: no basis to split
-    EXPECT_EQ(detail::plan_cuda_decode_splits(shape, unknown, 0).num_splits, 1);
+    EXPECT_EQ(detail::plan_cuda_decode_splits(shape, unknown, detail::choose_decode_kernel(shape, h100), 0).num_splits,
+              1);
   }
 }
 
@@ -364,6 +370,7 @@ TEST(DecodeCudaSchedule, WarpSpecializedKernelPlansClustersWithinResidency) {
   h100.sm_count = 132;
   h100.compute_capability = 90;
   h100.warp_specialized_decode = true;
+  h100.max_shared_bytes = 232448;
   const int resident[9] = {0, 0, 66, 39, 30, 22, 17, 15, 15};
   std::copy(std::begin(resident), std::end(resident), std::begin(h100.max_active_clusters));
   struct Case {
@@ -381,7 +388,8 @@ TEST(DecodeCudaSchedule, WarpSpecializedKernelPlansClustersWithinResidency) {
       {{64, 1, 128, 128, 0}, 1, 64},     // flash-swa h=128: 2 tiles, 128 CTAs
   };
   for (const Case& test_case : cases) {
-    const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(test_case.shape, h100, 0);
+    const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(
+        test_case.shape, h100, detail::choose_decode_kernel(test_case.shape, h100), 0);
     const std::string label = "b=" + std::to_string(test_case.shape.batch) +
                               " h=" + std::to_string(test_case.shape.num_heads) +
                               " extra=" + std::to_string(test_case.shape.extra_topk);
@@ -428,10 +436,11 @@ TEST(DecodeCuda, MatchesReferenceOnSampledGrid) {
   }
 }
 
-// On an sm_90 device the 64-head block runs the wgmma kernel (the tests above check it); the portable
-// mma.sync kernel must stay correct there too: the same grid with the Hopper path switched off, and both
-// kernels' results agree with each other.
-TEST(DecodeCuda, PortableAndHopperKernelsAgree) {
+// Every tensor-core kernel this device can run agrees with the reference and with the others on the same
+// inputs: the planner's preferred kernel (sm90-h64 on Hopper), the portable mma.sync kernel (the Hopper
+// path switched off at plan time) and the 99 KB-class kernel (plans capped at 101,376 bytes of shared
+// memory, what an sm_120 / sm_89 / sm_86 device gets). The kernel is fixed when the plan is made.
+TEST(DecodeCuda, AllKernelsAgree) {
   SMLA_SKIP_WITHOUT_CUDA();
   int device = 0;
   ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
@@ -449,17 +458,69 @@ TEST(DecodeCuda, PortableAndHopperKernelsAgree) {
     const Reference reference = reference_decode(problem);
     DeviceProblem device_problem(problem);
     for (int requested_splits : {1, 0}) {
-      const Plan plan = make_cuda_plan(problem.shape, requested_splits);
-      const std::string label = describe(configs[i]) + " splits=" + std::to_string(plan.num_splits());
+      const Plan preferred_plan = make_cuda_plan(problem.shape, requested_splits);
       detail::decode::set_hopper_decode_enabled(false);
       EXPECT_FALSE(detail::decode::hopper_decode_available(device));
-      const DeviceResult portable = run_on_device(plan, problem, device_problem);
+      const Plan portable_plan = make_cuda_plan(problem.shape, requested_splits);
       detail::decode::set_hopper_decode_enabled(true);
-      const DeviceResult preferred = run_on_device(plan, problem, device_problem);
-      expect_matches(reference, portable, label + " portable kernel");
-      expect_matches(reference, preferred, label + (hopper ? " wgmma kernel" : " portable kernel (again)"));
-      expect_matches(as_reference(portable, problem.shape), preferred, label + " wgmma vs portable");
+      const Plan compact_plan =
+          make_cuda_plan(problem.shape, requested_splits, static_cast<int32_t>(detail::decode::kCompactSharedLimit));
+      EXPECT_LE(compact_plan.max_shared_bytes(), static_cast<int64_t>(detail::decode::kCompactSharedLimit));
+      EXPECT_EQ(std::string(compact_plan.kernel_name()).rfind("mma99-", 0), 0u) << compact_plan.kernel_name();
+      EXPECT_NE(std::string(portable_plan.kernel_name()), "sm90-h64");
+      const DeviceResult preferred = run_on_device(preferred_plan, problem, device_problem);
+      const DeviceResult portable = run_on_device(portable_plan, problem, device_problem);
+      const DeviceResult compact = run_on_device(compact_plan, problem, device_problem);
+      const std::string label = describe(configs[i]) + " splits=" + std::to_string(requested_splits) + " ";
+      expect_matches(reference, preferred, label + preferred_plan.kernel_name());
+      expect_matches(reference, portable, label + portable_plan.kernel_name());
+      expect_matches(reference, compact, label + compact_plan.kernel_name());
+      expect_matches(as_reference(portable, problem.shape), preferred,
+                     label + preferred_plan.kernel_name() + " vs " + portable_plan.kernel_name());
+      expect_matches(as_reference(portable, problem.shape), compact,
+                     label + compact_plan.kernel_name() + " vs " + portable_plan.kernel_name());
+      EXPECT_EQ(compact.error_count, 0u);
     }
+  }
+}
+
+// The plan names its kernel and never asks for more shared memory than the device (or the cap) allows:
+// the preferred kernel uncapped, the 99 KB class under a 101,376-byte cap (option or variable), and below
+// the smallest kernel AUTO falls back to cuda-ref while an explicit cuda request is refused by name.
+TEST(DecodeCuda, PlanChoosesKernelFromSharedMemoryLimit) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  detail::CudaDeviceInfo info;
+  ASSERT_TRUE(detail::query_cuda_device(-1, &info).ok());
+  const char* env_cap = std::getenv("SMLA_MAX_SHARED_BYTES");
+  std::printf("[decode_cuda] device: cc %d, %d SMs, %lld bytes of opt-in shared memory per block%s%s\n",
+              info.compute_capability, info.sm_count, static_cast<long long>(info.max_shared_bytes),
+              env_cap != nullptr ? ", SMLA_MAX_SHARED_BYTES=" : "", env_cap != nullptr ? env_cap : "");
+  const DecodeShape wide{64, 1, 64, 128, 512};
+  const DecodeShape narrow{1, 1, 8, 128, 512};
+  for (const DecodeShape& shape : {wide, narrow}) {
+    const Plan preferred = make_cuda_plan(shape, 0);
+    EXPECT_LE(static_cast<int64_t>(detail::choose_decode_kernel(shape, info).shared_bytes),
+              info.max_shared_bytes);
+    std::printf("[decode_cuda] h=%d b=%d: kernel %s, %d splits, shared limit %lld\n", shape.num_heads,
+                shape.batch, preferred.kernel_name(), preferred.num_splits(),
+                static_cast<long long>(preferred.max_shared_bytes()));
+    const Plan capped = make_cuda_plan(shape, 0, 101376);
+    EXPECT_STREQ(capped.kernel_name(), shape.num_heads > 16 ? "mma99-h32" : "mma99-h16");
+    EXPECT_EQ(capped.max_shared_bytes(), std::min<int64_t>(101376, info.max_shared_bytes));
+
+    PlanOptions options = default_plan_options();
+    options.max_shared_bytes = 40 * 1024;  // below every tensor-core kernel
+    Plan fallback;
+    if (std::getenv("SMLA_BACKEND") == nullptr) {
+      ASSERT_TRUE(make_plan(shape, options, &fallback).ok());
+      EXPECT_EQ(fallback.backend(), SMLA_BACKEND_CUDA_REF);
+      EXPECT_STREQ(fallback.kernel_name(), "cuda-ref");
+    }
+    options.backend = SMLA_BACKEND_CUDA;
+    const Status refused = make_plan(shape, options, &fallback);
+    EXPECT_EQ(refused.code(), SMLA_STATUS_UNSUPPORTED) << refused.message();
+    EXPECT_NE(refused.message().find("40960 bytes of shared memory"), std::string::npos) << refused.message();
+    EXPECT_FALSE(fallback.valid());
   }
 }
 

@@ -103,6 +103,14 @@ def test_plan_reuse_with_new_inputs():
         ref.assert_close_bf16(out, case["reference"][0], lse, case["reference"][1])
 
 
+def test_plan_names_its_kernel_and_rejects_a_negative_shared_memory_cap():
+    plan = smla.plan(2, 1, 8, 128, backend="cpu")
+    assert plan.kernel_name == "cpu"
+    assert "kernel='cpu'" in repr(plan)
+    with pytest.raises(smla.SmlaError, match="options.max_shared_bytes must be >= 0"):
+        smla.plan(2, 1, 8, 128, backend="cpu", max_shared_bytes=-1)
+
+
 def test_cache_layout_and_flashmla_view_inputs():
     """The same decode through a CacheLayout, a [pages, P, 1, 584] view and a padded page stride."""
     rng = ref.make_rng("test_cache_layout_and_flashmla_view_inputs")

@@ -90,6 +90,7 @@ def test_plan_run_each_cuda_backend(backend):
     case = DecodeCase(rng, batch=2, seq_q=1, num_heads=32)
     plan = smla.plan(2, 1, 32, 128, extra_topk=64, backend=backend, device=DEVICE)
     assert plan.backend_name == backend and plan.device == DEVICE
+    assert plan.kernel_name != "none" and (backend == "cuda" or plan.kernel_name == "cuda-ref")
     inputs = case.device_inputs()
     out, lse = plan.run(inputs["q"], smla.CacheLayout.from_tensor(case.swa_pool, 64), inputs["indices"],
                         inputs["topk_length"], smla.CacheLayout.from_tensor(case.extra_pool, 2),
@@ -185,6 +186,22 @@ def test_relayout_pages_moves_sub_pages(touched_only):
         np.testing.assert_array_equal(result[page, 36864:36864 + 512], source.pool[source_page, footer:footer + 512])
     for slot in indices.reshape(-1):  # slot ids are unchanged
         np.testing.assert_array_equal(ref.read_token(result, 64, int(slot)), source.values[int(slot)])
+
+
+@pytest.mark.parametrize("num_heads", [8, 64])
+def test_shared_memory_cap_picks_the_99kb_kernel(num_heads):
+    rng = ref.make_rng(f"test_shared_memory_cap_picks_the_99kb_kernel[{num_heads}]")
+    case = DecodeCase(rng, batch=8, seq_q=1, num_heads=num_heads)
+    plan = smla.plan(8, 1, num_heads, 128, extra_topk=64, backend="cuda", device=DEVICE, max_shared_bytes=101376)
+    assert plan.kernel_name == ("mma99-h16" if num_heads <= 16 else "mma99-h32")
+    inputs = case.device_inputs()
+    out, lse = plan.run(inputs["q"], smla.CacheLayout.from_tensor(case.swa_pool, 64), inputs["indices"],
+                        inputs["topk_length"], smla.CacheLayout.from_tensor(case.extra_pool, 2),
+                        inputs["extra_indices"], inputs["extra_topk_length"], inputs["attn_sink"])
+    expected_out, expected_lse = case.reference()
+    ref.assert_close_bf16(to_bits(out), expected_out, lse.cpu().numpy(), expected_lse)
+    fallback = smla.plan(8, 1, num_heads, 128, extra_topk=64, backend="auto", device=DEVICE, max_shared_bytes=40000)
+    assert fallback.kernel_name == "cuda-ref" and fallback.backend_name == "cuda-ref"
 
 
 def test_cuda_plan_rejects_host_inputs():

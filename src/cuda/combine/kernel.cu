@@ -12,6 +12,7 @@
 
 #include "cuda/combine/kernel.h"
 #include "cuda/common/cuda_check.h"
+#include "cuda/decode/tile_common.cuh"
 #include "smla/cache.h"
 
 namespace smla::detail {
@@ -40,8 +41,7 @@ __global__ void __launch_bounds__(kCombineThreads, MinBlocksPerSm)
   const int batch = static_cast<int>(query_row / params.seq_q);
   const int seq = static_cast<int>(query_row % params.seq_q);
   const int num_splits = params.num_splits;
-  // partial index of (row, split, head) = (row * num_splits + split) * h + head
-  const int64_t first_partial = query_row * num_splits * params.num_heads + head;
+  const int64_t first_partial = decode::partial_index(params, query_row, 0, head);
   const int64_t split_step = params.num_heads;
   const float* split_lse = params.partial_lse + first_partial;
   const float4* partial_rows = reinterpret_cast<const float4*>(params.partial_out + first_partial * kHeadDim);
@@ -136,9 +136,7 @@ __global__ void __launch_bounds__(kCombineThreads, MinBlocksPerSm)
                       head * params.out_stride_head;
   reinterpret_cast<uint2*>(out_row)[threadIdx.x] = packed;
   if (threadIdx.x == 0) {
-    params
-        .lse[batch * params.lse_stride_batch + seq * params.lse_stride_seq + head * params.lse_stride_head] =
-        empty ? INFINITY : max_lse + logf(weight_sum);
+    *decode::lse_address(params, batch, seq, head) = empty ? decode::empty_row_lse() : max_lse + logf(weight_sum);
   }
 }
 

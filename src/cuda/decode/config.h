@@ -20,14 +20,16 @@ inline constexpr int kMmaDepth = 16;
 inline constexpr int kChunkBytes = 16;
 inline constexpr int kBf16PerChunk = kChunkBytes / 2;
 
-// Running maximum before any valid score (spec section 4: finite, so masked rows never produce NaN).
-inline constexpr float kInitialRunningMax = -1e30f;
-
 // The sm_90a (H100/H200) kernel is a different design with its own configuration (config_sm90.h).
-template <int HeadBlock, int NumWarps>
+//
+// TileTokens is the kernel's compute tile: 64 (the schedule's tile, spec section 5) or 32, which halves the
+// bf16 K tile and the staging tile so that a CTA fits the 99 KB shared-memory class (sm_120, sm_89, sm_86).
+// Splits are always counted in 64-token schedule tiles; a 32-token kernel walks each of them in two halves.
+template <int HeadBlock, int NumWarps, int TileTokens = smla::kTileTokens>
 struct DecodeConfig {
-  static constexpr int kHeadBlock = HeadBlock;           // heads per CTA (heads >= h are masked in the tile)
-  static constexpr int kTileTokens = smla::kTileTokens;  // 64 KV entries per tile (spec section 5)
+  static constexpr int kHeadBlock = HeadBlock;    // heads per CTA (heads >= h are masked in the tile)
+  static constexpr int kTileTokens = TileTokens;  // KV entries per compute tile
+  static constexpr int kTilesPerScheduleTile = smla::kTileTokens / kTileTokens;
   static constexpr int kNumWarps = NumWarps;
   static constexpr int kThreads = kNumWarps * 32;
   // One CTA per SM (~120-180 KB of shared memory: Q, the bf16 K tile and the raw staging tile of the next
@@ -107,6 +109,9 @@ struct DecodeConfig {
                 "a segment is one scale group (or 64 rope bytes), one chunk per thread of the token");
   static_assert(32 / kThreadsPerToken == 8, "one warp copies 8 tokens (one byte of the valid mask)");
   static_assert(kSharedBytes <= 227 * 1024, "one CTA must fit an SM");
+  static_assert(smla::kTileTokens % kTileTokens == 0 && (kTileTokens == 64 || kTileTokens == 32),
+                "a compute tile is a whole 64-token schedule tile or one half of it");
+  static_assert(kTileTokenChunks >= 4, "P rows are swizzled over at least 4 chunks (swizzled_offset)");
 };
 
 // 64 heads per CTA (4 row groups x 2 warps each).
@@ -115,6 +120,17 @@ using DecodeConfigHeads64 = DecodeConfig<64, 8>;
 // 3/4 of its MMA work on masked rows; for a handful of query rows it splits the heads over 4x more CTAs,
 // each with a quarter of the tile's MMA work, which shortens the latency of a call that cannot fill the GPU.
 using DecodeConfigHeads16 = DecodeConfig<16, 8>;
+
+// The 99 KB class (sm_120 RTX PRO 6000 / RTX 5090, sm_89, sm_86: at most 101,376 bytes of dynamic shared
+// memory per block). 32-token compute tiles; 32 heads per CTA where the portable kernel uses 64 (4 warps:
+// 2 row groups x 2 token slices of 16, so each warp's Q fragments feed two 8-token blocks; 8 warps with
+// 8-token slices re-read Q twice as often and measured 1.05-1.5x slower), and 16 heads with 4 warps (one
+// 8-token slice each) where it uses 16. Budget per buffer in docs/perf.md.
+inline constexpr size_t kCompactSharedLimit = 101376;
+using DecodeConfigCompact32 = DecodeConfig<32, 4, 32>;
+using DecodeConfigCompact16 = DecodeConfig<16, 4, 32>;
+static_assert(DecodeConfigCompact32::kSharedBytes <= kCompactSharedLimit, "the 32-head compact CTA fits 99 KB");
+static_assert(DecodeConfigCompact16::kSharedBytes <= kCompactSharedLimit, "the 16-head compact CTA fits 99 KB");
 
 // Small calls: at most kSmallCallCtas 64-head CTAs per split, and at most kSmallCallTileWork 16-head CTA
 // tiles in all (~2 per SM on an H100), so 4x more CTAs shorten the call instead of queueing up.

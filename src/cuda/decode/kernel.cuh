@@ -22,33 +22,20 @@
 #include "cuda/common/mma_sm80.cuh"
 #include "cuda/decode/async_copy.cuh"
 #include "cuda/decode/config.h"
+#include "cuda/decode/tile_common.cuh"
 #include "smla/cache.h"
 
 namespace smla::detail::decode {
 
-inline constexpr float kLog2e = 1.4426950408889634f;
-inline constexpr float kLn2 = 0.6931471805599453f;
-// Growth of a row's maximum (base-2 exponent) tolerated before O and l are rescaled; P stays <= 2^8.
-inline constexpr float kLazyRescaleLog2 = 8.f;
-
-// Lazy rescaling of one row's online softmax: the running max (base-2 scaled domain) moves only when the
-// tile's scaled max exceeds it by more than kLazyRescaleLog2, so most tiles skip the O rescale; P then
-// stays <= 2^kLazyRescaleLog2, harmless in bf16 and fp32 (the result is the same quotient O / l with a
-// different common factor). Returns the factor O and l are multiplied by (1 when the max stays).
-__device__ __forceinline__ float lazy_rescale(float tile_max_scaled, float& running_max) {
-  float rescale = 1.f;
-  if (tile_max_scaled > running_max + kLazyRescaleLog2) {
-    rescale = exp2f(running_max - tile_max_scaled);
-    running_max = tile_max_scaled;
-  }
-  return rescale;
-}
-
 // Byte offset of logical 16-byte chunk `chunk` of row `row` in a swizzled shared tile whose rows are
-// `chunks_per_row` chunks long.
+// `ChunksPerRow` chunks long. Rows of >= 8 chunks XOR the chunk with the low three row bits. Rows of 4
+// chunks (the P tile of a 32-token kernel: two rows per 128-byte bank line) XOR with row bits 1..2, so the
+// 8 rows of one ldmatrix still land in 8 different 16-byte bank groups.
 template <int ChunksPerRow>
 __device__ __forceinline__ uint32_t swizzled_offset(int row, int chunk) {
-  return static_cast<uint32_t>((row * ChunksPerRow + (chunk ^ (row & 7))) * kChunkBytes);
+  static_assert(ChunksPerRow >= 8 || ChunksPerRow == 4, "swizzle defined for rows of 4 or >= 8 chunks");
+  const int swizzle = ChunksPerRow >= 8 ? (row & 7) : ((row >> 1) & 3);
+  return static_cast<uint32_t>((row * ChunksPerRow + (chunk ^ swizzle)) * kChunkBytes);
 }
 
 // Byte offset of 16-byte chunk `chunk` of row `row` of a 512-wide operand tile (Q or K): one swizzled
@@ -56,31 +43,6 @@ __device__ __forceinline__ uint32_t swizzled_offset(int row, int chunk) {
 template <class Config>
 __device__ __forceinline__ uint32_t operand_offset(int row, int chunk) {
   return swizzled_offset<Config::kHeadDimChunks>(row, chunk);
-}
-
-__device__ __forceinline__ uint32_t pack_bf16x2(float low, float high) {
-  const __nv_bfloat162 packed = __floats2bfloat162_rn(low, high);
-  uint32_t bits;
-  __builtin_memcpy(&bits, &packed, sizeof(bits));
-  return bits;
-}
-
-// Where the CTA is: which row, which heads, which tiles.
-struct CtaCoordinates {
-  int batch, seq, query_row, split, head_base, heads_here;
-};
-
-template <class Config>
-__device__ __forceinline__ CtaCoordinates cta_coordinates(const DecodeParams& params) {
-  CtaCoordinates coords;
-  // blockIdx.x = query_row * num_splits + split: rows go in x (no 65535 limit), splits of a row adjacent.
-  coords.split = static_cast<int>(blockIdx.x % static_cast<unsigned>(params.num_splits));
-  coords.query_row = static_cast<int>(blockIdx.x / static_cast<unsigned>(params.num_splits));
-  coords.batch = coords.query_row / params.seq_q;
-  coords.seq = coords.query_row % params.seq_q;
-  coords.head_base = static_cast<int>(blockIdx.y) * Config::kHeadBlock;
-  coords.heads_here = min(Config::kHeadBlock, params.num_heads - coords.head_base);
-  return coords;
 }
 
 // Q rows [head_base, head_base + kHeadBlock) into the swizzled Q tile (cp.async, committed with the first
@@ -98,115 +60,6 @@ __device__ __forceinline__ void load_q_block_async(const DecodeParams& params, c
     const uint16_t* source = present ? q_row + head * params.q_stride_head + chunk * kBf16PerChunk : params.q;
     cp_async_16(q_base + operand_offset<Config>(head, chunk), source, present);
   }
-}
-
-// A CTA's share of its query row: the valid prefixes of the two lists (read on the device, so graph
-// replays see new lengths) and the CTA's tile range. Lengths outside [0, width] are clamped by
-// list_length and counted once per (row, list) (docs/safety.md).
-struct RowTiles {
-  int32_t main_length, extra_length;
-  int tile_begin, tile_end;
-};
-
-__device__ __forceinline__ RowTiles row_tiles(const DecodeParams& params, const CtaCoordinates& coords) {
-  RowTiles row;
-  row.main_length = list_length(params.main, coords.batch, coords.seq, params.seq_q);
-  row.extra_length = list_length(params.extra, coords.batch, coords.seq, params.seq_q);
-  if (threadIdx.x == 0 && blockIdx.y == 0 && coords.split == 0 && params.error_counter != nullptr) {
-    const uint32_t bad_lengths =
-        static_cast<uint32_t>(list_length_out_of_range(params.main, coords.batch, coords.seq, params.seq_q)) +
-        static_cast<uint32_t>(list_length_out_of_range(params.extra, coords.batch, coords.seq, params.seq_q));
-    if (bad_lengths != 0) atomicAdd(params.error_counter, bad_lengths);
-  }
-  row.tile_begin = coords.split * params.tiles_per_split;
-  row.tile_end = min(params.total_tiles, row.tile_begin + params.tiles_per_split);
-  return row;
-}
-
-// Split epilogue: the block's staged fp32 rows (stride StageStride floats) to this (query row, split)'s
-// partial_out rows [head_base, head_base + heads_here), which are contiguous there: whole float4s, the
-// vectors thread `first`, `first + step`, ... of the threads that share the copy.
-template <int StageStride>
-__device__ __forceinline__ void store_partial_rows(const DecodeParams& params, const CtaCoordinates& coords,
-                                                   const float* stage, int first, int step) {
-  float* partial_rows =
-      params.partial_out +
-      ((static_cast<int64_t>(coords.query_row) * params.num_splits + coords.split) * params.num_heads +
-       coords.head_base) *
-          kHeadDim;
-  constexpr int kVectorsPerRow = kHeadDim / 4;
-  for (int v = first; v < coords.heads_here * kVectorsPerRow; v += step) {
-    const int row = v / kVectorsPerRow;
-    const int column = v % kVectorsPerRow;
-    reinterpret_cast<float4*>(partial_rows)[v] =
-        *reinterpret_cast<const float4*>(stage + row * StageStride + column * 4);
-  }
-}
-
-// One index list's view for a tile: the list fields picked out of params (no address of the kernel
-// parameter is taken, so params stay in the constant bank).
-struct TileSource {
-  const uint8_t* cache_data;
-  int64_t page_block_size, page_stride_bytes, num_slots;
-  FastDivisor page_of_slot;
-  const int32_t* indices;  // the row's index list
-  int32_t first_position;  // list position of the tile's entry 0
-  int32_t length;          // valid prefix of the list
-};
-
-template <class Config>
-__device__ __forceinline__ TileSource tile_source(const DecodeParams& params, const CtaCoordinates& coords,
-                                                  int tile, int32_t main_length, int32_t extra_length) {
-  if (tile < params.main_tiles) {
-    return {
-        params.main.cache.data,
-        params.main.cache.page_block_size,
-        params.main.cache.page_stride_bytes,
-        params.main.cache.num_slots,
-        params.main.cache.page_of_slot,
-        params.main.indices + coords.batch * params.main.stride_batch + coords.seq * params.main.stride_seq,
-        tile * Config::kTileTokens,
-        main_length};
-  }
-  return {
-      params.extra.cache.data,
-      params.extra.cache.page_block_size,
-      params.extra.cache.page_stride_bytes,
-      params.extra.cache.num_slots,
-      params.extra.cache.page_of_slot,
-      params.extra.indices + coords.batch * params.extra.stride_batch + coords.seq * params.extra.stride_seq,
-      (tile - params.main_tiles) * Config::kTileTokens,
-      extra_length};
-}
-
-// The cache addresses of a slot's data row and footer scale entry (spec section 2), for a valid slot:
-// 0 <= slot < num_slots, and slots are int32, so the page split is 32-bit and a host-computed
-// multiply-shift instead of a 64-bit division on the gather's critical path.
-struct SlotAddress {
-  const uint8_t* row;
-  const uint8_t* scales;
-};
-
-__device__ __forceinline__ SlotAddress slot_address(const TileSource& source, int32_t slot) {
-  const uint32_t page = source.page_of_slot.divide(static_cast<uint32_t>(slot));
-  const uint32_t in_page = static_cast<uint32_t>(slot) - page * source.page_of_slot.divisor;
-  const uint8_t* page_base = source.cache_data + static_cast<int64_t>(page) * source.page_stride_bytes;
-  return {
-      page_base + static_cast<int64_t>(in_page) * kRowBytes,
-      page_base + page_footer_offset(source.page_block_size) + static_cast<int64_t>(in_page) * kScaleBytes};
-}
-
-// First tile in [tile, tile_end) with at least one list position inside its list's valid prefix, else
-// tile_end. Uniform across the CTA.
-template <class Config>
-__device__ __forceinline__ int next_active_tile(const DecodeParams& params, int tile, int tile_end,
-                                                int32_t main_length, int32_t extra_length) {
-  for (; tile < tile_end; ++tile) {
-    const bool is_main = tile < params.main_tiles;
-    const int32_t first_position = (is_main ? tile : tile - params.main_tiles) * Config::kTileTokens;
-    if (first_position < (is_main ? main_length : extra_length)) return tile;
-  }
-  return tile_end;
 }
 
 // Thread roles of the copy and dequantization (see DecodeConfig): this thread's token, its chunk within
@@ -244,43 +97,42 @@ __device__ __forceinline__ int32_t load_token_slot(const TileSource& source) {
   return position < source.length ? source.indices[position] : -1;
 }
 
-// Starts the copy of the tile's raw rows and scale footers into the staging tile (all threads; a token's 4
-// threads copy interleaved 16-byte chunks of its row, so a warp reads 8 rows in 64-byte runs) and records
-// the tile's valid-entry bits. An entry is valid iff its position is in the valid prefix, index >= 0 and
-// index < num_slots; an index past the pool inside the prefix is counted once (head block 0, copy group 0)
-// and masked. Invalid entries are never read: their staging rows are zero-filled.
+// What a thread gathers for its token of a tile: whether the entry is valid, and where its chunks and
+// scale footer are. An entry is valid iff its position is in the valid prefix, index >= 0 and index <
+// num_slots; an index past the pool inside the prefix is counted once (head block 0, copy group 0) and
+// masked. Invalid entries are never read: their staging rows are zero-filled.
+struct TokenGather {
+  bool valid, leader;           // leader: one thread per token (copy group 0, quarter 0)
+  const uint8_t* source_chunk;  // this thread's first 16-byte chunk of the row (cache base when invalid)
+  const uint8_t* scales;
+};
+
 template <class Config>
-__device__ __forceinline__ void issue_tile_copy(const DecodeParams& params, const TileSource& source,
-                                                int32_t slot, uint32_t staging_base,
-                                                uint32_t staging_scale_base, uint8_t* valid_bytes) {
+__device__ __forceinline__ TokenGather token_gather(const DecodeParams& params, const TileSource& source,
+                                                    int32_t slot) {
   const CopyRole<Config> role;
   const bool in_prefix = source.first_position + role.token < source.length;
-  const bool valid = in_prefix && slot >= 0 && slot < source.num_slots;
-  const bool leader = role.group == 0 && role.quarter == 0;  // one thread per token
-  if (leader && in_prefix && slot >= source.num_slots && blockIdx.y == 0 && params.error_counter != nullptr) {
+  TokenGather gather;
+  gather.valid = in_prefix && slot >= 0 && slot < source.num_slots;
+  gather.leader = role.group == 0 && role.quarter == 0;
+  if (gather.leader && in_prefix && slot >= source.num_slots && blockIdx.y == 0 && params.error_counter != nullptr) {
     atomicAdd(params.error_counter, 1u);
   }
-  const uint8_t* row = source.cache_data;
-  const uint8_t* scales = source.cache_data;
-  if (valid) {
+  gather.source_chunk = source.cache_data;
+  gather.scales = source.cache_data;
+  if (gather.valid) {
     const SlotAddress address = slot_address(source, slot);
-    row = address.row;
-    scales = address.scales;
+    gather.source_chunk = address.row + role.quarter * kChunkBytes;
+    gather.scales = address.scales;
   }
-  const uint32_t staging_chunk = staging_base + role.token * kRowBytes + role.quarter * kChunkBytes;
-  const uint8_t* source_chunk = row + (valid ? role.quarter * kChunkBytes : 0);
-  auto copy = [&]<int SegmentBegin, int SegmentEnd>() {
-    constexpr int kSegmentBytes = Config::kThreadsPerToken * kChunkBytes;
-#pragma unroll
-    for (int segment = SegmentBegin; segment < SegmentEnd; ++segment) {
-      cp_async_16(staging_chunk + segment * kSegmentBytes,
-                  source_chunk + (valid ? segment * kSegmentBytes : 0), valid);
-    }
-  };
-  for_group_segments<Config>(role.group, copy);
-  if (leader) cp_async_8(staging_scale_base + role.token * kScaleBytes, scales, valid);
-  if (role.group == 0) {
-    // Lanes 4j of a warp hold its 8 tokens in order; pack their bits into one byte per warp.
+  return gather;
+}
+
+// Records the tile's valid-entry bits (copy group 0: lanes 4j of a warp hold its 8 tokens in order; their
+// bits become one byte per warp).
+template <class Config>
+__device__ __forceinline__ void publish_valid_bits(bool valid, uint8_t* valid_bytes) {
+  if (CopyRole<Config>().group == 0) {
     const uint32_t lanes_valid = __ballot_sync(0xffffffffu, valid);
     if (threadIdx.x % 32 == 0) {
       uint32_t token_bits = 0;
@@ -290,6 +142,29 @@ __device__ __forceinline__ void issue_tile_copy(const DecodeParams& params, cons
       valid_bytes[threadIdx.x / 32] = static_cast<uint8_t>(token_bits);
     }
   }
+}
+
+// Starts the copy of the tile's raw rows and scale footers into the staging tile (all threads; a token's 4
+// threads copy interleaved 16-byte chunks of its row, so a warp reads 8 rows in 64-byte runs) and records
+// the tile's valid-entry bits.
+template <class Config>
+__device__ __forceinline__ void issue_tile_copy(const DecodeParams& params, const TileSource& source,
+                                                int32_t slot, uint32_t staging_base,
+                                                uint32_t staging_scale_base, uint8_t* valid_bytes) {
+  const CopyRole<Config> role;
+  const TokenGather gather = token_gather<Config>(params, source, slot);
+  const uint32_t staging_chunk = staging_base + role.token * kRowBytes + role.quarter * kChunkBytes;
+  auto copy = [&]<int SegmentBegin, int SegmentEnd>() {
+    constexpr int kSegmentBytes = Config::kThreadsPerToken * kChunkBytes;
+#pragma unroll
+    for (int segment = SegmentBegin; segment < SegmentEnd; ++segment) {
+      cp_async_16(staging_chunk + segment * kSegmentBytes,
+                  gather.source_chunk + (gather.valid ? segment * kSegmentBytes : 0), gather.valid);
+    }
+  };
+  for_group_segments<Config>(role.group, copy);
+  if (gather.leader) cp_async_8(staging_scale_base + role.token * kScaleBytes, gather.scales, gather.valid);
+  publish_valid_bits<Config>(gather.valid, valid_bytes);
 }
 
 // Staging tile -> swizzled K tile [64][512] bf16 (all threads, same roles as the copy). Segment s < 7 is
@@ -363,7 +238,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   const int pv_dim_slice = warp / Config::kPvRowGroups;
   const int pv_first_row = pv_row_group * Config::kPvRowBlocks * kMmaRows;
 
-  const RowTiles row = row_tiles(params, coords);
+  const RowTiles row = row_tiles<Config>(params, coords);
   const int32_t main_length = row.main_length;
   const int32_t extra_length = row.extra_length;
   const int tile_begin = row.tile_begin;
@@ -482,7 +357,11 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
       }
     } else {
       // A single 8-token block: one x4 load = its B for two consecutive k steps (chunks 4p..4p+3 of a
-      // row, lane group lane / 8 addressing chunk 4p + lane / 8; see k_row_base).
+      // row, lane group lane / 8 addressing chunk 4p + lane / 8; see k_row_base). The 32 k steps feed
+      // kScoreChains independent accumulators, summed at the end: one accumulator would make S a chain of
+      // 32 dependent MMAs, the longest path of a 32-token tile.
+      constexpr int kScoreChains = 4;
+      float chain[kScoreChains][4] = {};
 #pragma unroll
       for (int k_pair = 0; k_pair < kHeadDim / (2 * kMmaDepth); ++k_pair) {
         const uint32_t step_offset = 128u * (k_pair / 2);
@@ -490,9 +369,11 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
         ldmatrix_x4(a_even, q_row_base[(2 * k_pair) % 4] + step_offset);
         ldmatrix_x4(a_odd, q_row_base[(2 * k_pair + 1) % 4] + step_offset);
         ldmatrix_x4(b, k_row_base[(2 * k_pair) % 4] + step_offset);
-        mma_bf16_m16n8k16(score[0], a_even, b[0], b[1]);
-        mma_bf16_m16n8k16(score[0], a_odd, b[2], b[3]);
+        mma_bf16_m16n8k16(chain[(2 * k_pair) % kScoreChains], a_even, b[0], b[1]);
+        mma_bf16_m16n8k16(chain[(2 * k_pair + 1) % kScoreChains], a_odd, b[2], b[3]);
       }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) score[0][e] = (chain[0][e] + chain[1][e]) + (chain[2][e] + chain[3][e]);
     }
 
     // ---- Online softmax. Row maxima over valid entries, reduced in the quad, then across the warps that
@@ -641,18 +522,13 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
       const bool empty = row_sum == 0.f;
       const float lse = (running_max[r] + log2f(row_sum)) * kLn2;
       if (!split) {
-        float denominator = row_sum;
-        if (params.attn_sink != nullptr)
-          denominator += exp2f(params.attn_sink[head] * kLog2e - running_max[r]);
-        row_inverse[block_row] = empty ? 0.f : 1.f / denominator;
-        params.lse[coords.batch * params.lse_stride_batch + coords.seq * params.lse_stride_seq +
-                   head * params.lse_stride_head] = empty ? __int_as_float(0x7f800000) : lse;
+        const float sink_log2 = params.attn_sink != nullptr ? params.attn_sink[head] * kLog2e : -INFINITY;
+        row_inverse[block_row] = empty ? 0.f : 1.f / sink_denominator(row_sum, sink_log2, running_max[r]);
+        *lse_address(params, coords.batch, coords.seq, head) = empty ? empty_row_lse() : lse;
       } else {
         row_inverse[block_row] = empty ? 0.f : 1.f / row_sum;
-        const int64_t partial_index =
-            (static_cast<int64_t>(coords.query_row) * params.num_splits + coords.split) * params.num_heads +
-            head;
-        params.partial_lse[partial_index] = empty ? __int_as_float(0xff800000) : lse;
+        params.partial_lse[partial_index(params, coords.query_row, coords.split, head)] =
+            empty ? empty_split_lse() : lse;
       }
     }
   }

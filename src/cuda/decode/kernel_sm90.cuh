@@ -20,10 +20,12 @@
 
 #include "common/decode_params.h"
 #include "cuda/common/fp8_dequant.cuh"
+#include "cuda/common/mma_sm80.cuh"
 #include "cuda/common/sm90_sync.cuh"
 #include "cuda/common/sm90_wgmma.cuh"
+#include "cuda/decode/async_copy.cuh"
 #include "cuda/decode/config_sm90.h"
-#include "cuda/decode/kernel.cuh"
+#include "cuda/decode/tile_common.cuh"
 
 namespace smla::detail::decode::sm90_kernel {
 
@@ -311,12 +313,11 @@ __device__ __forceinline__ void combine_in_cluster(const DecodeParams& params, c
     const int head = coords.head_base + rows[r];
     // The sink term (0 without a sink or for absent heads: their logit is -inf; +inf sink: out = 0).
     const float sink_log2 = reinterpret_cast<const float*>(shared.base + Config::kSinkOffset)[rows[r]];
-    const float denominator = empty ? sum_all : sum_all + exp2f(sink_log2 - max_all);
+    const float denominator = empty ? sum_all : sink_denominator(sum_all, sink_log2, max_all);
     weight[r] = empty || row_sums[r] == 0.f ? 0.f : exp2f(running_max[r] - max_all) / denominator;
     if (publishes && rank == 0 && head_present) {
-      params.lse[coords.batch * params.lse_stride_batch + coords.seq * params.lse_stride_seq +
-                 head * params.lse_stride_head] =
-          empty ? __int_as_float(0x7f800000) : (max_all + log2f(sum_all)) * kLn2;
+      *lse_address(params, coords.batch, coords.seq, head) =
+          empty ? empty_row_lse() : (max_all + log2f(sum_all)) * kLn2;
     }
   }
 
@@ -512,19 +513,13 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
     const bool writes_lse = group == 0 && quad_lane == 0 && rows[r] < coords.heads_here;
     if (!split) {
       const float sink_log2 = reinterpret_cast<const float*>(shared.base + Config::kSinkOffset)[rows[r]];
-      const float denominator = row_sum + exp2f(sink_log2 - running_max[r]);
-      inverse[r] = empty ? 0.f : 1.f / denominator;
-      if (writes_lse) {
-        params.lse[coords.batch * params.lse_stride_batch + coords.seq * params.lse_stride_seq +
-                   head * params.lse_stride_head] = empty ? __int_as_float(0x7f800000) : lse;
-      }
+      inverse[r] = empty ? 0.f : 1.f / sink_denominator(row_sum, sink_log2, running_max[r]);
+      if (writes_lse) *lse_address(params, coords.batch, coords.seq, head) = empty ? empty_row_lse() : lse;
     } else {
       inverse[r] = empty ? 0.f : 1.f / row_sum;
       if (writes_lse) {
-        const int64_t partial_index =
-            (static_cast<int64_t>(coords.query_row) * params.num_splits + coords.split) * params.num_heads +
-            head;
-        params.partial_lse[partial_index] = empty ? __int_as_float(0xff800000) : lse;
+        params.partial_lse[partial_index(params, coords.query_row, coords.split, head)] =
+            empty ? empty_split_lse() : lse;
       }
     }
   }
@@ -579,7 +574,7 @@ __global__ void __launch_bounds__(DecodeConfigSm90::kThreads, 1)
   const sm90_kernel::SharedMap shared{shared_bytes};
   const CtaCoordinates coords = cta_coordinates<Config>(params);
 
-  const RowTiles row = row_tiles(params, coords);
+  const RowTiles row = row_tiles<Config>(params, coords);
   const int32_t main_length = row.main_length;
   const int32_t extra_length = row.extra_length;
   const int tile_begin = row.tile_begin;

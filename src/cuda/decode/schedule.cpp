@@ -22,16 +22,14 @@ int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 }  // namespace
 
 SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDeviceInfo& device,
-                                      int requested_splits) {
+                                      const KernelChoice& kernel, int requested_splits) {
   constexpr int kTileTokens = decode::DecodeConfigHeads64::kTileTokens;
   SplitSchedule schedule;
   schedule.total_tiles =
       ceil_div(shape.topk, kTileTokens) + ceil_div(std::max(shape.extra_topk, 0), kTileTokens);
-  const bool warp_specialized = device.warp_specialized_decode;
-  schedule.head_block = decode::head_block_for(
-      shape.num_heads, static_cast<int64_t>(shape.batch) * shape.seq_q, schedule.total_tiles);
+  schedule.head_block = kernel.head_block;
   // The call runs the warp-specialized kernel (else a serialized mma.sync kernel).
-  const bool sm90_kernel = warp_specialized && schedule.head_block == decode::DecodeConfigSm90::kHeadBlock;
+  const bool sm90_kernel = kernel.kernel == DecodeKernel::kSm90Heads64;
   const int total_tiles = std::max(schedule.total_tiles, 1);
 
   int num_splits = 1;

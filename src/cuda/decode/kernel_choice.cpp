@@ -1,0 +1,97 @@
+// Which tensor-core decode kernel a plan runs: picked from the device's properties (compute capability,
+// the shared-memory opt-in limit, whether the sm_90a kernel is built and enabled), so that a launch never
+// asks for more shared memory than the device grants. Host code only; tested over simulated devices.
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
+#include "common/backend_entry.h"
+#include "cuda/decode/config.h"
+#include "cuda/decode/config_sm90.h"
+
+namespace smla::detail {
+
+const char* decode_kernel_name(DecodeKernel kernel) {
+  switch (kernel) {
+    case DecodeKernel::kNone:
+      return "none";
+    case DecodeKernel::kSm90Heads64:
+      return "sm90-h64";
+    case DecodeKernel::kMmaHeads64:
+      return "mma-h64";
+    case DecodeKernel::kMmaHeads16:
+      return "mma-h16";
+    case DecodeKernel::kCompactHeads32:
+      return "mma99-h32";
+    case DecodeKernel::kCompactHeads16:
+      return "mma99-h16";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// Whether the shape wants the wide (64-head) block of decode::head_block_for, else the 16-head one.
+bool wants_wide_block(const DecodeShape& shape) {
+  const int64_t total_tiles = (shape.topk + kTileTokens - 1) / kTileTokens +
+                              (std::max(shape.extra_topk, 0) + kTileTokens - 1) / kTileTokens;
+  const int64_t query_rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
+  return decode::head_block_for(shape.num_heads, query_rows, total_tiles) ==
+         decode::DecodeConfigHeads64::kHeadBlock;
+}
+
+template <class Config>
+constexpr KernelChoice choice_of(DecodeKernel kernel) {
+  return {kernel, Config::kHeadBlock, static_cast<int64_t>(Config::kSharedBytes)};
+}
+
+// In order of preference; the last of each list is the 99 KB-class kernel.
+constexpr KernelChoice kWideChoices[] = {choice_of<decode::DecodeConfigSm90>(DecodeKernel::kSm90Heads64),
+                                         choice_of<decode::DecodeConfigHeads64>(DecodeKernel::kMmaHeads64),
+                                         choice_of<decode::DecodeConfigCompact32>(DecodeKernel::kCompactHeads32)};
+constexpr KernelChoice kNarrowChoices[] = {choice_of<decode::DecodeConfigHeads16>(DecodeKernel::kMmaHeads16),
+                                           choice_of<decode::DecodeConfigCompact16>(DecodeKernel::kCompactHeads16)};
+
+}  // namespace
+
+KernelChoice choose_decode_kernel(const DecodeShape& shape, const CudaDeviceInfo& device) {
+  const auto pick = [&](const auto& choices) {
+    for (const KernelChoice& choice : choices) {
+      // The sm_90a kernel only where it is built for and enabled on this device.
+      if (choice.kernel == DecodeKernel::kSm90Heads64 && !device.warp_specialized_decode) continue;
+      if (choice.shared_bytes <= device.max_shared_bytes) return choice;
+    }
+    return KernelChoice{};
+  };
+  return wants_wide_block(shape) ? pick(kWideChoices) : pick(kNarrowChoices);
+}
+
+int64_t smallest_decode_kernel_bytes(const DecodeShape& shape) {
+  return wants_wide_block(shape) ? kWideChoices[2].shared_bytes : kNarrowChoices[1].shared_bytes;
+}
+
+Status shared_memory_cap(int32_t option, const char* env_value, int64_t* cap) {
+  *cap = 0;
+  if (option < 0) {
+    return Status::InvalidArgument("options.max_shared_bytes must be >= 0 (0 = no cap; got " +
+                                   std::to_string(option) + ")");
+  }
+  if (option > 0) {
+    *cap = option;
+    return Status::Ok();
+  }
+  if (env_value == nullptr || env_value[0] == '\0') return Status::Ok();
+  errno = 0;
+  char* end = nullptr;
+  const long long value = std::strtoll(env_value, &end, 10);
+  if (errno != 0 || end == env_value || *end != '\0' || value <= 0 || value > (int64_t{1} << 31)) {
+    return Status::InvalidArgument(std::string("SMLA_MAX_SHARED_BYTES='") + env_value +
+                                   "' must be a positive integer: the bytes of shared memory per block the "
+                                   "planner may use (e.g. 101376 for the 99 KB class)");
+  }
+  *cap = value;
+  return Status::Ok();
+}
+
+}  // namespace smla::detail

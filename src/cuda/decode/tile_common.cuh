@@ -1,0 +1,210 @@
+// What every decode kernel of the tensor-core backend shares (the portable mma.sync kernel, kernel.cuh;
+// the sm_90a kernel, kernel_sm90.cuh) and the conventions the split combine (src/cuda/combine) follows:
+// where a CTA is, which tiles it walks, where a slot's bytes are, the lazy online-softmax rescale, and the
+// epilogue rules of spec section 4 (lse addressing, an empty row's lse and output, the sink denominator).
+// One home per convention: a kernel includes this header, never another kernel's file.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/decode_params.h"
+#include "smla/cache.h"
+#include "smla/decode.h"
+
+namespace smla::detail::decode {
+
+// Running maximum before any valid score (spec section 4: finite, so masked rows never produce NaN).
+inline constexpr float kInitialRunningMax = -1e30f;
+
+// Compute tiles per 64-token schedule tile (1, or 2 for the 32-token kernels of the 99 KB class).
+template <class Config>
+inline constexpr int kTilesPerScheduleTile = smla::kTileTokens / Config::kTileTokens;
+
+// ---- Epilogue rules (spec section 4) ------------------------------------------------------------------
+// An empty row (no valid entry) has lse = +inf and out = 0; an empty split's partial lse is -inf, so the
+// combine gives it zero weight and never reads its partial row.
+__device__ __forceinline__ float empty_row_lse() { return __int_as_float(0x7f800000); }
+__device__ __forceinline__ float empty_split_lse() { return __int_as_float(0xff800000); }
+
+// Where (batch, seq, head)'s final lse goes (any strides: FlashMLA's transposed [b, h, s_q] view too).
+__device__ __forceinline__ float* lse_address(const DecodeParams& params, int batch, int seq, int head) {
+  return params.lse + batch * params.lse_stride_batch + seq * params.lse_stride_seq +
+         head * params.lse_stride_head;
+}
+
+// Index of (query row, split, head) in the split partials: partial_lse [rows][splits][h] and partial_out
+// rows of kHeadDim floats in the same order, so a CTA's heads are contiguous.
+__device__ __forceinline__ int64_t partial_index(const DecodeParams& params, int64_t query_row, int split,
+                                                 int head) {
+  return (query_row * params.num_splits + split) * params.num_heads + head;
+}
+
+// The softmax denominator of an unsplit row in the base-2 scaled domain: l + exp2(sink_log2 - m). A +inf
+// sink gives an infinite denominator (out = 0), a -inf sink (or none: pass -inf) plain softmax; the row's
+// largest entry contributes >= 1 to l, so an overflow-free m keeps the sum finite for any finite sink.
+__device__ __forceinline__ float sink_denominator(float row_sum, float sink_log2, float running_max) {
+  return row_sum + exp2f(sink_log2 - running_max);
+}
+
+
+inline constexpr float kLog2e = 1.4426950408889634f;
+inline constexpr float kLn2 = 0.6931471805599453f;
+// Growth of a row's maximum (base-2 exponent) tolerated before O and l are rescaled; P stays <= 2^8.
+inline constexpr float kLazyRescaleLog2 = 8.f;
+
+// Lazy rescaling of one row's online softmax: the running max (base-2 scaled domain) moves only when the
+// tile's scaled max exceeds it by more than kLazyRescaleLog2, so most tiles skip the O rescale; P then
+// stays <= 2^kLazyRescaleLog2, harmless in bf16 and fp32 (the result is the same quotient O / l with a
+// different common factor). Returns the factor O and l are multiplied by (1 when the max stays).
+__device__ __forceinline__ float lazy_rescale(float tile_max_scaled, float& running_max) {
+  float rescale = 1.f;
+  if (tile_max_scaled > running_max + kLazyRescaleLog2) {
+    rescale = exp2f(running_max - tile_max_scaled);
+    running_max = tile_max_scaled;
+  }
+  return rescale;
+}
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float low, float high) {
+  const __nv_bfloat162 packed = __floats2bfloat162_rn(low, high);
+  uint32_t bits;
+  __builtin_memcpy(&bits, &packed, sizeof(bits));
+  return bits;
+}
+
+// Where the CTA is: which row, which heads, which tiles.
+struct CtaCoordinates {
+  int batch, seq, query_row, split, head_base, heads_here;
+};
+
+template <class Config>
+__device__ __forceinline__ CtaCoordinates cta_coordinates(const DecodeParams& params) {
+  CtaCoordinates coords;
+  // blockIdx.x = query_row * num_splits + split: rows go in x (no 65535 limit), splits of a row adjacent.
+  coords.split = static_cast<int>(blockIdx.x % static_cast<unsigned>(params.num_splits));
+  coords.query_row = static_cast<int>(blockIdx.x / static_cast<unsigned>(params.num_splits));
+  coords.batch = coords.query_row / params.seq_q;
+  coords.seq = coords.query_row % params.seq_q;
+  coords.head_base = static_cast<int>(blockIdx.y) * Config::kHeadBlock;
+  coords.heads_here = min(Config::kHeadBlock, params.num_heads - coords.head_base);
+  return coords;
+}
+
+// A CTA's share of its query row: the valid prefixes of the two lists (read on the device, so graph
+// replays see new lengths) and the CTA's tile range. Lengths outside [0, width] are clamped by
+// list_length and counted once per (row, list) (docs/safety.md).
+// tile_begin / tile_end count the kernel's compute tiles (Config::kTileTokens entries each): the split
+// schedule is made of 64-token tiles (spec section 5), and a kernel with 32-token tiles walks each of them
+// in kTilesPerScheduleTile<Config> steps.
+struct RowTiles {
+  int32_t main_length, extra_length;
+  int tile_begin, tile_end;
+};
+
+template <class Config>
+__device__ __forceinline__ RowTiles row_tiles(const DecodeParams& params, const CtaCoordinates& coords) {
+  RowTiles row;
+  row.main_length = list_length(params.main, coords.batch, coords.seq, params.seq_q);
+  row.extra_length = list_length(params.extra, coords.batch, coords.seq, params.seq_q);
+  if (threadIdx.x == 0 && blockIdx.y == 0 && coords.split == 0 && params.error_counter != nullptr) {
+    const uint32_t bad_lengths =
+        static_cast<uint32_t>(list_length_out_of_range(params.main, coords.batch, coords.seq, params.seq_q)) +
+        static_cast<uint32_t>(list_length_out_of_range(params.extra, coords.batch, coords.seq, params.seq_q));
+    if (bad_lengths != 0) atomicAdd(params.error_counter, bad_lengths);
+  }
+  const int schedule_begin = coords.split * params.tiles_per_split;
+  const int schedule_end = min(params.total_tiles, schedule_begin + params.tiles_per_split);
+  row.tile_begin = schedule_begin * kTilesPerScheduleTile<Config>;
+  row.tile_end = schedule_end * kTilesPerScheduleTile<Config>;
+  return row;
+}
+
+// Split epilogue: the block's staged fp32 rows (stride StageStride floats) to this (query row, split)'s
+// partial_out rows [head_base, head_base + heads_here), which are contiguous there: whole float4s, the
+// vectors thread `first`, `first + step`, ... of the threads that share the copy.
+template <int StageStride>
+__device__ __forceinline__ void store_partial_rows(const DecodeParams& params, const CtaCoordinates& coords,
+                                                   const float* stage, int first, int step) {
+  float* partial_rows =
+      params.partial_out + partial_index(params, coords.query_row, coords.split, coords.head_base) * kHeadDim;
+  constexpr int kVectorsPerRow = kHeadDim / 4;
+  for (int v = first; v < coords.heads_here * kVectorsPerRow; v += step) {
+    const int row = v / kVectorsPerRow;
+    const int column = v % kVectorsPerRow;
+    reinterpret_cast<float4*>(partial_rows)[v] =
+        *reinterpret_cast<const float4*>(stage + row * StageStride + column * 4);
+  }
+}
+
+// One index list's view for a tile: the list fields picked out of params (no address of the kernel
+// parameter is taken, so params stay in the constant bank).
+struct TileSource {
+  const uint8_t* cache_data;
+  int64_t page_block_size, page_stride_bytes, num_slots;
+  FastDivisor page_of_slot;
+  const int32_t* indices;  // the row's index list
+  int32_t first_position;  // list position of the tile's entry 0
+  int32_t length;          // valid prefix of the list
+};
+
+template <class Config>
+__device__ __forceinline__ TileSource tile_source(const DecodeParams& params, const CtaCoordinates& coords,
+                                                  int tile, int32_t main_length, int32_t extra_length) {
+  const int main_tiles = params.main_tiles * kTilesPerScheduleTile<Config>;
+  if (tile < main_tiles) {
+    return {
+        params.main.cache.data,
+        params.main.cache.page_block_size,
+        params.main.cache.page_stride_bytes,
+        params.main.cache.num_slots,
+        params.main.cache.page_of_slot,
+        params.main.indices + coords.batch * params.main.stride_batch + coords.seq * params.main.stride_seq,
+        tile * Config::kTileTokens,
+        main_length};
+  }
+  return {
+      params.extra.cache.data,
+      params.extra.cache.page_block_size,
+      params.extra.cache.page_stride_bytes,
+      params.extra.cache.num_slots,
+      params.extra.cache.page_of_slot,
+      params.extra.indices + coords.batch * params.extra.stride_batch + coords.seq * params.extra.stride_seq,
+      (tile - main_tiles) * Config::kTileTokens,
+      extra_length};
+}
+
+// The cache addresses of a slot's data row and footer scale entry (spec section 2), for a valid slot:
+// 0 <= slot < num_slots, and slots are int32, so the page split is 32-bit and a host-computed
+// multiply-shift instead of a 64-bit division on the gather's critical path.
+struct SlotAddress {
+  const uint8_t* row;
+  const uint8_t* scales;
+};
+
+__device__ __forceinline__ SlotAddress slot_address(const TileSource& source, int32_t slot) {
+  const uint32_t page = source.page_of_slot.divide(static_cast<uint32_t>(slot));
+  const uint32_t in_page = static_cast<uint32_t>(slot) - page * source.page_of_slot.divisor;
+  const uint8_t* page_base = source.cache_data + static_cast<int64_t>(page) * source.page_stride_bytes;
+  return {
+      page_base + static_cast<int64_t>(in_page) * kRowBytes,
+      page_base + page_footer_offset(source.page_block_size) + static_cast<int64_t>(in_page) * kScaleBytes};
+}
+
+// First tile in [tile, tile_end) with at least one list position inside its list's valid prefix, else
+// tile_end. Uniform across the CTA.
+template <class Config>
+__device__ __forceinline__ int next_active_tile(const DecodeParams& params, int tile, int tile_end,
+                                                int32_t main_length, int32_t extra_length) {
+  const int main_tiles = params.main_tiles * kTilesPerScheduleTile<Config>;
+  for (; tile < tile_end; ++tile) {
+    const bool is_main = tile < main_tiles;
+    const int32_t first_position = (is_main ? tile : tile - main_tiles) * Config::kTileTokens;
+    if (first_position < (is_main ? main_length : extra_length)) return tile;
+  }
+  return tile_end;
+}
+
+}  // namespace smla::detail::decode

@@ -1,0 +1,188 @@
+// The planner's kernel choice and split schedule over simulated devices (no GPU needed): which decode
+// kernel each GPU class gets for the DeepSeek-V4 shapes, with which head block, and split counts that fill
+// the device without waves of empty work. Device figures are the vendors' (cudaDevAttrMaxSharedMemoryPerBlockOptin
+// and multiprocessor counts).
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "common/backend_entry.h"
+#include "cuda/decode/config.h"
+#include "cuda/decode/config_sm90.h"
+#include "smla/decode.h"
+
+namespace smla {
+namespace {
+
+struct SimulatedDevice {
+  const char* name;
+  int compute_capability, sm_count;
+  int64_t max_shared_bytes;
+  bool sm90_kernel;  // compute capability 9.0 with an sm_90a build
+  const char* wide_kernel;    // what a 64-head-block shape gets
+  const char* narrow_kernel;  // what a 16-head-block shape gets
+  int wide_head_block;
+};
+
+// The 99 KB class (sm_120, sm_89, sm_86) gets the 32-token-tile kernels; the A100 (163 KB) fits the portable
+// 16-head block but not its 64-head block (about 174 KB); Hopper runs the sm_90a kernel.
+const SimulatedDevice kDevices[] = {
+    {"RTX PRO 6000 Blackwell", 120, 188, 101376, false, "mma99-h32", "mma99-h16", 32},
+    {"RTX 5090", 120, 170, 101376, false, "mma99-h32", "mma99-h16", 32},
+    {"L40S", 89, 142, 101376, false, "mma99-h32", "mma99-h16", 32},
+    {"RTX 3090", 86, 82, 101376, false, "mma99-h32", "mma99-h16", 32},
+    {"A100", 80, 108, 166912, false, "mma99-h32", "mma-h16", 32},
+    {"H100/H200", 90, 132, 232448, true, "sm90-h64", "mma-h16", 64},
+    {"H200 with the sm_90a kernel off", 90, 132, 232448, false, "mma-h64", "mma-h16", 64},
+};
+
+detail::CudaDeviceInfo device_info(const SimulatedDevice& device) {
+  detail::CudaDeviceInfo info;
+  info.ordinal = 0;
+  info.sm_count = device.sm_count;
+  info.compute_capability = device.compute_capability;
+  info.warp_specialized_decode = device.sm90_kernel;
+  info.max_shared_bytes = device.max_shared_bytes;
+  return info;
+}
+
+struct NamedShape {
+  const char* name;
+  int32_t num_heads, seq_q, topk, extra_topk;
+};
+// bench/shapes.cpp's production shapes (one layer's call).
+const NamedShape kShapes[] = {
+    {"flash-swa", 64, 1, 128, 0},       {"flash-c4", 64, 1, 128, 512},    {"flash-c4-tp4", 16, 1, 128, 512},
+    {"flash-c4-tp8", 8, 1, 128, 512},   {"flash-c128-64k", 64, 1, 128, 512}, {"flash-c4-mtp", 64, 2, 128, 512},
+    {"pro-c4", 128, 1, 128, 1024},      {"pro-c128-1m", 128, 1, 128, 8192},
+};
+
+TEST(KernelChoice, EveryCompactConfigurationFitsThe99KbClass) {
+  std::printf("[kernel_choice] shared bytes: sm90-h64 %zu, mma-h64 %zu, mma-h16 %zu, mma99-h32 %zu, mma99-h16 %zu\n",
+              detail::decode::DecodeConfigSm90::kSharedBytes, detail::decode::DecodeConfigHeads64::kSharedBytes,
+              detail::decode::DecodeConfigHeads16::kSharedBytes, detail::decode::DecodeConfigCompact32::kSharedBytes,
+              detail::decode::DecodeConfigCompact16::kSharedBytes);
+  EXPECT_LE(detail::decode::DecodeConfigCompact32::kSharedBytes, 101376u);
+  EXPECT_LE(detail::decode::DecodeConfigCompact16::kSharedBytes, 101376u);
+  // The portable kernel does not fit there: that is why the 99 KB class needs its own configurations.
+  EXPECT_GT(detail::decode::DecodeConfigHeads16::kSharedBytes, 101376u);
+  EXPECT_GT(detail::decode::DecodeConfigHeads64::kSharedBytes, 166912u);
+}
+
+TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
+  for (const SimulatedDevice& device : kDevices) {
+    const detail::CudaDeviceInfo info = device_info(device);
+    for (const NamedShape& named : kShapes) {
+      for (int32_t batch : {1, 8, 64}) {
+        const DecodeShape shape{batch, named.seq_q, named.num_heads, named.topk, named.extra_topk};
+        const std::string label = std::string(device.name) + " " + named.name + " b=" + std::to_string(batch);
+        const detail::KernelChoice choice = detail::choose_decode_kernel(shape, info);
+        const int64_t rows = static_cast<int64_t>(batch) * named.seq_q;
+        const int total_tiles = (named.topk + 63) / 64 + (named.extra_topk + 63) / 64;
+        const bool wide = detail::decode::head_block_for(named.num_heads, rows, total_tiles) == 64;
+        EXPECT_STREQ(detail::decode_kernel_name(choice.kernel), wide ? device.wide_kernel : device.narrow_kernel)
+            << label;
+        EXPECT_EQ(choice.head_block, wide ? device.wide_head_block : 16) << label;
+        EXPECT_LE(choice.shared_bytes, device.max_shared_bytes) << label << ": a launch could not get its memory";
+
+        const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(shape, info, choice, 0);
+        const int64_t ctas = rows * ((named.num_heads + choice.head_block - 1) / choice.head_block);
+        std::printf("[kernel_choice] %-52s %-10s head_block=%-3d ctas=%-5lld splits=%-3d tiles/split=%d\n",
+                    label.c_str(), detail::decode_kernel_name(choice.kernel), choice.head_block,
+                    static_cast<long long>(ctas), schedule.num_splits, schedule.tiles_per_split);
+        EXPECT_EQ(schedule.head_block, choice.head_block) << label;
+        EXPECT_EQ(schedule.total_tiles, total_tiles) << label;
+        EXPECT_GE(schedule.num_splits, 1) << label;
+        EXPECT_GE(schedule.num_splits * schedule.tiles_per_split, total_tiles) << label;
+        EXPECT_LT((schedule.num_splits - 1) * schedule.tiles_per_split, total_tiles) << label << ": empty split";
+        // Sane: a grid that leaves most SMs idle splits its rows, and a split never costs more waves of
+        // tile work than the unsplit grid: waves x (tiles per split + 1 fixed tile) (schedule.cpp's model).
+        if (ctas * 4 <= device.sm_count && total_tiles >= 2) EXPECT_GT(schedule.num_splits, 1) << label;
+        const auto waves = [&](int64_t grid) { return (grid + device.sm_count - 1) / device.sm_count; };
+        EXPECT_LE(waves(ctas * schedule.num_splits) * (schedule.tiles_per_split + 1), waves(ctas) * (total_tiles + 1))
+            << label;
+      }
+    }
+  }
+}
+
+TEST(KernelChoice, NothingFitsBelowTheSmallestKernel) {
+  detail::CudaDeviceInfo info = device_info(kDevices[0]);
+  const DecodeShape wide{64, 1, 64, 128, 512};
+  const DecodeShape narrow{1, 1, 8, 128, 512};
+  info.max_shared_bytes = detail::smallest_decode_kernel_bytes(wide);
+  EXPECT_EQ(detail::choose_decode_kernel(wide, info).kernel, detail::DecodeKernel::kCompactHeads32);
+  info.max_shared_bytes -= 1;
+  EXPECT_EQ(detail::choose_decode_kernel(wide, info).kernel, detail::DecodeKernel::kNone);
+  info.max_shared_bytes = detail::smallest_decode_kernel_bytes(narrow) - 1;
+  EXPECT_EQ(detail::choose_decode_kernel(narrow, info).kernel, detail::DecodeKernel::kNone);
+  info.max_shared_bytes = 48 * 1024;  // no opt-in beyond the default 48 KB
+  EXPECT_EQ(detail::choose_decode_kernel(narrow, info).kernel, detail::DecodeKernel::kNone);
+}
+
+// A capped Hopper device picks exactly what a 99 KB device with the same SM count picks.
+TEST(KernelChoice, CappedHopperMatchesThe99KbClass) {
+  detail::CudaDeviceInfo capped = device_info(kDevices[5]);
+  capped.max_shared_bytes = 101376;
+  detail::CudaDeviceInfo sm120 = device_info(kDevices[0]);
+  sm120.sm_count = capped.sm_count;
+  for (const NamedShape& named : kShapes) {
+    for (int32_t batch : {1, 8, 64, 128}) {
+      const DecodeShape shape{batch, named.seq_q, named.num_heads, named.topk, named.extra_topk};
+      const detail::KernelChoice a = detail::choose_decode_kernel(shape, capped);
+      const detail::KernelChoice b = detail::choose_decode_kernel(shape, sm120);
+      EXPECT_EQ(a.kernel, b.kernel) << named.name << " b=" << batch;
+      const detail::SplitSchedule sa = detail::plan_cuda_decode_splits(shape, capped, a, 0);
+      const detail::SplitSchedule sb = detail::plan_cuda_decode_splits(shape, sm120, b, 0);
+      EXPECT_EQ(sa.num_splits, sb.num_splits) << named.name << " b=" << batch;
+      EXPECT_EQ(sa.tiles_per_split, sb.tiles_per_split) << named.name << " b=" << batch;
+    }
+  }
+}
+
+TEST(KernelChoice, SharedMemoryCapFromOptionThenEnvironment) {
+  int64_t cap = -1;
+  ASSERT_TRUE(detail::shared_memory_cap(0, nullptr, &cap).ok());
+  EXPECT_EQ(cap, 0);
+  ASSERT_TRUE(detail::shared_memory_cap(0, "", &cap).ok());
+  EXPECT_EQ(cap, 0);
+  ASSERT_TRUE(detail::shared_memory_cap(0, "101376", &cap).ok());
+  EXPECT_EQ(cap, 101376);
+  ASSERT_TRUE(detail::shared_memory_cap(65536, "101376", &cap).ok());  // the field wins
+  EXPECT_EQ(cap, 65536);
+  const Status negative = detail::shared_memory_cap(-1, nullptr, &cap);
+  EXPECT_EQ(negative.code(), SMLA_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(negative.message().find("options.max_shared_bytes"), std::string::npos) << negative.message();
+  for (const char* bad : {"abc", "99KB", "-5", "0", "1e5", "99999999999"}) {
+    const Status status = detail::shared_memory_cap(0, bad, &cap);
+    EXPECT_EQ(status.code(), SMLA_STATUS_INVALID_ARGUMENT) << bad;
+    EXPECT_NE(status.message().find("SMLA_MAX_SHARED_BYTES"), std::string::npos) << status.message();
+  }
+}
+
+// make_plan reads the variable and rejects a bad value by name, on any machine (checked before the device).
+TEST(KernelChoice, MakePlanRejectsBadCapsByName) {
+  const DecodeShape shape{1, 1, 8, 64, 0};
+  PlanOptions options = default_plan_options();
+  options.backend = SMLA_BACKEND_CPU;
+  options.max_shared_bytes = -3;
+  Plan plan;
+  Status status = make_plan(shape, options, &plan);
+  EXPECT_EQ(status.code(), SMLA_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(status.message().find("options.max_shared_bytes"), std::string::npos) << status.message();
+  options.max_shared_bytes = 0;
+  ASSERT_EQ(setenv("SMLA_MAX_SHARED_BYTES", "lots", 1), 0);
+  status = make_plan(shape, options, &plan);
+  unsetenv("SMLA_MAX_SHARED_BYTES");
+  EXPECT_EQ(status.code(), SMLA_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(status.message().find("SMLA_MAX_SHARED_BYTES='lots'"), std::string::npos) << status.message();
+  ASSERT_TRUE(make_plan(shape, options, &plan).ok());
+  EXPECT_STREQ(plan.kernel_name(), "cpu");
+  EXPECT_EQ(plan.max_shared_bytes(), 0);
+}
+
+}  // namespace
+}  // namespace smla
