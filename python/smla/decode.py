@@ -53,6 +53,14 @@ def _facts(value):
         raise _Unkeyed() from None
 
 
+def _pointers(arguments):
+    try:
+        return tuple([0 if value is None else value.data_ptr() if type(value) is not CacheLayout else value.data
+                      for value in arguments])
+    except AttributeError:
+        return tuple(map(_pointer, arguments))
+
+
 def _pointer(value):
     if value is None:
         return 0
@@ -322,10 +330,15 @@ class Plan:
         messages, and is remembered.
         """
         try:
-            signature = (tuple(map(_facts, arguments)), softmax_scale, page_block_size, extra_page_block_size)
+            try:  # torch tensors (and CacheLayouts) inline: this is most of the host time of a call
+                facts = tuple([None if value is None else (value.shape, value.stride(), value.dtype, value.device)
+                               if type(value) is not CacheLayout else _facts(value) for value in arguments])
+            except AttributeError:
+                facts = tuple(map(_facts, arguments))
+            signature = (facts, softmax_scale, page_block_size, extra_page_block_size)
             template = self._signatures.get(signature)
             if template is not None:
-                return template, tuple(map(_pointer, arguments))
+                return template, _pointers(arguments)
         except (_Unkeyed, TypeError):  # DLPack objects, unhashable scalars: validate in full, remember nothing
             signature = None
         template, pointers = self._validated_template(arguments, softmax_scale, page_block_size,

@@ -41,6 +41,9 @@ V32_HEAD_DIM = 576  # DeepSeek V3.2: q/k head dim 512 + 64
 V32_RECORD_BYTES = 656  # DeepSeek V3.2: 512 FP8 + 4 float32 scales + 64 BF16 per token
 
 _plan_cache = {}
+# Validated call signatures -> _CallEntry: torch calls keyed by their tensors' facts read inline, other
+# calls by decode._facts.
+_torch_call_cache = {}
 _call_cache = {}
 _MAX_CALL_SIGNATURES = 256
 
@@ -99,6 +102,7 @@ def cached_plan(batch, seq_q, num_heads, topk, extra_topk, device):
 
 def clear_plan_cache():
     _plan_cache.clear()
+    _torch_call_cache.clear()
     _call_cache.clear()
 
 
@@ -136,12 +140,12 @@ def _unsupported_mode(q, k_cache, indices, causal, is_fp8_kvcache, head_dim_v):
 class _CallEntry:
     """Everything a validated call signature needs on later calls."""
 
-    __slots__ = ("plan", "template", "config", "out_shape", "lse_shape", "lse_strides", "device", "all_torch")
+    __slots__ = ("plan", "template", "config", "out_shape", "lse_shape", "lse_strides", "lse_dtype", "all_torch")
 
-    def __init__(self, plan, template, config, out_shape, lse_shape, lse_strides, device, all_torch):
+    def __init__(self, plan, template, config, out_shape, lse_shape, lse_strides, lse_dtype, all_torch):
         self.plan, self.template, self.config = plan, template, config
         self.out_shape, self.lse_shape, self.lse_strides = out_shape, lse_shape, lse_strides
-        self.device, self.all_torch = device, all_torch
+        self.lse_dtype, self.all_torch = lse_dtype, all_torch
 
 
 def _device_of(tensor):
@@ -197,9 +201,8 @@ def _prepare(q, k_cache, indices, topk_length, extra_k_cache, extra_indices, ext
               extra_topk)
     arguments = (q, k_cache, indices, topk_length, extra_k_cache, extra_indices, extra_topk_length, attn_sink)
     all_torch = all(value is None or type(value) is type(q) for value in arguments) and T.is_torch_tensor(q)
-    device = q.device if all_torch else None
     strides = lse.stride() if all_torch else None
-    entry = _CallEntry(plan, template, config, out.shape, lse.shape, strides, device, all_torch)
+    entry = _CallEntry(plan, template, config, out.shape, lse.shape, strides, lse.dtype, all_torch)
     return entry, out, lse, pointers
 
 
@@ -242,26 +245,48 @@ def flash_mla_with_kvcache(q, k_cache, block_table=None, cache_seqlens=None, hea
         raise ValueError(f"{missing}: extra_k_cache and extra_indices_in_kvcache must be given together")
     if softmax_scale is None:
         softmax_scale = DEFAULT_SOFTMAX_SCALE
-    if T.is_torch_tensor(q) and _torch_ops.needs_op(q):  # torch.compile tracing: through the op
-        return _run_through_plan(q, k_cache, indices, topk_length, extra_k_cache, extra_indices_in_kvcache,
-                                 extra_topk_length, attn_sink, softmax_scale, tile_scheduler_metadata)
-    try:
-        signature = (_facts(q), _facts(k_cache), _facts(indices), _facts(topk_length), _facts(extra_k_cache),
-                     _facts(extra_indices_in_kvcache), _facts(extra_topk_length), _facts(attn_sink), softmax_scale)
-        entry = _call_cache.get(signature)
-    except (_Unkeyed, TypeError):  # DLPack objects, unhashable scalars: validate every call
-        signature = entry = None
+    signature = entry = None
+    calls = _call_cache
+    if T.is_torch_tensor(q):
+        if _torch_ops.needs_op(q):  # torch.compile tracing: through the op
+            return _run_through_plan(q, k_cache, indices, topk_length, extra_k_cache, extra_indices_in_kvcache,
+                                     extra_topk_length, attn_sink, softmax_scale, tile_scheduler_metadata)
+        try:  # the facts of torch tensors read inline: this is most of the host time of a call
+            signature = (
+                q.shape, q.stride(), q.dtype, q.device, k_cache.shape, k_cache.stride(), k_cache.dtype, k_cache.device,
+                indices.shape, indices.stride(), indices.dtype, indices.device,
+                None if topk_length is None else
+                (topk_length.shape, topk_length.stride(), topk_length.dtype, topk_length.device),
+                None if extra_k_cache is None else
+                (extra_k_cache.shape, extra_k_cache.stride(), extra_k_cache.dtype, extra_k_cache.device),
+                None if extra_indices_in_kvcache is None else
+                (extra_indices_in_kvcache.shape, extra_indices_in_kvcache.stride(), extra_indices_in_kvcache.dtype,
+                 extra_indices_in_kvcache.device),
+                None if extra_topk_length is None else
+                (extra_topk_length.shape, extra_topk_length.stride(), extra_topk_length.dtype, extra_topk_length.device),
+                None if attn_sink is None else (attn_sink.shape, attn_sink.stride(), attn_sink.dtype, attn_sink.device),
+                softmax_scale)
+            calls = _torch_call_cache
+            entry = calls.get(signature)
+        except (AttributeError, TypeError):  # an argument that is not a torch tensor, an unhashable scale
+            signature = None
+    if signature is None and calls is _call_cache:
+        try:
+            signature = (_facts(q), _facts(k_cache), _facts(indices), _facts(topk_length), _facts(extra_k_cache),
+                         _facts(extra_indices_in_kvcache), _facts(extra_topk_length), _facts(attn_sink), softmax_scale)
+            entry = calls.get(signature)
+        except (_Unkeyed, TypeError):  # DLPack objects, unhashable scalars: validate every call
+            signature = None
     if entry is None:
         entry, out, lse, pointers = _prepare(q, k_cache, indices, topk_length, extra_k_cache, extra_indices_in_kvcache,
                                              extra_topk_length, attn_sink, softmax_scale)
         if signature is not None:
-            if len(_call_cache) >= _MAX_CALL_SIGNATURES:
-                _call_cache.clear()
-            _call_cache[signature] = entry
+            if len(calls) >= _MAX_CALL_SIGNATURES:
+                calls.clear()
+            calls[signature] = entry
     elif entry.all_torch:
-        torch = T.TORCH
-        out = torch.empty(entry.out_shape, dtype=torch.bfloat16, device=entry.device)
-        lse = torch.empty_strided(entry.lse_shape, entry.lse_strides, dtype=torch.float32, device=entry.device)
+        out = q.new_empty(entry.out_shape)  # q's dtype (checked: bf16) and device
+        lse = q.new_empty_strided(entry.lse_shape, entry.lse_strides, dtype=entry.lse_dtype)
         pointers = (q.data_ptr(), k_cache.data_ptr(), indices.data_ptr(),
                     0 if topk_length is None else topk_length.data_ptr(),
                     0 if extra_k_cache is None else extra_k_cache.data_ptr(),
