@@ -19,7 +19,7 @@ PointerGetAttributesFn driver_pointer_query() {
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
 #if CUDART_VERSION >= 12050
     const cudaError_t error =
-        cudaGetDriverEntryPointByVersion("cuPointerGetAttributes", &entry, 7000, cudaEnableDefault, &found);
+        cudaGetDriverEntryPointByVersion("cuPointerGetAttributes", &entry, 12000, cudaEnableDefault, &found);
 #else
     const cudaError_t error =
         cudaGetDriverEntryPoint("cuPointerGetAttributes", &entry, cudaEnableDefault, &found);

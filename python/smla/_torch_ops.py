@@ -16,6 +16,8 @@ from .cache import CacheLayout, cache_geometry
 
 _registered = False
 _eager = None
+# Set by eager_helpers(); module globals, so torch.compile traces needs_op() without a graph break.
+_is_compiling = _tensor_type = _dispatch_modes = None
 
 
 def registered():
@@ -27,31 +29,28 @@ def needs_op(q):
     dispatch mode (fake tensors, make_fx, functionalization) is active, or q is a tensor subclass."""
     if not _registered:
         return False
-    eager = eager_helpers()
-    # is_compiling first: under dynamo it is the constant True, so nothing after it is traced.
-    return eager.is_compiling() or type(q) is not eager.tensor_type or eager.dispatch_modes() > 0
+    # _is_compiling first: under dynamo it is the constant True, so nothing after it is traced.
+    return _is_compiling() or type(q) is not _tensor_type or _dispatch_modes() > 0
 
 
 def eager_helpers():
     """Fast accessors of torch's current device and stream (private torch._C functions where they exist,
     the public ones otherwise), looked up once."""
-    global _eager
+    global _eager, _is_compiling, _tensor_type, _dispatch_modes
     if _eager is None:
         import torch
 
-        compiler = getattr(torch, "compiler", None)
-        is_compiling = getattr(compiler, "is_compiling", None)
+        is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
         if is_compiling is None:
             try:
                 from torch._dynamo import is_compiling
             except ImportError:
                 def is_compiling():
                     return False
+        _is_compiling, _tensor_type = is_compiling, torch.Tensor
+        _dispatch_modes = getattr(torch._C, "_len_torch_dispatch_stack", lambda: 0)
         raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
         _eager = types.SimpleNamespace(
-            tensor_type=torch.Tensor,
-            is_compiling=is_compiling,
-            dispatch_modes=getattr(torch._C, "_len_torch_dispatch_stack", lambda: 0),
             current_device=getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device,
             set_device=getattr(torch._C, "_cuda_setDevice", None) or torch.cuda.set_device,
             current_stream=raw_stream or (lambda device: torch.cuda.current_stream(device).cuda_stream),
