@@ -61,7 +61,9 @@ class Inputs:
     def __init__(self, name, batch, torch, device):
         heads, topk, extra_topk, main_page, extra_page = SHAPES[name]
         self.shape = (batch, 1, heads, topk, extra_topk)
-        rows = lambda width: np.arange(batch * max(width, 1), dtype=np.int32).reshape(batch, 1, max(width, 1))  # noqa: E731
+        def rows(width):  # distinct slot ids 0.. for [b, 1, width]
+            return np.arange(batch * max(width, 1), dtype=np.int32).reshape(batch, 1, max(width, 1))
+
         main_pool = smla.allocate_cache(-(-batch * topk // main_page), main_page)
         extra_pool = smla.allocate_cache(max(1, -(-batch * extra_topk // extra_page)), extra_page)
         full = torch is not None

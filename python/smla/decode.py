@@ -20,10 +20,10 @@ _CPU_PRECISIONS = {"float64": _lib.CPU_FLOAT64, "float32": _lib.CPU_FLOAT32}
 _plans_by_id = weakref.WeakValueDictionary()
 _plan_ids = itertools.count(1)
 
-# Per-plan cache of validated call signatures (see Plan._launch_cached). Bounded so that callers whose
+# Per-plan cache of validated call signatures (see Plan._prepared). Bounded so that callers whose
 # strides change on every call cannot grow it without limit.
 _MAX_SIGNATURES = 64
-# Positions of the pointers in the packed smla_decode_args_t, in the order of _launch_cached's arguments.
+# Positions of the pointers in the packed smla_decode_args_t, in the order of _prepared's arguments.
 _POINTER_SLOTS = tuple(_lib.DECODE_ARGS_INDEX[name] for name in (
     "q", "main_cache.data", "indices", "topk_length", "extra_cache.data", "extra_indices", "extra_topk_length",
     "attn_sink", "out", "lse"))

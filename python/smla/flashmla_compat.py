@@ -194,8 +194,8 @@ def _prepare(q, k_cache, indices, topk_length, extra_k_cache, extra_indices, ext
     plan = cached_plan(batch, seq_q, num_heads, index_shape[2], extra_topk or 0, _device_of(q))
     out, lse = _new_outputs(q, batch, seq_q, num_heads)
     lse_rows = lse.transpose(1, 2) if T.is_torch_tensor(lse) else lse.transpose(0, 2, 1)  # [b, s_q, h]
-    template, pointers = plan._prepared((q, k_cache, indices, topk_length, extra_k_cache, extra_indices, extra_topk_length,
-                                  attn_sink, out, lse_rows), softmax_scale, None, None)
+    template, pointers = plan._prepared((q, k_cache, indices, topk_length, extra_k_cache, extra_indices,
+                                         extra_topk_length, attn_sink, out, lse_rows), softmax_scale, None, None)
     config = (batch, seq_q, num_heads, cache_shape[1] if len(cache_shape) >= 2 else None,
               cache_shape[2] if len(cache_shape) == 4 else 1, False, True, index_shape[2], extra_page_block_size,
               extra_topk)
@@ -263,7 +263,8 @@ def flash_mla_with_kvcache(q, k_cache, block_table=None, cache_seqlens=None, hea
                 (extra_indices_in_kvcache.shape, extra_indices_in_kvcache.stride(), extra_indices_in_kvcache.dtype,
                  extra_indices_in_kvcache.device),
                 None if extra_topk_length is None else
-                (extra_topk_length.shape, extra_topk_length.stride(), extra_topk_length.dtype, extra_topk_length.device),
+                (extra_topk_length.shape, extra_topk_length.stride(), extra_topk_length.dtype,
+                 extra_topk_length.device),
                 None if attn_sink is None else (attn_sink.shape, attn_sink.stride(), attn_sink.dtype, attn_sink.device),
                 softmax_scale)
             calls = _torch_call_cache

@@ -288,7 +288,8 @@ def test_drop_in_changed_tensor_after_a_remembered_call_is_refused():
     _check(case, *_drop_in(case, inputs, meta))
     with pytest.raises(ValueError, match="indices: expected dtype int32, got int64"):
         _drop_in(case, {**inputs, "indices": inputs["indices"].long()}, meta)
-    with pytest.raises(ValueError, match=r"attn_sink: expected a tensor on cuda:0 \(the plan's device\), got one on cpu"):
+    with pytest.raises(ValueError,
+                       match=r"attn_sink: expected a tensor on cuda:0 \(the plan's device\), got one on cpu"):
         _drop_in(case, {**inputs, "attn_sink": inputs["attn_sink"].cpu()}, meta)
     _check(case, *_drop_in(case, inputs, meta))
 
