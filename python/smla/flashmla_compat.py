@@ -140,12 +140,14 @@ def _unsupported_mode(q, k_cache, indices, causal, is_fp8_kvcache, head_dim_v):
 class _CallEntry:
     """Everything a validated call signature needs on later calls."""
 
-    __slots__ = ("plan", "template", "config", "out_shape", "lse_shape", "lse_strides", "lse_dtype", "all_torch")
+    __slots__ = ("plan", "template", "config", "out_shape", "out_like", "lse_like", "all_torch")
 
-    def __init__(self, plan, template, config, out_shape, lse_shape, lse_strides, lse_dtype, all_torch):
-        self.plan, self.template, self.config = plan, template, config
-        self.out_shape, self.lse_shape, self.lse_strides = out_shape, lse_shape, lse_strides
-        self.lse_dtype, self.all_torch = lse_dtype, all_torch
+    def __init__(self, plan, template, config, out_shape, out_like, lse_like, all_torch):
+        self.plan, self.template, self.config, self.out_shape = plan, template, config, out_shape
+        # torch: tensors whose empty_like is a new out / lse (one argument to parse, half the host time
+        # of torch.empty): out's is a broadcast scalar (no memory, contiguous result), lse's a small dense
+        # tensor with the transposed strides, which empty_like keeps.
+        self.out_like, self.lse_like, self.all_torch = out_like, lse_like, all_torch
 
 
 def _device_of(tensor):
@@ -201,8 +203,12 @@ def _prepare(q, k_cache, indices, topk_length, extra_k_cache, extra_indices, ext
               extra_topk)
     arguments = (q, k_cache, indices, topk_length, extra_k_cache, extra_indices, extra_topk_length, attn_sink)
     all_torch = all(value is None or type(value) is type(q) for value in arguments) and T.is_torch_tensor(q)
-    strides = lse.stride() if all_torch else None
-    entry = _CallEntry(plan, template, config, out.shape, lse.shape, strides, lse.dtype, all_torch)
+    out_like = lse_like = None
+    if all_torch:
+        torch = T.torch_module()
+        out_like = torch.empty((), dtype=out.dtype, device=out.device).expand(out.shape)
+        lse_like = torch.empty_strided(lse.shape, lse.stride(), dtype=lse.dtype, device=lse.device)
+    entry = _CallEntry(plan, template, config, tuple(out.shape), out_like, lse_like, all_torch)
     return entry, out, lse, pointers
 
 
@@ -286,8 +292,8 @@ def flash_mla_with_kvcache(q, k_cache, block_table=None, cache_seqlens=None, hea
                 calls.clear()
             calls[signature] = entry
     elif entry.all_torch:
-        out = q.new_empty(entry.out_shape)  # q's dtype (checked: bf16) and device
-        lse = q.new_empty_strided(entry.lse_shape, entry.lse_strides, dtype=entry.lse_dtype)
+        empty_like = T.TORCH.empty_like
+        out, lse = empty_like(entry.out_like), empty_like(entry.lse_like)
         pointers = (q.data_ptr(), k_cache.data_ptr(), indices.data_ptr(),
                     0 if topk_length is None else topk_length.data_ptr(),
                     0 if extra_k_cache is None else extra_k_cache.data_ptr(),

@@ -95,3 +95,19 @@ def test_plain_tensors_take_the_eager_path():
     from smla import _torch_ops
 
     assert not _torch_ops.needs_op(torch.zeros(1))
+
+
+def test_drop_in_outputs_are_fresh_tensors_with_flashmla_layouts():
+    tensors, expected = _case("test_drop_in_outputs_are_fresh_tensors_with_flashmla_layouts", batch=3, seq_q=2)
+    first = compat.flash_mla_with_kvcache(**tensors)
+    second = compat.flash_mla_with_kvcache(**tensors)  # remembered signature: outputs from the entry's templates
+    for out, lse in (first, second):
+        assert out.shape == (3, 2, 8, 512) and out.is_contiguous() and out.dtype == torch.bfloat16
+        assert lse.shape == (3, 8, 2) and lse.stride() == (16, 1, 8) and lse.dtype == torch.float32
+        _check(out, lse.transpose(1, 2), expected)
+    assert first[0].data_ptr() != second[0].data_ptr() and first[1].data_ptr() != second[1].data_ptr()
+    with torch.inference_mode():
+        out, lse = compat.flash_mla_with_kvcache(**tensors)
+    assert out.is_inference() and lse.stride() == (16, 1, 8)
+    out, lse = compat.flash_mla_with_kvcache(**tensors)
+    assert not out.is_inference() and not lse.is_inference()
