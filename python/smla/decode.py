@@ -53,12 +53,9 @@ def _facts(value):
         raise _Unkeyed() from None
 
 
-def _pointers(arguments):
-    try:
-        return tuple([0 if value is None else value.data_ptr() if type(value) is not CacheLayout else value.data
-                      for value in arguments])
-    except AttributeError:
-        return tuple(map(_pointer, arguments))
+def _stream_handle(stream):
+    """A cudaStream_t as an int, from a torch.cuda.Stream-like object or an int."""
+    return stream.cuda_stream if hasattr(stream, "cuda_stream") else int(stream)
 
 
 def _pointer(value):
@@ -246,23 +243,24 @@ class Plan:
                                              extra_page_block_size)
                 if routed is not None:
                     return routed
-            return self._run_torch_eager(q, cache, indices, topk_length, extra_cache, extra_indices,
-                                         extra_topk_length, attn_sink, softmax_scale, out, lse, page_block_size,
-                                         extra_page_block_size, stream)
+            # The eager torch path, kept flat: every Python call level costs host time (issue 15).
+            if out is None or lse is None:
+                out, lse = self._new_torch_outputs(q, out, lse)
+            template, pointers = self._prepared((q, cache, indices, topk_length, extra_cache, extra_indices,
+                                                 extra_topk_length, attn_sink, out, lse), softmax_scale,
+                                                page_block_size, extra_page_block_size)
+            self._launch_prepared_torch(template, pointers, None if stream is None else _stream_handle(stream))
+            return out, lse
         return self._run_direct(q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length,
                                 attn_sink, softmax_scale, out, lse, page_block_size, extra_page_block_size, stream)
 
-    def _run_torch_eager(self, q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length,
-                         attn_sink, softmax_scale, out, lse, page_block_size, extra_page_block_size, stream):
+    def _new_torch_outputs(self, q, out, lse):
         torch = T.torch_module()
         if out is None:
             out = torch.empty((self.batch, self.seq_q, self.num_heads, HEAD_DIM), dtype=torch.bfloat16,
                               device=q.device)
         if lse is None:
             lse = torch.empty((self.batch, self.seq_q, self.num_heads), dtype=torch.float32, device=q.device)
-        handle = None if stream is None else (stream.cuda_stream if hasattr(stream, "cuda_stream") else int(stream))
-        self._launch_torch(q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length, attn_sink,
-                           out, lse, softmax_scale, page_block_size, extra_page_block_size, handle)
         return out, lse
 
     def _launch_torch(self, q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length, attn_sink,
@@ -302,7 +300,7 @@ class Plan:
         if lse is None:
             lse = self._new_output(q_info, (self.batch, self.seq_q, self.num_heads), "float32", "lse")
         if stream is not None:
-            handle = stream.cuda_stream if hasattr(stream, "cuda_stream") else int(stream)
+            handle = _stream_handle(stream)
         elif type(q) is np.ndarray:
             handle = None
         else:  # a DLPack input: torch's current stream when torch is loaded and q is on a GPU
@@ -338,7 +336,11 @@ class Plan:
             signature = (facts, softmax_scale, page_block_size, extra_page_block_size)
             template = self._signatures.get(signature)
             if template is not None:
-                return template, _pointers(arguments)
+                try:
+                    return template, tuple([0 if value is None else value.data_ptr()
+                                            if type(value) is not CacheLayout else value.data for value in arguments])
+                except AttributeError:
+                    return template, tuple(map(_pointer, arguments))
         except (_Unkeyed, TypeError):  # DLPack objects, unhashable scalars: validate in full, remember nothing
             signature = None
         template, pointers = self._validated_template(arguments, softmax_scale, page_block_size,
