@@ -197,3 +197,37 @@ def test_null_data_under_a_remembered_signature_is_refused_by_the_library():
     pointers = (0,) + (1,) * 9
     with pytest.raises(smla.SmlaError, match="args.q must not be null"):
         plan._launch_packed(entry.template, pointers, None)
+
+
+def test_device_guard_runs_on_the_plans_device_and_restores_the_callers(monkeypatch):
+    """The guard logic of the torch path with stand-ins for torch's device calls (no GPU needed): the launch
+    sees the plan's device current and the caller's device comes back, also when the launch fails."""
+    import types
+
+    from smla import _torch_ops
+
+    state = dict(current=1, launched_on=[])
+
+    def set_device(index):
+        state["current"] = index
+
+    fake = types.SimpleNamespace(current_device=lambda: state["current"], set_device=set_device,
+                                 current_stream=lambda index: 1000 + index)
+    monkeypatch.setattr(_torch_ops, "eager_helpers", lambda: fake)
+    plan = smla.plan(1, 1, 1, 64, backend="cpu")
+    plan.device_type, plan.device_index = "cuda", 0  # as a CUDA plan on device 0
+
+    def launch(template, pointers, stream):
+        state["launched_on"].append((state["current"], stream))
+        if pointers == "fail":
+            raise smla.SmlaError(1, "launch failed")
+
+    monkeypatch.setattr(plan, "_launch_packed", launch)
+    plan._launch_prepared_torch(None, (), None)
+    assert state["launched_on"] == [(0, 1000)] and state["current"] == 1
+    with pytest.raises(smla.SmlaError, match="launch failed"):
+        plan._launch_prepared_torch(None, "fail", 77)
+    assert state["launched_on"][-1] == (0, 77) and state["current"] == 1
+    state["current"] = 0  # already current: no switch
+    plan._launch_prepared_torch(None, (), None)
+    assert state["launched_on"][-1] == (0, 1000) and state["current"] == 0
