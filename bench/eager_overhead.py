@@ -172,13 +172,15 @@ def main():
         backend = "auto"
         torch.cuda.set_device(device)
 
-    try:
-        import flash_mla
-    except ImportError:
-        flash_mla = None
+    flash_mla, flashmla_note = None, "not importable, row skipped"
+    if torch is not None:
+        try:
+            import flash_mla
+            flashmla_note = f"{getattr(flash_mla, '__file__', 'flash_mla')}"
+        except Exception as error:  # not installed, or an extension built for another torch/CUDA
+            flashmla_note = f"not importable ({type(error).__name__}: {str(error).splitlines()[0][:100]}), row skipped"
     print(f"# eager host time per call, us (best of {options.repeats} x {options.calls} back-to-back calls): {where}")
-    print(f"# smla {smla.version()} ({smla.library_path()}); FlashMLA: "
-          f"{'importable' if flash_mla is not None and torch is not None else 'not importable, row skipped'}")
+    print(f"# smla {smla.version()} ({smla.library_path()}); FlashMLA: {flashmla_note}")
     cpp = cpp_rows(options.cpp, shapes, options.calls, options.repeats, backend)
     if isinstance(cpp, str):
         print(f"# C++ API (smla-eager-overhead): {cpp}")
