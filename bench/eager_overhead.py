@@ -119,6 +119,19 @@ def flashmla_row(flash_mla, torch, inputs, calls, repeats, synchronize):
                 raise
 
 
+def python_only_us(calls_to_time, calls, repeats):
+    """Host us per call of each function with smla_decode_run replaced by a no-op (nothing is launched)."""
+    from smla import _lib
+
+    library = _lib.library()
+    real = library.smla_decode_run_packed
+    library.smla_decode_run_packed = lambda *arguments: 0
+    try:
+        return [best_us_per_call(function, calls, repeats, lambda: None) for function in calls_to_time]
+    finally:
+        library.smla_decode_run_packed = real
+
+
 def cpp_rows(binary, shapes, calls, repeats, backend):
     """{(name, batch): (run_us, validate_us)} from smla-eager-overhead, or a reason string."""
     if binary is None or not os.path.exists(binary):
@@ -184,8 +197,9 @@ def main():
     cpp = cpp_rows(options.cpp, shapes, options.calls, options.repeats, backend)
     if isinstance(cpp, str):
         print(f"# C++ API (smla-eager-overhead): {cpp}")
+    # "Python only": the same calls with the library call replaced by a no-op, i.e. the bindings' own share.
     header = ["shape", "b", "h", "topk+extra", "drop-in", "Plan.run (prealloc out)", "C++ smla::run",
-              "C++ validate only", "FlashMLA"]
+              "C++ validate only", "FlashMLA", "drop-in, Python only", "Plan.run, Python only"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, batch in shapes:
@@ -218,8 +232,9 @@ def main():
                 flashmla_us = f"{flashmla_us:.1f}"
             except Exception as error:  # a FlashMLA build without this mode: say why, keep the other rows
                 flashmla_us = f"failed ({type(error).__name__}: {str(error).splitlines()[0][:80]})"
+        python_only = python_only_us([drop_in, plan_run], options.calls, options.repeats)
         print(f"| {name} | {batch} | {heads} | {topk}+{extra_topk} | {drop_in_us:.1f} | {plan_us:.1f} | {cpp_run} | "
-              f"{cpp_validate} | {flashmla_us} |")
+              f"{cpp_validate} | {flashmla_us} | {python_only[0]:.1f} | {python_only[1]:.1f} |")
         sys.stdout.flush()
 
 

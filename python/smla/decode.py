@@ -328,14 +328,19 @@ class Plan:
         messages, and is remembered.
         """
         try:
-            try:  # torch tensors (and CacheLayouts) inline: this is most of the host time of a call
-                facts = tuple([None if value is None else (value.shape, value.stride(), value.dtype, value.device)
-                               if type(value) is not CacheLayout else _facts(value) for value in arguments])
-            except AttributeError:
+            if type(arguments[0]) is np.ndarray:
                 facts = tuple(map(_facts, arguments))
+            else:
+                try:  # torch tensors (and CacheLayouts) inline: this is most of the host time of a call
+                    facts = tuple([None if value is None else (value.shape, value.stride(), value.dtype, value.device)
+                                   if type(value) is not CacheLayout else _facts(value) for value in arguments])
+                except AttributeError:
+                    facts = tuple(map(_facts, arguments))
             signature = (facts, softmax_scale, page_block_size, extra_page_block_size)
             template = self._signatures.get(signature)
             if template is not None:
+                if type(arguments[0]) is np.ndarray:
+                    return template, tuple(map(_pointer, arguments))
                 try:
                     return template, tuple([0 if value is None else value.data_ptr()
                                             if type(value) is not CacheLayout else value.data for value in arguments])

@@ -24,3 +24,4 @@ def test_eager_overhead_bench_smoke_on_the_cpu_backend():
         drop_in, plan_run = float(cells[4]), float(cells[5])
         assert drop_in > 0 and plan_run > 0
         assert cells[8] == "n/a"  # FlashMLA is not importable here (or no GPU): its row is skipped
+        assert float(cells[9]) > 0 and float(cells[10]) > 0  # the Python-only columns
