@@ -16,6 +16,7 @@
 #include "common/backend_entry.h"
 #include "common/build_params.h"
 #include "common/decode_params.h"
+#include "common/memory_space.h"
 #include "cuda/common/cuda_check.h"
 #include "smla/cache.h"
 #include "smla/decode.h"
@@ -120,47 +121,52 @@ Status check_lengths_layout(int32_t layout, const char* name) {
 }
 
 // Every pointer a backend will dereference, with its argument name, for the memory-space checks.
+// A fixed array, so the per-call check allocates nothing.
 struct NamedPointer {
   const void* ptr;
   const char* name;
 };
-std::vector<NamedPointer> pointers_of(const Plan& plan, const DecodeArgs& args, const void* workspace) {
-  std::vector<NamedPointer> pointers = {{args.q, "args.q"},
-                                        {args.main_cache.data, "args.main_cache.data"},
-                                        {args.indices, "args.indices"},
-                                        {args.topk_length, "args.topk_length"},
-                                        {args.attn_sink, "args.attn_sink"},
-                                        {args.out, "args.out"},
-                                        {args.lse, "args.lse"}};
+struct NamedPointers {
+  std::array<NamedPointer, 11> items;
+  size_t count = 0;
+  void add(const void* ptr, const char* name) { items[count++] = {ptr, name}; }
+};
+NamedPointers pointers_of(const Plan& plan, const DecodeArgs& args, const void* workspace) {
+  NamedPointers pointers;
+  pointers.add(args.q, "args.q");
+  pointers.add(args.main_cache.data, "args.main_cache.data");
+  pointers.add(args.indices, "args.indices");
+  pointers.add(args.topk_length, "args.topk_length");
+  pointers.add(args.attn_sink, "args.attn_sink");
+  pointers.add(args.out, "args.out");
+  pointers.add(args.lse, "args.lse");
   if (plan.shape().extra_topk > 0) {
-    pointers.push_back({args.extra_cache.data, "args.extra_cache.data"});
-    pointers.push_back({args.extra_indices, "args.extra_indices"});
-    pointers.push_back({args.extra_topk_length, "args.extra_topk_length"});
+    pointers.add(args.extra_cache.data, "args.extra_cache.data");
+    pointers.add(args.extra_indices, "args.extra_indices");
+    pointers.add(args.extra_topk_length, "args.extra_topk_length");
   }
-  if (plan.workspace_bytes() > 0) pointers.push_back({workspace, "workspace"});
+  if (plan.workspace_bytes() > 0) pointers.add(workspace, "workspace");
   return pointers;
 }
 
-// True for memory only a GPU can dereference (plain device allocations). Managed memory is host
-// accessible, so the CPU backend may read it.
-bool is_device_only_memory(const void* ptr) {
-  cudaPointerAttributes attributes{};
-  if (cudaPointerGetAttributes(&attributes, ptr) != cudaSuccess) {
-    cudaGetLastError();  // no driver / unregistered pointer: clear the sticky error
-    return false;
-  }
-  return attributes.type == cudaMemoryTypeDevice;
-}
-
+// Asked afresh on every call (detail::locate_pointer is one driver query per pointer, nothing cached),
+// so a buffer freed and replaced by host memory between calls is still caught.
 Status check_memory_space(const Plan& plan, const DecodeArgs& args, const void* workspace) {
   const bool cpu = plan.backend() == SMLA_BACKEND_CPU;
-  for (const NamedPointer& pointer : pointers_of(plan, args, workspace)) {
+  const NamedPointers pointers = pointers_of(plan, args, workspace);
+  for (size_t i = 0; i < pointers.count; ++i) {
+    const NamedPointer& pointer = pointers.items[i];
     if (pointer.ptr == nullptr) continue;  // optional and absent; required ones were checked before
-    if (cpu && is_device_only_memory(pointer.ptr)) {
+    const detail::PointerLocation location = detail::locate_pointer(pointer.ptr);
+    // Managed memory is host accessible, so the CPU backend may read it.
+    if (cpu && location.space == detail::MemorySpace::kDevice) {
       return Status::InvalidArgument(std::string(pointer.name) +
                                      " is CUDA device memory; the cpu backend needs host memory");
     }
-    if (!cpu && !detail::pointer_is_device_memory(pointer.ptr, plan.device())) {
+    const bool on_plan_device =
+        (location.space == detail::MemorySpace::kDevice || location.space == detail::MemorySpace::kManaged) &&
+        location.device == plan.device();
+    if (!cpu && !on_plan_device) {
       return Status::InvalidArgument(
           std::string(pointer.name) + " must be CUDA device or managed memory on device " +
           str(plan.device()) + " (got host memory or another device's memory: host " +

@@ -143,6 +143,12 @@ _SIGNATURES = {
     "smla_dequantize_gather": (
         ctypes.c_int, [_P(CacheLayoutStruct), ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
     ),
+    "smla_device_workspace_create": (
+        ctypes.c_int, [ctypes.c_int32, ctypes.c_size_t, _P(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_size_t]
+    ),
+    "smla_device_workspace_destroy": (
+        ctypes.c_int, [ctypes.c_int32, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    ),
     "smla_relayout_workspace_bytes": (ctypes.c_int64, [_P(CacheLayoutStruct)]),
     "smla_relayout_pages": (
         ctypes.c_int,
@@ -202,6 +208,11 @@ def _load():
             function.restype = restype
             function.argtypes = argtypes
         lib.smla_library_path = os.path.abspath(path)
+        # The per-call entry of the run path: smla_decode_run taking the packed bytes of
+        # smla_decode_args_t (see pack_decode_args), so a call builds no ctypes struct.
+        lib.smla_decode_run_packed = ctypes.CFUNCTYPE(
+            ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p
+        )(("smla_decode_run", lib))
         return lib
     raise OSError(
         "smla: no usable libsmla.so found; set SMLA_LIBRARY=/path/to/libsmla.so or build it with "
@@ -224,3 +235,52 @@ def call(name, *args):
     if status != STATUS_OK:
         raise SmlaError(status, last_error() or f"{name} failed")
     return status
+
+
+def _flat_fields(struct_type, prefix="", base=0):
+    """(dotted name, byte offset, ctypes type) of every scalar field of a ctypes struct, nested ones flattened."""
+    fields = []
+    for name, field_type in struct_type._fields_:
+        offset = base + getattr(struct_type, name).offset
+        if issubclass(field_type, ctypes.Structure):
+            fields += _flat_fields(field_type, f"{prefix}{name}.", offset)
+        else:
+            fields.append((prefix + name, offset, field_type))
+    return fields
+
+
+_STRUCT_CODES = {ctypes.c_void_p: "Q", ctypes.c_int64: "q", ctypes.c_int32: "i", ctypes.c_int: "i",
+                 ctypes.c_float: "f"}
+
+
+def _packer(struct_type):
+    """A struct.Struct with the byte layout of `struct_type` (padding included) and its field names in order."""
+    import struct
+
+    layout, names, position = "=", [], 0
+    for name, offset, field_type in _flat_fields(struct_type):
+        layout += "x" * (offset - position)
+        layout += _STRUCT_CODES[field_type]
+        position = offset + ctypes.sizeof(field_type)
+        names.append(name)
+    layout += "x" * (ctypes.sizeof(struct_type) - position)
+    packer = struct.Struct(layout)
+    assert packer.size == ctypes.sizeof(struct_type), "DecodeArgsStruct packing disagrees with ctypes"
+    return packer, names
+
+
+# smla_decode_args_t as packed bytes: DECODE_ARGS.pack(*values) with one value per name in
+# DECODE_ARGS_FIELDS (pointers as ints, 0 for NULL). Derived from DecodeArgsStruct, so both stay in step.
+DECODE_ARGS, DECODE_ARGS_FIELDS = _packer(DecodeArgsStruct)
+DECODE_ARGS_INDEX = {name: position for position, name in enumerate(DECODE_ARGS_FIELDS)}
+
+
+def decode_args_values(args):
+    """The DECODE_ARGS_FIELDS values of a DecodeArgsStruct, in order."""
+    values = []
+    for name in DECODE_ARGS_FIELDS:
+        value = args
+        for part in name.split("."):
+            value = getattr(value, part)
+        values.append(0 if value is None else value)
+    return values

@@ -20,6 +20,56 @@ _CPU_PRECISIONS = {"float64": _lib.CPU_FLOAT64, "float32": _lib.CPU_FLOAT32}
 _plans_by_id = weakref.WeakValueDictionary()
 _plan_ids = itertools.count(1)
 
+# Per-plan cache of validated call signatures (see Plan._prepared). Bounded so that callers whose
+# strides change on every call cannot grow it without limit.
+_MAX_SIGNATURES = 64
+# Positions of the pointers in the packed smla_decode_args_t, in the order of _prepared's arguments.
+_POINTER_SLOTS = tuple(_lib.DECODE_ARGS_INDEX[name] for name in (
+    "q", "main_cache.data", "indices", "topk_length", "extra_cache.data", "extra_indices", "extra_topk_length",
+    "attn_sink", "out", "lse"))
+
+
+class _Unkeyed(Exception):
+    """An argument whose facts cannot be read cheaply (DLPack objects): validate that call in full."""
+
+
+def _facts(value):
+    """Everything the validation reads from one argument except its data pointer, as a hashable key.
+
+    torch tensors: shape, strides, dtype, device; NumPy arrays: shape, byte strides, dtype; CacheLayouts:
+    their geometry and device. Two arguments with equal facts pass or fail validation alike, so a call
+    whose facts all match an earlier validated call needs only its pointers checked (by the library).
+    """
+    if value is None:
+        return None
+    if type(value) is CacheLayout:
+        return (CacheLayout, value.page_block_size, value.page_stride_bytes, value.num_pages, value.device_type,
+                value.device_index)
+    if type(value) is np.ndarray:
+        return (value.shape, value.strides, value.dtype)
+    try:
+        return (value.shape, value.stride(), value.dtype, value.device)  # torch
+    except (AttributeError, TypeError):
+        raise _Unkeyed() from None
+
+
+def _stream_handle(stream):
+    """A cudaStream_t as an int, from a torch.cuda.Stream-like object or an int."""
+    return stream.cuda_stream if hasattr(stream, "cuda_stream") else int(stream)
+
+
+def _pointer(value):
+    if value is None:
+        return 0
+    if type(value) is CacheLayout:
+        return value.data
+    if type(value) is np.ndarray:
+        return value.__array_interface__["data"][0]
+    try:
+        return value.data_ptr()
+    except (AttributeError, TypeError):
+        raise _Unkeyed() from None
+
 
 def launch_infos(q_info, indices, topk_length, extra_indices, extra_topk_length, attn_sink, out, lse):
     """The tensor infos a plan's launch reads, by argument name (optional ones may be None)."""
@@ -116,22 +166,22 @@ class Plan:
         self.backend_name = _lib.library().smla_backend_name(self.backend).decode()
         self.workspace_bytes = int(size.value)
         self.num_splits = int(splits.value)
+        self._device_workspace = None
         if self.backend == _lib.BACKEND_CPU:
             self.device_type, self.device_index = "cpu", None
             self.workspace = T.aligned_zeros((max(self.workspace_bytes, 1),), np.uint8)
+            self._workspace_ptr = self.workspace.ctypes.data
         else:
             self.device_type, self.device_index = "cuda", device_index
-            torch = T.torch_module()
-            if torch is None:
-                try:
-                    import torch
-                except ImportError as error:
-                    raise RuntimeError("smla: a CUDA plan needs PyTorch to allocate its workspace") from error
-            # Zeroed once: the CUDA backends keep a device error counter in it (spec section 5).
-            self.workspace = torch.zeros(max(self.workspace_bytes, 1), dtype=torch.uint8, device=self.device)
-        self._workspace_ptr = T.tensor_info(self.workspace, "workspace").ptr
-        # Set here for CUDA plans so a torch.compile'd run never mutates the plan.
-        self._workspace_torch = self.workspace if T.is_torch_tensor(self.workspace) else None
+            # Device memory of the plan's own, zeroed once (the CUDA backends keep a device error counter
+            # in it, spec section 5). Not a torch tensor: a plan made on a first call inside
+            # torch.inference_mode() or a CUDA-graph capture must not own an inference tensor or memory
+            # of the graph's private pool (include/smla/device_workspace.h).
+            self._device_workspace = _DeviceWorkspace(self.device_index, self.workspace_bytes)
+            self.workspace = None
+            self._workspace_ptr = self._device_workspace.ptr
+        self._handle_value = handle.value
+        self._signatures = {}
         self.plan_id = next(_plan_ids)
         _plans_by_id[self.plan_id] = self
 
@@ -152,14 +202,6 @@ class Plan:
         return (f"Plan(batch={self.batch}, seq_q={self.seq_q}, num_heads={self.num_heads}, topk={self.topk}, "
                 f"extra_topk={self.extra_topk}, backend={self.backend_name!r}, device={self.device!r}, "
                 f"kernel={self.kernel_name!r}, num_splits={self.num_splits}, workspace_bytes={self.workspace_bytes})")
-
-    def workspace_tensor(self):
-        """The workspace as a torch tensor (CPU plans wrap their NumPy buffer once, without copying)."""
-        if self._workspace_torch is None:
-            torch = T.torch_module()
-            self._workspace_torch = (self.workspace if T.is_torch_tensor(self.workspace)
-                                     else torch.from_numpy(self.workspace))
-        return self._workspace_torch
 
     def errors(self, stream=None):
         """Bad slot ids and lengths the device met in runs on this plan's workspace (docs/safety.md).
@@ -194,32 +236,155 @@ class Plan:
         Caches: a CacheLayout, a FlashMLA view [pages, P, 1, 584], or [pages, stride] bytes with
         page_block_size / extra_page_block_size. out/lse are created when not given (torch tensors for
         torch inputs, NumPy arrays otherwise); given ones may be strided (last dim of out contiguous).
-        Torch inputs go through the smla::sparse_decode op (CUDA graphs, torch.compile).
+        Torch inputs in eager mode call the library directly on torch's current stream of the plan's
+        device (switching the current device for the call if needed); under torch.compile (or a torch
+        dispatch mode) they go through the smla::sparse_decode op.
         """
         if softmax_scale is None:
             softmax_scale = DEFAULT_SOFTMAX_SCALE
-        if _torch_ops.registered() and T.is_torch_tensor(q) and stream is None:
-            routed = _torch_ops.run_plan(self, q, cache, indices, topk_length, extra_cache, extra_indices,
-                                         extra_topk_length, attn_sink, softmax_scale, out, lse, page_block_size,
-                                         extra_page_block_size)
-            if routed is not None:
-                return routed
+        if T.is_torch_tensor(q):
+            if stream is None and _torch_ops.needs_op(q):
+                routed = _torch_ops.run_plan(self, q, cache, indices, topk_length, extra_cache, extra_indices,
+                                             extra_topk_length, attn_sink, softmax_scale, out, lse, page_block_size,
+                                             extra_page_block_size)
+                if routed is not None:
+                    return routed
+            # The eager torch path, kept flat: every Python call level costs host time (issue 15).
+            if out is None or lse is None:
+                out, lse = self._new_torch_outputs(q, out, lse)
+            template, pointers = self._prepared((q, cache, indices, topk_length, extra_cache, extra_indices,
+                                                 extra_topk_length, attn_sink, out, lse), softmax_scale,
+                                                page_block_size, extra_page_block_size)
+            self._launch_prepared_torch(template, pointers, None if stream is None else _stream_handle(stream))
+            return out, lse
         return self._run_direct(q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length,
                                 attn_sink, softmax_scale, out, lse, page_block_size, extra_page_block_size, stream)
 
+    def _new_torch_outputs(self, q, out, lse):
+        torch = T.torch_module()
+        if out is None:
+            out = torch.empty((self.batch, self.seq_q, self.num_heads, HEAD_DIM), dtype=torch.bfloat16,
+                              device=q.device)
+        if lse is None:
+            lse = torch.empty((self.batch, self.seq_q, self.num_heads), dtype=torch.float32, device=q.device)
+        return out, lse
+
+    def _launch_torch(self, q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length, attn_sink,
+                      out, lse, softmax_scale, page_block_size, extra_page_block_size, stream):
+        """_launch_cached for torch tensors (see _launch_prepared_torch)."""
+        template, pointers = self._prepared((q, cache, indices, topk_length, extra_cache, extra_indices,
+                                             extra_topk_length, attn_sink, out, lse), softmax_scale, page_block_size,
+                                            extra_page_block_size)
+        self._launch_prepared_torch(template, pointers, stream)
+
+    def _launch_prepared_torch(self, template, pointers, stream):
+        """Runs on torch's current stream of the plan's device unless `stream` is given, with the plan's device
+        made current for the call and the caller's restored after (as FlashMLA's device guard does)."""
+        if self.device_type == "cpu":
+            self._launch_packed(template, pointers, None)
+            return
+        eager = _torch_ops.eager_helpers()
+        if stream is None:
+            stream = eager.current_stream(self.device_index)
+        current = eager.current_device()
+        if current == self.device_index:
+            self._launch_packed(template, pointers, stream)
+            return
+        eager.set_device(self.device_index)
+        try:
+            self._launch_packed(template, pointers, stream)
+        finally:
+            eager.set_device(current)
+
     def _run_direct(self, q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length,
                     attn_sink, softmax_scale, out, lse, page_block_size, extra_page_block_size, stream):
-        main_layout = as_cache_layout(cache, page_block_size, "cache")
-        extra_layout = (None if extra_cache is None
-                        else as_cache_layout(extra_cache, extra_page_block_size, "extra_cache"))
-        q_info = T.tensor_info(q, "q")
+        q_info = None
+        if out is None or lse is None:
+            q_info = T.tensor_info(q, "q")
         if out is None:
             out = self._new_output(q_info, (self.batch, self.seq_q, self.num_heads, HEAD_DIM), "bf16", "out")
         if lse is None:
             lse = self._new_output(q_info, (self.batch, self.seq_q, self.num_heads), "float32", "lse")
-        infos = launch_infos(q_info, indices, topk_length, extra_indices, extra_topk_length, attn_sink, out, lse)
-        self.launch(infos, main_layout, extra_layout, softmax_scale, _current_stream(q_info, stream))
+        if stream is not None:
+            handle = _stream_handle(stream)
+        elif type(q) is np.ndarray:
+            handle = None
+        else:  # a DLPack input: torch's current stream when torch is loaded and q is on a GPU
+            handle = _current_stream(q_info or T.tensor_info(q, "q"), None).value
+        self._launch_cached(q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length,
+                            attn_sink, out, lse, softmax_scale, page_block_size, extra_page_block_size, handle)
         return out, lse
+
+    def _launch_cached(self, q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length,
+                       attn_sink, out, lse, softmax_scale, page_block_size, extra_page_block_size, stream):
+        """Validates (once per call signature, see _prepared) and runs. `stream` is a cudaStream_t as an int
+        (None: the default stream; ignored by the CPU backend)."""
+        template, pointers = self._prepared((q, cache, indices, topk_length, extra_cache, extra_indices,
+                                             extra_topk_length, attn_sink, out, lse), softmax_scale, page_block_size,
+                                            extra_page_block_size)
+        self._launch_packed(template, pointers, stream)
+
+    def _prepared(self, arguments, softmax_scale, page_block_size, extra_page_block_size):
+        """(packed-argument template, data pointers) of one call, in _POINTER_SLOTS order.
+
+        The signature of a call is every argument's facts (_facts: shape, strides, dtype, device; cache
+        geometry), softmax_scale and the page block sizes. A signature seen before was validated with
+        exactly these facts, so only its data pointers are new, and the library checks pointers (null,
+        alignment, memory space) on every call. A new signature runs the full validation, with the same
+        messages, and is remembered.
+        """
+        try:
+            if type(arguments[0]) is np.ndarray:
+                facts = tuple(map(_facts, arguments))
+            else:
+                try:  # torch tensors (and CacheLayouts) inline: this is most of the host time of a call
+                    facts = tuple([None if value is None else (value.shape, value.stride(), value.dtype, value.device)
+                                   if type(value) is not CacheLayout else _facts(value) for value in arguments])
+                except AttributeError:
+                    facts = tuple(map(_facts, arguments))
+            signature = (facts, softmax_scale, page_block_size, extra_page_block_size)
+            template = self._signatures.get(signature)
+            if template is not None:
+                if type(arguments[0]) is np.ndarray:
+                    return template, tuple(map(_pointer, arguments))
+                try:
+                    return template, tuple([0 if value is None else value.data_ptr()
+                                            if type(value) is not CacheLayout else value.data for value in arguments])
+                except AttributeError:
+                    return template, tuple(map(_pointer, arguments))
+        except (_Unkeyed, TypeError):  # DLPack objects, unhashable scalars: validate in full, remember nothing
+            signature = None
+        template, pointers = self._validated_template(arguments, softmax_scale, page_block_size,
+                                                      extra_page_block_size)
+        if signature is not None:
+            if len(self._signatures) >= _MAX_SIGNATURES:
+                self._signatures.clear()
+            self._signatures[signature] = template
+        return template, pointers
+
+    def _launch_packed(self, template, pointers, stream):
+        values = template[:]
+        for slot, pointer in zip(_POINTER_SLOTS, pointers):
+            values[slot] = pointer
+        status = _lib.library().smla_decode_run_packed(self._handle_value, _lib.DECODE_ARGS.pack(*values),
+                                                       self._workspace_ptr, self.workspace_bytes, stream)
+        if status != _lib.STATUS_OK:
+            raise _lib.SmlaError(status, _lib.last_error() or "smla_decode_run failed")
+
+    def _validated_template(self, arguments, softmax_scale, page_block_size, extra_page_block_size):
+        """Full validation of one call; returns (packed-argument values without pointers, pointers)."""
+        q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length, attn_sink, out, lse = arguments
+        main_layout = as_cache_layout(cache, page_block_size, "cache")
+        extra_layout = (None if extra_cache is None
+                        else as_cache_layout(extra_cache, extra_page_block_size, "extra_cache"))
+        infos = launch_infos(T.tensor_info(q, "q"), indices, topk_length, extra_indices, extra_topk_length, attn_sink,
+                             out, lse)
+        self.validate(infos, main_layout, extra_layout, softmax_scale)
+        values = _lib.decode_args_values(self._fill_args(infos, main_layout, extra_layout, softmax_scale))
+        pointers = tuple(values[slot] for slot in _POINTER_SLOTS)
+        for slot in _POINTER_SLOTS:
+            values[slot] = 0
+        return values, pointers
 
     def _new_output(self, q_info, shape, kind, name):
         if q_info.framework == "torch":
@@ -282,20 +447,8 @@ class Plan:
                                  f"s_q={self.seq_q}], got {list(lengths.shape)}")
             T.check_contiguous(lengths, lengths_name)
 
-    def launch(self, infos, main_layout, extra_layout, softmax_scale, stream, workspace=None):
-        """Validates, fills smla_decode_args_t and calls smla_decode_run (raises SmlaError on failure).
-
-        `workspace` (a TensorInfo) replaces the plan's own buffer: the torch op passes the tensor it was
-        given, which torch.compile's functionalization may have swapped for a copy.
-        """
-        self.validate(infos, main_layout, extra_layout, softmax_scale)
-        workspace_ptr = self._workspace_ptr
-        if workspace is not None:
-            T.check_device(workspace, "workspace", self.device_type, self.device_index)
-            size = int(np.prod(workspace.shape, dtype=np.int64)) * workspace.itemsize
-            if size < self.workspace_bytes:
-                raise ValueError(f"workspace: expected at least {self.workspace_bytes} bytes, got {size}")
-            workspace_ptr = workspace.ptr
+    def _fill_args(self, infos, main_layout, extra_layout, softmax_scale):
+        """smla_decode_args_t of validated arguments."""
         args = _lib.DecodeArgsStruct()
         q, indices, out, lse = infos["q"], infos["indices"], infos["out"], infos["lse"]
         args.q = q.ptr
@@ -316,8 +469,53 @@ class Plan:
         args.out_stride_batch, args.out_stride_seq, args.out_stride_head = out.strides[:3]
         args.lse = lse.ptr
         args.lse_stride_batch, args.lse_stride_seq, args.lse_stride_head = lse.strides
-        _lib.call("smla_decode_run", self._handle, ctypes.byref(args), ctypes.c_void_p(workspace_ptr),
+        return args
+
+    def launch(self, infos, main_layout, extra_layout, softmax_scale, stream):
+        """Validates tensor infos in full, fills smla_decode_args_t and calls smla_decode_run (no caching)."""
+        self.validate(infos, main_layout, extra_layout, softmax_scale)
+        args = self._fill_args(infos, main_layout, extra_layout, softmax_scale)
+        _lib.call("smla_decode_run", self._handle, ctypes.byref(args), ctypes.c_void_p(self._workspace_ptr),
                   self.workspace_bytes, stream)
+
+
+class _DeviceWorkspace:
+    """A plan's device workspace (smla_device_workspace_create), freed with the plan.
+
+    cudaFree synchronizes the device, which a running CUDA-graph capture forbids: a workspace dropped while
+    torch's current stream is capturing is kept and freed by the next workspace freed outside a capture.
+    """
+
+    _deferred = []
+
+    def __init__(self, device, size):
+        self.device = int(device)
+        pointer, message = ctypes.c_void_p(), ctypes.create_string_buffer(512)
+        status = _lib.library().smla_device_workspace_create(self.device, max(int(size), 1), ctypes.byref(pointer),
+                                                             message, len(message))
+        if status != _lib.STATUS_OK:
+            raise _lib.SmlaError(status, f"plan workspace ({size} bytes on cuda:{self.device}): "
+                                         f"{message.value.decode('utf-8', 'replace')}")
+        self.ptr = pointer.value
+
+    @staticmethod
+    def _capturing():
+        torch = T.torch_module()
+        try:
+            return torch is not None and torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+        except Exception:  # interpreter shutdown, a broken CUDA context: free as usual
+            return False
+
+    def __del__(self):
+        try:
+            if self._capturing():
+                _DeviceWorkspace._deferred.append((self.device, self.ptr))
+                return
+            pending, _DeviceWorkspace._deferred = _DeviceWorkspace._deferred + [(self.device, self.ptr)], []
+            for device, pointer in pending:
+                _lib.library().smla_device_workspace_destroy(device, pointer, None, 0)
+        except Exception:  # interpreter shutdown: the library may already be gone
+            pass
 
 
 def _set_lengths(args, name, info):

@@ -209,3 +209,128 @@ def test_cuda_plan_rejects_host_inputs():
     with pytest.raises(ValueError, match=r"q: expected a tensor on cuda:0 \(the plan's device\), got one on cpu"):
         plan.run(torch.zeros((1, 1, 1, 512), dtype=torch.bfloat16), smla.allocate_cache(1, 64, device=DEVICE),
                  torch.zeros((1, 1, 64), dtype=torch.int32, device=DEVICE), page_block_size=64)
+
+
+# ---- the FlashMLA drop-in itself: CUDA graphs, torch.compile, first calls in other modes, device guard ----
+def _drop_in(case, inputs, meta):
+    return compat.flash_mla_with_kvcache(
+        inputs["q"], flashmla_view(case.swa_pool, 64), None, None, 512, meta, None, is_fp8_kvcache=True,
+        indices=inputs["indices"], attn_sink=inputs["attn_sink"], extra_k_cache=flashmla_view(case.extra_pool, 2),
+        extra_indices_in_kvcache=inputs["extra_indices"], topk_length=inputs["topk_length"],
+        extra_topk_length=inputs["extra_topk_length"])
+
+
+def _check(case, out, lse):
+    expected_out, expected_lse = case.reference()
+    ref.assert_close_bf16(to_bits(out), expected_out, lse.transpose(1, 2).cpu().numpy(), expected_lse)
+
+
+@pytest.mark.parametrize("first_call", ["eager", "in_capture"])
+def test_drop_in_under_cuda_graph_capture(first_call):
+    """The drop-in captured in a CUDA graph replays with new inputs. in_capture: the first call for the shape
+    (plan and workspace creation) happens inside the capture, and eager calls work afterwards."""
+    compat.clear_plan_cache()
+    rng = ref.make_rng(f"test_drop_in_under_cuda_graph_capture[{first_call}]")
+    case = DecodeCase(rng, batch=4, seq_q=1, num_heads=64)
+    static = case.device_inputs()
+    meta, _ = compat.get_mla_metadata()
+    if first_call == "eager":
+        _check(case, *_drop_in(case, static, meta))
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out, lse = _drop_in(case, static, meta)
+    for _ in range(3):
+        case.refresh(rng)
+        for name, value in case.device_inputs().items():
+            static[name].copy_(value)
+        out.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        _check(case, out, lse)
+    _check(case, *_drop_in(case, static, meta))  # eager after the capture
+    torch.cuda.synchronize()
+    assert meta.tile_scheduler_metadata.errors() == 0
+
+
+@pytest.mark.parametrize("first_call", ["inference_mode", "normal"])
+def test_drop_in_first_call_mode_does_not_matter(first_call):
+    """A plan made under torch.inference_mode() serves normal-mode, inference-mode and compiled calls, and
+    the other way round (its workspace is not a torch tensor)."""
+    compat.clear_plan_cache()
+    rng = ref.make_rng(f"test_drop_in_first_call_mode_does_not_matter[{first_call}]")
+    case = DecodeCase(rng, batch=2, seq_q=1, num_heads=16)
+    inputs = case.device_inputs()
+    meta, _ = compat.get_mla_metadata()
+    modes = ["inference_mode", "normal"] if first_call == "inference_mode" else ["normal", "inference_mode"]
+    for mode in modes:
+        if mode == "inference_mode":
+            with torch.inference_mode():
+                _check(case, *_drop_in(case, inputs, meta))
+        else:
+            _check(case, *_drop_in(case, inputs, meta))
+
+    def attention(q, indices, topk_length, extra_indices, extra_topk_length, attn_sink):
+        out, lse = _drop_in(case, dict(q=q, indices=indices, topk_length=topk_length, extra_indices=extra_indices,
+                                       extra_topk_length=extra_topk_length, attn_sink=attn_sink), meta)
+        return out, lse
+
+    compiled = torch.compile(attention, fullgraph=True)
+    _check(case, *compiled(**inputs))
+
+
+def test_drop_in_under_torch_compile_matches_eager():
+    rng = ref.make_rng("test_drop_in_under_torch_compile_matches_eager")
+    case = DecodeCase(rng, batch=3, seq_q=2, num_heads=64)
+    inputs = case.device_inputs()
+    meta, _ = compat.get_mla_metadata()
+
+    def attention(q, indices, topk_length, extra_indices, extra_topk_length, attn_sink):
+        out, lse = _drop_in(case, dict(q=q * 2, indices=indices, topk_length=topk_length, extra_indices=extra_indices,
+                                       extra_topk_length=extra_topk_length, attn_sink=attn_sink), meta)
+        return out, out.float() * 3, lse
+
+    eager = attention(**inputs)
+    compiled_results = torch.compile(attention, fullgraph=True)(**inputs)
+    for compiled_value, eager_value in zip(compiled_results, eager):
+        torch.testing.assert_close(compiled_value, eager_value, rtol=0, atol=0)
+    case.q = ref.f64_to_bf16_bits(ref.bf16_bits_to_f64(case.q) * 2)  # exact: doubling a bf16
+    _check(case, compiled_results[0], compiled_results[2])
+
+
+def test_drop_in_changed_tensor_after_a_remembered_call_is_refused():
+    rng = ref.make_rng("test_drop_in_changed_tensor_after_a_remembered_call_is_refused")
+    case = DecodeCase(rng, batch=2, seq_q=1, num_heads=16)
+    inputs = case.device_inputs()
+    meta, _ = compat.get_mla_metadata()
+    _check(case, *_drop_in(case, inputs, meta))
+    with pytest.raises(ValueError, match="indices: expected dtype int32, got int64"):
+        _drop_in(case, {**inputs, "indices": inputs["indices"].long()}, meta)
+    with pytest.raises(ValueError,
+                       match=r"attn_sink: expected a tensor on cuda:0 \(the plan's device\), got one on cpu"):
+        _drop_in(case, {**inputs, "attn_sink": inputs["attn_sink"].cpu()}, meta)
+    _check(case, *_drop_in(case, inputs, meta))
+
+
+def test_drop_in_runs_on_the_tensors_device_and_restores_the_current_one():
+    if torch.cuda.device_count() < 2:
+        pytest.skip("device guard: needs two CUDA devices")
+    rng = ref.make_rng("test_drop_in_runs_on_the_tensors_device_and_restores_the_current_one")
+    case = DecodeCase(rng, batch=2, seq_q=1, num_heads=64)
+    inputs = case.device_inputs()
+    meta, _ = compat.get_mla_metadata()
+    with torch.cuda.device(1):
+        out, lse = _drop_in(case, inputs, meta)
+        assert torch.cuda.current_device() == 1
+    assert out.device == torch.device(DEVICE)
+    torch.cuda.synchronize(0)
+    _check(case, out, lse)
+
+
+def test_eager_calls_skip_the_torch_op():
+    """Eager torch calls go straight to the library; only tracing needs smla::sparse_decode (issue 15)."""
+    from smla import _torch_ops
+
+    q = torch.zeros((1, 1, 64, 512), dtype=torch.bfloat16, device=DEVICE)
+    assert not _torch_ops.needs_op(q)
+    with torch._subclasses.fake_tensor.FakeTensorMode():
+        assert _torch_ops.needs_op(torch.empty(1))

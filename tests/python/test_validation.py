@@ -68,9 +68,29 @@ BAD_ARGUMENTS = [
 
 @pytest.mark.parametrize("name,make_value,message", BAD_ARGUMENTS, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(BAD_ARGUMENTS)])
 def test_bad_argument_is_named(plan, good, name, make_value, message):
+    plan.run(**good)  # the good call's signature is remembered: the bad one must still be checked in full
     good[name] = make_value()
     with pytest.raises((ValueError, TypeError, smla.SmlaError), match=message):
         plan.run(**good)
+
+
+def test_remembered_signatures_are_bounded_and_keyed_by_every_fact(good):
+    """Plan.run validates a call signature (shapes, strides, dtypes, devices, cache geometry, scale) once;
+    new data under it adds nothing, any changed fact adds an entry, and the cache is bounded."""
+    from smla import decode
+
+    plan = smla.plan(B, S, H, TOPK, extra_topk=EXTRA, backend="cpu")
+    plan.run(**good)
+    plan.run(**{**good, "q": np.ones((B, S, H, 512), np.uint16)})
+    assert len(plan._signatures) == 1
+    plan.run(**good, softmax_scale=0.5)
+    plan.run(**{**good, "topk_length": np.zeros((B, S), np.int32)})
+    out = np.zeros((B, H, S, 512), np.uint16).transpose(0, 2, 1, 3)  # strided out: a new signature
+    plan.run(**good, out=out)
+    assert len(plan._signatures) == 4
+    for width in range(decode._MAX_SIGNATURES + 1):
+        plan.run(**good, out=np.zeros((B, S, H, 512 + 8 * (width + 1)), np.uint16)[..., :512])
+    assert 1 <= len(plan._signatures) <= decode._MAX_SIGNATURES
 
 
 def test_page_stride_below_records_is_rejected(plan, good):

@@ -1,0 +1,94 @@
+// smla_device_workspace_create / _destroy (include/smla/device_workspace.h).
+#include "smla/device_workspace.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <string>
+
+namespace {
+
+smla_status_t fail(smla_status_t status, const std::string& text, char* message, size_t message_bytes) {
+  if (message != nullptr && message_bytes > 0) std::snprintf(message, message_bytes, "%s", text.c_str());
+  return status;
+}
+
+smla_status_t cuda_failure(cudaError_t error, const char* what, char* message, size_t message_bytes) {
+  cudaGetLastError();  // not sticky: leave no trace for unrelated later checks
+  return fail(SMLA_STATUS_CUDA_ERROR, std::string(what) + ": " + cudaGetErrorString(error), message,
+              message_bytes);
+}
+
+// Makes `device` current for the scope and restores the caller's device (and leaves the thread's
+// capture mode relaxed for the scope, see the header).
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    capture_mode_ = cudaStreamCaptureModeRelaxed;
+    mode_exchanged_ = cudaThreadExchangeStreamCaptureMode(&capture_mode_) == cudaSuccess;
+    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    error_ = cudaSetDevice(device);
+  }
+  ~DeviceScope() {
+    if (previous_ >= 0) cudaSetDevice(previous_);
+    if (mode_exchanged_) cudaThreadExchangeStreamCaptureMode(&capture_mode_);
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+  cudaError_t error() const { return error_; }
+
+ private:
+  cudaStreamCaptureMode capture_mode_;
+  bool mode_exchanged_ = false;
+  int previous_ = -1;
+  cudaError_t error_ = cudaSuccess;
+};
+
+}  // namespace
+
+extern "C" {
+
+smla_status_t smla_device_workspace_create(int32_t device, size_t bytes, void** workspace, char* message,
+                                           size_t message_bytes) {
+  if (workspace == nullptr)
+    return fail(SMLA_STATUS_INVALID_ARGUMENT, "workspace must not be NULL", message, message_bytes);
+  *workspace = nullptr;
+  if (device < 0) {
+    return fail(SMLA_STATUS_INVALID_ARGUMENT, "device must be >= 0 (got " + std::to_string(device) + ")",
+                message, message_bytes);
+  }
+  const DeviceScope scope(device);
+  if (scope.error() != cudaSuccess)
+    return cuda_failure(scope.error(), "cudaSetDevice", message, message_bytes);
+  void* memory = nullptr;
+  cudaError_t error = cudaMalloc(&memory, bytes > 0 ? bytes : 16);
+  if (error != cudaSuccess) return cuda_failure(error, "cudaMalloc(workspace)", message, message_bytes);
+  // A private stream, neither the legacy stream nor one being captured: the zeroing runs now.
+  cudaStream_t stream = nullptr;
+  error = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+  if (error == cudaSuccess) {
+    error = cudaMemsetAsync(memory, 0, bytes > 0 ? bytes : 16, stream);
+    const cudaError_t sync_error = cudaStreamSynchronize(stream);
+    if (error == cudaSuccess) error = sync_error;
+    cudaStreamDestroy(stream);
+  }
+  if (error != cudaSuccess) {
+    cudaFree(memory);
+    return cuda_failure(error, "zeroing the workspace", message, message_bytes);
+  }
+  *workspace = memory;
+  return SMLA_STATUS_OK;
+}
+
+smla_status_t smla_device_workspace_destroy(int32_t device, void* workspace, char* message,
+                                            size_t message_bytes) {
+  if (workspace == nullptr) return SMLA_STATUS_OK;
+  const DeviceScope scope(device);
+  if (scope.error() != cudaSuccess)
+    return cuda_failure(scope.error(), "cudaSetDevice", message, message_bytes);
+  const cudaError_t error = cudaFree(workspace);
+  if (error != cudaSuccess) return cuda_failure(error, "cudaFree(workspace)", message, message_bytes);
+  return SMLA_STATUS_OK;
+}
+
+}  // extern "C"
