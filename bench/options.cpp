@@ -50,7 +50,7 @@ smla::Status parse_double(const std::string& flag, const std::string& text, doub
 }  // namespace
 
 std::string usage_text() {
-  return "smla-bench: time smla's sparse MLA decode on DSv4 shapes (spec sections 7 and 9)\n"
+  return "smla-bench: time smla's sparse MLA decode on DSv4 shapes (docs/dsv4-sparse-mla.md sections 7 and 9)\n"
          "\n"
          "Usage: smla-bench [flags]\n"
          "\n"
