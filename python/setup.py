@@ -12,6 +12,7 @@ import shutil
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.dist import Distribution
 
 try:  # setuptools >= 70.1 has its own bdist_wheel; older ones use the wheel package's
     from setuptools.command.bdist_wheel import bdist_wheel
@@ -72,16 +73,19 @@ class BuildPyWithVersionAndLibrary(build_py):
             os.remove(destination)  # left in build/ by an earlier bundled build: not this wheel's
 
 
+class DistributionWithLibrary(Distribution):
+    """A package holding libsmla.so is not pure Python: it builds into platlib and the wheel gets a
+    platform tag (bdist_wheel asks has_ext_modules)."""
+
+    def has_ext_modules(self):
+        return bundled_library() is not None or super().has_ext_modules()
+
+
 commands = {"build_py": BuildPyWithVersionAndLibrary}
 
 if bdist_wheel is not None:
 
     class BdistWheelTaggedForBundledLibrary(bdist_wheel):
-        def finalize_options(self):
-            super().finalize_options()
-            if bundled_library():
-                self.root_is_pure = False  # a native library inside: platlib, platform tag
-
         def get_tag(self):
             python, abi, platform = super().get_tag()
             if bundled_library():
@@ -90,4 +94,4 @@ if bdist_wheel is not None:
 
     commands["bdist_wheel"] = BdistWheelTaggedForBundledLibrary
 
-setup(version=VERSION, cmdclass=commands)
+setup(version=VERSION, cmdclass=commands, distclass=DistributionWithLibrary)
