@@ -15,6 +15,7 @@
 #include "decode_case.h"
 #include "options.h"
 #include "report.h"
+#include "run_info.h"
 #include "shapes.h"
 #include "smla/backend.h"
 #include "smla/decode.h"
@@ -207,13 +208,25 @@ smla::Status make_layer_caches(BenchDevice& device, const LayerShape& shape, int
   return smla::Status::Ok();
 }
 
-smla::Status run_named_shapes(BenchDevice& device, const DeviceSettings& settings,
-                              const BenchOptions& options, std::vector<RowResult>* rows,
-                              std::vector<std::string>* skipped) {
+// The named shapes a run times: --shape, or all of them.
+std::vector<std::string> shape_names(const BenchOptions& options) {
   std::vector<std::string> names = options.shapes;
   if (names.empty()) {
     for (const LayerShape& shape : named_shapes()) names.push_back(shape.name);
   }
+  return names;
+}
+
+// Rows (or, for --model, steps) a device's part of the run will time: the N of the [k/N] progress.
+int planned_measurements(const BenchOptions& options, const DeviceSettings& settings) {
+  const size_t per_shape = settings.batches.size() * settings.backends.size();
+  return static_cast<int>(options.model.empty() ? shape_names(options).size() * per_shape : per_shape);
+}
+
+smla::Status run_named_shapes(BenchDevice& device, const DeviceSettings& settings,
+                              const BenchOptions& options, Progress* progress, std::vector<RowResult>* rows,
+                              std::vector<std::string>* skipped) {
+  const std::vector<std::string> names = shape_names(options);
   std::mt19937_64 rng(options.seed);
   for (const std::string& name : names) {
     LayerShape layer_shape;
@@ -253,12 +266,13 @@ smla::Status run_named_shapes(BenchDevice& device, const DeviceSettings& setting
         };
         const smla::Status status = measure();
         device.release(workspace);
+        const std::string progress_label = progress->next();
         SMLA_RETURN_IF_ERROR(keep_going_unless_fatal(
             status, name + " " + row.backend + " b=" + std::to_string(batch), skipped));
         if (!status.ok()) continue;
         rows->push_back(row);
-        std::fprintf(stderr, "  %s %s b=%d: %.2f us\n", name.c_str(), row.backend.c_str(), batch,
-                     row.median_us);
+        std::fprintf(stderr, "%s %s %s b=%d: %.2f us\n", progress_label.c_str(), name.c_str(),
+                     row.backend.c_str(), batch, row.median_us);
       }
       release_layer_instance(device, &layer);
       release_io_buffers(device, &buffers);
@@ -271,7 +285,7 @@ smla::Status run_named_shapes(BenchDevice& device, const DeviceSettings& setting
 // One decode step of attention of a whole model: each layer has its own caches, sized in proportion to
 // what the context implies (scaled to the pool), and its own index sets.
 smla::Status run_model(BenchDevice& device, const DeviceSettings& settings, const BenchOptions& options,
-                       std::vector<RowResult>* rows, std::vector<std::string>* skipped) {
+                       Progress* progress, std::vector<RowResult>* rows, std::vector<std::string>* skipped) {
   std::vector<ModelLayerType> types;
   std::string error;
   if (!model_layer_types(options.model, options.context, options.heads, options.main_page_block_size, &types,
@@ -318,6 +332,7 @@ smla::Status run_model(BenchDevice& device, const DeviceSettings& settings, cons
     for (smla::Backend backend : settings.backends) {
       void* workspace = nullptr;
       std::vector<RowResult> backend_rows;
+      const std::string progress_label = progress->next();
       auto measure = [&]() -> smla::Status {
         std::vector<smla::Plan> plans(types.size());
         size_t workspace_bytes = 0;
@@ -341,8 +356,8 @@ smla::Status run_model(BenchDevice& device, const DeviceSettings& settings, cons
         SMLA_RETURN_IF_ERROR(
             time_group(device, step, buffers, workspace, workspace_bytes, options, settings, &step_row));
         backend_rows.push_back(step_row);
-        std::fprintf(stderr, "  %s %s b=%d: %.2f us per step\n", step_row.shape.c_str(),
-                     step_row.backend.c_str(), batch, step_row.median_us);
+        std::fprintf(stderr, "%s %s %s b=%d: %.2f us per step\n", progress_label.c_str(),
+                     step_row.shape.c_str(), step_row.backend.c_str(), batch, step_row.median_us);
         for (size_t t = 0; t < types.size(); ++t) {
           RowResult row;
           row.shape = prefix + ":" + types[t].shape.name;
@@ -471,7 +486,29 @@ bool contains(const std::vector<smla::Backend>& backends, smla::Backend backend)
   return std::find(backends.begin(), backends.end(), backend) != backends.end();
 }
 
-smla::Status run(const BenchOptions& options, int* exit_code) {
+DeviceSettings cuda_settings(const BenchOptions& options, const std::vector<smla::Backend>& backends) {
+  DeviceSettings settings;
+  settings.backends = backends;
+  settings.batches = options.batches.empty() ? std::vector<int>{1, 8, 32, 64, 128} : options.batches;
+  settings.iterations = options.iterations > 0 ? options.iterations : 200;
+  settings.warmup = options.warmup >= 0 ? options.warmup : 20;
+  settings.pool_bytes = (options.pool_gb > 0 ? options.pool_gb : 2.5) * kBytesPerGb;
+  return settings;
+}
+
+DeviceSettings cpu_settings(const BenchOptions& options) {
+  DeviceSettings settings;
+  settings.backends = {SMLA_BACKEND_CPU};
+  settings.batches = options.batches.empty() ? std::vector<int>{1, 4} : options.batches;
+  settings.iterations = options.iterations > 0 ? options.iterations : 5;
+  settings.warmup = options.warmup >= 0 ? options.warmup : 1;
+  settings.pool_bytes = (options.pool_gb > 0 ? options.pool_gb : 0.25) * kBytesPerGb;
+  settings.compute_floor = false;
+  return settings;
+}
+
+// `info` comes with what needs no device (collect_run_info); the run adds the device and bandwidths.
+smla::Status run(const BenchOptions& options, RunInfo* info, int* exit_code) {
   *exit_code = 0;
   if (options.roofline) {
     if (!options.model.empty()) {
@@ -497,43 +534,42 @@ smla::Status run(const BenchOptions& options, int* exit_code) {
   for (smla::Backend backend : requested) {
     if (backend == SMLA_BACKEND_CUDA || backend == SMLA_BACKEND_CUDA_REF) cuda_backends.push_back(backend);
   }
+  const bool run_cpu = contains(requested, SMLA_BACKEND_CPU);
+  const int cuda_measurements =
+      cuda_backends.empty() ? 0 : planned_measurements(options, cuda_settings(options, cuda_backends));
+  Progress progress(cuda_measurements + (run_cpu ? planned_measurements(options, cpu_settings(options)) : 0));
   if (!cuda_backends.empty()) {
     std::unique_ptr<BenchDevice> device;
     SMLA_RETURN_IF_ERROR(with_context(make_cuda_device(&device), "--backend asks for a CUDA backend"));
-    DeviceSettings settings;
-    settings.backends = cuda_backends;
-    settings.batches = options.batches.empty() ? std::vector<int>{1, 8, 32, 64, 128} : options.batches;
-    settings.iterations = options.iterations > 0 ? options.iterations : 200;
-    settings.warmup = options.warmup >= 0 ? options.warmup : 20;
-    settings.pool_bytes = (options.pool_gb > 0 ? options.pool_gb : 2.5) * kBytesPerGb;
+    SMLA_RETURN_IF_ERROR(add_current_cuda_device(info));
+    DeviceSettings settings = cuda_settings(options, cuda_backends);
     BENCH_RETURN_IF_ERROR_CTX(
         device->measure_copy_bandwidth(static_cast<size_t>(options.copy_gb * kBytesPerGb),
                                        &settings.copy_bytes_per_second),
         "measuring the device copy bandwidth");
+    info->device_copy_bytes_per_second = settings.copy_bytes_per_second;
     std::fprintf(
         stderr,
         "device: %s; copy bandwidth (read + write) %.1f GB/s; compute floor uses the spec's %.0f TFLOP/s\n",
         device->description(), settings.copy_bytes_per_second / 1e9, kSpecDenseBf16FlopsPerSecond / 1e12);
-    SMLA_RETURN_IF_ERROR(options.model.empty() ? run_named_shapes(*device, settings, options, &rows, &skipped)
-                                               : run_model(*device, settings, options, &rows, &skipped));
+    SMLA_RETURN_IF_ERROR(options.model.empty()
+                             ? run_named_shapes(*device, settings, options, &progress, &rows, &skipped)
+                             : run_model(*device, settings, options, &progress, &rows, &skipped));
   }
-  if (contains(requested, SMLA_BACKEND_CPU)) {
+  if (run_cpu) {
     std::unique_ptr<BenchDevice> device = make_host_device();
-    DeviceSettings settings;
-    settings.backends = {SMLA_BACKEND_CPU};
-    settings.batches = options.batches.empty() ? std::vector<int>{1, 4} : options.batches;
-    settings.iterations = options.iterations > 0 ? options.iterations : 5;
-    settings.warmup = options.warmup >= 0 ? options.warmup : 1;
-    settings.pool_bytes = (options.pool_gb > 0 ? options.pool_gb : 0.25) * kBytesPerGb;
-    settings.compute_floor = false;
+    DeviceSettings settings = cpu_settings(options);
     SMLA_RETURN_IF_ERROR(device->measure_copy_bandwidth(
         static_cast<size_t>(std::min(options.copy_gb, 0.25) * kBytesPerGb), &settings.copy_bytes_per_second));
+    info->host_copy_bytes_per_second = settings.copy_bytes_per_second;
     std::fprintf(stderr, "cpu backend (%s): host memcpy bandwidth (read + write) %.1f GB/s\n",
                  options.cpu_float64 ? "float64" : "float32", settings.copy_bytes_per_second / 1e9);
-    SMLA_RETURN_IF_ERROR(options.model.empty() ? run_named_shapes(*device, settings, options, &rows, &skipped)
-                                               : run_model(*device, settings, options, &rows, &skipped));
+    SMLA_RETURN_IF_ERROR(options.model.empty()
+                             ? run_named_shapes(*device, settings, options, &progress, &rows, &skipped)
+                             : run_model(*device, settings, options, &progress, &rows, &skipped));
   }
-  SMLA_RETURN_IF_ERROR(write_output(options.output, format_table(results_table(rows), options.format)));
+  SMLA_RETURN_IF_ERROR(
+      write_output(options.output, format_report(results_table(rows), *info, options.format)));
   if (!skipped.empty()) {
     std::fprintf(stderr, "smla-bench: %zu row(s) skipped:\n", skipped.size());
     for (const std::string& line : skipped) std::fprintf(stderr, "  %s\n", line.c_str());
@@ -560,7 +596,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   int exit_code = 0;
-  status = smla_bench::run(options, &exit_code);
+  smla_bench::RunInfo info = smla_bench::collect_run_info(argc, argv);
+  status = smla_bench::run(options, &info, &exit_code);
   if (!status.ok()) {
     std::fprintf(stderr, "smla-bench: error (%s): %s\n", smla::status_code_name(status.code()),
                  status.message().c_str());

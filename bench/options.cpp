@@ -50,9 +50,10 @@ smla::Status parse_double(const std::string& flag, const std::string& text, doub
 }  // namespace
 
 std::string usage_text() {
-  return "smla-bench: time smla's sparse MLA decode on DSv4 shapes (spec sections 7 and 9)\n"
+  return "smla-bench: time smla's sparse MLA decode on DSv4 shapes (shapes and roofline:\n"
+         "docs/dsv4-sparse-mla.md sections 7 and 9)\n"
          "\n"
-         "Usage: smla-bench [flags]\n"
+         "Usage: smla-bench [flags]         (every flag with a value takes --flag value or --flag=value)\n"
          "\n"
          "What to run:\n"
          "  --shape a,b,...        named shapes (default: all): " +
@@ -97,6 +98,11 @@ std::string usage_text() {
          "  --output FILE          write there instead of stdout\n"
          "  --help                 this text\n"
          "\n"
+         "Every format carries the run's metadata: smla version and git commit, date, CUDA device, compute\n"
+         "capability, NVIDIA driver, CUDA driver and runtime versions, measured copy bandwidths, host CPU\n"
+         "and command line (JSON: {\"metadata\": {...}, \"rows\": [...]}; CSV: extra columns on every row;\n"
+         "table and markdown: a header). Progress ([k/N] per row) goes to stderr.\n"
+         "\n"
          "Columns: time_us is the median call time (CUDA events around each graph replay; host wall clock "
          "on\n"
          "the cpu), p10_us/p90_us its percentiles; bytes and FLOPs follow spec section 9 (584 B per "
@@ -112,8 +118,22 @@ std::string usage_text() {
 
 smla::Status parse_options(int argc, char** argv, BenchOptions* options) {
   for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
+    std::string flag = argv[i];
+    // --flag=value is --flag value; a flag without a value given one is an error (see `value` below).
+    std::string inline_value;
+    bool has_inline_value = false;
+    if (const size_t equals = flag.find('='); flag.rfind("--", 0) == 0 && equals != std::string::npos) {
+      inline_value = flag.substr(equals + 1);
+      flag.resize(equals);
+      has_inline_value = true;
+    }
+    bool value_taken = false;
     auto value = [&](std::string* text) -> smla::Status {
+      value_taken = true;
+      if (has_inline_value) {
+        *text = inline_value;
+        return smla::Status::Ok();
+      }
       if (i + 1 >= argc) return smla::Status::InvalidArgument(flag + " needs a value");
       *text = argv[++i];
       return smla::Status::Ok();
@@ -214,6 +234,9 @@ smla::Status parse_options(int argc, char** argv, BenchOptions* options) {
       SMLA_RETURN_IF_ERROR(parse_int64(flag, text, 1, &options->context));
     } else {
       return smla::Status::InvalidArgument("unknown flag '" + flag + "' (see --help)");
+    }
+    if (has_inline_value && !value_taken) {
+      return smla::Status::InvalidArgument(flag + " takes no value, got '" + flag + "=" + inline_value + "'");
     }
   }
   return smla::Status::Ok();

@@ -1,6 +1,7 @@
 // The C API (include/smla/smla.h) over the C++ API. Each entry point checks its handle and pointer
 // arguments, forwards, and turns the Status into a code plus a thread-local message. No exception
 // crosses the C boundary.
+#include <cstring>
 #include <exception>
 #include <new>
 #include <string>
@@ -20,10 +21,20 @@ struct smla_plan_s {
 
 namespace {
 
-#define SMLA_STRINGIFY_INNER(x) #x
-#define SMLA_STRINGIFY(x) SMLA_STRINGIFY_INNER(x)
-constexpr const char* kVersion = SMLA_STRINGIFY(SMLA_VERSION_MAJOR) "." SMLA_STRINGIFY(
-    SMLA_VERSION_MINOR) "." SMLA_STRINGIFY(SMLA_VERSION_PATCH);
+constexpr const char* kVersion = SMLA_VERSION_STRING;
+
+// Every struct of the C API that a binding may mirror field for field (smla_struct_size).
+struct StructSize {
+  const char* name;
+  size_t bytes;
+};
+constexpr StructSize kStructSizes[] = {
+    {"smla_cache_layout_t", sizeof(smla_cache_layout_t)},
+    {"smla_decode_shape_t", sizeof(smla_decode_shape_t)},
+    {"smla_plan_options_t", sizeof(smla_plan_options_t)},
+    {"smla_decode_args_t", sizeof(smla_decode_args_t)},
+    {"smla_relayout_index_set_t", sizeof(smla_relayout_index_set_t)},
+};
 
 // The message of the last failed call on this thread. A successful call leaves it alone, so a caller
 // that checks codes lazily still finds the message of the failure it is looking at.
@@ -57,6 +68,14 @@ smla_status_t guarded(Body&& body) {
 extern "C" {
 
 const char* smla_version(void) { return kVersion; }
+
+size_t smla_struct_size(const char* name) {
+  if (name == nullptr) return 0;
+  for (const StructSize& entry : kStructSizes) {
+    if (std::strcmp(entry.name, name) == 0) return entry.bytes;
+  }
+  return 0;
+}
 
 const char* smla_last_error(void) { return last_error_message.c_str(); }
 

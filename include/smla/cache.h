@@ -1,6 +1,7 @@
 // Cache geometry: the one source of truth for record bytes, the footer offset and slot addressing
-// (spec sections 1-2). Used by the CPU codec, every kernel and the tests. The inline helpers are
-// plain arithmetic, callable from host and device code.
+// (docs/dsv4-sparse-mla.md sections 1-2; "spec section N" in comments means that document). Used by
+// the CPU codec, every kernel and the tests. The inline helpers are plain arithmetic, callable from host
+// and device code.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
-// The cache codec (spec section 3): quantize-and-append and dequantize, on the host or on a CUDA
-// device, bit-identical between the two.
+// The cache codec (docs/dsv4-sparse-mla.md section 3): quantize-and-append and dequantize, on the host
+// or on a CUDA device, bit-identical between the two.
 #pragma once
 
 #include <cstdint>

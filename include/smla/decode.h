@@ -1,4 +1,4 @@
-// Sparse MLA decode (spec section 4): plan once per shape, then run allocation-free.
+// Sparse MLA decode (docs/dsv4-sparse-mla.md section 4): plan once per shape, then run allocation-free.
 //
 //   smla::Plan plan;
 //   SMLA_RETURN_IF_ERROR(smla::make_plan(shape, options, &plan));

@@ -1,5 +1,5 @@
-// Page re-layout for interop (spec section 6): view a P=256 cache as 64-token pages of stride 37440.
-// Slot ids are unchanged. smla's own decode reads any P directly and never needs this.
+// Page re-layout for interop (docs/dsv4-sparse-mla.md section 6): view a P=256 cache as 64-token pages
+// of stride 37440. Slot ids are unchanged. smla's own decode reads any P directly and never needs this.
 #pragma once
 
 #include <cstdint>

@@ -19,19 +19,20 @@
 
 #include "smla/status_codes.h"
 #include "smla/types.h"
+#include "smla/version.h" /* generated from project(VERSION) in CMakeLists.txt */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define SMLA_VERSION_MAJOR 0
-#define SMLA_VERSION_MINOR 1
-#define SMLA_VERSION_PATCH 0
-
 typedef struct smla_plan_s* smla_plan_t;
 
-/* Library version as "major.minor.patch". */
+/* Library version as "major.minor.patch" (SMLA_VERSION_STRING of the headers it was built with). */
 const char* smla_version(void);
+/* sizeof of a public struct as this library was compiled, by its C type name (e.g.
+ * "smla_decode_args_t", "smla_plan_options_t"); 0 for NULL or a name it does not know. Bindings that
+ * mirror the structs (python/smla/_lib.py) compare it with their own layout before making any call. */
+size_t smla_struct_size(const char* name);
 /* Message of the last failed call on this thread ("" if none). */
 const char* smla_last_error(void);
 /* Human-readable name of a status code. */

@@ -15,6 +15,7 @@ import importlib.util
 import os
 
 from ._lib import SmlaError, library_path
+from ._version import __version__
 from .bf16 import bf16_to_float, float_to_bf16
 from .cache import (CacheLayout, allocate_cache, append, dequantize, relayout_pages, relayout_workspace_bytes,
                     writer_page_stride_bytes)
@@ -22,7 +23,7 @@ from .decode import DEFAULT_SOFTMAX_SCALE, Plan, backend_name, cuda_available, p
 
 
 def version():
-    """Version string of the loaded libsmla.so."""
+    """Version string of the loaded libsmla.so (the loader refuses one that differs from __version__)."""
     from ._lib import library
 
     return library().smla_version().decode()
@@ -47,5 +48,5 @@ TORCH_OP_REGISTERED = _register_torch_op()
 __all__ = [
     "CacheLayout", "DEFAULT_SOFTMAX_SCALE", "Plan", "SmlaError", "TORCH_OP_REGISTERED", "allocate_cache", "append",
     "backend_name", "bf16_to_float", "cuda_available", "dequantize", "float_to_bf16", "library_path", "plan",
-    "relayout_pages", "relayout_workspace_bytes", "version", "writer_page_stride_bytes",
+    "relayout_pages", "relayout_workspace_bytes", "version", "writer_page_stride_bytes", "__version__",
 ]

@@ -3,12 +3,20 @@
 The structs below mirror types.h field for field; keep them in the same order. The library is found
 through SMLA_LIBRARY, else a libsmla.so installed next to this package, else the repository's build
 trees (build*/libsmla.so), so `PYTHONPATH=python` works straight from a checkout.
+
+A library is used only when it matches this package (check_library): the same version (both come from
+project(VERSION) in CMakeLists.txt) and, for every ctypes.Structure defined in this module, the same
+size as the C struct it mirrors (smla_struct_size). A struct class `FooBarStruct` mirrors
+`smla_foo_bar_t`; a new mirror is checked without further code.
 """
 
 import ctypes
 import glob
 import os
+import re
 import threading
+
+from ._version import __version__ as PACKAGE_VERSION
 
 STATUS_OK = 0
 STATUS_NAMES = {
@@ -111,6 +119,7 @@ _P = ctypes.POINTER
 # name: (restype, argtypes). Status-returning functions are checked by `call`.
 _SIGNATURES = {
     "smla_version": (ctypes.c_char_p, []),
+    "smla_struct_size": (ctypes.c_size_t, [ctypes.c_char_p]),
     "smla_last_error": (ctypes.c_char_p, []),
     "smla_status_string": (ctypes.c_char_p, [ctypes.c_int]),
     "smla_backend_name": (ctypes.c_char_p, [ctypes.c_int]),
@@ -173,6 +182,36 @@ def candidate_library_paths():
     return paths
 
 
+def c_struct_name(struct):
+    """The C type a mirror class stands for: CacheLayoutStruct -> smla_cache_layout_t."""
+    stem = struct.__name__[: -len("Struct")] if struct.__name__.endswith("Struct") else struct.__name__
+    return "smla_" + re.sub(r"(?<!^)(?=[A-Z])", "_", stem).lower() + "_t"
+
+
+def mirrored_structs():
+    """Every ctypes.Structure class defined in this module, i.e. every C struct the bindings mirror."""
+    return [value for value in globals().values()
+            if isinstance(value, type) and issubclass(value, ctypes.Structure) and value.__module__ == __name__]
+
+
+def check_library(lib):
+    """Why `lib` (a loaded libsmla.so with its signatures set) cannot be used by this package: a list of
+    sentences, empty when its version and the size of every mirrored struct match."""
+    problems = []
+    library_version = lib.smla_version().decode("utf-8", "replace")
+    if library_version != PACKAGE_VERSION:
+        problems.append(f"library version {library_version}, Python package version {PACKAGE_VERSION}")
+    for struct in mirrored_structs():
+        name = c_struct_name(struct)
+        library_size = lib.smla_struct_size(name.encode())
+        if library_size == 0:
+            problems.append(f"the library does not know {name} (mirrored by {struct.__name__})")
+        elif library_size != ctypes.sizeof(struct):
+            problems.append(f"{name} is {library_size} bytes in the library but {ctypes.sizeof(struct)} in "
+                            f"smla._lib.{struct.__name__}")
+    return problems
+
+
 _library = None
 _library_lock = threading.Lock()
 
@@ -207,6 +246,11 @@ def _load():
             function = getattr(lib, name)
             function.restype = restype
             function.argtypes = argtypes
+        problems = check_library(lib)
+        if problems:
+            # Calls through mismatched structs would read and write the wrong bytes: refuse it.
+            tried.append(f"{path} (does not match this Python package: {'; '.join(problems)})")
+            continue
         lib.smla_library_path = os.path.abspath(path)
         # The per-call entry of the run path: smla_decode_run taking the packed bytes of
         # smla_decode_args_t (see pack_decode_args), so a call builds no ctypes struct.
@@ -215,8 +259,10 @@ def _load():
         )(("smla_decode_run", lib))
         return lib
     raise OSError(
-        "smla: no usable libsmla.so found; set SMLA_LIBRARY=/path/to/libsmla.so or build it with "
-        "`cmake --build build --target smla`. Tried: " + "; ".join(tried)
+        f"smla: no usable libsmla.so found for the smla {PACKAGE_VERSION} Python package; set "
+        "SMLA_LIBRARY=/path/to/libsmla.so or build it with `cmake --build build --target smla` (a library "
+        "from another version or source tree is refused: rebuild it, or install the matching package). "
+        "Tried: " + "; ".join(tried)
     )
 
 

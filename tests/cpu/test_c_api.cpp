@@ -26,11 +26,28 @@ bool last_error_has(const char* needle) {
 }
 
 TEST(CApi, VersionAndStatusStrings) {
-  EXPECT_STREQ(smla_version(), "0.1.0");
+  // The library and the generated header carry the same project(VERSION).
+  EXPECT_STREQ(smla_version(), SMLA_VERSION_STRING);
+  EXPECT_EQ(std::to_string(SMLA_VERSION_MAJOR) + "." + std::to_string(SMLA_VERSION_MINOR) + "." +
+                std::to_string(SMLA_VERSION_PATCH),
+            smla_version());
   EXPECT_STREQ(smla_status_string(SMLA_STATUS_OK), "ok");
   EXPECT_STREQ(smla_status_string(SMLA_STATUS_INVALID_ARGUMENT), "invalid argument");
   EXPECT_STREQ(smla_status_string(SMLA_STATUS_NO_DEVICE), "no device");
   EXPECT_STREQ(smla_status_string(static_cast<smla_status_t>(99)), "unknown status");
+}
+
+// The sizes bindings check before mirroring a struct (python/smla/_lib.py): every public struct by name,
+// 0 for anything else.
+TEST(CApi, StructSizes) {
+  EXPECT_EQ(smla_struct_size("smla_cache_layout_t"), sizeof(smla_cache_layout_t));
+  EXPECT_EQ(smla_struct_size("smla_decode_shape_t"), sizeof(smla_decode_shape_t));
+  EXPECT_EQ(smla_struct_size("smla_plan_options_t"), sizeof(smla_plan_options_t));
+  EXPECT_EQ(smla_struct_size("smla_decode_args_t"), sizeof(smla_decode_args_t));
+  EXPECT_EQ(smla_struct_size("smla_relayout_index_set_t"), sizeof(smla_relayout_index_set_t));
+  EXPECT_EQ(smla_struct_size("smla_decode_args"), 0u);
+  EXPECT_EQ(smla_struct_size(""), 0u);
+  EXPECT_EQ(smla_struct_size(nullptr), 0u);
 }
 
 TEST(CApi, DefaultOptions) {
