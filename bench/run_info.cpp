@@ -2,6 +2,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -32,15 +33,19 @@ std::string first_line_after(const std::string& path, const std::string& key) {
   return {};
 }
 
-// "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.04  Thu ..." -> "580.159.04".
+// The first dotted number of the "NVRM version" line: "NVIDIA UNIX x86_64 Kernel Module  580.159.04  Thu
+// ..." and the open module's "NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build ..."
+// both give "580.159.04"; "none" without a driver.
 std::string nvidia_kernel_module_version() {
-  const std::string text = first_line_after("/proc/driver/nvidia/version", "NVRM version");
-  const size_t module = text.find("Kernel Module");
-  if (module == std::string::npos) return "none";
-  std::istringstream words(text.substr(module + std::string("Kernel Module").size()));
-  std::string version;
-  words >> version;
-  return version.empty() ? "none" : version;
+  std::istringstream words(first_line_after("/proc/driver/nvidia/version", "NVRM version"));
+  std::string word;
+  while (words >> word) {
+    const bool dotted_number = std::isdigit(static_cast<unsigned char>(word.front())) &&
+                               word.find('.') != std::string::npos &&
+                               word.find_first_not_of("0123456789.") == std::string::npos;
+    if (dotted_number) return word;
+  }
+  return "none";
 }
 
 std::string utc_now_iso8601() {
