@@ -27,8 +27,20 @@ constexpr int kCombineThreads = kHeadDim / 4;  // one float4 of the 512 dims per
 // OneBatch (num_splits <= LoadsInFlight, the launcher's promise): every split's lse and partial vector are
 // loaded together, one memory round trip after the wait; otherwise the lse pass comes first and a split of
 // zero weight is never read, two round trips per LoadsInFlight splits.
+// Resident threads per SM of the architecture being compiled: sm_86, sm_87, sm_89 and sm_120 hold 1536,
+// the others 2048. The occupancy hint asks for no more blocks than fit (else ptxas drops it with a warning).
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 860 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 890 || \
+                               __CUDA_ARCH__ >= 1200)
+constexpr int kMaxThreadsPerSm = 1536;
+#else
+constexpr int kMaxThreadsPerSm = 2048;
+#endif
+constexpr int combine_min_blocks(int wanted) {
+  return wanted * kCombineThreads <= kMaxThreadsPerSm ? wanted : kMaxThreadsPerSm / kCombineThreads;
+}
+
 template <int LoadsInFlight, int MinBlocksPerSm, bool OneBatch>
-__global__ void __launch_bounds__(kCombineThreads, MinBlocksPerSm)
+__global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksPerSm))
     split_combine_kernel(const DecodeParams params) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // Launched as a programmatic dependent of the decode kernel: the blocks may start while its last CTAs
