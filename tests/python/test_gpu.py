@@ -66,6 +66,15 @@ class DecodeCase:
                     extra_indices=to_device(self.extra_indices), extra_topk_length=to_device(self.extra_lengths),
                     attn_sink=to_device(self.sink))
 
+    def run_and_check(self, plan):
+        """Runs `plan` on this case's device inputs (Plan.run, fresh outputs) against the float64 model."""
+        inputs = self.device_inputs()
+        out, lse = plan.run(inputs["q"], smla.CacheLayout.from_tensor(self.swa_pool, 64), inputs["indices"],
+                            inputs["topk_length"], smla.CacheLayout.from_tensor(self.extra_pool, 2),
+                            inputs["extra_indices"], inputs["extra_topk_length"], inputs["attn_sink"])
+        expected_out, expected_lse = self.reference()
+        ref.assert_close_bf16(to_bits(out), expected_out, lse.cpu().numpy(), expected_lse)
+
 
 @pytest.mark.parametrize("num_heads", [1, 16, 64, 128])
 @pytest.mark.parametrize("seq_q", [1, 2])
@@ -91,12 +100,7 @@ def test_plan_run_each_cuda_backend(backend):
     plan = smla.plan(2, 1, 32, 128, extra_topk=64, backend=backend, device=DEVICE)
     assert plan.backend_name == backend and plan.device == DEVICE
     assert plan.kernel_name != "none" and (backend == "cuda" or plan.kernel_name == "cuda-ref")
-    inputs = case.device_inputs()
-    out, lse = plan.run(inputs["q"], smla.CacheLayout.from_tensor(case.swa_pool, 64), inputs["indices"],
-                        inputs["topk_length"], smla.CacheLayout.from_tensor(case.extra_pool, 2),
-                        inputs["extra_indices"], inputs["extra_topk_length"], inputs["attn_sink"])
-    expected_out, expected_lse = case.reference()
-    ref.assert_close_bf16(to_bits(out), expected_out, lse.cpu().numpy(), expected_lse)
+    case.run_and_check(plan)
 
 
 def test_cuda_graph_capture_replays_with_changing_inputs():
@@ -194,12 +198,7 @@ def test_shared_memory_cap_picks_the_99kb_kernel(num_heads):
     case = DecodeCase(rng, batch=8, seq_q=1, num_heads=num_heads)
     plan = smla.plan(8, 1, num_heads, 128, extra_topk=64, backend="cuda", device=DEVICE, max_shared_bytes=101376)
     assert plan.kernel_name == ("mma99-h16" if num_heads <= 16 else "mma99-h32")
-    inputs = case.device_inputs()
-    out, lse = plan.run(inputs["q"], smla.CacheLayout.from_tensor(case.swa_pool, 64), inputs["indices"],
-                        inputs["topk_length"], smla.CacheLayout.from_tensor(case.extra_pool, 2),
-                        inputs["extra_indices"], inputs["extra_topk_length"], inputs["attn_sink"])
-    expected_out, expected_lse = case.reference()
-    ref.assert_close_bf16(to_bits(out), expected_out, lse.cpu().numpy(), expected_lse)
+    case.run_and_check(plan)
     fallback = smla.plan(8, 1, num_heads, 128, extra_topk=64, backend="auto", device=DEVICE, max_shared_bytes=40000)
     assert fallback.kernel_name == "cuda-ref" and fallback.backend_name == "cuda-ref"
 
