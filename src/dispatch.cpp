@@ -296,8 +296,8 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
         str(static_cast<int>(options.cpu_precision)) + ")");
   }
   int64_t shared_cap = 0;
-  SMLA_RETURN_IF_ERROR(detail::shared_memory_cap(options.max_shared_bytes, std::getenv("SMLA_MAX_SHARED_BYTES"),
-                                                 &shared_cap));
+  SMLA_RETURN_IF_ERROR(
+      detail::shared_memory_cap(options.max_shared_bytes, std::getenv("SMLA_MAX_SHARED_BYTES"), &shared_cap));
   Backend backend = SMLA_BACKEND_AUTO;
   SMLA_RETURN_IF_ERROR(resolve_backend(options.backend, options.device, &backend));
 

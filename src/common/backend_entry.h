@@ -53,8 +53,8 @@ enum class DecodeKernel : int32_t {
 };
 struct KernelChoice {
   DecodeKernel kernel = DecodeKernel::kNone;
-  int head_block = 0;       // heads per CTA
-  int64_t shared_bytes = 0; // dynamic shared memory per CTA
+  int head_block = 0;        // heads per CTA
+  int64_t shared_bytes = 0;  // dynamic shared memory per CTA
 };
 // "sm90-h64", "mma-h64", "mma-h16", "mma99-h32", "mma99-h16"; "none" for kNone.
 const char* decode_kernel_name(DecodeKernel kernel);

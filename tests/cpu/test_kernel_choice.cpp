@@ -1,7 +1,7 @@
 // The planner's kernel choice and split schedule over simulated devices (no GPU needed): which decode
 // kernel each GPU class gets for the DeepSeek-V4 shapes, with which head block, and split counts that fill
-// the device without waves of empty work. Device figures are the vendors' (cudaDevAttrMaxSharedMemoryPerBlockOptin
-// and multiprocessor counts).
+// the device without waves of empty work. Device figures are the vendors'
+// (cudaDevAttrMaxSharedMemoryPerBlockOptin and multiprocessor counts).
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -21,7 +21,7 @@ struct SimulatedDevice {
   const char* name;
   int compute_capability, sm_count;
   int64_t max_shared_bytes;
-  bool sm90_kernel;  // compute capability 9.0 with an sm_90a build
+  bool sm90_kernel;           // compute capability 9.0 with an sm_90a build
   const char* wide_kernel;    // what a 64-head-block shape gets
   const char* narrow_kernel;  // what a 16-head-block shape gets
   int wide_head_block;
@@ -55,16 +55,17 @@ struct NamedShape {
 };
 // bench/shapes.cpp's production shapes (one layer's call).
 const NamedShape kShapes[] = {
-    {"flash-swa", 64, 1, 128, 0},       {"flash-c4", 64, 1, 128, 512},    {"flash-c4-tp4", 16, 1, 128, 512},
-    {"flash-c4-tp8", 8, 1, 128, 512},   {"flash-c128-64k", 64, 1, 128, 512}, {"flash-c4-mtp", 64, 2, 128, 512},
-    {"pro-c4", 128, 1, 128, 1024},      {"pro-c128-1m", 128, 1, 128, 8192},
+    {"flash-swa", 64, 1, 128, 0},     {"flash-c4", 64, 1, 128, 512},       {"flash-c4-tp4", 16, 1, 128, 512},
+    {"flash-c4-tp8", 8, 1, 128, 512}, {"flash-c128-64k", 64, 1, 128, 512}, {"flash-c4-mtp", 64, 2, 128, 512},
+    {"pro-c4", 128, 1, 128, 1024},    {"pro-c128-1m", 128, 1, 128, 8192},
 };
 
 TEST(KernelChoice, EveryCompactConfigurationFitsThe99KbClass) {
-  std::printf("[kernel_choice] shared bytes: sm90-h64 %zu, mma-h64 %zu, mma-h16 %zu, mma99-h32 %zu, mma99-h16 %zu\n",
-              detail::decode::DecodeConfigSm90::kSharedBytes, detail::decode::DecodeConfigHeads64::kSharedBytes,
-              detail::decode::DecodeConfigHeads16::kSharedBytes, detail::decode::DecodeConfigCompact32::kSharedBytes,
-              detail::decode::DecodeConfigCompact16::kSharedBytes);
+  std::printf(
+      "[kernel_choice] shared bytes: sm90-h64 %zu, mma-h64 %zu, mma-h16 %zu, mma99-h32 %zu, mma99-h16 %zu\n",
+      detail::decode::DecodeConfigSm90::kSharedBytes, detail::decode::DecodeConfigHeads64::kSharedBytes,
+      detail::decode::DecodeConfigHeads16::kSharedBytes, detail::decode::DecodeConfigCompact32::kSharedBytes,
+      detail::decode::DecodeConfigCompact16::kSharedBytes);
   EXPECT_LE(detail::decode::DecodeConfigCompact32::kSharedBytes, 101376u);
   EXPECT_LE(detail::decode::DecodeConfigCompact16::kSharedBytes, 101376u);
   // The portable kernel does not fit there: that is why the 99 KB class needs its own configurations.
@@ -83,10 +84,12 @@ TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
         const int64_t rows = static_cast<int64_t>(batch) * named.seq_q;
         const int total_tiles = (named.topk + 63) / 64 + (named.extra_topk + 63) / 64;
         const bool wide = detail::decode::head_block_for(named.num_heads, rows, total_tiles) == 64;
-        EXPECT_STREQ(detail::decode_kernel_name(choice.kernel), wide ? device.wide_kernel : device.narrow_kernel)
+        EXPECT_STREQ(detail::decode_kernel_name(choice.kernel),
+                     wide ? device.wide_kernel : device.narrow_kernel)
             << label;
         EXPECT_EQ(choice.head_block, wide ? device.wide_head_block : 16) << label;
-        EXPECT_LE(choice.shared_bytes, device.max_shared_bytes) << label << ": a launch could not get its memory";
+        EXPECT_LE(choice.shared_bytes, device.max_shared_bytes)
+            << label << ": a launch could not get its memory";
 
         const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(shape, info, choice, 0);
         const int64_t ctas = rows * ((named.num_heads + choice.head_block - 1) / choice.head_block);
@@ -97,12 +100,14 @@ TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
         EXPECT_EQ(schedule.total_tiles, total_tiles) << label;
         EXPECT_GE(schedule.num_splits, 1) << label;
         EXPECT_GE(schedule.num_splits * schedule.tiles_per_split, total_tiles) << label;
-        EXPECT_LT((schedule.num_splits - 1) * schedule.tiles_per_split, total_tiles) << label << ": empty split";
+        EXPECT_LT((schedule.num_splits - 1) * schedule.tiles_per_split, total_tiles)
+            << label << ": empty split";
         // Sane: a grid that leaves most SMs idle splits its rows, and a split never costs more waves of
         // tile work than the unsplit grid: waves x (tiles per split + 1 fixed tile) (schedule.cpp's model).
         if (ctas * 4 <= device.sm_count && total_tiles >= 2) EXPECT_GT(schedule.num_splits, 1) << label;
         const auto waves = [&](int64_t grid) { return (grid + device.sm_count - 1) / device.sm_count; };
-        EXPECT_LE(waves(ctas * schedule.num_splits) * (schedule.tiles_per_split + 1), waves(ctas) * (total_tiles + 1))
+        EXPECT_LE(waves(ctas * schedule.num_splits) * (schedule.tiles_per_split + 1),
+                  waves(ctas) * (total_tiles + 1))
             << label;
       }
     }

@@ -354,7 +354,8 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
       }
     }
     detail::CudaDeviceInfo unknown;  // sm_count 0: no basis to split
-    EXPECT_EQ(detail::plan_cuda_decode_splits(shape, unknown, detail::choose_decode_kernel(shape, h100), 0).num_splits,
+    EXPECT_EQ(detail::plan_cuda_decode_splits(shape, unknown, detail::choose_decode_kernel(shape, h100), 0)
+                  .num_splits,
               1);
   }
 }
@@ -463,8 +464,8 @@ TEST(DecodeCuda, AllKernelsAgree) {
       EXPECT_FALSE(detail::decode::hopper_decode_available(device));
       const Plan portable_plan = make_cuda_plan(problem.shape, requested_splits);
       detail::decode::set_hopper_decode_enabled(true);
-      const Plan compact_plan =
-          make_cuda_plan(problem.shape, requested_splits, static_cast<int32_t>(detail::decode::kCompactSharedLimit));
+      const Plan compact_plan = make_cuda_plan(problem.shape, requested_splits,
+                                               static_cast<int32_t>(detail::decode::kCompactSharedLimit));
       EXPECT_LE(compact_plan.max_shared_bytes(), static_cast<int64_t>(detail::decode::kCompactSharedLimit));
       EXPECT_EQ(std::string(compact_plan.kernel_name()).rfind("mma99-", 0), 0u) << compact_plan.kernel_name();
       EXPECT_NE(std::string(portable_plan.kernel_name()), "sm90-h64");

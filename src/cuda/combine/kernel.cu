@@ -29,8 +29,8 @@ constexpr int kCombineThreads = kHeadDim / 4;  // one float4 of the 512 dims per
 // zero weight is never read, two round trips per LoadsInFlight splits.
 // Resident threads per SM of the architecture being compiled: sm_86, sm_87, sm_89 and sm_120 hold 1536,
 // the others 2048. The occupancy hint asks for no more blocks than fit (else ptxas drops it with a warning).
-#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 860 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 890 || \
-                               __CUDA_ARCH__ >= 1200)
+#if defined(__CUDA_ARCH__) && \
+    (__CUDA_ARCH__ == 860 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 890 || __CUDA_ARCH__ >= 1200)
 constexpr int kMaxThreadsPerSm = 1536;
 #else
 constexpr int kMaxThreadsPerSm = 2048;
@@ -148,7 +148,8 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
                       head * params.out_stride_head;
   reinterpret_cast<uint2*>(out_row)[threadIdx.x] = packed;
   if (threadIdx.x == 0) {
-    *decode::lse_address(params, batch, seq, head) = empty ? decode::empty_row_lse() : max_lse + logf(weight_sum);
+    *decode::lse_address(params, batch, seq, head) =
+        empty ? decode::empty_row_lse() : max_lse + logf(weight_sum);
   }
 }
 

@@ -34,7 +34,8 @@ Status query_cuda_device(int requested_ordinal, CudaDeviceInfo* info) {
   SMLA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, ordinal));
   SMLA_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, ordinal));
   int max_shared_bytes = 0;
-  SMLA_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared_bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, ordinal));
+  SMLA_CUDA_CHECK(
+      cudaDeviceGetAttribute(&max_shared_bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, ordinal));
   info->max_shared_bytes = max_shared_bytes;
   info->ordinal = ordinal;
   info->sm_count = sm_count;

@@ -29,7 +29,6 @@ template <int HeadBlock, int NumWarps, int TileTokens = smla::kTileTokens>
 struct DecodeConfig {
   static constexpr int kHeadBlock = HeadBlock;    // heads per CTA (heads >= h are masked in the tile)
   static constexpr int kTileTokens = TileTokens;  // KV entries per compute tile
-  static constexpr int kTilesPerScheduleTile = smla::kTileTokens / kTileTokens;
   static constexpr int kNumWarps = NumWarps;
   static constexpr int kThreads = kNumWarps * 32;
   // One CTA per SM (~120-180 KB of shared memory: Q, the bf16 K tile and the raw staging tile of the next
@@ -129,8 +128,10 @@ using DecodeConfigHeads16 = DecodeConfig<16, 8>;
 inline constexpr size_t kCompactSharedLimit = 101376;
 using DecodeConfigCompact32 = DecodeConfig<32, 4, 32>;
 using DecodeConfigCompact16 = DecodeConfig<16, 4, 32>;
-static_assert(DecodeConfigCompact32::kSharedBytes <= kCompactSharedLimit, "the 32-head compact CTA fits 99 KB");
-static_assert(DecodeConfigCompact16::kSharedBytes <= kCompactSharedLimit, "the 16-head compact CTA fits 99 KB");
+static_assert(DecodeConfigCompact32::kSharedBytes <= kCompactSharedLimit,
+              "the 32-head compact CTA fits 99 KB");
+static_assert(DecodeConfigCompact16::kSharedBytes <= kCompactSharedLimit,
+              "the 16-head compact CTA fits 99 KB");
 
 // Small calls: at most kSmallCallCtas 64-head CTAs per split, and at most kSmallCallTileWork 16-head CTA
 // tiles in all (~2 per SM on an H100), so 4x more CTAs shorten the call instead of queueing up.

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <iterator>
 #include <string>
 
 #include "common/backend_entry.h"
@@ -47,11 +48,13 @@ constexpr KernelChoice choice_of(DecodeKernel kernel) {
 }
 
 // In order of preference; the last of each list is the 99 KB-class kernel.
-constexpr KernelChoice kWideChoices[] = {choice_of<decode::DecodeConfigSm90>(DecodeKernel::kSm90Heads64),
-                                         choice_of<decode::DecodeConfigHeads64>(DecodeKernel::kMmaHeads64),
-                                         choice_of<decode::DecodeConfigCompact32>(DecodeKernel::kCompactHeads32)};
-constexpr KernelChoice kNarrowChoices[] = {choice_of<decode::DecodeConfigHeads16>(DecodeKernel::kMmaHeads16),
-                                           choice_of<decode::DecodeConfigCompact16>(DecodeKernel::kCompactHeads16)};
+constexpr KernelChoice kWideChoices[] = {
+    choice_of<decode::DecodeConfigSm90>(DecodeKernel::kSm90Heads64),
+    choice_of<decode::DecodeConfigHeads64>(DecodeKernel::kMmaHeads64),
+    choice_of<decode::DecodeConfigCompact32>(DecodeKernel::kCompactHeads32)};
+constexpr KernelChoice kNarrowChoices[] = {
+    choice_of<decode::DecodeConfigHeads16>(DecodeKernel::kMmaHeads16),
+    choice_of<decode::DecodeConfigCompact16>(DecodeKernel::kCompactHeads16)};
 
 }  // namespace
 
@@ -68,7 +71,8 @@ KernelChoice choose_decode_kernel(const DecodeShape& shape, const CudaDeviceInfo
 }
 
 int64_t smallest_decode_kernel_bytes(const DecodeShape& shape) {
-  return wants_wide_block(shape) ? kWideChoices[2].shared_bytes : kNarrowChoices[1].shared_bytes;
+  return wants_wide_block(shape) ? std::end(kWideChoices)[-1].shared_bytes
+                                 : std::end(kNarrowChoices)[-1].shared_bytes;
 }
 
 Status shared_memory_cap(int32_t option, const char* env_value, int64_t* cap) {

@@ -36,7 +36,8 @@ Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* strea
       break;
     case DecodeKernel::kNone:
     default:
-      return Status::Internal(std::string("plan has no tensor-core kernel (kernel '") + plan.kernel_name() + "')");
+      return Status::Internal(std::string("plan has no tensor-core kernel (kernel '") + plan.kernel_name() +
+                              "')");
   }
   if (params.num_splits > 1) SMLA_RETURN_IF_ERROR(launch_split_combine(params, cuda_stream));
   return Status::Ok();

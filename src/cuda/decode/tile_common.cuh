@@ -49,7 +49,6 @@ __device__ __forceinline__ float sink_denominator(float row_sum, float sink_log2
   return row_sum + exp2f(sink_log2 - running_max);
 }
 
-
 inline constexpr float kLog2e = 1.4426950408889634f;
 inline constexpr float kLn2 = 0.6931471805599453f;
 // Growth of a row's maximum (base-2 exponent) tolerated before O and l are rescaled; P stays <= 2^8.
