@@ -1,6 +1,7 @@
 // Tensor-core CUDA backend (SMLA_BACKEND_CUDA) against the float64 CPU reference (spec section 8
 // tolerances for bf16-MMA kernels, checked by smla::test::compare_to_reference): a sampled grid of shapes,
-// split-count consistency, out-of-range slot ids, and CUDA-graph replay with changed indices and lengths.
+// split-count consistency, out-of-range slot ids, CUDA-graph replay with changed indices and lengths, and
+// back-to-back calls that read each other's writes.
 //
 // Every case draws fresh random inputs (seed printed once; SMLA_TEST_SEED replays), fills unused cache
 // slots with NaN bytes and poisons out/lse with NaN before each run, so a missing write or a read of an
@@ -670,6 +671,97 @@ TEST(DecodeCuda, GraphReplaySeesNewIndicesAndLengths) {
     cudaGraphExecDestroy(graph_exec);
     cudaGraphDestroy(graph);
     cudaStreamDestroy(stream);
+  }
+}
+
+// Back-to-back calls see each other's writes. The kernels are launched as programmatic dependents of the
+// previous kernel on the stream (sm_90+, cuda/common/programmatic_launch.h) and may be scheduled before it
+// drains; they must wait for it before touching memory. Call 2 takes call 1's out as its q (a read after
+// write across calls) and reuses the same plan and workspace, whose partials call 1's combine may still be
+// reading when call 2's decode starts (a write after read). Eagerly and as one captured graph, for every
+// kernel the planner picks here: uncapped and under the 99 KB cap, split (with combine or in-cluster) and
+// unsplit.
+TEST(DecodeCuda, ChainedCallsSeeThePreviousCallsWrites) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  struct Case {
+    ProblemConfig config;
+    int requested_splits;
+  };
+  std::vector<Case> cases = {{test::problem_config(1, 1, 64, 128, 512, 64, 64), 0},
+                             {test::problem_config(8, 1, 64, 128, 512, 64, 64), 0},
+                             {test::problem_config(2, 2, 128, 256, 0, 61, 2), 1},
+                             {test::problem_config(3, 1, 16, 384, 256, 2, 256), 3}};
+  cases[2].config.sink_inf_fraction = 0.5;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    for (int32_t cap : {0, static_cast<int32_t>(detail::decode::kCompactSharedLimit)}) {
+      for (bool graph_mode : {false, true}) {
+        const ProblemConfig& config = cases[i].config;
+        Rng rng = Rng::ForTest(700 + 10 * i);
+        DecodeProblem first = make_problem(rng, config);
+        empty_first_row(first);
+        const Plan plan = make_cuda_plan(first.shape, cases[i].requested_splits, cap);
+        const std::string label = describe(config) + " kernel=" + plan.kernel_name() +
+                                  " splits=" + std::to_string(plan.num_splits()) +
+                                  (graph_mode ? " graph" : " eager");
+        DeviceProblem device(first);
+        DeviceBytes second_out(device.out.bytes()), second_lse(device.lse.bytes());
+        DeviceBytes workspace(plan.workspace_bytes());
+        CUDA_REQUIRE(cudaMemset(workspace.get(), 0, workspace.bytes()));
+        CUDA_REQUIRE(cudaDeviceSynchronize());  // the non-blocking stream below is not ordered after it
+        DecodeArgs first_args = device.args(first);
+        DecodeArgs second_args = first_args;
+        second_args.q = device.out.get();  // out and q are both contiguous [b, s_q, h, 512] bf16
+        second_args.out = second_out.get();
+        second_args.lse = second_lse.get<float>();
+
+        cudaStream_t stream = nullptr;
+        CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+        cudaGraph_t graph = nullptr;
+        cudaGraphExec_t graph_exec = nullptr;
+        try {
+          auto enqueue = [&] {
+            device.poison_outputs(stream);
+            CUDA_REQUIRE(cudaMemsetAsync(second_out.get(), 0xFF, second_out.bytes(), stream));
+            CUDA_REQUIRE(cudaMemsetAsync(second_lse.get(), 0xFF, second_lse.bytes(), stream));
+            status_require(run(plan, first_args, workspace.get(), workspace.bytes(), stream), "first call");
+            status_require(run(plan, second_args, workspace.get(), workspace.bytes(), stream), "second call");
+          };
+          if (graph_mode) {
+            // One eager run first: the per-device kernel setup happens outside the capture.
+            enqueue();
+            CUDA_REQUIRE(cudaStreamSynchronize(stream));
+            CUDA_REQUIRE(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+            enqueue();
+            CUDA_REQUIRE(cudaStreamEndCapture(stream, &graph));
+            CUDA_REQUIRE(cudaGraphInstantiate(&graph_exec, graph, 0));
+            CUDA_REQUIRE(cudaGraphLaunch(graph_exec, stream));
+          } else {
+            enqueue();
+          }
+          CUDA_REQUIRE(cudaStreamSynchronize(stream));
+        } catch (...) {
+          if (graph_exec != nullptr) cudaGraphExecDestroy(graph_exec);
+          if (graph != nullptr) cudaGraphDestroy(graph);
+          cudaStreamDestroy(stream);
+          throw;
+        }
+        if (graph_exec != nullptr) cudaGraphExecDestroy(graph_exec);
+        if (graph != nullptr) cudaGraphDestroy(graph);
+        cudaStreamDestroy(stream);
+
+        DeviceResult first_result, second_result;
+        first_result.out = device.out.download<uint16_t>();
+        first_result.lse = device.lse.download<float>();
+        second_result.out = second_out.download<uint16_t>();
+        second_result.lse = second_lse.download<float>();
+        expect_matches(reference_decode(first), first_result, label + " call 1");
+        Rng same_rng = Rng::ForTest(700 + 10 * i);  // the same caches, indices, lengths and sinks
+        DecodeProblem second = make_problem(same_rng, config);
+        empty_first_row(second);
+        second.q = first_result.out;  // call 1's output as the query
+        expect_matches(reference_decode(second), second_result, label + " call 2 (q = call 1's out)");
+      }
+    }
   }
 }
 

@@ -6,12 +6,13 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 
 #include "cuda/combine/kernel.h"
 #include "cuda/common/cuda_check.h"
+#include "cuda/common/programmatic_launch.cuh"
+#include "cuda/common/programmatic_launch.h"
 #include "cuda/decode/tile_common.cuh"
 #include "smla/cache.h"
 
@@ -42,11 +43,9 @@ constexpr int combine_min_blocks(int wanted) {
 template <int LoadsInFlight, int MinBlocksPerSm, bool OneBatch>
 __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksPerSm))
     split_combine_kernel(const DecodeParams params) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // Launched as a programmatic dependent of the decode kernel: the blocks may start while its last CTAs
   // run; this waits until that grid has completed and its partials are visible.
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
+  wait_for_prerequisite_grids();
   const int64_t row_head = blockIdx.x;  // query_row * num_heads + head
   const int head = static_cast<int>(row_head % params.num_heads);
   const int64_t query_row = row_head / params.num_heads;
@@ -153,25 +152,9 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
   }
 }
 
-// Whether the current device supports programmatic dependent launch (sm_90+), asked once per device.
-bool current_device_has_pdl() {
-  static std::atomic<uint64_t> known{0}, supported{0};  // bit d: device d answered / has sm_90+ (d < 64)
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return false;
-  const uint64_t bit = uint64_t{1} << device;
-  if ((known.load(std::memory_order_acquire) & bit) == 0) {
-    int major = 0;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
-      return false;
-    if (major >= 9) supported.fetch_or(bit, std::memory_order_acq_rel);
-    known.fetch_or(bit, std::memory_order_acq_rel);
-  }
-  return (supported.load(std::memory_order_acquire) & bit) != 0;
-}
-
 }  // namespace
 
-Status launch_split_combine(const DecodeParams& params, cudaStream_t stream) {
+Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t stream) {
   const int64_t blocks = static_cast<int64_t>(params.batch) * params.seq_q * params.num_heads;
   // Programmatic dependent launch (sm_90+): the combine's launch overlaps the decode kernel's tail instead
   // of waiting for it to drain. Captured into CUDA graphs as a programmatic edge.
@@ -180,11 +163,9 @@ Status launch_split_combine(const DecodeParams& params, cudaStream_t stream) {
   config.blockDim = dim3(kCombineThreads);
   config.dynamicSmemBytes = 0;
   config.stream = stream;
-  cudaLaunchAttribute attribute = {};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attribute = programmatic_launch_attribute();
   config.attrs = &attribute;
-  config.numAttrs = current_device_has_pdl() ? 1 : 0;
+  config.numAttrs = device_has_programmatic_launch(device) ? 1 : 0;
   // Blocks = rows x h. Up to 2 splits: 32 registers, 16 blocks per SM (thousands of blocks); more splits
   // with many blocks (flash-c4-mtp b=8: 5 splits, 1024 blocks): 4 loads in flight at 8 blocks per SM (8 in
   // flight at 5 blocks per SM measured 1-2 us slower there); a few hundred blocks: 8 in flight.

@@ -10,7 +10,8 @@
 namespace smla::detail {
 
 // Reads params.partial_out / partial_lse ([row][split][head], num_splits > 1) and writes params.out
-// (bf16) and params.lse. One launch on `stream`; no allocation, no host synchronization.
-Status launch_split_combine(const DecodeParams& params, cudaStream_t stream);
+// (bf16) and params.lse. One launch on `stream` of `device` (the current device), as a programmatic
+// dependent of the decode kernel where the device supports it; no allocation, no host synchronization.
+Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t stream);
 
 }  // namespace smla::detail

@@ -20,6 +20,7 @@
 #include "common/decode_params.h"
 #include "cuda/common/fp8_dequant.cuh"
 #include "cuda/common/mma_sm80.cuh"
+#include "cuda/common/programmatic_launch.cuh"
 #include "cuda/decode/async_copy.cuh"
 #include "cuda/decode/config.h"
 #include "cuda/decode/tile_common.cuh"
@@ -239,6 +240,9 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   const int pv_dim_slice = warp / Config::kPvRowGroups;
   const int pv_first_row = pv_row_group * Config::kPvRowBlocks * kMmaRows;
 
+  // Launched as a programmatic dependent of the previous kernel (sm_90+): everything below reads what
+  // that kernel may have written (lengths, indices, Q, the caches) or writes what it may still read.
+  wait_for_prerequisite_grids();
   const RowTiles row = row_tiles<Config>(params, coords);
   const int32_t main_length = row.main_length;
   const int32_t extra_length = row.extra_length;
@@ -492,6 +496,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   }
 
   cp_async_wait_all();  // no copy may outlive the CTA (Q is still pending when no tile was active)
+  allow_dependent_launch();  // the combine (or the next call) may take SMs this grid leaves free
 
   // ---- Row sums: quad, then the warps of the head group (each summed only its token slice).
 #pragma unroll

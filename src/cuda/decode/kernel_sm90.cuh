@@ -21,6 +21,7 @@
 #include "common/decode_params.h"
 #include "cuda/common/fp8_dequant.cuh"
 #include "cuda/common/mma_sm80.cuh"
+#include "cuda/common/programmatic_launch.cuh"
 #include "cuda/common/sm90_sync.cuh"
 #include "cuda/common/sm90_wgmma.cuh"
 #include "cuda/decode/async_copy.cuh"
@@ -483,6 +484,8 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
     tile = next_active_tile<Config>(params, tile + 1, tile_end, main_length, extra_length);
   }
 
+  allow_dependent_launch();  // the combine (or the next call) may take SMs this grid leaves free
+
   // ---- Row sums (quad, then both token slices) and the epilogue (conventions of kernel.cuh).
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -574,12 +577,6 @@ __global__ void __launch_bounds__(DecodeConfigSm90::kThreads, 1)
   const sm90_kernel::SharedMap shared{shared_bytes};
   const CtaCoordinates coords = cta_coordinates<Config>(params);
 
-  const RowTiles row = row_tiles<Config>(params, coords);
-  const int32_t main_length = row.main_length;
-  const int32_t extra_length = row.extra_length;
-  const int tile_begin = row.tile_begin;
-  const int tile_end = row.tile_end;
-
   if (threadIdx.x == 0) {
     for (int stage = 0; stage < Config::kStages; ++stage) {
       for (int pass = 0; pass < Config::kPasses; ++pass)
@@ -587,7 +584,17 @@ __global__ void __launch_bounds__(DecodeConfigSm90::kThreads, 1)
       sm90::mbarrier_init(shared.empty_barrier(stage), Config::kConsumerThreads);
     }
   }
+  // Launched as a programmatic dependent of the previous kernel: the barriers are set up while it drains;
+  // everything below reads what it may have written (lengths, indices, Q, the caches, the sinks) or
+  // writes what it may still read (out, lse, partials).
+  wait_for_prerequisite_grids();
   __syncthreads();  // barriers initialized before any arrive or wait
+
+  const RowTiles row = row_tiles<Config>(params, coords);
+  const int32_t main_length = row.main_length;
+  const int32_t extra_length = row.extra_length;
+  const int tile_begin = row.tile_begin;
+  const int tile_end = row.tile_end;
 
   if (threadIdx.x < Config::kProducerThreads) {
     sm90::release_registers<Config::kProducerRegisters>();

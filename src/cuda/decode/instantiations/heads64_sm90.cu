@@ -4,6 +4,7 @@
 #include <atomic>
 
 #include "cuda/common/cuda_check.h"
+#include "cuda/common/programmatic_launch.h"
 #include "cuda/common/shared_memory_limit.h"
 #include "cuda/decode/kernel.h"
 #include "cuda/decode/kernel_sm90.cuh"
@@ -44,8 +45,8 @@ namespace {
 
 template <bool ClusterCombine>
 Status ensure_sm90_kernel_configured(int device) {
-  return ensure_shared_memory_limit<sparse_mla_decode_sm90_kernel<ClusterCombine>>(device,
-                                                                                   DecodeConfigSm90::kSharedBytes);
+  return ensure_shared_memory_limit<sparse_mla_decode_sm90_kernel<ClusterCombine>>(
+      device, DecodeConfigSm90::kSharedBytes);
 }
 
 }  // namespace
@@ -90,19 +91,22 @@ Status launch_sparse_decode_heads64_sm90(const DecodeParams& params, int device,
   config.blockDim = dim3(Config::kThreads);
   config.dynamicSmemBytes = Config::kSharedBytes;
   config.stream = stream;
+  // A programmatic dependent of the previous kernel on the stream (the kernel waits for it before it
+  // touches memory); with in-cluster combine also clusters of the row's splits.
+  cudaLaunchAttribute attributes[2] = {programmatic_launch_attribute(), {}};
+  config.attrs = attributes;
+  config.numAttrs = 1;
   if (!sm90_combines_in_cluster(params.num_splits)) {
     SMLA_RETURN_IF_ERROR(ensure_sm90_kernel_configured<false>(device));
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, sparse_mla_decode_sm90_kernel<false>, params));
     return Status::Ok();
   }
   // The splits of a row are adjacent in x (blockIdx.x = row * splits + split): one cluster each.
-  cudaLaunchAttribute attribute = {};
-  attribute.id = cudaLaunchAttributeClusterDimension;
-  attribute.val.clusterDim.x = static_cast<unsigned>(params.num_splits);
-  attribute.val.clusterDim.y = 1;
-  attribute.val.clusterDim.z = 1;
-  config.attrs = &attribute;
-  config.numAttrs = 1;
+  attributes[1].id = cudaLaunchAttributeClusterDimension;
+  attributes[1].val.clusterDim.x = static_cast<unsigned>(params.num_splits);
+  attributes[1].val.clusterDim.y = 1;
+  attributes[1].val.clusterDim.z = 1;
+  config.numAttrs = 2;
   SMLA_RETURN_IF_ERROR(ensure_sm90_kernel_configured<true>(device));
   SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, sparse_mla_decode_sm90_kernel<true>, params));
   return Status::Ok();
