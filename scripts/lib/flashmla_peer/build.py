@@ -141,10 +141,12 @@ def build(peers, out, jobs):
         raise SystemExit(f"flashmla_peer/build.py: needs PyTorch built with CUDA (torch {torch.__version__}, CUDA "
                          f"{torch.version.cuda}) and a CUDA toolkit (CUDA_HOME={CUDA_HOME}; set CUDA_HOME or put nvcc "
                          "on PATH)")
+    os.environ["MAX_JOBS"] = str(jobs)
+    # ninja may come with this interpreter's environment (pip's ninja) without being on PATH.
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     if not is_ninja_available():
         print("flashmla_peer/build.py: warning: ninja not found, the sources compile one after another",
               file=sys.stderr)
-    os.environ["MAX_JOBS"] = str(jobs)
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "9.0a")  # unused: the nvcc flags name the target
     flashmla = os.path.join(peers, "FlashMLA")
     sources = [os.path.join(flashmla, source) for source in FLASHMLA_CUDA_SOURCES] + OWN_SOURCES
