@@ -776,9 +776,9 @@ def layer_table(rows):
         def rate(name):
             return f"{row[name]['GB_per_s']:.0f}" if name in row else "-"
         ratio = f"{row['ratio']:.2f}" if "ratio" in row else "-"
-        lines.append(f"| {row['shape']} | {row['b']} | {row['h']} | {row.get('topk', '?')}+{row.get('extra_topk', '?')} "
-                     f"| {fmt_us(row, 'smla')} | {fmt_us(row, 'FlashMLA')} | {ratio} | {rate('smla')} | "
-                     f"{rate('FlashMLA')} | {row.get('smla_kernel', '-')} ({row.get('smla_splits', '-')}) | "
+        widths = f"{row.get('topk', '?')}+{row.get('extra_topk', '?')}"
+        lines.append(f"| {row['shape']} | {row['b']} | {row['h']} | {widths} | {fmt_us(row, 'smla')} | "
+                     f"{fmt_us(row, 'FlashMLA')} | {ratio} | {rate('smla')} | {rate('FlashMLA')} | {row.get('smla_kernel', '-')} ({row.get('smla_splits', '-')}) | "
                      f"{row.get('flashmla_sm_parts', '-')} | {check_cell(row)} |")
     return "\n".join(lines)
 

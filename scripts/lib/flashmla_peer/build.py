@@ -74,8 +74,8 @@ def check_tree(peers):
     ]
     for path in needed:
         if not os.path.exists(path):
-            raise SystemExit(f"flashmla_peer/build.py: {path} is missing: run scripts/peer-flashmla-fetch (on a machine "
-                             "with network access) and carry .peers to the device")
+            raise SystemExit(f"flashmla_peer/build.py: {path} is missing: run scripts/peer-flashmla-fetch (on a "
+                             "machine with network access) and carry .peers to the device")
 
 
 def warn_on_flag_drift(peers):
