@@ -778,7 +778,8 @@ def layer_table(rows):
         ratio = f"{row['ratio']:.2f}" if "ratio" in row else "-"
         widths = f"{row.get('topk', '?')}+{row.get('extra_topk', '?')}"
         lines.append(f"| {row['shape']} | {row['b']} | {row['h']} | {widths} | {fmt_us(row, 'smla')} | "
-                     f"{fmt_us(row, 'FlashMLA')} | {ratio} | {rate('smla')} | {rate('FlashMLA')} | {row.get('smla_kernel', '-')} ({row.get('smla_splits', '-')}) | "
+                     f"{fmt_us(row, 'FlashMLA')} | {ratio} | {rate('smla')} | {rate('FlashMLA')} | "
+                     f"{row.get('smla_kernel', '-')} ({row.get('smla_splits', '-')}) | "
                      f"{row.get('flashmla_sm_parts', '-')} | {check_cell(row)} |")
     return "\n".join(lines)
 
