@@ -134,8 +134,10 @@ static_assert(DecodeConfigCompact16::kSharedBytes <= kCompactSharedLimit,
               "the 16-head compact CTA fits 99 KB");
 
 // Small calls: at most kSmallCallCtas 64-head CTAs per split, and at most kSmallCallTileWork 16-head CTA
-// tiles in all (~2 per SM on an H100), so 4x more CTAs shorten the call instead of queueing up.
-inline constexpr int64_t kSmallCallCtas = 4;
+// tiles in all (~2 per SM on an H100), so 4x more CTAs shorten the call instead of queueing up. 8 rows
+// (was 4, v33): at b = 8 the 2- and 3-tile calls (flash-swa, the C128 layers) took 12.4-13 us on 8 sm_90a
+// CTAs per split against ~8.5 us for one row's 16-head CTAs.
+inline constexpr int64_t kSmallCallCtas = 8;
 inline constexpr int64_t kSmallCallTileWork = 256;
 
 // Heads per CTA for a call with `num_heads` heads, `query_rows` = b * s_q query rows and `total_tiles`
