@@ -24,9 +24,7 @@ _plan_ids = itertools.count(1)
 # strides change on every call cannot grow it without limit.
 _MAX_SIGNATURES = 64
 # Positions of the pointers in the packed smla_decode_args_t, in the order of _prepared's arguments.
-_POINTER_SLOTS = tuple(_lib.DECODE_ARGS_INDEX[name] for name in (
-    "q", "main_cache.data", "indices", "topk_length", "extra_cache.data", "extra_indices", "extra_topk_length",
-    "attn_sink", "out", "lse"))
+_POINTER_SLOTS = tuple(_lib.DECODE_ARGS_INDEX[name] for name in _lib.DECODE_ARGS_POINTERS)
 
 
 class _Unkeyed(Exception):
