@@ -144,7 +144,8 @@ def extension_only_us(calls_to_time, calls, repeats):
 
 
 def cpp_rows(binary, shapes, calls, repeats, backend):
-    """{(name, batch): (run_us, validate_us)} from smla-eager-overhead, or a reason string."""
+    """{(name, batch): {field: value}} from smla-eager-overhead (run_us, validate_us and the breakdown), or a
+    reason string."""
     if binary is None or not os.path.exists(binary):
         return f"not built ({binary or 'pass --cpp'}; cmake --build build --target smla-eager-overhead)"
     command = [binary, "--backend", backend, "--calls", str(calls), "--repeats", str(repeats),
@@ -155,8 +156,19 @@ def cpp_rows(binary, shapes, calls, repeats, backend):
     rows = {}
     for line in done.stdout.splitlines():
         fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
-        rows[(fields["shape"], int(fields["b"]))] = (float(fields["run_us"]), float(fields["validate_us"]))
+        rows[(fields["shape"], int(fields["b"]))] = {key: float(value) for key, value in fields.items()
+                                                     if key.endswith("_us")}
     return rows
+
+
+def cpp_breakdown(name, batch, row):
+    """One line saying where the C++ call's host time goes (smla-eager-overhead's breakdown fields)."""
+    if "run_burst16_us" not in row:
+        return None
+    return (f"# C++ {name} b={batch}: run {row['run_us']:.1f} us = validate {row['validate_us']:.2f} (of which the "
+            f"pointers' memory-space queries {row['pointer_queries_us']:.2f}) + launches and the rest "
+            f"{row['run_us'] - row['validate_us']:.1f}; SMLA_DEBUG_CHECKS and current-device lookups "
+            f"{row['lookups_us']:.2f}; in bursts of 16 calls (shallow launch queue): {row['run_burst16_us']:.1f}")
 
 
 def main():
@@ -240,7 +252,7 @@ def main():
                             t["extra_topk_length"], t["attn_sink"], out=inputs.out, lse=inputs.lse)
 
         cpp_run, cpp_validate = ("n/a", "n/a") if isinstance(cpp, str) else (
-            f"{cpp[(name, batch)][0]:.1f}", f"{cpp[(name, batch)][1]:.2f}")
+            f"{cpp[(name, batch)]['run_us']:.1f}", f"{cpp[(name, batch)]['validate_us']:.2f}")
         flashmla_us = "n/a"
         if flash_mla is not None:
             try:
@@ -271,6 +283,11 @@ def main():
         sys.stdout.flush()
     if extension is not None and extension.loaded:
         print(f"# torch extension calls (hits ran in it, misses went to Python): {_torch_ext.counters()}")
+    if not isinstance(cpp, str):
+        for name, batch in shapes:
+            line = cpp_breakdown(name, batch, cpp[(name, batch)])
+            if line:
+                print(line)
 
 
 if __name__ == "__main__":
