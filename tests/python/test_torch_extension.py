@@ -59,11 +59,11 @@ class Case:
             return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
         def view(pool, page_block_size):
-            pool = to(pool)
             return pool.as_strided((pool.shape[0], page_block_size, 1, 584), (pool.stride(0), 584, 584, 1))
 
-        self.tensors = dict(q=to(self.q_bits.view(np.int16)).view(torch.bfloat16), k_cache=view(self.swa.pool, 64),
-                            indices=to(indices), topk_length=to(lengths), extra_k_cache=view(self.extra.pool, 2),
+        self.pools = (to(self.swa.pool), to(self.extra.pool))  # [pages, page stride] bytes
+        self.tensors = dict(q=to(self.q_bits.view(np.int16)).view(torch.bfloat16), k_cache=view(self.pools[0], 64),
+                            indices=to(indices), topk_length=to(lengths), extra_k_cache=view(self.pools[1], 2),
                             extra_indices_in_kvcache=to(extra_indices), extra_topk_length=to(extra_lengths),
                             attn_sink=to(sink))
 
@@ -247,11 +247,32 @@ def test_cache_layouts_and_other_arguments_take_the_python_path(extension):
     before = _torch_ext.counters()
     for _ in range(2):
         case.plan_run(plan, out, lse, k_cache=layout)
-        plan.run(case.tensors["q"], case.tensors["k_cache"], case.tensors["indices"], case.tensors["topk_length"],
+        plan.run(case.tensors["q"], case.pools[0], case.tensors["indices"], case.tensors["topk_length"],
                  case.tensors["extra_k_cache"], case.tensors["extra_indices_in_kvcache"],
-                 case.tensors["extra_topk_length"], case.tensors["attn_sink"], softmax_scale=1, out=out, lse=lse)
+                 case.tensors["extra_topk_length"], case.tensors["attn_sink"], out=out, lse=lse,
+                 page_block_size=64.0)  # Python takes int(64.0); the extension only integers
     assert _hits(before, "plan") == 0
     case.check(*case.plan_run(plan, out, lse, k_cache=layout))
+
+
+def test_numpy_scalars_and_byte_pools_take_the_extension(extension):
+    """softmax_scale as numpy.float64 and page block sizes as numpy integers key like Python floats and ints."""
+    case = Case("test_numpy_scalars_and_byte_pools_take_the_extension")
+    plan = case.plan()
+    t = case.tensors
+    results = []
+    for scale, main_page, extra_page in ((512 ** -0.5, 64, 2), (np.float64(512 ** -0.5), np.int64(64), np.int32(2))):
+        out, lse = case.outputs()
+        before = _torch_ext.counters()
+        for _ in range(2):
+            plan.run(t["q"], case.pools[0], t["indices"], t["topk_length"], case.pools[1], t["extra_indices_in_kvcache"],
+                     t["extra_topk_length"], t["attn_sink"], softmax_scale=scale, out=out, lse=lse,
+                     page_block_size=main_page, extra_page_block_size=extra_page)
+        assert _hits(before, "plan") >= 1
+        results.append((out, lse))
+    assert torch.equal(_bits(results[0][0]), _bits(results[1][0]))
+    assert torch.equal(_bits(results[0][1]), _bits(results[1][1]))
+    case.check(*results[1])
 
 
 def test_no_op_library_times_the_bindings_alone(extension):

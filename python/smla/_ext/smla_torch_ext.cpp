@@ -147,31 +147,36 @@ bool read_facts(PyObject* object, bool optional, TensorFacts* facts, const at::T
   return true;
 }
 
-// softmax_scale as the Python key has it: None is the default scale; only a Python float is taken.
+// softmax_scale as the Python key has it: None is the default scale; a float (or a subclass such as
+// numpy.float64) or an int, whose value Python's key compares (1 == 1.0). Anything else is a miss.
 bool read_scale(PyObject* object, double* scale) {
   if (object == Py_None) {
     *scale = library.default_softmax_scale;
     return true;
   }
-  if (!PyFloat_CheckExact(object)) return false;
-  *scale = PyFloat_AS_DOUBLE(object);
+  if (!PyFloat_Check(object) && !PyLong_Check(object)) return false;
+  *scale = PyFloat_AsDouble(object);
+  if (*scale == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    return false;
+  }
   return true;
 }
 
-// A page block size: None (-1) or a Python int.
+// A page block size: None (-1) or an integer (anything with __index__, as numpy integers).
 bool read_page_block_size(PyObject* object, int64_t* value) {
   if (object == Py_None) {
     *value = -1;
     return true;
   }
-  if (!PyLong_CheckExact(object)) return false;
+  if (!PyIndex_Check(object)) return false;
   int overflow = 0;
   *value = PyLong_AsLongLongAndOverflow(object, &overflow);
-  if (overflow != 0 || *value < 0) {
+  if (PyErr_Occurred()) {
     PyErr_Clear();
     return false;
   }
-  return true;
+  return overflow == 0 && *value >= 0;
 }
 
 // A torch dispatch mode (fake tensors, functionalization, make_fx) must see the call: Python routes it
