@@ -1,10 +1,10 @@
 // smla's torch extension: the eager hot path of Plan.run and of the FlashMLA drop-in in C++ (issue 15).
 //
 // smla/_torch_ext.py builds this file once per smla, torch and Python version and loads it. It is not
-// linked against libsmla: init() receives the addresses of smla_decode_run and smla_last_error that the
-// ctypes binding resolved, so the extension calls the very library instance Python loaded, and the layout
-// of smla_decode_args_t (its size and the byte offsets of its ten pointers) that the ctypes mirror in
-// _lib.py holds and the loader checked against the library (smla_struct_size). So no smla header is needed.
+// linked against libsmla: init() receives the addresses of smla_decode_run and smla_last_error from the
+// ctypes binding, so the extension calls the very library instance Python loaded, and the layout of
+// smla_decode_args_t (its size and the byte offsets of its ten pointers) from the ctypes mirror in _lib.py,
+// which the loader checked against the library (smla_struct_size). No smla header is needed.
 //
 // Validation stays in Python, with its messages. Python remembers here each call signature it validated
 // (every tensor's shape, strides, dtype and device, the softmax scale, the page block sizes) with the
@@ -67,8 +67,8 @@ struct Library {
   double default_softmax_scale = 0;
   PyObject* smla_error = nullptr;       // smla.SmlaError
   PyTypeObject* tensor_type = nullptr;  // torch.Tensor
-  PyTypeObject* parameter_type =
-      nullptr;  // torch.nn.Parameter (a Tensor to C++, as THPVariable_CheckExact says)
+  // torch.nn.Parameter: a Tensor to C++ (as THPVariable_CheckExact has it)
+  PyTypeObject* parameter_type = nullptr;
   PyObject* sched_meta_type = nullptr;  // smla.flashmla_compat.FlashMLASchedMeta
   PyObject* name_config = nullptr;
   PyObject* name_have_initialized = nullptr;
@@ -183,7 +183,7 @@ bool read_page_block_size(PyObject* object, int64_t* value) {
 // through the smla::sparse_decode op.
 bool dispatch_mode_active() { return c10::impl::TorchDispatchModeTLS::stack_len() > 0; }
 
-// One smla.Plan: what a run passes to the library besides the arguments, and its remembered signatures.
+// A Plan.run call signature Python validated, with the packed arguments of that call minus its pointers.
 struct PlanSignature {
   TensorFacts tensors[kPointers];
   double softmax_scale = 0;
@@ -192,6 +192,7 @@ struct PlanSignature {
   std::vector<uint8_t> args;  // packed smla_decode_args_t, pointers 0
 };
 
+// One smla.Plan: what a run passes to the library besides the arguments, and its remembered signatures.
 struct PlanState {
   void* handle = nullptr;
   void* workspace = nullptr;
@@ -309,10 +310,10 @@ bool initialized(const char* function) {
   return false;
 }
 
-// ---- Plan.run
-// ---------------------------------------------------------------------------------------------- Arguments
-// after the plan state, in Plan.run's order: q, cache, indices, topk_length, extra_cache, extra_indices,
-// extra_topk_length, attn_sink, softmax_scale, out, lse, page_block_size, extra_page_block_size.
+// ---- Plan.run ---------------------------------------------------------------------------------------------
+// Arguments after the plan state, in Plan.run's order: q, cache, indices, topk_length, extra_cache,
+// extra_indices, extra_topk_length, attn_sink, softmax_scale, out, lse, page_block_size,
+// extra_page_block_size.
 constexpr Py_ssize_t kPlanCallArgs = 13;
 constexpr int kPlanTensorArg[kPointers] = {0, 1, 2, 3, 4, 5, 6, 7, 9, 10};
 constexpr bool kRequired[kPointers] = {true, true, true, false, false, false, false, false, true, true};
@@ -431,10 +432,9 @@ PyObject* plan_signature_count(PyObject*, PyObject* capsule) {
   return PyLong_FromSize_t(plan->signatures.size());
 }
 
-// ---- the FlashMLA drop-in
-// ---------------------------------------------------------------------------------- Arguments: q, k_cache,
-// indices, topk_length, extra_k_cache, extra_indices, extra_topk_length, attn_sink, softmax_scale,
-// tile_scheduler_metadata.
+// ---- the FlashMLA drop-in ---------------------------------------------------------------------------------
+// Arguments: q, k_cache, indices, topk_length, extra_k_cache, extra_indices, extra_topk_length, attn_sink,
+// softmax_scale, tile_scheduler_metadata.
 constexpr Py_ssize_t kDropInCallArgs = 10;
 
 // A FlashMLASchedMeta that Python checked against an entry's shapes (_check_metadata) and updated: while its
