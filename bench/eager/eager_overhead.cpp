@@ -230,9 +230,17 @@ int measure(const ShapeSpec& spec, int batch, const Options& options, smla::Back
   }
   if (on_device) cudaStreamSynchronize(stream);
   // The memory-space queries of validate_decode_args: one per pointer the plan reads (dispatch.cpp).
-  const void* pointers[] = {
-      args.q,   args.main_cache.data,  args.indices,       args.topk_length,       args.attn_sink, args.out,
-      args.lse, args.extra_cache.data, args.extra_indices, args.extra_topk_length, workspace};
+  const void* pointers[] = {args.q,
+                            args.main_cache.data,
+                            args.indices,
+                            args.topk_length,
+                            args.attn_sink,
+                            args.out,
+                            args.lse,
+                            args.extra_cache.data,
+                            args.extra_indices,
+                            args.extra_topk_length,
+                            plan.workspace_bytes() > 0 ? workspace : nullptr};
   double best_pointers_us = 1e30, best_lookups_us = 1e30;
   volatile int sink = 0;
   for (int repeat = 0; repeat < options.repeats; ++repeat) {
