@@ -253,7 +253,11 @@ def _open(torch):
     failed = os.path.join(directory, "failed")
     build_seconds = None
     if not os.path.exists(ready):
-        os.makedirs(directory, exist_ok=True)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as error:
+            raise _Unavailable(f"cannot create its build directory {directory} ({error.strerror}; set "
+                               f"{ENV_DIRECTORY} to a writable directory)") from None
         with _file_lock(os.path.join(directory, "smla-build.lock")):  # "lock" is cpp_extension's
             if os.path.exists(failed):
                 with open(failed, encoding="utf-8", errors="replace") as handle:

@@ -117,6 +117,17 @@ def test_a_cuda_torch_without_the_cuda_toolkit_is_reported(fresh_loader, monkeyp
     assert len(warned) == 1
 
 
+def test_an_unwritable_cache_directory_is_reported(fresh_loader, monkeypatch):
+    torch, cpp_extension = _fake_torch()
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    blocker = fresh_loader / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv(_torch_ext.ENV_DIRECTORY, str(blocker))
+    status, warned = _load_recording_warnings()
+    assert status.state == "unavailable" and "cannot create its build directory" in status.reason
+    assert "SMLA_TORCH_EXTENSION_DIR" in status.reason and len(warned) == 1
+
+
 def test_cache_directory_and_build_key(fresh_loader, monkeypatch):
     assert _torch_ext.cache_root() == str(fresh_loader / "cache")
     monkeypatch.delenv(_torch_ext.ENV_DIRECTORY)
