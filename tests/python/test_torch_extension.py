@@ -380,3 +380,30 @@ def test_builds_without_ninja_through_setuptools(extension, monkeypatch):
     done = subprocess.run([sys.executable, "-c", script, name, path], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[0] == ("1" if cuda else "0")
+
+
+def test_disabled_extension_leaves_eager_calls_on_the_python_path():
+    """SMLA_TORCH_EXTENSION=0 in a fresh process: nothing is built or loaded, no warning, and calls run."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import warnings
+warnings.simplefilter("error")  # a warning fails the run
+import numpy as np, torch, smla
+from smla import _torch_ext
+plan = smla.plan(1, 1, 2, 64, backend="cpu")
+q = torch.zeros((1, 1, 2, 512), dtype=torch.bfloat16)
+cache = torch.from_numpy(smla.allocate_cache(1, 64))
+indices = torch.full((1, 1, 64), -1, dtype=torch.int32)
+for _ in range(2):
+    out, lse = plan.run(q, cache, indices, page_block_size=64)
+print(smla.torch_extension_status(), _torch_ext.module, plan._ext_state, bool(torch.isinf(lse).all()))
+"""
+    environment = dict(os.environ, SMLA_TORCH_EXTENSION="0",
+                       PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["disabled", "(SMLA_TORCH_EXTENSION=0)", "None", "None", "True"], done.stdout
