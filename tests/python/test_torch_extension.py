@@ -359,6 +359,7 @@ def test_builds_without_ninja_through_setuptools(extension, monkeypatch):
 
     if not cpp_extension.is_ninja_available():
         pytest.skip("no ninja here: the extension under test was built by the setuptools path already")
+    pytest.importorskip("setuptools", reason="no setuptools: the build without ninja needs it")
     monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: False)
     root = os.path.join(_torch_ext.cache_root(), "no-ninja-check")
     monkeypatch.setenv(_torch_ext.ENV_DIRECTORY, root)
