@@ -226,12 +226,13 @@ def cache_root():
 
 
 def build_key(torch, cuda):
-    """The version hash of a build: the source, smla, torch (and its CUDA and C++ ABI), Python, the flags."""
+    """The version hash of a build: the source, smla, torch (and its CUDA and C++ ABI), Python, the flags and
+    the build recipes."""
     with open(SOURCE, "rb") as handle:
         source = handle.read()
     facts = [PACKAGE_VERSION, torch.__version__, str(torch.version.cuda), str(getattr(torch.version, "hip", None)),
              str(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", "")), sys.version, sys.platform, str(cuda),
-             " ".join(_flags(cuda))]
+             " ".join(_flags(cuda)), _CPP_EXTENSION_BUILD, _SETUPTOOLS_BUILD]
     digest = hashlib.sha256(source)
     digest.update("\0".join(facts).encode())
     return digest.hexdigest()[:16]
@@ -296,19 +297,26 @@ def _build(torch, name, directory, cuda, path, failed):
     `failed` (with the compiler's output in build.log), so later processes do not try again."""
     from torch.utils import cpp_extension
 
-    if cuda and cpp_extension.CUDA_HOME is None:
-        raise _Unavailable("torch is a CUDA build but the CUDA toolkit was not found for the extension's "
-                           "headers (set CUDA_HOME)")
-    builder = "torch.utils.cpp_extension.load" if cpp_extension.is_ninja_available() else "setuptools (no ninja)"
+    spec = {"name": name, "source": SOURCE, "directory": directory, "path": path, "cflags": _flags(cuda),
+            "include_dirs": [], "libraries": []}
+    if cuda:
+        # The current stream comes from c10/cuda, whose headers include the CUDA runtime's: the toolkit's headers
+        # are needed, nothing of it is linked (c10_cuda comes with torch) and no nvcc runs, so the toolkit's
+        # version need not be torch's.
+        include = os.path.join(cpp_extension.CUDA_HOME, "include") if cpp_extension.CUDA_HOME else None
+        if include is None or not os.path.exists(os.path.join(include, "cuda_runtime_api.h")):
+            raise _Unavailable("torch is a CUDA build but the CUDA toolkit was not found for the extension's headers "
+                               f"(no cuda_runtime_api.h in {include or 'CUDA_HOME'}; set CUDA_HOME)")
+        spec["include_dirs"] = [] if include == "/usr/include" else [include]  # the compiler's own already
+        spec["libraries"] = ["c10_cuda"]
+    ninja = cpp_extension.is_ninja_available()
+    builder = "torch.utils.cpp_extension.load" if ninja else "setuptools (no ninja)"
     print(f"smla: building the torch extension for eager calls with {builder} in {directory} (once per smla and "
           f"torch version; {ENV_SWITCH}=0 skips it)", file=sys.stderr, flush=True)
     start = time.perf_counter()
     log = os.path.join(directory, "build.log")
     try:
-        if cpp_extension.is_ninja_available():
-            _build_with_cpp_extension(cpp_extension, name, directory, cuda, log)
-        else:
-            _build_with_setuptools(name, directory, cuda, path, log)
+        _run_build(_CPP_EXTENSION_BUILD if ninja else _SETUPTOOLS_BUILD, spec, log)
         if not os.path.exists(path):
             raise RuntimeError(f"the build did not produce {path}")
     except Exception as error:  # noqa: BLE001 - recorded, then reported as the reason
@@ -320,25 +328,25 @@ def _build(torch, name, directory, cuda, path, failed):
     return time.perf_counter() - start
 
 
-def _build_with_cpp_extension(cpp_extension, name, directory, cuda, log):
-    # A process imports the module from `path` itself; load() would import it too, and a second copy of an
-    # extension module under the same name is to be avoided, so the build runs in a subprocess as well.
-    script = ("import sys; from torch.utils import cpp_extension as c; "
-              "c.load(sys.argv[1], [sys.argv[2]], extra_cflags=sys.argv[5:], build_directory=sys.argv[3], "
-              "with_cuda=sys.argv[4] == '1', verbose=True)")
-    _run_build([sys.executable, "-c", script, name, SOURCE, directory, "1" if cuda else "0"] + _flags(cuda),
-               directory, log)
+# The builds run in a subprocess: cpp_extension.load imports the module it built, and this process imports it
+# from `path` itself (two copies of one extension module are to be avoided); the compiler output goes to a log.
+_CPP_EXTENSION_BUILD = """
+import json, sys
+from torch.utils import cpp_extension
+spec = json.loads(sys.argv[1])
+cpp_extension.load(spec["name"], [spec["source"]], extra_cflags=spec["cflags"], extra_include_paths=spec["include_dirs"],
+                   extra_ldflags=["-l" + library for library in spec["libraries"]], build_directory=spec["directory"],
+                   with_cuda=False, verbose=True)
+"""
 
-
-def _build_with_setuptools(name, directory, cuda, path, log):
-    script = """
-import os, shutil, sys
+_SETUPTOOLS_BUILD = """
+import json, os, shutil, sys
 from setuptools import setup
 from torch.utils import cpp_extension
-name, source, directory, path = sys.argv[1:5]
-cuda, flags = sys.argv[5] == "1", sys.argv[6:]
-make = cpp_extension.CUDAExtension if cuda else cpp_extension.CppExtension
-extension = make(name, [source], extra_compile_args={"cxx": flags})
+spec = json.loads(sys.argv[1])
+name, directory = spec["name"], spec["directory"]
+extension = cpp_extension.CppExtension(name, [spec["source"]], include_dirs=spec["include_dirs"],
+                                       libraries=spec["libraries"], extra_compile_args={"cxx": spec["cflags"]})
 build_lib = os.path.join(directory, "setuptools-lib")
 setup(name=name, ext_modules=[extension], script_args=["build_ext", "--build-lib", build_lib, "--build-temp",
       os.path.join(directory, "setuptools-temp")],
@@ -346,20 +354,21 @@ setup(name=name, ext_modules=[extension], script_args=["build_ext", "--build-lib
 built = [entry for entry in os.listdir(build_lib) if entry.startswith(name) and entry.endswith(".so")]
 if len(built) != 1:
     sys.exit(f"expected one {name}*.so in {build_lib}, found {built}")
-shutil.copyfile(os.path.join(build_lib, built[0]), path + ".tmp")
-os.replace(path + ".tmp", path)
+shutil.copyfile(os.path.join(build_lib, built[0]), spec["path"] + ".tmp")
+os.replace(spec["path"] + ".tmp", spec["path"])
 """
-    _run_build([sys.executable, "-c", script, name, SOURCE, directory, path, "1" if cuda else "0"] + _flags(cuda),
-               directory, log)
 
 
-def _run_build(command, directory, log):
+def _run_build(script, spec, log):
+    import json
+
     environment = dict(os.environ)
     environment["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)  # the torch this process uses
-    done = subprocess.run(command, cwd=directory, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
+    command = [sys.executable, "-c", script, json.dumps(spec)]
+    done = subprocess.run(command, cwd=spec["directory"], env=environment, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
     with open(log, "w", encoding="utf-8") as handle:
-        handle.write(" ".join(command[:3]) + " ...\n" + done.stdout)
+        handle.write(f"{sys.executable} -c <script> {json.dumps(spec)}\n{script}\n{done.stdout}")
     if done.returncode != 0:
         errors = [line for line in done.stdout.splitlines() if "error" in line.lower()]
         raise RuntimeError(errors[0] if errors else (done.stdout.strip().splitlines() or ["exit status"])[-1])

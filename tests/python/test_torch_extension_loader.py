@@ -82,8 +82,8 @@ def test_a_failed_build_is_recorded_reported_once_and_not_retried(fresh_loader, 
     monkeypatch.setitem(sys.modules, "torch.utils.cpp_extension", cpp_extension)
     builds = []
 
-    def failing_build(command, directory, log):
-        builds.append(directory)
+    def failing_build(script, spec, log):
+        builds.append(spec["directory"])
         with open(log, "w") as handle:
             handle.write("smla_torch_ext.cpp:1: error: something the compiler did not like\n")
         raise RuntimeError("smla_torch_ext.cpp:1: error: something the compiler did not like")
