@@ -1,6 +1,5 @@
 """smla's torch extension (smla/_ext/smla_torch_ext.cpp): the eager hot path of Plan.run and of the FlashMLA
-drop-in in C++, so that an eager torch call costs the library's own host time plus about a microsecond
-(issue 15). Python keeps every validation and its messages; the extension runs only call signatures that
+drop-in in C++, so that an eager torch call costs little more than the library's own host time (issue 15). Python keeps every validation and its messages; the extension runs only call signatures that
 Python validated before (see the C++ file's header).
 
 Built on first use (the first eager call with torch tensors, or smla.load_torch_extension()) with the
