@@ -243,9 +243,17 @@ def _flags(cuda):
 
 def _open(torch):
     """(module, path, build seconds or None) of the extension for this torch, built first if needed."""
-    # CUDA support (the current stream comes from c10/cuda) whenever torch is a CUDA build; the build then
-    # needs the CUDA toolkit's headers (CUDA_HOME).
-    cuda = torch.version.cuda is not None
+    # CUDA support (the current stream comes from c10/cuda, whose headers need the CUDA toolkit's) whenever
+    # torch is a CUDA build; without the toolkit's headers only where no GPU can be used (CPU tensors only).
+    cuda_include = _cuda_include() if torch.version.cuda is not None else None
+    if torch.version.cuda is not None and cuda_include is None and torch.cuda.is_available():
+        from torch.utils import cpp_extension
+
+        home = cpp_extension.CUDA_HOME
+        raise _Unavailable("torch is a CUDA build but the CUDA toolkit was not found for the extension's headers "
+                           f"(no cuda_runtime_api.h in {os.path.join(home, 'include') if home else 'CUDA_HOME'}; "
+                           "set CUDA_HOME)")
+    cuda = cuda_include is not None
     name = f"smla_torch_ext_{build_key(torch, cuda)}"
     directory = os.path.join(cache_root(), name)
     path = os.path.join(directory, name + ".so")
@@ -263,7 +271,7 @@ def _open(torch):
                 with open(failed, encoding="utf-8", errors="replace") as handle:
                     raise _Unavailable(handle.read().strip())
             if not os.path.exists(ready):
-                build_seconds = _build(torch, name, directory, cuda, path, failed)
+                build_seconds = _build(torch, name, directory, cuda_include, path, failed)
                 with open(ready, "w", encoding="utf-8") as handle:
                     handle.write(f"built in {build_seconds:.1f} s for torch {torch.__version__}\n")
     return _import_module(name, path), path, build_seconds
@@ -291,22 +299,27 @@ def _import_module(name, path):
     return extension
 
 
-def _build(torch, name, directory, cuda, path, failed):
-    """Compiles the extension into `path`; returns the seconds it took. A compilation that fails is recorded in
-    `failed` (with the compiler's output in build.log), so later processes do not try again."""
+def _cuda_include():
+    """The CUDA toolkit's include directory (torch's CUDA_HOME), or None without cuda_runtime_api.h there."""
     from torch.utils import cpp_extension
 
+    include = os.path.join(cpp_extension.CUDA_HOME, "include") if cpp_extension.CUDA_HOME else None
+    return include if include and os.path.exists(os.path.join(include, "cuda_runtime_api.h")) else None
+
+
+def _build(torch, name, directory, cuda_include, path, failed):
+    """Compiles the extension into `path` (with CUDA support when `cuda_include` is the toolkit's include
+    directory); returns the seconds it took. A compilation that fails is recorded in `failed` (with the
+    compiler's output in build.log), so later processes do not try again."""
+    from torch.utils import cpp_extension
+
+    cuda = cuda_include is not None
     spec = {"name": name, "source": SOURCE, "directory": directory, "path": path, "cflags": _flags(cuda),
             "include_dirs": [], "libraries": []}
     if cuda:
-        # The current stream comes from c10/cuda, whose headers include the CUDA runtime's: the toolkit's headers
-        # are needed, nothing of it is linked (c10_cuda comes with torch) and no nvcc runs, so the toolkit's
-        # version need not be torch's.
-        include = os.path.join(cpp_extension.CUDA_HOME, "include") if cpp_extension.CUDA_HOME else None
-        if include is None or not os.path.exists(os.path.join(include, "cuda_runtime_api.h")):
-            raise _Unavailable("torch is a CUDA build but the CUDA toolkit was not found for the extension's headers "
-                               f"(no cuda_runtime_api.h in {include or 'CUDA_HOME'}; set CUDA_HOME)")
-        spec["include_dirs"] = [] if include == "/usr/include" else [include]  # the compiler's own already
+        # The c10/cuda headers include the CUDA runtime's: only the toolkit's headers are needed, nothing of it
+        # is linked (c10_cuda comes with torch) and no nvcc runs, so the toolkit's version need not be torch's.
+        spec["include_dirs"] = [] if cuda_include == "/usr/include" else [cuda_include]  # the compiler's own
         spec["libraries"] = ["c10_cuda"]
     ninja = cpp_extension.is_ninja_available()
     builder = "torch.utils.cpp_extension.load" if ninja else "setuptools (no ninja)"

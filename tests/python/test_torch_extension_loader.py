@@ -26,11 +26,12 @@ def fresh_loader(monkeypatch, tmp_path):
     return tmp_path
 
 
-def _fake_torch(version="9.9.0", cuda=None):
+def _fake_torch(version="9.9.0", cuda=None, gpu=False):
     """A stand-in for torch with what the loader reads before it compiles."""
     torch = types.ModuleType("torch")
     torch.__version__ = version
     torch.version = types.SimpleNamespace(cuda=cuda, hip=None)
+    torch.cuda = types.SimpleNamespace(is_available=lambda: gpu)
     torch._C = types.SimpleNamespace(_GLIBCXX_USE_CXX11_ABI=True)
     cpp_extension = types.ModuleType("torch.utils.cpp_extension")
     cpp_extension.CUDA_HOME = None
@@ -106,15 +107,51 @@ def test_a_failed_build_is_recorded_reported_once_and_not_retried(fresh_loader, 
     assert status_later.reason == status.reason and len(builds) == 1 and len(warned_later) == 1
 
 
-def test_a_cuda_torch_without_the_cuda_toolkit_is_reported(fresh_loader, monkeypatch):
-    torch, cpp_extension = _fake_torch(cuda="13.0")
+@pytest.mark.parametrize("gpu", [True, False])
+def test_a_cuda_torch_without_the_cuda_toolkit(fresh_loader, monkeypatch, gpu):
+    """With a GPU the CUDA headers are needed (reported); without one, a CPU-tensors-only build is made."""
+    torch, cpp_extension = _fake_torch(cuda="13.0", gpu=gpu)
     monkeypatch.setitem(sys.modules, "torch", torch)
     monkeypatch.setitem(sys.modules, "torch.utils", torch.utils)
     monkeypatch.setitem(sys.modules, "torch.utils.cpp_extension", cpp_extension)
+    specs = []
+
+    def failing_build(script, spec, log):
+        specs.append(spec)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(_torch_ext, "_run_build", failing_build)
     status, warned = _load_recording_warnings()
-    assert status.state == "unavailable"
-    assert "CUDA toolkit was not found" in status.reason and "CUDA_HOME" in status.reason
-    assert len(warned) == 1
+    assert status.state == "unavailable" and len(warned) == 1
+    if gpu:
+        assert "CUDA toolkit was not found" in status.reason and "CUDA_HOME" in status.reason and specs == []
+    else:
+        assert "stop here" in status.reason
+        assert [(spec["cflags"], spec["include_dirs"], spec["libraries"]) for spec in specs] == [(["-O2"], [], [])]
+
+
+def test_a_cuda_build_compiles_against_the_toolkit_headers_and_links_c10_cuda_only(fresh_loader, monkeypatch):
+    torch, cpp_extension = _fake_torch(cuda="12.8", gpu=True)
+    cuda_home = fresh_loader / "cuda"
+    (cuda_home / "include").mkdir(parents=True)
+    (cuda_home / "include" / "cuda_runtime_api.h").write_text("")
+    cpp_extension.CUDA_HOME = str(cuda_home)
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch.utils", torch.utils)
+    monkeypatch.setitem(sys.modules, "torch.utils.cpp_extension", cpp_extension)
+    specs = []
+
+    def failing_build(script, spec, log):
+        specs.append((script, spec))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(_torch_ext, "_run_build", failing_build)
+    _load_recording_warnings()
+    [(script, spec)] = specs
+    assert script is _torch_ext._CPP_EXTENSION_BUILD and "with_cuda=False" in script
+    assert spec["cflags"] == ["-O2", "-DSMLA_TORCH_EXT_CUDA"]
+    assert spec["include_dirs"] == [str(cuda_home / "include")] and spec["libraries"] == ["c10_cuda"]
+    assert spec["name"] == os.path.basename(spec["directory"]) and spec["path"].endswith(spec["name"] + ".so")
 
 
 def test_an_unwritable_cache_directory_is_reported(fresh_loader, monkeypatch):
