@@ -241,10 +241,10 @@ def _flags(cuda):
     return list(_CFLAGS) + (list(_CUDA_CFLAGS) if cuda else [])
 
 
-def _open(torch):
-    """(module, path, build seconds or None) of the extension for this torch, built first if needed."""
-    # CUDA support (the current stream comes from c10/cuda, whose headers need the CUDA toolkit's) whenever
-    # torch is a CUDA build; without the toolkit's headers only where no GPU can be used (CPU tensors only).
+def _variant(torch):
+    """(module name, CUDA include directory or None) of the build for this torch. CUDA support (the current
+    stream comes from c10/cuda, whose headers need the CUDA toolkit's) whenever torch is a CUDA build; without
+    the toolkit's headers only where no GPU can be used (then CPU tensors only)."""
     cuda_include = _cuda_include() if torch.version.cuda is not None else None
     if torch.version.cuda is not None and cuda_include is None and torch.cuda.is_available():
         from torch.utils import cpp_extension
@@ -253,8 +253,12 @@ def _open(torch):
         raise _Unavailable("torch is a CUDA build but the CUDA toolkit was not found for the extension's headers "
                            f"(no cuda_runtime_api.h in {os.path.join(home, 'include') if home else 'CUDA_HOME'}; "
                            "set CUDA_HOME)")
-    cuda = cuda_include is not None
-    name = f"smla_torch_ext_{build_key(torch, cuda)}"
+    return f"smla_torch_ext_{build_key(torch, cuda_include is not None)}", cuda_include
+
+
+def _open(torch):
+    """(module, path, build seconds or None) of the extension for this torch, built first if needed."""
+    name, cuda_include = _variant(torch)
     directory = os.path.join(cache_root(), name)
     path = os.path.join(directory, name + ".so")
     ready = os.path.join(directory, "ready")

@@ -363,13 +363,13 @@ def test_builds_without_ninja_through_setuptools(extension, monkeypatch):
     monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: False)
     root = os.path.join(_torch_ext.cache_root(), "no-ninja-check")
     monkeypatch.setenv(_torch_ext.ENV_DIRECTORY, root)
-    cuda = torch.version.cuda is not None
-    name = f"smla_torch_ext_{_torch_ext.build_key(torch, cuda)}"
+    name, cuda_include = _torch_ext._variant(torch)
+    cuda = cuda_include is not None
     directory = os.path.join(root, name)
     path = os.path.join(directory, name + ".so")
     if not os.path.exists(os.path.join(directory, "ready")):
         os.makedirs(directory, exist_ok=True)
-        seconds = _torch_ext._build(torch, name, directory, cuda, path, os.path.join(directory, "failed"))
+        seconds = _torch_ext._build(torch, name, directory, cuda_include, path, os.path.join(directory, "failed"))
         print(f"built without ninja in {seconds:.1f} s")
         with open(os.path.join(directory, "ready"), "w") as handle:
             handle.write("built by test_builds_without_ninja_through_setuptools\n")
