@@ -1,7 +1,11 @@
 // smla-eager-overhead: host time of one eager decode call through the C++ API (smla::run on a plan),
 // the C++ row of bench/eager_overhead.py. Method (issue 15): back-to-back calls on one stream, host
 // wall time per call, best of several repeats; the device is synchronized only between repeats. Also
-// times validate_decode_args alone, the part of a call that is not the launch.
+// where that time goes: validate_decode_args alone (the part of a call that is not the launch), within it
+// the memory-space queries of the call's pointers alone, the per-call lookups of SMLA_DEBUG_CHECKS and of
+// the current device, and the calls in bursts of 16 with the device waited for between bursts (the host
+// time while the launch queue is shallow: back-to-back calls that take the GPU longer than the host can
+// fill the queue, and then a launch waits for room).
 //
 //   smla-eager-overhead [--backend auto|cpu|cuda|cuda-ref] [--shapes flash-c4:1,flash-c4:64,pro-c4:1]
 //                       [--calls 500] [--repeats 5]
@@ -20,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "common/memory_space.h"
 #include "smla/backend.h"
 #include "smla/cache.h"
 #include "smla/decode.h"
@@ -211,12 +216,59 @@ int measure(const ShapeSpec& spec, int batch, const Options& options, smla::Back
     }
     best_validate_us = std::min(best_validate_us, (now_us() - validate_start) / options.calls);
   }
+
+  // The breakdown. Bursts of 16 calls, the device waited for before each.
+  constexpr int kBurst = 16;
+  double best_burst_us = 1e30;
+  for (int burst = 0; burst < options.repeats * 20; ++burst) {
+    if (on_device) cudaStreamSynchronize(stream);
+    const double start = now_us();
+    for (int call = 0; call < kBurst; ++call) {
+      if (!run_once().ok()) return fail("run failed while timing bursts");
+    }
+    best_burst_us = std::min(best_burst_us, (now_us() - start) / kBurst);
+  }
+  if (on_device) cudaStreamSynchronize(stream);
+  // The memory-space queries of validate_decode_args: one per pointer the plan reads (dispatch.cpp).
+  const void* pointers[] = {args.q,
+                            args.main_cache.data,
+                            args.indices,
+                            args.topk_length,
+                            args.attn_sink,
+                            args.out,
+                            args.lse,
+                            args.extra_cache.data,
+                            args.extra_indices,
+                            args.extra_topk_length,
+                            plan.workspace_bytes() > 0 ? workspace : nullptr};
+  double best_pointers_us = 1e30, best_lookups_us = 1e30;
+  volatile int sink = 0;
+  for (int repeat = 0; repeat < options.repeats; ++repeat) {
+    double start = now_us();
+    for (int call = 0; call < options.calls; ++call) {
+      for (const void* pointer : pointers) {
+        if (pointer != nullptr) sink = sink + static_cast<int>(smla::detail::locate_pointer(pointer).space);
+      }
+    }
+    best_pointers_us = std::min(best_pointers_us, (now_us() - start) / options.calls);
+    // What run() asks besides validation: SMLA_DEBUG_CHECKS (per call, so it can be toggled at run time)
+    // and, on a GPU, the current device.
+    start = now_us();
+    for (int call = 0; call < options.calls; ++call) {
+      sink = sink + (std::getenv("SMLA_DEBUG_CHECKS") != nullptr ? 1 : 0);
+      int device = 0;
+      if (on_device) cudaGetDevice(&device);
+      sink = sink + device;
+    }
+    best_lookups_us = std::min(best_lookups_us, (now_us() - start) / options.calls);
+  }
   if (on_device) cudaStreamDestroy(stream);
   std::printf(
       "shape=%s b=%d h=%d topk=%d extra_topk=%d backend=%s num_splits=%d calls=%d best_of=%d "
-      "run_us=%.2f validate_us=%.2f\n",
+      "run_us=%.2f validate_us=%.2f run_burst16_us=%.2f pointer_queries_us=%.2f lookups_us=%.2f\n",
       spec.name, batch, spec.num_heads, spec.topk, spec.extra_topk, smla::backend_name(plan.backend()),
-      plan.num_splits(), options.calls, options.repeats, best_run_us, best_validate_us);
+      plan.num_splits(), options.calls, options.repeats, best_run_us, best_validate_us, best_burst_us,
+      best_pointers_us, best_lookups_us);
   std::fflush(stdout);
   return 0;
 }

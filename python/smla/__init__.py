@@ -29,6 +29,24 @@ def version():
     return library().smla_version().decode()
 
 
+def torch_extension_status():
+    """Which path eager torch calls take (see smla/_torch_ext.py): a TorchExtensionStatus whose `state` is
+    "loaded", "disabled" (SMLA_TORCH_EXTENSION=0), "unavailable" (`reason` says why) or "not loaded yet".
+    Loads nothing; str() of it is one line."""
+    from . import _torch_ext
+
+    return _torch_ext.status()
+
+
+def load_torch_extension():
+    """Builds (once per smla and torch version, cached) and loads the torch extension of the eager path now,
+    rather than on the first eager torch call; returns torch_extension_status(). Never raises: when the
+    extension cannot be used, one RuntimeWarning says why and eager calls take the Python path."""
+    from . import _torch_ext
+
+    return _torch_ext.load()
+
+
 def _register_torch_op():
     if os.environ.get("SMLA_NO_TORCH") == "1" or importlib.util.find_spec("torch") is None:
         return False
@@ -47,6 +65,7 @@ TORCH_OP_REGISTERED = _register_torch_op()
 
 __all__ = [
     "CacheLayout", "DEFAULT_SOFTMAX_SCALE", "Plan", "SmlaError", "TORCH_OP_REGISTERED", "allocate_cache", "append",
-    "backend_name", "bf16_to_float", "cuda_available", "dequantize", "float_to_bf16", "library_path", "plan",
-    "relayout_pages", "relayout_workspace_bytes", "version", "writer_page_stride_bytes", "__version__",
+    "backend_name", "bf16_to_float", "cuda_available", "dequantize", "float_to_bf16", "library_path",
+    "load_torch_extension", "plan", "relayout_pages", "relayout_workspace_bytes", "torch_extension_status",
+    "version", "writer_page_stride_bytes", "__version__",
 ]

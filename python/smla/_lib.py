@@ -319,6 +319,12 @@ def _packer(struct_type):
 # DECODE_ARGS_FIELDS (pointers as ints, 0 for NULL). Derived from DecodeArgsStruct, so both stay in step.
 DECODE_ARGS, DECODE_ARGS_FIELDS = _packer(DecodeArgsStruct)
 DECODE_ARGS_INDEX = {name: position for position, name in enumerate(DECODE_ARGS_FIELDS)}
+# The data pointers of a call, in the order the bindings pass them (decode.py, the torch extension), and
+# their byte offsets in smla_decode_args_t.
+DECODE_ARGS_POINTERS = ("q", "main_cache.data", "indices", "topk_length", "extra_cache.data", "extra_indices",
+                        "extra_topk_length", "attn_sink", "out", "lse")
+DECODE_ARGS_POINTER_OFFSETS = tuple({name: offset for name, offset, _ in _flat_fields(DecodeArgsStruct)}[name]
+                                    for name in DECODE_ARGS_POINTERS)
 
 
 def decode_args_values(args):

@@ -14,10 +14,17 @@ from typing import List, Optional
 from . import _tensors as T
 from .cache import CacheLayout, cache_geometry
 
+
+def _never_compiling():
+    return False
+
+
 _registered = False
 _eager = None
 # Set by eager_helpers(); module globals, so torch.compile traces needs_op() without a graph break.
-_is_compiling = _tensor_type = _dispatch_modes = None
+# _is_compiling is callable from the start: Plan.run and the drop-in ask it before anything else.
+_is_compiling = _never_compiling
+_tensor_type = _dispatch_modes = None
 
 
 def registered():

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _lib
 from . import _tensors as T
+from . import _torch_ext
 from . import _torch_ops
 from .cache import CacheLayout, _current_stream, _parse_device, as_cache_layout
 
@@ -24,9 +25,7 @@ _plan_ids = itertools.count(1)
 # strides change on every call cannot grow it without limit.
 _MAX_SIGNATURES = 64
 # Positions of the pointers in the packed smla_decode_args_t, in the order of _prepared's arguments.
-_POINTER_SLOTS = tuple(_lib.DECODE_ARGS_INDEX[name] for name in (
-    "q", "main_cache.data", "indices", "topk_length", "extra_cache.data", "extra_indices", "extra_topk_length",
-    "attn_sink", "out", "lse"))
+_POINTER_SLOTS = tuple(_lib.DECODE_ARGS_INDEX[name] for name in _lib.DECODE_ARGS_POINTERS)
 
 
 class _Unkeyed(Exception):
@@ -182,6 +181,9 @@ class Plan:
             self._workspace_ptr = self._device_workspace.ptr
         self._handle_value = handle.value
         self._signatures = {}
+        # The torch extension's state for this plan (smla/_torch_ext.py), attached by the first eager torch call.
+        self._ext_state = None
+        self._ext_pending = True
         self.plan_id = next(_plan_ids)
         _plans_by_id[self.plan_id] = self
 
@@ -237,9 +239,20 @@ class Plan:
         page_block_size / extra_page_block_size. out/lse are created when not given (torch tensors for
         torch inputs, NumPy arrays otherwise); given ones may be strided (last dim of out contiguous).
         Torch inputs in eager mode call the library directly on torch's current stream of the plan's
-        device (switching the current device for the call if needed); under torch.compile (or a torch
-        dispatch mode) they go through the smla::sparse_decode op.
+        device (switching the current device for the call if needed), through the torch extension when it
+        is loaded (smla/_torch_ext.py); under torch.compile (or a torch dispatch mode) they go through the
+        smla::sparse_decode op.
         """
+        # The torch extension runs a call signature validated before, whole (is_compiling first: under
+        # torch.compile it is the constant True, so nothing else here is traced).
+        if stream is None and out is not None and lse is not None and not _torch_ops._is_compiling():
+            state = self._ext_state
+            if state is not None:
+                run_in_extension = _torch_ext.plan_run
+                if run_in_extension is not None and run_in_extension(
+                        state, q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length,
+                        attn_sink, softmax_scale, out, lse, page_block_size, extra_page_block_size):
+                    return out, lse
         if softmax_scale is None:
             softmax_scale = DEFAULT_SOFTMAX_SCALE
         if T.is_torch_tensor(q):
@@ -252,13 +265,32 @@ class Plan:
             # The eager torch path, kept flat: every Python call level costs host time (issue 15).
             if out is None or lse is None:
                 out, lse = self._new_torch_outputs(q, out, lse)
-            template, pointers = self._prepared((q, cache, indices, topk_length, extra_cache, extra_indices,
-                                                 extra_topk_length, attn_sink, out, lse), softmax_scale,
-                                                page_block_size, extra_page_block_size)
+                if stream is None and self._ext_state is not None and _torch_ext.plan_run is not None:
+                    if _torch_ext.plan_run(self._ext_state, q, cache, indices, topk_length, extra_cache, extra_indices,
+                                           extra_topk_length, attn_sink, softmax_scale, out, lse, page_block_size,
+                                           extra_page_block_size):
+                        return out, lse
+            arguments = (q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length, attn_sink,
+                         out, lse)
+            template, pointers = self._prepared(arguments, softmax_scale, page_block_size, extra_page_block_size)
             self._launch_prepared_torch(template, pointers, None if stream is None else _stream_handle(stream))
+            if stream is None and (self._ext_pending or self._ext_state is not None) and not _torch_ext.suspended:
+                state = self._extension_state()
+                if state is not None:  # validated and run: the extension takes this signature from now on
+                    _torch_ext.plan_remember(state, _lib.DECODE_ARGS.pack(*template), q, cache, indices, topk_length,
+                                             extra_cache, extra_indices, extra_topk_length, attn_sink, softmax_scale,
+                                             out, lse, page_block_size, extra_page_block_size)
             return out, lse
         return self._run_direct(q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length,
                                 attn_sink, softmax_scale, out, lse, page_block_size, extra_page_block_size, stream)
+
+    def _extension_state(self):
+        """The torch extension's state for this plan, or None when the extension does not serve it (loads the
+        extension on the first call in the process)."""
+        if self._ext_pending:
+            self._ext_pending = False
+            self._ext_state = _torch_ext.attach(self)
+        return self._ext_state
 
     def _new_torch_outputs(self, q, out, lse):
         torch = T.torch_module()

@@ -30,7 +30,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import _lib
 from . import _tensors as T
+from . import _torch_ext
 from . import _torch_ops
 from .decode import DEFAULT_SOFTMAX_SCALE, HEAD_DIM, Plan, _facts, _pointer, _Unkeyed
 
@@ -104,6 +106,7 @@ def clear_plan_cache():
     _plan_cache.clear()
     _torch_call_cache.clear()
     _call_cache.clear()
+    _torch_ext.clear_drop_in()
 
 
 def _shape_of(value, name):
@@ -140,7 +143,8 @@ def _unsupported_mode(q, k_cache, indices, causal, is_fp8_kvcache, head_dim_v):
 class _CallEntry:
     """Everything a validated call signature needs on later calls."""
 
-    __slots__ = ("plan", "template", "config", "out_shape", "out_like", "lse_like", "all_torch")
+    __slots__ = ("plan", "template", "config", "out_shape", "out_like", "lse_like", "all_torch", "packed",
+                 "to_extension")
 
     def __init__(self, plan, template, config, out_shape, out_like, lse_like, all_torch):
         self.plan, self.template, self.config, self.out_shape = plan, template, config, out_shape
@@ -148,6 +152,8 @@ class _CallEntry:
         # of torch.empty): out's is a broadcast scalar (no memory, contiguous result), lse's a small dense
         # tensor with the transposed strides, which empty_like keeps.
         self.out_like, self.lse_like, self.all_torch = out_like, lse_like, all_torch
+        # The torch extension: the packed arguments it remembers, and whether to hand it this signature.
+        self.packed, self.to_extension = None, all_torch
 
 
 def _device_of(tensor):
@@ -242,6 +248,15 @@ def flash_mla_with_kvcache(q, k_cache, block_table=None, cache_seqlens=None, hea
     block_table, cache_seqlens and num_splits are accepted and unused (sparse mode: indices are slot ids
     and lengths come from topk_length / extra_topk_length).
     """
+    # The torch extension runs a call signature validated before, whole, outputs included (is_compiling
+    # first: under torch.compile it is the constant True, so nothing else here is traced).
+    if not _torch_ops._is_compiling():
+        run_in_extension = _torch_ext.drop_in_run
+        if run_in_extension is not None and not causal and is_fp8_kvcache and head_dim_v == HEAD_DIM:
+            outputs = run_in_extension(q, k_cache, indices, topk_length, extra_k_cache, extra_indices_in_kvcache,
+                                       extra_topk_length, attn_sink, softmax_scale, tile_scheduler_metadata)
+            if outputs is not None:
+                return outputs
     if indices is None or causal or not is_fp8_kvcache or head_dim_v != HEAD_DIM:
         error = _unsupported_mode(q, k_cache, indices, causal, is_fp8_kvcache, head_dim_v)
         if error is not None:
@@ -312,7 +327,23 @@ def flash_mla_with_kvcache(q, k_cache, block_table=None, cache_seqlens=None, hea
         entry.plan._launch_prepared_torch(entry.template, pointers, None)
     else:
         entry.plan._launch_packed(entry.template, pointers, _host_or_dlpack_stream(q))
+    if entry.to_extension and calls is _torch_call_cache and not _torch_ext.suspended:
+        _hand_to_extension(entry, tile_scheduler_metadata, q, k_cache, indices, topk_length, extra_k_cache,
+                           extra_indices_in_kvcache, extra_topk_length, attn_sink, softmax_scale)
     return out, lse
+
+
+def _hand_to_extension(entry, meta, *call):
+    """After a call Python validated and ran: the torch extension runs this signature, with this
+    FlashMLASchedMeta, from now on (loads the extension on the first call in the process)."""
+    state = entry.plan._extension_state()
+    if state is None:  # the extension does not serve this plan: do not ask again
+        entry.to_extension = False
+        return
+    if entry.packed is None:
+        entry.packed = _lib.DECODE_ARGS.pack(*entry.template)
+    _torch_ext.drop_in_remember(entry.plan, state, entry.packed, meta if isinstance(meta, FlashMLASchedMeta) else None,
+                                *call)
 
 
 def _host_or_dlpack_stream(q):

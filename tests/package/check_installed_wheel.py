@@ -28,6 +28,10 @@ def main():
         sys.exit(f"libsmla.so came from {library}, not from the installed package {package_dir}")
     if smla.version() != smla.__version__:
         sys.exit(f"library version {smla.version()} != package version {smla.__version__}")
+    from smla import _torch_ext
+
+    if not os.path.isfile(_torch_ext.SOURCE) or not _torch_ext.SOURCE.startswith(package_dir + os.sep):
+        sys.exit(f"the torch extension's source {_torch_ext.SOURCE} is not in the installed package")
 
     rng = np.random.default_rng(7)
     page_block_size = 4
