@@ -194,12 +194,15 @@ def test_relayout_pages_moves_sub_pages(touched_only):
 
 @pytest.mark.parametrize("num_heads", [8, 64])
 def test_shared_memory_cap_picks_the_99kb_kernel(num_heads):
+    # 16 rows: past the small-call rule (<= 8 rows take 16-head blocks), so 64 heads get the 32-head kernel.
+    batch = 16
     rng = ref.make_rng(f"test_shared_memory_cap_picks_the_99kb_kernel[{num_heads}]")
-    case = DecodeCase(rng, batch=8, seq_q=1, num_heads=num_heads)
-    plan = smla.plan(8, 1, num_heads, 128, extra_topk=64, backend="cuda", device=DEVICE, max_shared_bytes=101376)
+    case = DecodeCase(rng, batch=batch, seq_q=1, num_heads=num_heads)
+    plan = smla.plan(batch, 1, num_heads, 128, extra_topk=64, backend="cuda", device=DEVICE, max_shared_bytes=101376)
     assert plan.kernel_name == ("mma99-h16" if num_heads <= 16 else "mma99-h32")
     case.run_and_check(plan)
-    fallback = smla.plan(8, 1, num_heads, 128, extra_topk=64, backend="auto", device=DEVICE, max_shared_bytes=40000)
+    fallback = smla.plan(batch, 1, num_heads, 128, extra_topk=64, backend="auto", device=DEVICE,
+                         max_shared_bytes=40000)
     assert fallback.kernel_name == "cuda-ref" and fallback.backend_name == "cuda-ref"
 
 
