@@ -44,9 +44,9 @@ template <int LoadsInFlight, int MinBlocksPerSm, bool OneBatch>
 __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksPerSm))
     split_combine_kernel(const DecodeParams params) {
   // Launched as a programmatic dependent of the decode kernel: the blocks may start while its last CTAs
-  // run; this waits until that grid has completed and its partials are visible. The next call's decode
-  // kernel (a programmatic dependent of this one) may become resident meanwhile: it waits for this grid.
-  allow_dependent_launch();
+  // run; this waits until that grid has completed and its partials are visible. No early trigger for the
+  // next call's decode kernel: letting it become resident during the combine measured 11-24 % slower for
+  // the DSv4-Flash C4 layers at b = 8 (docs/perf.md, v32b); its CTAs launch when these blocks exit.
   wait_for_prerequisite_grids();
   const int64_t row_head = blockIdx.x;  // query_row * num_heads + head
   const int head = static_cast<int>(row_head % params.num_heads);
