@@ -501,6 +501,13 @@ def summarize(samples):
                 samples=len(samples))
 
 
+def record_samples(row, samples):
+    """Each implementation's timing summary in the row, with GB/s from the row's byte count."""
+    for name, values in samples.items():
+        row[name] = summarize(values)
+        row[name]["GB_per_s"] = row["bytes"] / (row[name]["median_us"] * 1e-6) / 1e9
+
+
 def max_abs_difference(torch, a, b):
     difference = (a.double() - b.double()).abs()
     finite = torch.isfinite(difference)
@@ -578,10 +585,8 @@ def run_layer_row(setup, options, shape, batch, main_pool, extra_pool):
         except Exception as error:  # noqa: BLE001
             row["errors"].append(f"{impl.name}: graph capture: {type(error).__name__}: {error}")
     if graphs:
-        samples = time_graphs(torch, {name: (graph, calls) for name, (graph, _) in graphs.items()}, options)
-        for name, values in samples.items():
-            row[name] = summarize(values)
-            row[name]["GB_per_s"] = row["bytes"] / (row[name]["median_us"] * 1e-6) / 1e9
+        record_samples(row, time_graphs(torch, {name: (graph, calls) for name, (graph, _) in graphs.items()},
+                                        options))
         for impl in impls:  # the graph's last call against the same call made eagerly
             if impl.name in graphs:
                 graph_out = graphs[impl.name][1][0]
@@ -696,10 +701,8 @@ def run_step(setup, options, batch):
         except Exception as error:  # noqa: BLE001
             row["errors"].append(f"FlashMLA (metadata in graph): capture: {type(error).__name__}: {error}")
     if graphs:
-        samples = time_graphs(torch, {name: (graph, steps) for name, (graph, _) in graphs.items()}, options)
-        for name, values in samples.items():
-            row[name] = summarize(values)
-            row[name]["GB_per_s"] = row["bytes"] / (row[name]["median_us"] * 1e-6) / 1e9
+        record_samples(row, time_graphs(torch, {name: (graph, steps) for name, (graph, _) in graphs.items()},
+                                        options))
     if "smla" in row and "FlashMLA" in row:
         row["ratio"] = row["FlashMLA"]["median_us"] / row["smla"]["median_us"]
     if "smla" in row and "FlashMLA, metadata in graph" in row:

@@ -4,10 +4,10 @@
 #include <atomic>
 
 #include "cuda/common/cuda_check.h"
-#include "cuda/common/programmatic_launch.h"
 #include "cuda/common/shared_memory_limit.h"
 #include "cuda/decode/kernel.h"
 #include "cuda/decode/kernel_sm90.cuh"
+#include "cuda/decode/launch_config.h"
 
 namespace smla::detail::decode {
 
@@ -83,32 +83,16 @@ int sm90_max_active_clusters(int device, int cluster_size) {
 
 Status launch_sparse_decode_heads64_sm90(const DecodeParams& params, int device, cudaStream_t stream) {
   using Config = DecodeConfigSm90;
-  const int64_t rows = static_cast<int64_t>(params.batch) * params.seq_q;
-  cudaLaunchConfig_t config = {};
-  config.gridDim =
-      dim3(static_cast<unsigned>(rows * params.num_splits),
-           static_cast<unsigned>((params.num_heads + Config::kHeadBlock - 1) / Config::kHeadBlock));
-  config.blockDim = dim3(Config::kThreads);
-  config.dynamicSmemBytes = Config::kSharedBytes;
-  config.stream = stream;
-  // A programmatic dependent of the previous kernel on the stream (the kernel waits for it before it
-  // touches memory); with in-cluster combine also clusters of the row's splits.
-  cudaLaunchAttribute attributes[2] = {programmatic_launch_attribute(), {}};
-  config.attrs = attributes;
-  config.numAttrs = 1;
+  DecodeLaunch launch(params, Config::kHeadBlock, Config::kThreads, Config::kSharedBytes, device, stream);
   if (!sm90_combines_in_cluster(params.num_splits)) {
     SMLA_RETURN_IF_ERROR(ensure_sm90_kernel_configured<false>(device));
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, sparse_mla_decode_sm90_kernel<false>, params));
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(launch.config(), sparse_mla_decode_sm90_kernel<false>, params));
     return Status::Ok();
   }
-  // The splits of a row are adjacent in x (blockIdx.x = row * splits + split): one cluster each.
-  attributes[1].id = cudaLaunchAttributeClusterDimension;
-  attributes[1].val.clusterDim.x = static_cast<unsigned>(params.num_splits);
-  attributes[1].val.clusterDim.y = 1;
-  attributes[1].val.clusterDim.z = 1;
-  config.numAttrs = 2;
+  // One cluster per row: its splits combine inside the kernel.
+  launch.set_cluster_size(params.num_splits);
   SMLA_RETURN_IF_ERROR(ensure_sm90_kernel_configured<true>(device));
-  SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, sparse_mla_decode_sm90_kernel<true>, params));
+  SMLA_CUDA_CHECK(cudaLaunchKernelEx(launch.config(), sparse_mla_decode_sm90_kernel<true>, params));
   return Status::Ok();
 }
 
