@@ -149,30 +149,29 @@ struct TileSource {
   int32_t length;          // valid prefix of the list
 };
 
+// `list` is params.main or params.extra named directly by the caller (a reference into the kernel
+// parameter that inlining resolves to constant-bank loads; selecting between the two at run time would
+// copy params to local memory).
+__device__ __forceinline__ TileSource list_tile_source(const IndexListParams& list,
+                                                       const CtaCoordinates& coords, int32_t first_position,
+                                                       int32_t length) {
+  return {list.cache.data,
+          list.cache.page_block_size,
+          list.cache.page_stride_bytes,
+          list.cache.num_slots,
+          list.cache.page_of_slot,
+          list_row(list, coords.batch, coords.seq),
+          first_position,
+          length};
+}
+
 template <class Config>
 __device__ __forceinline__ TileSource tile_source(const DecodeParams& params, const CtaCoordinates& coords,
                                                   int tile, int32_t main_length, int32_t extra_length) {
   const int main_tiles = params.main_tiles * kTilesPerScheduleTile<Config>;
-  if (tile < main_tiles) {
-    return {
-        params.main.cache.data,
-        params.main.cache.page_block_size,
-        params.main.cache.page_stride_bytes,
-        params.main.cache.num_slots,
-        params.main.cache.page_of_slot,
-        params.main.indices + coords.batch * params.main.stride_batch + coords.seq * params.main.stride_seq,
-        tile * Config::kTileTokens,
-        main_length};
-  }
-  return {
-      params.extra.cache.data,
-      params.extra.cache.page_block_size,
-      params.extra.cache.page_stride_bytes,
-      params.extra.cache.num_slots,
-      params.extra.cache.page_of_slot,
-      params.extra.indices + coords.batch * params.extra.stride_batch + coords.seq * params.extra.stride_seq,
-      (tile - main_tiles) * Config::kTileTokens,
-      extra_length};
+  if (tile < main_tiles)
+    return list_tile_source(params.main, coords, tile * Config::kTileTokens, main_length);
+  return list_tile_source(params.extra, coords, (tile - main_tiles) * Config::kTileTokens, extra_length);
 }
 
 // The cache addresses of a slot's data row and footer scale entry (spec section 2), for a valid slot:
