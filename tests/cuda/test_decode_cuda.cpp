@@ -154,6 +154,39 @@ struct DeviceResult {
   uint32_t error_count = 0;
 };
 
+// A result's out and lse, copied back from the device buffers that hold them.
+DeviceResult result_of(const DeviceBytes& out, const DeviceBytes& lse) {
+  DeviceResult result;
+  result.out = out.download<uint16_t>();
+  result.lse = lse.download<float>();
+  return result;
+}
+
+// A non-blocking stream and the graph captured on it, destroyed with the object (also when a check throws).
+struct GraphStream {
+  cudaStream_t stream = nullptr;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t graph_exec = nullptr;
+
+  GraphStream() { CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking)); }
+  GraphStream(const GraphStream&) = delete;
+  GraphStream& operator=(const GraphStream&) = delete;
+  ~GraphStream() {
+    if (graph_exec != nullptr) cudaGraphExecDestroy(graph_exec);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    cudaStreamDestroy(stream);
+  }
+
+  // Captures what `enqueue` issues on the stream and instantiates it (once per object).
+  template <class Enqueue>
+  void capture(Enqueue&& enqueue) {
+    CUDA_REQUIRE(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    enqueue();
+    CUDA_REQUIRE(cudaStreamEndCapture(stream, &graph));
+    CUDA_REQUIRE(cudaGraphInstantiate(&graph_exec, graph, 0));
+  }
+};
+
 Plan make_cuda_plan(const DecodeShape& shape, int num_splits, int32_t max_shared_bytes = 0) {
   PlanOptions options = default_plan_options();
   options.backend = SMLA_BACKEND_CUDA;
@@ -171,9 +204,7 @@ DeviceResult run_on_device(const Plan& plan, const DecodeProblem& problem, Devic
   device.poison_outputs(nullptr);
   status_require(run(plan, device.args(problem), workspace.get(), workspace.bytes(), nullptr), "smla::run");
   CUDA_REQUIRE(cudaDeviceSynchronize());
-  DeviceResult result;
-  result.out = device.out.download<uint16_t>();
-  result.lse = device.lse.download<float>();
+  DeviceResult result = result_of(device.out, device.lse);
   if (workspace.bytes() >= sizeof(uint32_t)) {
     CUDA_REQUIRE(cudaMemcpy(&result.error_count, workspace.get(), sizeof(uint32_t), cudaMemcpyDeviceToHost));
   }
@@ -626,51 +657,36 @@ TEST(DecodeCuda, GraphReplaySeesNewIndicesAndLengths) {
     CUDA_REQUIRE(cudaMemset(workspace.get(), 0, workspace.bytes()));
     CUDA_REQUIRE(cudaDeviceSynchronize());  // the non-blocking stream below is not ordered after it
 
-    cudaStream_t stream = nullptr;
-    CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    cudaGraph_t graph = nullptr;
-    cudaGraphExec_t graph_exec = nullptr;
-    try {
-      // Eager run first (also performs the one-time per-device kernel setup outside the capture).
-      device.poison_outputs(stream);
-      status_require(run(plan, device.args(first), workspace.get(), workspace.bytes(), stream), "eager run");
-      CUDA_REQUIRE(cudaStreamSynchronize(stream));
+    GraphStream captured;
+    const cudaStream_t stream = captured.stream;
+    // Eager run first (also performs the one-time per-device kernel setup outside the capture).
+    device.poison_outputs(stream);
+    status_require(run(plan, device.args(first), workspace.get(), workspace.bytes(), stream), "eager run");
+    CUDA_REQUIRE(cudaStreamSynchronize(stream));
 
-      CUDA_REQUIRE(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-      const Status captured = run(plan, device.args(first), workspace.get(), workspace.bytes(), stream);
-      CUDA_REQUIRE(cudaStreamEndCapture(stream, &graph));
-      status_require(captured, "smla::run under capture");
-      CUDA_REQUIRE(cudaGraphInstantiate(&graph_exec, graph, 0));
+    Status captured_status = Status::Ok();
+    captured.capture(
+        [&] { captured_status = run(plan, device.args(first), workspace.get(), workspace.bytes(), stream); });
+    status_require(captured_status, "smla::run under capture");
 
-      // New indices and lengths from a fresh problem of the same config. Its selected slots hold tokens
-      // only in its own caches, so those (same sizes) are copied into the same buffers too: every pointer
-      // the graph captured stays, only the device-side contents change.
-      Rng second_rng = Rng::ForTest(500 + batch);
-      DecodeProblem second = make_problem(second_rng, config);
-      empty_first_row(second);
-      device.upload(second);
-      device.poison_outputs(stream);
-      CUDA_REQUIRE(cudaGraphLaunch(graph_exec, stream));
-      CUDA_REQUIRE(cudaStreamSynchronize(stream));
-      DeviceResult replayed;
-      replayed.out = device.out.download<uint16_t>();
-      replayed.lse = device.lse.download<float>();
+    // New indices and lengths from a fresh problem of the same config. Its selected slots hold tokens
+    // only in its own caches, so those (same sizes) are copied into the same buffers too: every pointer
+    // the graph captured stays, only the device-side contents change.
+    Rng second_rng = Rng::ForTest(500 + batch);
+    DecodeProblem second = make_problem(second_rng, config);
+    empty_first_row(second);
+    device.upload(second);
+    device.poison_outputs(stream);
+    CUDA_REQUIRE(cudaGraphLaunch(captured.graph_exec, stream));
+    CUDA_REQUIRE(cudaStreamSynchronize(stream));
+    const DeviceResult replayed = result_of(device.out, device.lse);
 
-      const DeviceResult eager = run_on_device(plan, second, device);
-      const Reference reference = reference_decode(second);
-      const std::string label = describe(config) + " splits=" + std::to_string(plan.num_splits());
-      expect_matches(reference, replayed, label + " graph replay");
-      expect_matches(reference, eager, label + " eager");
-      expect_matches(as_reference(eager, second.shape), replayed, label + " replay vs eager");
-    } catch (...) {
-      if (graph_exec != nullptr) cudaGraphExecDestroy(graph_exec);
-      if (graph != nullptr) cudaGraphDestroy(graph);
-      cudaStreamDestroy(stream);
-      throw;
-    }
-    cudaGraphExecDestroy(graph_exec);
-    cudaGraphDestroy(graph);
-    cudaStreamDestroy(stream);
+    const DeviceResult eager = run_on_device(plan, second, device);
+    const Reference reference = reference_decode(second);
+    const std::string label = describe(config) + " splits=" + std::to_string(plan.num_splits());
+    expect_matches(reference, replayed, label + " graph replay");
+    expect_matches(reference, eager, label + " eager");
+    expect_matches(as_reference(eager, second.shape), replayed, label + " replay vs eager");
   }
 }
 
@@ -714,46 +730,28 @@ TEST(DecodeCuda, ChainedCallsSeeThePreviousCallsWrites) {
         second_args.out = second_out.get();
         second_args.lse = second_lse.get<float>();
 
-        cudaStream_t stream = nullptr;
-        CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-        cudaGraph_t graph = nullptr;
-        cudaGraphExec_t graph_exec = nullptr;
-        try {
-          auto enqueue = [&] {
-            device.poison_outputs(stream);
-            CUDA_REQUIRE(cudaMemsetAsync(second_out.get(), 0xFF, second_out.bytes(), stream));
-            CUDA_REQUIRE(cudaMemsetAsync(second_lse.get(), 0xFF, second_lse.bytes(), stream));
-            status_require(run(plan, first_args, workspace.get(), workspace.bytes(), stream), "first call");
-            status_require(run(plan, second_args, workspace.get(), workspace.bytes(), stream), "second call");
-          };
-          if (graph_mode) {
-            // One eager run first: the per-device kernel setup happens outside the capture.
-            enqueue();
-            CUDA_REQUIRE(cudaStreamSynchronize(stream));
-            CUDA_REQUIRE(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-            enqueue();
-            CUDA_REQUIRE(cudaStreamEndCapture(stream, &graph));
-            CUDA_REQUIRE(cudaGraphInstantiate(&graph_exec, graph, 0));
-            CUDA_REQUIRE(cudaGraphLaunch(graph_exec, stream));
-          } else {
-            enqueue();
-          }
+        GraphStream captured;
+        const cudaStream_t stream = captured.stream;
+        auto enqueue = [&] {
+          device.poison_outputs(stream);
+          CUDA_REQUIRE(cudaMemsetAsync(second_out.get(), 0xFF, second_out.bytes(), stream));
+          CUDA_REQUIRE(cudaMemsetAsync(second_lse.get(), 0xFF, second_lse.bytes(), stream));
+          status_require(run(plan, first_args, workspace.get(), workspace.bytes(), stream), "first call");
+          status_require(run(plan, second_args, workspace.get(), workspace.bytes(), stream), "second call");
+        };
+        if (graph_mode) {
+          // One eager run first: the per-device kernel setup happens outside the capture.
+          enqueue();
           CUDA_REQUIRE(cudaStreamSynchronize(stream));
-        } catch (...) {
-          if (graph_exec != nullptr) cudaGraphExecDestroy(graph_exec);
-          if (graph != nullptr) cudaGraphDestroy(graph);
-          cudaStreamDestroy(stream);
-          throw;
+          captured.capture(enqueue);
+          CUDA_REQUIRE(cudaGraphLaunch(captured.graph_exec, stream));
+        } else {
+          enqueue();
         }
-        if (graph_exec != nullptr) cudaGraphExecDestroy(graph_exec);
-        if (graph != nullptr) cudaGraphDestroy(graph);
-        cudaStreamDestroy(stream);
+        CUDA_REQUIRE(cudaStreamSynchronize(stream));
 
-        DeviceResult first_result, second_result;
-        first_result.out = device.out.download<uint16_t>();
-        first_result.lse = device.lse.download<float>();
-        second_result.out = second_out.download<uint16_t>();
-        second_result.lse = second_lse.download<float>();
+        const DeviceResult first_result = result_of(device.out, device.lse);
+        const DeviceResult second_result = result_of(second_out, second_lse);
         expect_matches(reference_decode(first), first_result, label + " call 1");
         Rng same_rng = Rng::ForTest(700 + 10 * i);  // the same caches, indices, lengths and sinks
         DecodeProblem second = make_problem(same_rng, config);
