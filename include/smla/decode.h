@@ -53,7 +53,7 @@ class Plan {
   int sm_count() const { return sm_count_; }
   int compute_capability() const { return compute_capability_; }  // e.g. 90
   // The kernel run() launches: "cpu", "cuda-ref", or the tensor-core kernel the planner picked from the
-  // device's compute capability and shared-memory limit ("sm90-h64", "mma-h64", "mma-h16", "mma99-h32",
+  // device's compute capability and shared-memory limit ("sm90-h64", "mma-h64", "mma99-h32",
   // "mma99-h16"). A static string.
   const char* kernel_name() const { return kernel_name_; }
   // Shared memory per block the planner allowed: the device's opt-in limit, capped by

@@ -58,7 +58,7 @@ smla_status_t smla_plan_destroy(smla_plan_t plan);
 smla_status_t smla_plan_workspace_bytes(smla_plan_t plan, size_t* bytes);
 smla_status_t smla_plan_backend(smla_plan_t plan, smla_backend_t* backend);
 smla_status_t smla_plan_num_splits(smla_plan_t plan, int32_t* num_splits);
-/* The kernel the plan runs: "cpu", "cuda-ref", or a tensor-core kernel ("sm90-h64", "mma-h64", "mma-h16",
+/* The kernel the plan runs: "cpu", "cuda-ref", or a tensor-core kernel ("sm90-h64", "mma-h64",
  * "mma99-h32", "mma99-h16"); a static string, valid for the life of the library. */
 smla_status_t smla_plan_kernel_name(smla_plan_t plan, const char** name);
 /* Fills the strides of args for contiguous q, indices, out and lse of the plan's shape. */

@@ -47,16 +47,15 @@ enum class DecodeKernel : int32_t {
   kNone = 0,        // no tensor-core kernel fits the device's shared memory
   kSm90Heads64,     // warp-specialized sm_90a kernel, 64 heads per CTA (about 200 KB)
   kMmaHeads64,      // portable mma.sync kernel, 64 heads, 64-token tiles (about 174 KB)
-  kMmaHeads16,      // portable mma.sync kernel, 16 heads, 64-token tiles (about 120 KB)
-  kCompactHeads32,  // 99 KB class: mma.sync, 32 heads, 32-token tiles
-  kCompactHeads16,  // 99 KB class: mma.sync, 16 heads, 32-token tiles
+  kCompactHeads32,  // 99 KB-class mma.sync kernel, 32 heads, 32-token tiles (about 85 KB)
+  kCompactHeads16,  // the same with 16 heads (about 68 KB): the narrow block on every device
 };
 struct KernelChoice {
   DecodeKernel kernel = DecodeKernel::kNone;
   int head_block = 0;        // heads per CTA
   int64_t shared_bytes = 0;  // dynamic shared memory per CTA
 };
-// "sm90-h64", "mma-h64", "mma-h16", "mma99-h32", "mma99-h16"; "none" for kNone.
+// "sm90-h64", "mma-h64", "mma99-h32", "mma99-h16"; "none" for kNone.
 const char* decode_kernel_name(DecodeKernel kernel);
 // The fastest kernel whose shared memory fits device.max_shared_bytes: the sm_90a kernel where
 // device.warp_specialized_decode, else the portable kernel, else the 99 KB-class kernel, with the head

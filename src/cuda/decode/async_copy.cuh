@@ -21,7 +21,20 @@ __device__ __forceinline__ void cp_async_8(uint32_t shared_destination, const vo
                : "memory");
 }
 
+// 4 bytes (one word of a scale footer).
+__device__ __forceinline__ void cp_async_4(uint32_t shared_destination, const void* source, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(shared_destination), "l"(source),
+               "r"(valid ? 4 : 0)
+               : "memory");
+}
+
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+// Waits for all of this thread's committed copies but the most recent group (e.g. Q, committed before the
+// first tile's rows); a __syncthreads() after it publishes them to the CTA.
+__device__ __forceinline__ void cp_async_wait_all_but_newest() {
+  asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+}
 
 // Waits for all of this thread's committed copies; a __syncthreads() after it publishes them to the CTA.
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }

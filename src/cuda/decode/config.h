@@ -20,15 +20,12 @@ inline constexpr int kMmaDepth = 16;
 inline constexpr int kChunkBytes = 16;
 inline constexpr int kBf16PerChunk = kChunkBytes / 2;
 
-// The sm_90a (H100/H200) kernel is a different design with its own configuration (config_sm90.h).
-//
-// TileTokens is the kernel's compute tile: 64 (the schedule's tile, spec section 5) or 32, which halves the
-// bf16 K tile and the staging tile so that a CTA fits the 99 KB shared-memory class (sm_120, sm_89, sm_86).
-// Splits are always counted in 64-token schedule tiles; a 32-token kernel walks each of them in two halves.
-template <int HeadBlock, int NumWarps, int TileTokens = smla::kTileTokens>
+// The sm_90a (H100/H200) kernel and the 99 KB-class kernel are different designs with their own
+// configurations (config_sm90.h, config_compact.h).
+template <int HeadBlock, int NumWarps>
 struct DecodeConfig {
-  static constexpr int kHeadBlock = HeadBlock;    // heads per CTA (heads >= h are masked in the tile)
-  static constexpr int kTileTokens = TileTokens;  // KV entries per compute tile
+  static constexpr int kHeadBlock = HeadBlock;           // heads per CTA (heads >= h are masked in the tile)
+  static constexpr int kTileTokens = smla::kTileTokens;  // KV entries per compute tile (spec section 5)
   static constexpr int kNumWarps = NumWarps;
   static constexpr int kThreads = kNumWarps * 32;
   // One CTA per SM (~120-180 KB of shared memory: Q, the bf16 K tile and the raw staging tile of the next
@@ -57,15 +54,12 @@ struct DecodeConfig {
 
   // Gather of the next tile (cp.async, in flight while the current tile runs its MMAs) and its
   // dequantization. A token row is 9 segments of 4 16-byte chunks: segments 0..6 hold the fp8 dims of scale
-  // group s (16 e4m3 values a chunk), segments 7..8 the bf16 rope dims. Each group of 256 threads (a "copy
-  // group") gives a token 4 threads, one chunk of every segment each; with 2 copy groups the segments are
-  // split 0..3 / 4..8.
+  // group s (16 e4m3 values a chunk), segments 7..8 the bf16 rope dims. A token has 4 threads, one chunk of
+  // every segment each.
   static constexpr int kFp8ChunksPerToken = kNopeDim / kChunkBytes;                       // 28
   static constexpr int kRopeChunksPerToken = kRopeDim * 2 / kChunkBytes;                  // 8
   static constexpr int kGatherChunksPerToken = kFp8ChunksPerToken + kRopeChunksPerToken;  // 36
   static constexpr int kThreadsPerToken = 4;
-  static constexpr int kCopyGroupThreads = kTileTokens * kThreadsPerToken;            // 256
-  static constexpr int kCopyGroups = kThreads / kCopyGroupThreads;                    // 1 or 2
   static constexpr int kSegmentsPerToken = kGatherChunksPerToken / kThreadsPerToken;  // 9
   static constexpr int kFp8Segments = kFp8ChunksPerToken / kThreadsPerToken;          // 7 = scale groups
 
@@ -96,42 +90,33 @@ struct DecodeConfig {
 
   static_assert(kHeadBlock % kMmaRows == 0 && kNumWarps % kHeadGroups == 0, "warp roles must tile heads");
   static_assert(kHeadGroups % kPvRowBlocks == 0 && kNumWarps % kPvRowGroups == 0, "PV roles must tile O");
-  static_assert(kScoreColBlocks % 2 == 0 || kScoreColBlocks == 1,
-                "S columns are loaded in pairs of 8-token blocks, or one block over two k steps");
+  static_assert(kScoreColBlocks % 2 == 0, "S columns are loaded in pairs of 8-token blocks");
   static_assert(kOutDimsPerWarp % (8 * kBf16PerChunk) == 0,
                 "a warp's dim slice starts at a whole 8-chunk swizzle group (PV addressing)");
   static_assert(32 % kScoreTokensPerWarp == 0, "a warp's token slice lies in one 32-bit valid-mask word");
-  static_assert(kThreads % kCopyGroupThreads == 0 && (kCopyGroups == 1 || kCopyGroups == 2),
-                "the copy work is split over one or two groups of 256 threads");
+  static_assert(kThreads == kTileTokens * kThreadsPerToken, "every thread copies one token's quarter");
   static_assert(kGatherChunksPerToken % kThreadsPerToken == 0 && kFp8Segments == kNumScaleGroups &&
                     kThreadsPerToken * kChunkBytes == kQuantGroup,
                 "a segment is one scale group (or 64 rope bytes), one chunk per thread of the token");
   static_assert(32 / kThreadsPerToken == 8, "one warp copies 8 tokens (one byte of the valid mask)");
   static_assert(kSharedBytes <= 227 * 1024, "one CTA must fit an SM");
-  static_assert(smla::kTileTokens % kTileTokens == 0 && (kTileTokens == 64 || kTileTokens == 32),
-                "a compute tile is a whole 64-token schedule tile or one half of it");
   static_assert(kTileTokenChunks >= 4, "P rows are swizzled over at least 4 chunks (swizzled_offset)");
 };
 
 // 64 heads per CTA (4 row groups x 2 warps each).
 using DecodeConfigHeads64 = DecodeConfig<64, 8>;
-// 16 heads per CTA (1 row group x 8 warps): for h <= 16 (DSv4 at TP 4/8) a 64-head block would waste
-// 3/4 of its MMA work on masked rows; for a handful of query rows it splits the heads over 4x more CTAs,
-// each with a quarter of the tile's MMA work, which shortens the latency of a call that cannot fill the GPU.
-using DecodeConfigHeads16 = DecodeConfig<16, 8>;
 
-// The 99 KB class (sm_120 RTX PRO 6000 / RTX 5090, sm_89, sm_86: at most 101,376 bytes of dynamic shared
-// memory per block). 32-token compute tiles; 32 heads per CTA where the portable kernel uses 64 (4 warps:
-// 2 row groups x 2 token slices of 16, so each warp's Q fragments feed two 8-token blocks; 8 warps with
-// 8-token slices re-read Q twice as often and measured 1.05-1.5x slower), and 16 heads with 4 warps (one
-// 8-token slice each) where it uses 16. Budget per buffer in docs/perf.md.
+// The two head blocks of the planner: the wide block (64 heads: the sm_90a kernel, this kernel; 32 on the
+// 99 KB class) and the narrow one (16 heads, the 99 KB-class kernel on every device, config_compact.h): for
+// h <= 16 (DSv4 at TP 4/8) a 64-head block would waste 3/4 of its MMA work on masked rows, and for a
+// handful of query rows it splits the heads over 4x more CTAs, each with a quarter of the tile's MMA work,
+// which shortens the latency of a call that cannot fill the GPU.
+inline constexpr int kWideHeadBlock = 64;
+inline constexpr int kNarrowHeadBlock = 16;
+
+// The 99 KB class (sm_120 RTX PRO 6000 / RTX 5090, sm_89, sm_86): at most this many bytes of dynamic shared
+// memory per block; its kernel's configuration is in config_compact.h.
 inline constexpr size_t kCompactSharedLimit = 101376;
-using DecodeConfigCompact32 = DecodeConfig<32, 4, 32>;
-using DecodeConfigCompact16 = DecodeConfig<16, 4, 32>;
-static_assert(DecodeConfigCompact32::kSharedBytes <= kCompactSharedLimit,
-              "the 32-head compact CTA fits 99 KB");
-static_assert(DecodeConfigCompact16::kSharedBytes <= kCompactSharedLimit,
-              "the 16-head compact CTA fits 99 KB");
 
 // Small calls: at most kSmallCallCtas 64-head CTAs per split, and at most kSmallCallTileWork 16-head CTA
 // tiles in all (~2 per SM on an H100), so 4x more CTAs shorten the call instead of queueing up. 8 rows
@@ -145,12 +130,11 @@ inline constexpr int64_t kSmallCallTileWork = 256;
 // It holds for the sm_90a kernel too: at b = 1 its 64-head CTAs (one tile each + combine, or clusters of
 // two tiles) measured 16.4-22 us against 14 us for 16-head blocks.
 constexpr int head_block_for(int num_heads, int64_t query_rows, int64_t total_tiles) {
-  const int64_t heads16 = (num_heads + DecodeConfigHeads16::kHeadBlock - 1) / DecodeConfigHeads16::kHeadBlock;
-  const int64_t heads64 = (num_heads + DecodeConfigHeads64::kHeadBlock - 1) / DecodeConfigHeads64::kHeadBlock;
+  const int64_t heads16 = (num_heads + kNarrowHeadBlock - 1) / kNarrowHeadBlock;
+  const int64_t heads64 = (num_heads + kWideHeadBlock - 1) / kWideHeadBlock;
   const bool small_call =
       query_rows * heads64 <= kSmallCallCtas && query_rows * heads16 * total_tiles <= kSmallCallTileWork;
-  return num_heads <= DecodeConfigHeads16::kHeadBlock || small_call ? DecodeConfigHeads16::kHeadBlock
-                                                                    : DecodeConfigHeads64::kHeadBlock;
+  return num_heads <= kNarrowHeadBlock || small_call ? kNarrowHeadBlock : kWideHeadBlock;
 }
 
 }  // namespace smla::detail::decode

@@ -23,28 +23,11 @@
 #include "cuda/common/programmatic_launch.cuh"
 #include "cuda/decode/async_copy.cuh"
 #include "cuda/decode/config.h"
+#include "cuda/decode/operand_layout.cuh"
 #include "cuda/decode/tile_common.cuh"
 #include "smla/cache.h"
 
 namespace smla::detail::decode {
-
-// Byte offset of logical 16-byte chunk `chunk` of row `row` in a swizzled shared tile whose rows are
-// `ChunksPerRow` chunks long. Rows of >= 8 chunks XOR the chunk with the low three row bits. Rows of 4
-// chunks (the P tile of a 32-token kernel: two rows per 128-byte bank line) XOR with row bits 1..2, so the
-// 8 rows of one ldmatrix still land in 8 different 16-byte bank groups.
-template <int ChunksPerRow>
-__device__ __forceinline__ uint32_t swizzled_offset(int row, int chunk) {
-  static_assert(ChunksPerRow >= 8 || ChunksPerRow == 4, "swizzle defined for rows of 4 or >= 8 chunks");
-  const int swizzle = ChunksPerRow >= 8 ? (row & 7) : ((row >> 1) & 3);
-  return static_cast<uint32_t>((row * ChunksPerRow + (chunk ^ swizzle)) * kChunkBytes);
-}
-
-// Byte offset of 16-byte chunk `chunk` of row `row` of a 512-wide operand tile (Q or K): one swizzled
-// 1024-byte row (the sm_90a kernel uses the wgmma layout instead, kernel_sm90.cuh).
-template <class Config>
-__device__ __forceinline__ uint32_t operand_offset(int row, int chunk) {
-  return swizzled_offset<Config::kHeadDimChunks>(row, chunk);
-}
 
 // Q rows [head_base, head_base + kHeadBlock) into the swizzled Q tile (cp.async, committed with the first
 // tile's copies); heads >= h become zero rows.
@@ -63,32 +46,15 @@ __device__ __forceinline__ void load_q_block_async(const DecodeParams& params, c
   }
 }
 
-// Thread roles of the copy and dequantization (see DecodeConfig): this thread's token, its chunk within
-// each segment, and its copy group (warp-uniform).
+// Thread roles of the copy and dequantization (see DecodeConfig): this thread's token and its chunk within
+// each segment.
 template <class Config>
 struct CopyRole {
-  int token, quarter, group;
+  int token, quarter;
   __device__ __forceinline__ CopyRole()
-      : token(static_cast<int>(threadIdx.x) % Config::kCopyGroupThreads / Config::kThreadsPerToken),
-        quarter(static_cast<int>(threadIdx.x) % Config::kThreadsPerToken),
-        group(static_cast<int>(threadIdx.x) / Config::kCopyGroupThreads) {}
+      : token(static_cast<int>(threadIdx.x) / Config::kThreadsPerToken),
+        quarter(static_cast<int>(threadIdx.x) % Config::kThreadsPerToken) {}
 };
-
-// Runs body.template operator()<SegmentBegin, SegmentEnd>() (a template lambda) for this thread's copy
-// group's segments: compile-time ranges, so each group's loop unrolls with constant scale groups.
-template <class Config, class Body>
-__device__ __forceinline__ void for_group_segments(int group, Body& body) {
-  if constexpr (Config::kCopyGroups == 1) {
-    body.template operator()<0, Config::kSegmentsPerToken>();
-  } else {
-    constexpr int kSplit = Config::kSegmentsPerToken / 2;  // 0..3 fp8 | 4..6 fp8 + 7..8 rope
-    if (group == 0) {
-      body.template operator()<0, kSplit>();
-    } else {
-      body.template operator()<kSplit, Config::kSegmentsPerToken>();
-    }
-  }
-}
 
 // The slot of this thread's token in the tile; -1 (masked, not an error) past the valid prefix. Loaded one
 // tile ahead of its use so the load latency is hidden.
@@ -100,10 +66,10 @@ __device__ __forceinline__ int32_t load_token_slot(const TileSource& source) {
 
 // What a thread gathers for its token of a tile: whether the entry is valid, and where its chunks and
 // scale footer are. An entry is valid iff its position is in the valid prefix, index >= 0 and index <
-// num_slots; an index past the pool inside the prefix is counted once (head block 0, copy group 0) and
+// num_slots; an index past the pool inside the prefix is counted once (head block 0, quarter 0) and
 // masked. Invalid entries are never read: their staging rows are zero-filled.
 struct TokenGather {
-  bool valid, leader;           // leader: one thread per token (copy group 0, quarter 0)
+  bool valid, leader;           // leader: one thread per token (quarter 0)
   const uint8_t* source_chunk;  // this thread's first 16-byte chunk of the row (cache base when invalid)
   const uint8_t* scales;
 };
@@ -115,7 +81,7 @@ __device__ __forceinline__ TokenGather token_gather(const DecodeParams& params, 
   const bool in_prefix = source.first_position + role.token < source.length;
   TokenGather gather;
   gather.valid = in_prefix && slot >= 0 && slot < source.num_slots;
-  gather.leader = role.group == 0 && role.quarter == 0;
+  gather.leader = role.quarter == 0;
   if (gather.leader && in_prefix && slot >= source.num_slots && blockIdx.y == 0 &&
       params.error_counter != nullptr) {
     atomicAdd(params.error_counter, 1u);
@@ -130,19 +96,17 @@ __device__ __forceinline__ TokenGather token_gather(const DecodeParams& params, 
   return gather;
 }
 
-// Records the tile's valid-entry bits (copy group 0: lanes 4j of a warp hold its 8 tokens in order; their
-// bits become one byte per warp).
+// Records the tile's valid-entry bits (lanes 4j of a warp hold its 8 tokens in order; their bits become
+// one byte per warp).
 template <class Config>
 __device__ __forceinline__ void publish_valid_bits(bool valid, uint8_t* valid_bytes) {
-  if (CopyRole<Config>().group == 0) {
-    const uint32_t lanes_valid = __ballot_sync(0xffffffffu, valid);
-    if (threadIdx.x % 32 == 0) {
-      uint32_t token_bits = 0;
+  const uint32_t lanes_valid = __ballot_sync(0xffffffffu, valid);
+  if (threadIdx.x % 32 == 0) {
+    uint32_t token_bits = 0;
 #pragma unroll
-      for (int j = 0; j < 32 / Config::kThreadsPerToken; ++j)
-        token_bits |= ((lanes_valid >> (j * Config::kThreadsPerToken)) & 1u) << j;
-      valid_bytes[threadIdx.x / 32] = static_cast<uint8_t>(token_bits);
-    }
+    for (int j = 0; j < 32 / Config::kThreadsPerToken; ++j)
+      token_bits |= ((lanes_valid >> (j * Config::kThreadsPerToken)) & 1u) << j;
+    valid_bytes[threadIdx.x / 32] = static_cast<uint8_t>(token_bits);
   }
 }
 
@@ -156,15 +120,12 @@ __device__ __forceinline__ void issue_tile_copy(const DecodeParams& params, cons
   const CopyRole<Config> role;
   const TokenGather gather = token_gather<Config>(params, source, slot);
   const uint32_t staging_chunk = staging_base + role.token * kRowBytes + role.quarter * kChunkBytes;
-  auto copy = [&]<int SegmentBegin, int SegmentEnd>() {
-    constexpr int kSegmentBytes = Config::kThreadsPerToken * kChunkBytes;
+  constexpr int kSegmentBytes = Config::kThreadsPerToken * kChunkBytes;
 #pragma unroll
-    for (int segment = SegmentBegin; segment < SegmentEnd; ++segment) {
-      cp_async_16(staging_chunk + segment * kSegmentBytes,
-                  gather.source_chunk + (gather.valid ? segment * kSegmentBytes : 0), gather.valid);
-    }
-  };
-  for_group_segments<Config>(role.group, copy);
+  for (int segment = 0; segment < Config::kSegmentsPerToken; ++segment) {
+    cp_async_16(staging_chunk + segment * kSegmentBytes,
+                gather.source_chunk + (gather.valid ? segment * kSegmentBytes : 0), gather.valid);
+  }
   if (gather.leader) cp_async_8(staging_scale_base + role.token * kScaleBytes, gather.scales, gather.valid);
   publish_valid_bits<Config>(gather.valid, valid_bytes);
 }
@@ -179,25 +140,22 @@ __device__ __forceinline__ void dequantize_staging(const uint8_t* staging, const
   const CopyRole<Config> role;
   const uint8_t* staging_chunk = staging + role.token * kRowBytes + role.quarter * kChunkBytes;
   const uint2 scale_bytes = *reinterpret_cast<const uint2*>(staging_scales + role.token * kScaleBytes);
-  auto dequantize = [&]<int SegmentBegin, int SegmentEnd>() {
 #pragma unroll
-    for (int segment = SegmentBegin; segment < SegmentEnd; ++segment) {
-      const int part = segment * Config::kThreadsPerToken + role.quarter;  // chunk of the raw row
-      const uint4 raw =
-          *reinterpret_cast<const uint4*>(staging_chunk + segment * Config::kThreadsPerToken * kChunkBytes);
-      if (segment < Config::kFp8Segments) {
-        const uint32_t scale_word = segment < 4 ? scale_bytes.x : scale_bytes.y;
-        uint4 low, high;
-        fp8::dequant_e4m3x16_to_bf16(raw, (scale_word >> (8 * (segment % 4))) & 0xffu, low, high);
-        *reinterpret_cast<uint4*>(k_tile + operand_offset<Config>(role.token, 2 * part)) = low;
-        *reinterpret_cast<uint4*>(k_tile + operand_offset<Config>(role.token, 2 * part + 1)) = high;
-      } else {
-        const int chunk = kNopeDim / kBf16PerChunk + (part - Config::kFp8ChunksPerToken);
-        *reinterpret_cast<uint4*>(k_tile + operand_offset<Config>(role.token, chunk)) = raw;
-      }
+  for (int segment = 0; segment < Config::kSegmentsPerToken; ++segment) {
+    const int part = segment * Config::kThreadsPerToken + role.quarter;  // chunk of the raw row
+    const uint4 raw =
+        *reinterpret_cast<const uint4*>(staging_chunk + segment * Config::kThreadsPerToken * kChunkBytes);
+    if (segment < Config::kFp8Segments) {
+      const uint32_t scale_word = segment < 4 ? scale_bytes.x : scale_bytes.y;
+      uint4 low, high;
+      fp8::dequant_e4m3x16_to_bf16(raw, (scale_word >> (8 * (segment % 4))) & 0xffu, low, high);
+      *reinterpret_cast<uint4*>(k_tile + operand_offset<Config>(role.token, 2 * part)) = low;
+      *reinterpret_cast<uint4*>(k_tile + operand_offset<Config>(role.token, 2 * part + 1)) = high;
+    } else {
+      const int chunk = kNopeDim / kBf16PerChunk + (part - Config::kFp8ChunksPerToken);
+      *reinterpret_cast<uint4*>(k_tile + operand_offset<Config>(role.token, chunk)) = raw;
     }
-  };
-  for_group_segments<Config>(role.group, dequantize);
+  }
 }
 
 // Swizzled byte offsets of a lane's ldmatrix rows along a 512-wide row, for the four 16-deep k steps
@@ -271,17 +229,10 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   const uint32_t q_base = shared_address(q_tile);
   const uint32_t k_base = shared_address(k_tile);
   const uint32_t p_base = shared_address(p_tile);
-  // Per-lane ldmatrix bases of S = Q K^T (see k_step_row_offsets). With one 8-token block per warp, a
-  // B load spans chunks 4p + (lane / 8): (4p + c) ^ r = 64 (p / 2) + ((64 (p % 2)) ^ 16 ((c ^ r) & 7)) / 16
-  // chunks, i.e. base[2 (p % 2)] of the same helper fed c = lane / 8.
+  // Per-lane ldmatrix bases of S = Q K^T (see k_step_row_offsets).
   uint32_t q_row_base[4], k_row_base[4];
   k_step_row_offsets(head_group * kMmaRows + a_row_in_group, a_chunk_offset, q_row_base);
-  if constexpr (Config::kScoreColBlocks >= 2) {
-    k_step_row_offsets(warp_slice * Config::kScoreTokensPerWarp + b_token_in_pair, b_chunk_offset,
-                       k_row_base);
-  } else {
-    k_step_row_offsets(warp_slice * Config::kScoreTokensPerWarp + (lane & 7), lane >> 3, k_row_base);
-  }
+  k_step_row_offsets(warp_slice * Config::kScoreTokensPerWarp + b_token_in_pair, b_chunk_offset, k_row_base);
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     q_row_base[j] += q_base;
@@ -345,40 +296,19 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
 #pragma unroll
     for (int j = 0; j < Config::kScoreColBlocks; ++j)
       score[j][0] = score[j][1] = score[j][2] = score[j][3] = 0.f;
-    if constexpr (Config::kScoreColBlocks >= 2) {
       // One x4 load = B of two 8-token blocks for one 16-deep k step.
 #pragma unroll
-      for (int k_step = 0; k_step < kHeadDim / kMmaDepth; ++k_step) {
-        const uint32_t step_offset = 128u * (k_step / 4);
-        uint32_t a[4];
-        ldmatrix_x4(a, q_row_base[k_step % 4] + step_offset);
+    for (int k_step = 0; k_step < kHeadDim / kMmaDepth; ++k_step) {
+      const uint32_t step_offset = 128u * (k_step / 4);
+      uint32_t a[4];
+      ldmatrix_x4(a, q_row_base[k_step % 4] + step_offset);
 #pragma unroll
-        for (int pair = 0; pair < Config::kScoreColBlocks / 2; ++pair) {
-          uint32_t b[4];
-          ldmatrix_x4(b, k_row_base[k_step % 4] + step_offset + pair * 2 * kMmaCols * kHeadDim * 2);
-          mma_bf16_m16n8k16(score[2 * pair], a, b[0], b[1]);
-          mma_bf16_m16n8k16(score[2 * pair + 1], a, b[2], b[3]);
-        }
+      for (int pair = 0; pair < Config::kScoreColBlocks / 2; ++pair) {
+        uint32_t b[4];
+        ldmatrix_x4(b, k_row_base[k_step % 4] + step_offset + pair * 2 * kMmaCols * kHeadDim * 2);
+        mma_bf16_m16n8k16(score[2 * pair], a, b[0], b[1]);
+        mma_bf16_m16n8k16(score[2 * pair + 1], a, b[2], b[3]);
       }
-    } else {
-      // A single 8-token block: one x4 load = its B for two consecutive k steps (chunks 4p..4p+3 of a
-      // row, lane group lane / 8 addressing chunk 4p + lane / 8; see k_row_base). The 32 k steps feed
-      // kScoreChains independent accumulators, summed at the end: one accumulator would make S a chain of
-      // 32 dependent MMAs, the longest path of a 32-token tile.
-      constexpr int kScoreChains = 4;
-      float chain[kScoreChains][4] = {};
-#pragma unroll
-      for (int k_pair = 0; k_pair < kHeadDim / (2 * kMmaDepth); ++k_pair) {
-        const uint32_t step_offset = 128u * (k_pair / 2);
-        uint32_t a_even[4], a_odd[4], b[4];
-        ldmatrix_x4(a_even, q_row_base[(2 * k_pair) % 4] + step_offset);
-        ldmatrix_x4(a_odd, q_row_base[(2 * k_pair + 1) % 4] + step_offset);
-        ldmatrix_x4(b, k_row_base[(2 * k_pair) % 4] + step_offset);
-        mma_bf16_m16n8k16(chain[(2 * k_pair) % kScoreChains], a_even, b[0], b[1]);
-        mma_bf16_m16n8k16(chain[(2 * k_pair + 1) % kScoreChains], a_odd, b[2], b[3]);
-      }
-#pragma unroll
-      for (int e = 0; e < 4; ++e) score[0][e] = (chain[0][e] + chain[1][e]) + (chain[2][e] + chain[3][e]);
     }
 
     // ---- Online softmax. Row maxima over valid entries, reduced in the quad, then across the warps that
@@ -495,7 +425,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
     }  // mma.sync P V
   }
 
-  cp_async_wait_all();  // no copy may outlive the CTA (Q is still pending when no tile was active)
+  cp_async_wait_all();       // no copy may outlive the CTA (Q is still pending when no tile was active)
   allow_dependent_launch();  // the combine (or the next call) may take SMs this grid leaves free
 
   // ---- Row sums: quad, then the warps of the head group (each summed only its token slice).

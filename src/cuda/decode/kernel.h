@@ -27,11 +27,9 @@ bool hopper_decode_available(int device);
 int sm90_max_active_clusters(int device, int cluster_size);
 void set_hopper_decode_enabled(bool enabled);
 
-// The same with 16 heads per CTA: grid (b * s_q * num_splits, ceil(h / 16)).
-Status launch_sparse_decode_heads16(const DecodeParams& params, int device, cudaStream_t stream);
-
-// The 99 KB-class kernel (32-token compute tiles, at most 101,376 bytes of shared memory): 32 heads per CTA,
-// grid (b * s_q * num_splits, ceil(h / 32)), and 16 heads per CTA, grid (b * s_q * num_splits, ceil(h / 16)).
+// The 99 KB-class kernel (kernel_compact.cuh; 32-token compute tiles, at most 101,376 bytes of shared
+// memory): 32 heads per CTA, grid (b * s_q * num_splits, ceil(h / 32)), and 16 heads per CTA, grid
+// (b * s_q * num_splits, ceil(h / 16)), the narrow head block on every device.
 Status launch_sparse_decode_compact32(const DecodeParams& params, int device, cudaStream_t stream);
 Status launch_sparse_decode_compact16(const DecodeParams& params, int device, cudaStream_t stream);
 

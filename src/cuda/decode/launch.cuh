@@ -1,24 +1,24 @@
-// The launch template shared by the instantiation units: the shared-memory opt-in and the grid of one
-// (split, head block, query row) per CTA, launched as a programmatic dependent of the previous kernel on
+// The launch template shared by the mma.sync instantiation units: the shared-memory opt-in and the grid of
+// one (split, head block, query row) per CTA, launched as a programmatic dependent of the previous kernel on
 // the stream where the device supports it (the kernel waits for it before touching memory).
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include "common/decode_params.h"
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/shared_memory_limit.h"
-#include "cuda/decode/kernel.cuh"
 #include "cuda/decode/launch_config.h"
 
 namespace smla::detail::decode {
 
-template <class Config>
-Status launch_sparse_decode(const DecodeParams& params, int device, cudaStream_t stream) {
-  SMLA_RETURN_IF_ERROR(
-      ensure_shared_memory_limit<sparse_mla_decode_kernel<Config>>(device, Config::kSharedBytes));
+// `Kernel` is a decode kernel instantiated for `Config` (head block, threads, shared bytes).
+template <class Config, auto Kernel>
+Status launch_decode_kernel(const DecodeParams& params, int device, cudaStream_t stream) {
+  SMLA_RETURN_IF_ERROR(ensure_shared_memory_limit<Kernel>(device, Config::kSharedBytes));
   const DecodeLaunch launch(params, Config::kHeadBlock, Config::kThreads, Config::kSharedBytes, device,
                             stream);
-  SMLA_CUDA_CHECK(cudaLaunchKernelEx(launch.config(), sparse_mla_decode_kernel<Config>, params));
+  SMLA_CUDA_CHECK(cudaLaunchKernelEx(launch.config(), Kernel, params));
   return Status::Ok();
 }
 

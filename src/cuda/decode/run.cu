@@ -25,9 +25,6 @@ Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* strea
     case DecodeKernel::kMmaHeads64:
       SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads64(params, plan.device(), cuda_stream));
       break;
-    case DecodeKernel::kMmaHeads16:
-      SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads16(params, plan.device(), cuda_stream));
-      break;
     case DecodeKernel::kCompactHeads32:
       SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_compact32(params, plan.device(), cuda_stream));
       break;

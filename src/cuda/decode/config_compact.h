@@ -1,0 +1,85 @@
+// Compile-time shape of the 99 KB-class decode kernel (kernel_compact.cuh): sm_80..sm_120, mma.sync, at
+// most 101,376 bytes of shared memory. One CTA of 8 warps handles one (split, head block, query row) with
+// 32-token compute tiles, and every warp owns one 64-dim slice of the 512: warp w < 7 scale group w (fp8
+// bytes 64 w..64 w + 63 of a row), warp 7 the 64 rope dims. A warp gathers, dequantizes and keeps its slice
+// of each tile's K (= V) rows itself, holds Q's A fragments of its slice in registers, computes a partial
+// S over its dims and O for its dims. Only the partial-S exchange and the softmax are CTA-wide: two
+// barriers per tile.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "cuda/decode/config.h"
+#include "smla/cache.h"
+#include "smla/decode.h"
+
+namespace smla::detail::decode {
+
+template <int HeadBlock>
+struct CompactConfig {
+  static constexpr int kHeadBlock = HeadBlock;  // heads per CTA (heads >= h are masked rows)
+  static constexpr int kTileTokens = 32;
+  static constexpr int kNumWarps = 8;
+  static constexpr int kThreads = kNumWarps * 32;
+  static constexpr int kMinBlocksPerSm = 1;
+
+  // Dim slices of S = Q K^T and of O = P V: one per warp.
+  static constexpr int kRowBlocks = kHeadBlock / kMmaRows;              // 16-head MMA row blocks
+  static constexpr int kSliceDims = kHeadDim / kNumWarps;               // 64
+  static constexpr int kSliceKSteps = kSliceDims / kMmaDepth;           // 4 k steps of S per warp
+  static constexpr int kSliceChunks = kSliceDims / kBf16PerChunk;       // 8 chunks of a K row
+  static constexpr int kSliceColBlocks = kSliceDims / kMmaCols;         // 8 O column blocks per row block
+  static constexpr int kTokenBlocks = kTileTokens / kMmaCols;           // 4 S column blocks
+  static constexpr int kPvKSteps = kTileTokens / kMmaDepth;             // 2 k steps of P V
+  static constexpr int kTileTokenChunks = kTileTokens / kBf16PerChunk;  // 4 chunks of a P row
+  static constexpr int kHeadDimChunks = kHeadDim / kBf16PerChunk;       // 64 chunks of a Q / K row
+
+  // Softmax roles: thread t reduces kTokensPerThread consecutive tokens of head t / kThreadsPerHead (the
+  // eight partial S values of each, from the exchange buffer), so a head's threads are kThreadsPerHead
+  // adjacent lanes of one warp and its row max and sum are shuffle reductions.
+  static constexpr int kTokensPerThread = kHeadBlock * kTileTokens / kThreads;  // 4 (32 heads) or 2 (16)
+  static constexpr int kThreadsPerHead = kTileTokens / kTokensPerThread;        // 8 or 16
+
+  // Per-warp staging slices of the raw rows of the next tile: 32 tokens x 64 fp8 bytes for a scale-group
+  // warp, 32 tokens x 128 rope bytes for the rope warp; and each scale-group warp's 4-byte footer words.
+  static constexpr int kFp8SliceWarps = kNumScaleGroups;  // warps 0..6; warp 7 holds the rope dims
+  static constexpr size_t kFp8StagingSliceBytes = size_t(kTileTokens) * kQuantGroup;    // 2048
+  static constexpr size_t kRopeStagingSliceBytes = size_t(kTileTokens) * kRopeDim * 2;  // 4096
+
+  // Shared-memory map (bytes). The K tile doubles as the Q tile before the first tile (each warp reads its
+  // slice of Q into registers from its own slice of it); the split epilogue stages its fp32 O rows over K,
+  // the exchange and P.
+  static constexpr size_t kKBytes = size_t(kTileTokens) * kHeadDim * 2;  // bf16, swizzled rows
+  static constexpr size_t kQBytes = size_t(kHeadBlock) * kHeadDim * 2;   // over the K tile
+  static constexpr size_t kExchangeBytes = size_t(kNumWarps) * kHeadBlock * kTileTokens * 4;  // fp32 S parts
+  static constexpr size_t kPBytes = size_t(kHeadBlock) * kTileTokens * 2;  // bf16, swizzled rows
+  static constexpr size_t kStagingBytes = kFp8SliceWarps * kFp8StagingSliceBytes + kRopeStagingSliceBytes;
+  static constexpr size_t kScaleWordBytes = size_t(kFp8SliceWarps) * kTileTokens * 4;
+  static constexpr size_t kKOffset = 0;
+  static constexpr size_t kExchangeOffset = kKOffset + kKBytes;
+  static constexpr size_t kPOffset = kExchangeOffset + kExchangeBytes;
+  static constexpr size_t kStagingOffset = kPOffset + kPBytes;
+  static constexpr size_t kScaleWordOffset = kStagingOffset + kStagingBytes;       // u32 [7 warps][32 tokens]
+  static constexpr size_t kRowRescaleOffset = kScaleWordOffset + kScaleWordBytes;  // float [heads]
+  static constexpr size_t kRowInverseOffset = kRowRescaleOffset + size_t(kHeadBlock) * 4;  // float [heads]
+  static constexpr size_t kSharedBytes = kRowInverseOffset + size_t(kHeadBlock) * 4;
+
+  static constexpr int kOutStageStride = kHeadDim + 8;  // floats; the pad spreads a fragment's 8 rows
+  static_assert(size_t(kHeadBlock) * kOutStageStride * 4 <= kStagingOffset,
+                "the O stage must fit over K, the exchange and P");
+  static_assert(kQBytes <= kKBytes, "Q is staged in the K tile");
+  static_assert(kHeadBlock == 16 || kHeadBlock == 32, "16- or 32-head blocks");
+  static_assert(kSliceKSteps == 4 && kSliceChunks == 8,
+                "a warp's dim slice is one 8-chunk swizzle group (immediate ldmatrix offsets)");
+  static_assert(kSliceDims == kQuantGroup && kFp8SliceWarps + 1 == kNumWarps && kRopeDim == kSliceDims,
+                "warp w < 7 owns scale group w, warp 7 the rope dims");
+  static_assert(kThreadsPerHead <= 32 && 32 % kThreadsPerHead == 0, "a head's softmax threads share a warp");
+  static_assert(kTileTokens == 32, "one 32-bit valid word per tile");
+  static_assert(kSharedBytes <= kCompactSharedLimit, "the CTA fits the 99 KB class");
+};
+
+using CompactConfigHeads32 = CompactConfig<32>;
+using CompactConfigHeads16 = CompactConfig<16>;
+
+}  // namespace smla::detail::decode
