@@ -450,22 +450,11 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
     for (int r = 0; r < 2; ++r) {
       const int block_row = r == 0 ? block_row0 : block_row1;
       if (block_row >= coords.heads_here) continue;
-      const int head = coords.head_base + block_row;
       float row_sum = 0.f;
 #pragma unroll
       for (int s = 0; s < Config::kWarpsPerHeadGroup; ++s)
         row_sum += row_sum_exchange[s * Config::kHeadBlock + block_row];
-      const bool empty = row_sum == 0.f;
-      const float lse = (running_max[r] + log2f(row_sum)) * kLn2;
-      if (!split) {
-        const float sink_log2 = params.attn_sink != nullptr ? params.attn_sink[head] * kLog2e : -INFINITY;
-        row_inverse[block_row] = empty ? 0.f : 1.f / sink_denominator(row_sum, sink_log2, running_max[r]);
-        *lse_address(params, coords.batch, coords.seq, head) = empty ? empty_row_lse() : lse;
-      } else {
-        row_inverse[block_row] = empty ? 0.f : 1.f / row_sum;
-        params.partial_lse[partial_index(params, coords.query_row, coords.split, head)] =
-            empty ? empty_split_lse() : lse;
-      }
+      finish_head_row(params, coords, block_row, row_sum, running_max[r], split, row_inverse);
     }
   }
   __syncthreads();  // row factors published; every warp is past its last P V
@@ -479,24 +468,9 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
     for (int r = 0; r < 2; ++r) {
       const int block_row = pv_first_row + mb * kMmaRows + group_row + 8 * r;
       if (block_row >= coords.heads_here) continue;
-      const float inverse = row_inverse[block_row];
-      if (!split) {
-        uint16_t* out_row = params.out + coords.batch * params.out_stride_batch +
-                            coords.seq * params.out_stride_seq +
-                            (coords.head_base + block_row) * params.out_stride_head;
-#pragma unroll
-        for (int j = 0; j < Config::kOutColBlocks; ++j) {
-          *reinterpret_cast<uint32_t*>(out_row + dim_base + j * kMmaCols) =
-              pack_bf16x2(out_acc[mb][j][2 * r] * inverse, out_acc[mb][j][2 * r + 1] * inverse);
-        }
-      } else {
-        float* stage_row = reinterpret_cast<float*>(shared) + block_row * Config::kOutStageStride;
-#pragma unroll
-        for (int j = 0; j < Config::kOutColBlocks; ++j) {
-          *reinterpret_cast<float2*>(stage_row + dim_base + j * kMmaCols) =
-              make_float2(out_acc[mb][j][2 * r] * inverse, out_acc[mb][j][2 * r + 1] * inverse);
-        }
-      }
+      store_output_row<Config::kOutColBlocks, Config::kOutStageStride>(
+          params, coords, reinterpret_cast<float*>(shared), block_row, dim_base, out_acc[mb], r,
+          row_inverse[block_row], split);
     }
   }
   if (split) {

@@ -138,6 +138,57 @@ __device__ __forceinline__ void store_partial_rows(const DecodeParams& params, c
   }
 }
 
+// The end of one head's online softmax (spec section 4), for the thread that holds the head's row sum l
+// and running max m (base-2 scaled domain): writes the head's lse and publishes the factor that normalizes
+// its O row in row_inverse[block_row]. Unsplit: out = O / (l + exp(sink - m)), so a +inf (or huge) sink
+// gives an infinite denominator and out = 0, and -inf or no sink plain softmax. Split: the partial is O / l,
+// un-sinked, with lse -inf when empty. The row's maximum entry contributes >= 1, so l == 0 means no valid
+// entry.
+__device__ __forceinline__ void finish_head_row(const DecodeParams& params, const CtaCoordinates& coords,
+                                                int block_row, float row_sum, float running_max, bool split,
+                                                float* row_inverse) {
+  const int head = coords.head_base + block_row;
+  const bool empty = row_sum == 0.f;
+  const float lse = (running_max + log2f(row_sum)) * kLn2;
+  if (!split) {
+    const float sink_log2 = params.attn_sink != nullptr ? params.attn_sink[head] * kLog2e : -INFINITY;
+    row_inverse[block_row] = empty ? 0.f : 1.f / sink_denominator(row_sum, sink_log2, running_max);
+    *lse_address(params, coords.batch, coords.seq, head) = empty ? empty_row_lse() : lse;
+  } else {
+    row_inverse[block_row] = empty ? 0.f : 1.f / row_sum;
+    params.partial_lse[partial_index(params, coords.query_row, coords.split, head)] =
+        empty ? empty_split_lse() : lse;
+  }
+}
+
+// One O row of an mma.sync C fragment (row half `half`: fragment elements 2 half, 2 half + 1 of each column
+// block, dims dim_base + 8 j) times `inverse`: bf16 straight to out (unsplit), or fp32 into the shared O
+// stage (split; rows of StageStride floats) for store_partial_rows.
+template <int ColBlocks, int StageStride>
+__device__ __forceinline__ void store_output_row(const DecodeParams& params, const CtaCoordinates& coords,
+                                                 float* stage, int block_row, int dim_base,
+                                                 const float (&acc)[ColBlocks][4], int half, float inverse,
+                                                 bool split) {
+  constexpr int kColBlockDims = 8;
+  if (!split) {
+    uint16_t* out_row = params.out + coords.batch * params.out_stride_batch +
+                        coords.seq * params.out_stride_seq +
+                        (coords.head_base + block_row) * params.out_stride_head;
+#pragma unroll
+    for (int j = 0; j < ColBlocks; ++j) {
+      *reinterpret_cast<uint32_t*>(out_row + dim_base + j * kColBlockDims) =
+          pack_bf16x2(acc[j][2 * half] * inverse, acc[j][2 * half + 1] * inverse);
+    }
+  } else {
+    float* stage_row = stage + block_row * StageStride;
+#pragma unroll
+    for (int j = 0; j < ColBlocks; ++j) {
+      *reinterpret_cast<float2*>(stage_row + dim_base + j * kColBlockDims) =
+          make_float2(acc[j][2 * half] * inverse, acc[j][2 * half + 1] * inverse);
+    }
+  }
+}
+
 // One index list's view for a tile: the list fields picked out of params (no address of the kernel
 // parameter is taken, so params stay in the constant bank).
 struct TileSource {
