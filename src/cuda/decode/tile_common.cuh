@@ -1,7 +1,8 @@
 // What every decode kernel of the tensor-core backend shares (the portable mma.sync kernel, kernel.cuh;
-// the sm_90a kernel, kernel_sm90.cuh) and the conventions the split combine (src/cuda/combine) follows:
-// where a CTA is, which tiles it walks, where a slot's bytes are, the lazy online-softmax rescale, and the
-// epilogue rules of spec section 4 (lse addressing, an empty row's lse and output, the sink denominator).
+// the 99 KB-class kernel, kernel_compact.cuh; the sm_90a kernel, kernel_sm90.cuh) and the conventions the
+// split combine (src/cuda/combine) follows: where a CTA is, which tiles it walks, where a slot's bytes are,
+// the lazy online-softmax rescale, and the epilogue rules of spec section 4 (lse addressing, an empty row's
+// lse and output, the sink denominator, a head's lse and O factor, an O row to out or the split stage).
 // One home per convention: a kernel includes this header, never another kernel's file.
 #pragma once
 
@@ -19,7 +20,7 @@ namespace smla::detail::decode {
 // Running maximum before any valid score (spec section 4: finite, so masked rows never produce NaN).
 inline constexpr float kInitialRunningMax = -1e30f;
 
-// Compute tiles per 64-token schedule tile (1, or 2 for the 32-token kernels of the 99 KB class).
+// Compute tiles per 64-token schedule tile (1, or 2 for the 32-token tiles of the 99 KB-class kernel).
 template <class Config>
 inline constexpr int kTilesPerScheduleTile = smla::kTileTokens / Config::kTileTokens;
 
