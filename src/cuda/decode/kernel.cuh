@@ -380,16 +380,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
     // ---- O rescale (lazy: a warp skips it when none of its rows' maxima moved), then O += P V (V = the
     // K tile) for this warp's row groups and dim slice.
     float pv_rescale[Config::kPvRowBlocks][2];
-    bool any_rescale = false;
-#pragma unroll
-    for (int mb = 0; mb < Config::kPvRowBlocks; ++mb) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        pv_rescale[mb][r] = row_rescale[pv_first_row + mb * kMmaRows + group_row + 8 * r];
-        any_rescale |= pv_rescale[mb][r] != 1.f;
-      }
-    }
-    if (__any_sync(0xffffffffu, any_rescale)) {
+    if (output_row_factors(pv_rescale, row_rescale, pv_first_row, group_row)) {
 #pragma unroll
       for (int mb = 0; mb < Config::kPvRowBlocks; ++mb) {
 #pragma unroll
@@ -459,25 +450,10 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   }
   __syncthreads();  // row factors published; every warp is past its last P V
 
-  // O rows (PV roles): bf16 straight to out, or split partials staged in shared memory (Q, K and P are free
-  // now) so the global stores are whole 16-byte vectors of contiguous heads.
-  const int dim_base = pv_dim_slice * Config::kOutDimsPerWarp + quad_lane * 2;
-#pragma unroll
-  for (int mb = 0; mb < Config::kPvRowBlocks; ++mb) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int block_row = pv_first_row + mb * kMmaRows + group_row + 8 * r;
-      if (block_row >= coords.heads_here) continue;
-      store_output_row<Config::kOutColBlocks, Config::kOutStageStride>(
-          params, coords, reinterpret_cast<float*>(shared), block_row, dim_base, out_acc[mb], r,
-          row_inverse[block_row], split);
-    }
-  }
-  if (split) {
-    __syncthreads();  // every row of the block is staged
-    store_partial_rows<Config::kOutStageStride>(params, coords, reinterpret_cast<const float*>(shared),
-                                                threadIdx.x, Config::kThreads);
-  }
+  // O rows (PV roles; Q, K and P are free now for the split stage).
+  store_output_rows<Config::kPvRowBlocks, Config::kOutColBlocks, Config::kOutStageStride, Config::kThreads>(
+      params, coords, shared, out_acc, pv_first_row, group_row,
+      pv_dim_slice * Config::kOutDimsPerWarp + quad_lane * 2, row_inverse, split);
 }
 
 }  // namespace smla::detail::decode

@@ -82,35 +82,38 @@ __device__ __forceinline__ const uint8_t* lane_pointer(const uint8_t* pointer, i
       __shfl_sync(0xffffffffu, reinterpret_cast<unsigned long long>(pointer), source_lane));
 }
 
-// Starts the copy of the warp's slice of a tile's rows into its staging slice: a scale-group warp copies 8
-// tokens' 64-byte slices per instruction (4 lanes a token) and each token's footer word; the rope warp 4
-// tokens' 128-byte slices per instruction. Invalid tokens' staging bytes are zero-filled.
+// Runs body(token, chunk) over the 16-byte chunks of a warp's slice of a tile's rows: a token's
+// ChunksPerToken chunks go to as many adjacent lanes, 32 / ChunksPerToken tokens a step.
+template <int TileTokens, int ChunksPerToken, class Body>
+__device__ __forceinline__ void for_each_slice_chunk(int lane, Body&& body) {
+  constexpr int kTokensPerStep = 32 / ChunksPerToken;
+#pragma unroll
+  for (int step = 0; step < TileTokens / kTokensPerStep; ++step)
+    body(step * kTokensPerStep + lane / ChunksPerToken, lane % ChunksPerToken);
+}
+
+// Chunks per token of a warp's slice: 4 (64 fp8 bytes of a scale group) or 8 (the 128 rope bytes).
+inline constexpr int kFp8SliceChunks = kQuantGroup / kChunkBytes;
+inline constexpr int kRopeSliceChunks = kRopeDim * 2 / kChunkBytes;
+
+// Starts the copy of the warp's slice of a tile's rows into its staging slice ([token][slice bytes]), and
+// for a scale-group warp each token's footer word. Invalid tokens' staging bytes are zero-filled.
 template <class Config>
 __device__ __forceinline__ void issue_warp_slice_copy(const WarpTileRows& rows, uint32_t staging_slice,
                                                       uint32_t scale_words, int warp, int lane) {
-  if (warp < Config::kFp8SliceWarps) {
-    constexpr int kLanesPerToken = kQuantGroup / kChunkBytes;  // 4
-#pragma unroll
-    for (int i = 0; i < kLanesPerToken; ++i) {
-      const int token = i * (32 / kLanesPerToken) + lane / kLanesPerToken;
-      const int chunk = lane % kLanesPerToken;
+  const auto copy_rows = [&]<int kChunksPerToken>() {
+    for_each_slice_chunk<Config::kTileTokens, kChunksPerToken>(lane, [&](int token, int chunk) {
       const uint8_t* slice = lane_pointer(rows.slice, token);
       const bool valid = (rows.valid_mask >> token) & 1u;
-      cp_async_16(staging_slice + token * kQuantGroup + chunk * kChunkBytes,
+      cp_async_16(staging_slice + token * kChunksPerToken * kChunkBytes + chunk * kChunkBytes,
                   valid ? slice + chunk * kChunkBytes : slice, valid);
-    }
+    });
+  };
+  if (warp < Config::kFp8SliceWarps) {
+    copy_rows.template operator()<kFp8SliceChunks>();
     cp_async_4(scale_words + lane * 4, rows.scale_word, (rows.valid_mask >> lane) & 1u);
   } else {
-    constexpr int kLanesPerToken = kRopeDim * 2 / kChunkBytes;  // 8
-#pragma unroll
-    for (int i = 0; i < Config::kTileTokens / (32 / kLanesPerToken); ++i) {
-      const int token = i * (32 / kLanesPerToken) + lane / kLanesPerToken;
-      const int chunk = lane % kLanesPerToken;
-      const uint8_t* slice = lane_pointer(rows.slice, token);
-      const bool valid = (rows.valid_mask >> token) & 1u;
-      cp_async_16(staging_slice + token * kRopeDim * 2 + chunk * kChunkBytes,
-                  valid ? slice + chunk * kChunkBytes : slice, valid);
-    }
+    copy_rows.template operator()<kRopeSliceChunks>();
   }
 }
 
@@ -122,11 +125,8 @@ __device__ __forceinline__ void dequantize_warp_slice(const uint8_t* staging_sli
                                                       const uint32_t* scale_words, uint8_t* k_tile, int warp,
                                                       int lane) {
   if (warp < Config::kFp8SliceWarps) {
-    constexpr int kLanesPerToken = kQuantGroup / kChunkBytes;  // 4
-#pragma unroll
-    for (int i = 0; i < kLanesPerToken; ++i) {
-      const int token = i * (32 / kLanesPerToken) + lane / kLanesPerToken;
-      const int part = lane % kLanesPerToken;  // 16 fp8 bytes -> two bf16 chunks
+    for_each_slice_chunk<Config::kTileTokens, kFp8SliceChunks>(lane, [&](int token, int part) {
+      // 16 fp8 bytes -> two bf16 chunks
       const uint4 raw =
           *reinterpret_cast<const uint4*>(staging_slice + token * kQuantGroup + part * kChunkBytes);
       const uint32_t scale_byte = (scale_words[token] >> (8 * (warp % 4))) & 0xffu;
@@ -135,18 +135,14 @@ __device__ __forceinline__ void dequantize_warp_slice(const uint8_t* staging_sli
       const int chunk = warp * Config::kSliceChunks + 2 * part;
       *reinterpret_cast<uint4*>(k_tile + operand_offset<Config>(token, chunk)) = low;
       *reinterpret_cast<uint4*>(k_tile + operand_offset<Config>(token, chunk + 1)) = high;
-    }
+    });
   } else {
-    constexpr int kLanesPerToken = kRopeDim * 2 / kChunkBytes;  // 8
-#pragma unroll
-    for (int i = 0; i < Config::kTileTokens / (32 / kLanesPerToken); ++i) {
-      const int token = i * (32 / kLanesPerToken) + lane / kLanesPerToken;
-      const int chunk = lane % kLanesPerToken;
+    for_each_slice_chunk<Config::kTileTokens, kRopeSliceChunks>(lane, [&](int token, int chunk) {
       const uint4 raw =
           *reinterpret_cast<const uint4*>(staging_slice + token * kRopeDim * 2 + chunk * kChunkBytes);
       *reinterpret_cast<uint4*>(k_tile + operand_offset<Config>(token, kNopeDim / kBf16PerChunk + chunk)) =
           raw;
-    }
+    });
   }
 }
 
@@ -396,16 +392,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
     // ---- O rescale (lazy: skipped when no row of the warp moved its max), then O += P V for every head
     // and this warp's 64 dims (V = the K tile).
     float pv_rescale[kRowBlocks][2];
-    bool any_rescale = false;
-#pragma unroll
-    for (int mb = 0; mb < kRowBlocks; ++mb) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        pv_rescale[mb][r] = row_rescale[mb * kMmaRows + group_row + 8 * r];
-        any_rescale |= pv_rescale[mb][r] != 1.f;
-      }
-    }
-    if (__any_sync(0xffffffffu, any_rescale)) {
+    if (output_row_factors(pv_rescale, row_rescale, 0, group_row)) {
 #pragma unroll
       for (int mb = 0; mb < kRowBlocks; ++mb) {
 #pragma unroll
@@ -451,25 +438,10 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
     finish_head_row(params, coords, softmax_head, row_sum, running_max, split, row_inverse);
   __syncthreads();  // row factors published; every warp is past its last P V
 
-  // O rows: bf16 straight to out, or split partials staged in shared memory (K, the exchange and P are
-  // free now) so the global stores are whole 16-byte vectors of contiguous heads.
-  const int dim_base = warp * Config::kSliceDims + quad_lane * 2;
-#pragma unroll
-  for (int mb = 0; mb < kRowBlocks; ++mb) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int block_row = mb * kMmaRows + group_row + 8 * r;
-      if (block_row >= coords.heads_here) continue;
-      store_output_row<Config::kSliceColBlocks, Config::kOutStageStride>(
-          params, coords, reinterpret_cast<float*>(shared), block_row, dim_base, out_acc[mb], r,
-          row_inverse[block_row], split);
-    }
-  }
-  if (split) {
-    __syncthreads();  // every row of the block is staged
-    store_partial_rows<Config::kOutStageStride>(params, coords, reinterpret_cast<const float*>(shared),
-                                                threadIdx.x, Config::kThreads);
-  }
+  // O rows (K, the exchange and P are free now for the split stage).
+  store_output_rows<kRowBlocks, Config::kSliceColBlocks, Config::kOutStageStride, Config::kThreads>(
+      params, coords, shared, out_acc, 0, group_row, warp * Config::kSliceDims + quad_lane * 2, row_inverse,
+      split);
 }
 
 }  // namespace smla::detail::decode

@@ -2,8 +2,8 @@
 // the 99 KB-class kernel, kernel_compact.cuh; the sm_90a kernel, kernel_sm90.cuh) and the conventions the
 // split combine (src/cuda/combine) follows: where a CTA is, which tiles it walks, where a slot's bytes are,
 // the lazy online-softmax rescale, and the epilogue rules of spec section 4 (lse addressing, an empty row's
-// lse and output, the sink denominator, a head's lse and O factor, an O row to out or the split stage).
-// One home per convention: a kernel includes this header, never another kernel's file.
+// lse and output, the sink denominator, a head's lse and O factor, the O accumulator's rescale factors and
+// its store). One home per convention: a kernel includes this header, never another kernel's file.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -162,31 +162,71 @@ __device__ __forceinline__ void finish_head_row(const DecodeParams& params, cons
   }
 }
 
-// One O row of an mma.sync C fragment (row half `half`: fragment elements 2 half, 2 half + 1 of each column
-// block, dims dim_base + 8 j) times `inverse`: bf16 straight to out (unsplit), or fp32 into the shared O
-// stage (split; rows of StageStride floats) for store_partial_rows.
-template <int ColBlocks, int StageStride>
-__device__ __forceinline__ void store_output_row(const DecodeParams& params, const CtaCoordinates& coords,
-                                                 float* stage, int block_row, int dim_base,
-                                                 const float (&acc)[ColBlocks][4], int half, float inverse,
-                                                 bool split) {
+// The O accumulator of an mma.sync kernel: row block mb of a warp's fp32 C fragments holds block rows
+// first_row + 16 mb + group_row (+ 8 for elements 2, 3), column block j dims dim_base + 8 j (dim_base
+// includes the lane's quad offset).
+
+// The lazy O rescale, for the rows a lane holds: factor[mb][r] = row_rescale of block row first_row + 16 mb
+// + group_row + 8 r; returns whether any row of the warp moved its max (else every factor is exactly 1 and
+// the warp skips the multiplies).
+template <int RowBlocks>
+__device__ __forceinline__ bool output_row_factors(float (&factor)[RowBlocks][2], const float* row_rescale,
+                                                   int first_row, int group_row) {
+  constexpr int kRowsPerBlock = 16;
+  bool any_rescale = false;
+#pragma unroll
+  for (int mb = 0; mb < RowBlocks; ++mb) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      factor[mb][r] = row_rescale[first_row + mb * kRowsPerBlock + group_row + 8 * r];
+      any_rescale |= factor[mb][r] != 1.f;
+    }
+  }
+  return __any_sync(0xffffffffu, any_rescale);
+}
+
+// The epilogue of the O accumulator: each row (rows >= heads_here skipped) times its row_inverse factor,
+// bf16 straight to out (unsplit), or fp32 staged in shared memory (split; rows of StageStride floats over
+// the kernel's free tiles) and then, after a CTA barrier, stored as whole 16-byte vectors of contiguous heads
+// by all Threads threads (store_partial_rows).
+template <int RowBlocks, int ColBlocks, int StageStride, int Threads>
+__device__ __forceinline__ void store_output_rows(const DecodeParams& params, const CtaCoordinates& coords,
+                                                  uint8_t* shared,
+                                                  const float (&acc)[RowBlocks][ColBlocks][4], int first_row,
+                                                  int group_row, int dim_base, const float* row_inverse,
+                                                  bool split) {
+  constexpr int kRowsPerBlock = 16;
   constexpr int kColBlockDims = 8;
-  if (!split) {
-    uint16_t* out_row = params.out + coords.batch * params.out_stride_batch +
-                        coords.seq * params.out_stride_seq +
-                        (coords.head_base + block_row) * params.out_stride_head;
+  float* stage = reinterpret_cast<float*>(shared);
 #pragma unroll
-    for (int j = 0; j < ColBlocks; ++j) {
-      *reinterpret_cast<uint32_t*>(out_row + dim_base + j * kColBlockDims) =
-          pack_bf16x2(acc[j][2 * half] * inverse, acc[j][2 * half + 1] * inverse);
-    }
-  } else {
-    float* stage_row = stage + block_row * StageStride;
+  for (int mb = 0; mb < RowBlocks; ++mb) {
 #pragma unroll
-    for (int j = 0; j < ColBlocks; ++j) {
-      *reinterpret_cast<float2*>(stage_row + dim_base + j * kColBlockDims) =
-          make_float2(acc[j][2 * half] * inverse, acc[j][2 * half + 1] * inverse);
+    for (int r = 0; r < 2; ++r) {
+      const int block_row = first_row + mb * kRowsPerBlock + group_row + 8 * r;
+      if (block_row >= coords.heads_here) continue;
+      const float inverse = row_inverse[block_row];
+      if (!split) {
+        uint16_t* out_row = params.out + coords.batch * params.out_stride_batch +
+                            coords.seq * params.out_stride_seq +
+                            (coords.head_base + block_row) * params.out_stride_head;
+#pragma unroll
+        for (int j = 0; j < ColBlocks; ++j) {
+          *reinterpret_cast<uint32_t*>(out_row + dim_base + j * kColBlockDims) =
+              pack_bf16x2(acc[mb][j][2 * r] * inverse, acc[mb][j][2 * r + 1] * inverse);
+        }
+      } else {
+        float* stage_row = stage + block_row * StageStride;
+#pragma unroll
+        for (int j = 0; j < ColBlocks; ++j) {
+          *reinterpret_cast<float2*>(stage_row + dim_base + j * kColBlockDims) =
+              make_float2(acc[mb][j][2 * r] * inverse, acc[mb][j][2 * r + 1] * inverse);
+        }
+      }
     }
+  }
+  if (split) {
+    __syncthreads();  // every row of the block is staged
+    store_partial_rows<StageStride>(params, coords, stage, threadIdx.x, Threads);
   }
 }
 
