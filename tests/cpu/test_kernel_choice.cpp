@@ -128,6 +128,19 @@ TEST(KernelChoice, NothingFitsBelowTheSmallestKernel) {
   EXPECT_EQ(detail::choose_decode_kernel(narrow, info).kernel, detail::DecodeKernel::kNone);
 }
 
+// The sm_90a kernel runs only from an sm_90 binary compiled from compute_90a code: not from an sm_80 cubin
+// (its trap body), not on other devices, and not from the binary the driver JIT-compiles out of an older
+// target's PTX (binaryVersion 90, ptxVersion 80: the trap body again; found by scripts/gpu-check-sm80-ptx).
+TEST(KernelChoice, Sm90KernelOnlyFromCompute90aCode) {
+  using detail::decode::sm90_kernel_binary_usable;
+  EXPECT_TRUE(sm90_kernel_binary_usable(9, 0, 90, 90));   // sm_90a cubin, or compute_90a PTX JIT-compiled
+  EXPECT_FALSE(sm90_kernel_binary_usable(9, 0, 90, 80));  // 80-virtual PTX JIT-compiled on an H100/H200
+  EXPECT_FALSE(sm90_kernel_binary_usable(9, 0, 80, 80));  // sm_80 cubin loaded on an H100/H200
+  EXPECT_FALSE(sm90_kernel_binary_usable(8, 0, 80, 80));  // A100
+  EXPECT_FALSE(sm90_kernel_binary_usable(12, 0, 120, 120));
+  EXPECT_FALSE(sm90_kernel_binary_usable(10, 0, 100, 90));  // compute_90a code cannot load there
+}
+
 // A capped Hopper device picks exactly what a 99 KB device with the same SM count picks.
 TEST(KernelChoice, CappedHopperMatchesThe99KbClass) {
   detail::CudaDeviceInfo capped = device_info(kDevices[5]);

@@ -10,6 +10,14 @@
 
 namespace smla::detail::decode {
 
+// Whether the loaded binary of the sm_90a kernel runs its wgmma body (cudaFuncAttributes of that kernel):
+// on a compute capability 9.0 device, an sm_90 binary (binaryVersion 90) compiled from compute_90a code
+// (ptxVersion 90). An sm_80 cubin runs the trap body, and so does the sm_90 binary the driver JIT-compiles
+// from a library built with an older target's PTX only (e.g. 80-virtual): its ptxVersion is that target's.
+constexpr bool sm90_kernel_binary_usable(int cc_major, int cc_minor, int binary_version, int ptx_version) {
+  return cc_major == 9 && cc_minor == 0 && binary_version == 90 && ptx_version == 90;
+}
+
 struct DecodeConfigSm90 {
   static constexpr int kHeadBlock = 64;
   static constexpr int kTileTokens = smla::kTileTokens;  // 64

@@ -33,10 +33,7 @@ bool hopper_decode_available(int device) {
       (void)cudaGetLastError();  // a failed query is not the caller's error
       return false;
     }
-    // binaryVersion 90: an sm_90 binary was loaded (an sm_80 cubin would run the trap body); ptxVersion 90:
-    // it was compiled from compute_90a code. A library built with PTX of an older target only (e.g.
-    // 80-virtual) is JIT-compiled to an sm_90 binary whose ptxVersion is that target's, and runs the trap.
-    if (major == 9 && minor == 0 && attributes.binaryVersion == 90 && attributes.ptxVersion == 90)
+    if (sm90_kernel_binary_usable(major, minor, attributes.binaryVersion, attributes.ptxVersion))
       available.fetch_or(bit, std::memory_order_acq_rel);
     known.fetch_or(bit, std::memory_order_acq_rel);
   }
