@@ -1,0 +1,339 @@
+// The latency floor of a decode step at b = 1 (issue 13: DSv4-Flash, 43 layers, goal <= 250 us, i.e.
+// 5.8 us a layer): 43 layers captured in one CUDA graph, each layer a chain shaped like smla's small calls
+// (4 head blocks x 10 splits = 40 CTAs of 256 threads, then a combine of 64 blocks of 128 threads) but with
+// no attention math, so that what is left is launch, dependency and memory latency:
+//
+//   empty2      two empty kernels a layer (decode-shaped, combine-shaped)
+//   empty1      one empty kernel a layer
+//   chain2      decode-shaped kernel: list length -> 32 indices -> one 16-byte chunk of each row from a 2 GB
+//               pool (three dependent global loads, as before a first tile), then every CTA writes its 16
+//               heads' fp32 partial rows and lse (32 KB); combine-shaped kernel: reads the 10 splits'
+//               lse and partials of one (row, head) and writes the row
+//   last_cta    chain2's decode kernel combining in-kernel: each CTA fences its partial, takes a ticket;
+//               the last CTA of a head block combines the block's 16 heads (and resets the ticket)
+//   split_sync  chain2's decode kernel combining in-kernel: the 10 CTAs of a head block wait for each other
+//               (arrival counter, spin), then each combines a tenth of the block's rows; a departure counter
+//               resets both (the grid is far below the SM count, so its CTAs are co-resident)
+//
+// Every variant runs with programmatic dependent launch (each kernel waits with griddepcontrol.wait before
+// its first global access and triggers its dependents at its end, as smla's kernels do) and without. Timed
+// as smla-bench times a step: CUDA events around graph replays queued behind a spin, median of 200.
+// Evidence for docs/perf.md (Hopper v2). Run on the GPU machine: scripts/micro/run.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+
+#define CK(x)                                                                     \
+  do {                                                                            \
+    cudaError_t e_ = (x);                                                         \
+    if (e_ != cudaSuccess) {                                                      \
+      printf("%s:%d %s -> %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      return 1;                                                                   \
+    }                                                                             \
+  } while (0)
+
+namespace {
+
+constexpr int kLayers = 43;
+constexpr int kSplits = 10;
+constexpr int kHeadBlocks = 4;
+constexpr int kHeadsPerBlock = 16;
+constexpr int kHeads = kHeadBlocks * kHeadsPerBlock;
+constexpr int kDims = 512;
+constexpr int kDecodeThreads = 256;
+constexpr int kCombineThreads = 128;
+constexpr int64_t kRowBytes = 576;
+constexpr int64_t kPoolRows = (int64_t{2} << 30) / kRowBytes;
+constexpr int kVectorsPerBlock = kHeadsPerBlock * kDims / 4;  // float4 of one head block's rows
+
+struct Buffers {
+  const int* length;    // [1]
+  const int* indices;   // [kSplits * 64]
+  const uint8_t* pool;  // kPoolRows * kRowBytes
+  float* partial;       // [kSplits][kHeads][kDims]
+  float* partial_lse;   // [kSplits][kHeads]
+  float* out;           // [kHeads][kDims]
+  float* lse;           // [kHeads]
+  unsigned* arrive;     // [kHeadBlocks]
+  unsigned* depart;     // [kHeadBlocks]
+  float* sink;          // keeps loaded values alive
+};
+
+__device__ __forceinline__ void wait_prerequisites() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void launch_dependents() {
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+}
+
+__global__ void __launch_bounds__(kDecodeThreads) empty_decode(Buffers b) {
+  wait_prerequisites();
+  launch_dependents();
+  if (threadIdx.x == 0 && blockIdx.x == 0 && b.length == nullptr) b.sink[0] = 1.f;
+}
+
+__global__ void __launch_bounds__(kCombineThreads) empty_combine(Buffers b) {
+  wait_prerequisites();
+  if (threadIdx.x == 0 && blockIdx.x == 0 && b.length == nullptr) b.sink[0] = 1.f;
+}
+
+// The three dependent loads before a first tile, then the CTA's partial rows and lse. Returns a value that
+// depends on the row bytes, so that nothing is optimized away.
+__device__ __forceinline__ void decode_body(const Buffers& b, int split, int head_block) {
+  __shared__ float row_value;
+  if (threadIdx.x < 32) {
+    const int length = b.length[0];
+    const int index = threadIdx.x < length ? b.indices[split * 64 + threadIdx.x] : 0;
+    const uint4 chunk = *reinterpret_cast<const uint4*>(b.pool + static_cast<int64_t>(index) * kRowBytes);
+    float v = __int_as_float((chunk.x ^ chunk.y ^ chunk.z ^ chunk.w) & 0x3f7fffff);
+    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (threadIdx.x == 0) row_value = v;
+  }
+  __syncthreads();
+  const float v = row_value;
+  float4* rows = reinterpret_cast<float4*>(
+      b.partial + (static_cast<int64_t>(split) * kHeads + head_block * kHeadsPerBlock) * kDims);
+  for (int i = threadIdx.x; i < kVectorsPerBlock; i += kDecodeThreads) rows[i] = make_float4(v, v, v, v);
+  if (threadIdx.x < kHeadsPerBlock)
+    b.partial_lse[split * kHeads + head_block * kHeadsPerBlock + threadIdx.x] = v + threadIdx.x;
+}
+
+// out[head][v] for float4 vector v of the head's row: the splits' partials weighted by exp(lse - max).
+__device__ __forceinline__ void combine_vector(const Buffers& b, int head, int vector) {
+  float lse[kSplits];
+  float4 part[kSplits];
+#pragma unroll
+  for (int s = 0; s < kSplits; ++s) {
+    lse[s] = b.partial_lse[s * kHeads + head];
+    part[s] = reinterpret_cast<const float4*>(b.partial +
+                                              (static_cast<int64_t>(s) * kHeads + head) * kDims)[vector];
+  }
+  float m = lse[0];
+#pragma unroll
+  for (int s = 1; s < kSplits; ++s) m = fmaxf(m, lse[s]);
+  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+  float sum = 0.f;
+#pragma unroll
+  for (int s = 0; s < kSplits; ++s) {
+    const float w = __expf(lse[s] - m);
+    sum += w;
+    acc.x += w * part[s].x;
+    acc.y += w * part[s].y;
+    acc.z += w * part[s].z;
+    acc.w += w * part[s].w;
+  }
+  const float inv = 1.f / sum;
+  reinterpret_cast<float4*>(b.out + head * kDims)[vector] =
+      make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
+  if (vector == 0) b.lse[head] = m + __logf(sum);
+}
+
+__global__ void __launch_bounds__(kDecodeThreads) chain_decode(Buffers b) {
+  wait_prerequisites();
+  decode_body(b, blockIdx.x % kSplits, blockIdx.x / kSplits);
+  launch_dependents();
+}
+
+__global__ void __launch_bounds__(kCombineThreads) chain_combine(Buffers b) {
+  wait_prerequisites();
+  combine_vector(b, blockIdx.x, threadIdx.x);
+}
+
+__global__ void __launch_bounds__(kDecodeThreads) last_cta_decode(Buffers b) {
+  wait_prerequisites();
+  const int split = blockIdx.x % kSplits;
+  const int head_block = blockIdx.x / kSplits;
+  decode_body(b, split, head_block);
+  __shared__ bool last;
+  __threadfence();  // this thread's partial writes are visible device-wide before the ticket
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    last = atomicAdd(&b.arrive[head_block], 1u) == kSplits - 1;
+    if (last) b.arrive[head_block] = 0;  // every other CTA of the block has taken its ticket
+  }
+  __syncthreads();
+  if (last) {
+    __threadfence();
+    for (int i = threadIdx.x; i < kVectorsPerBlock; i += kDecodeThreads)
+      combine_vector(b, head_block * kHeadsPerBlock + i / (kDims / 4), i % (kDims / 4));
+  }
+  launch_dependents();
+}
+
+__global__ void __launch_bounds__(kDecodeThreads) split_sync_decode(Buffers b) {
+  wait_prerequisites();
+  const int split = blockIdx.x % kSplits;
+  const int head_block = blockIdx.x / kSplits;
+  decode_body(b, split, head_block);
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    atomicAdd(&b.arrive[head_block], 1u);
+    while (*reinterpret_cast<volatile unsigned*>(&b.arrive[head_block]) < kSplits) {
+    }
+  }
+  __syncthreads();
+  __threadfence();
+  // This CTA's tenth of the block's float4 vectors.
+  constexpr int kShare = (kVectorsPerBlock + kSplits - 1) / kSplits;
+  const int first = split * kShare;
+  for (int i = first + threadIdx.x; i < min(first + kShare, kVectorsPerBlock); i += kDecodeThreads)
+    combine_vector(b, head_block * kHeadsPerBlock + i / (kDims / 4), i % (kDims / 4));
+  __syncthreads();
+  if (threadIdx.x == 0 && atomicAdd(&b.depart[head_block], 1u) == kSplits - 1) {
+    b.arrive[head_block] = 0;  // every CTA of the block has left the spin
+    b.depart[head_block] = 0;
+  }
+  launch_dependents();
+}
+
+__global__ void spin(unsigned long long ns) {
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < ns);
+}
+
+template <class Kernel>
+cudaError_t launch(Kernel kernel, int blocks, int threads, bool pdl, cudaStream_t s, const Buffers& b) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(blocks);
+  cfg.blockDim = dim3(threads);
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, b);
+}
+
+enum class Variant { kEmpty2, kEmpty1, kChain2, kLastCta, kSplitSync };
+const char* name_of(Variant v) {
+  switch (v) {
+    case Variant::kEmpty2:
+      return "empty2";
+    case Variant::kEmpty1:
+      return "empty1";
+    case Variant::kChain2:
+      return "chain2";
+    case Variant::kLastCta:
+      return "last_cta";
+    case Variant::kSplitSync:
+      return "split_sync";
+  }
+  return "?";
+}
+
+cudaError_t capture_layer(Variant v, bool pdl, cudaStream_t s, const Buffers& b) {
+  constexpr int kDecodeBlocks = kSplits * kHeadBlocks;
+  cudaError_t e = cudaSuccess;
+  switch (v) {
+    case Variant::kEmpty2:
+      e = launch(empty_decode, kDecodeBlocks, kDecodeThreads, pdl, s, b);
+      if (e == cudaSuccess) e = launch(empty_combine, kHeads, kCombineThreads, pdl, s, b);
+      break;
+    case Variant::kEmpty1:
+      e = launch(empty_decode, kDecodeBlocks, kDecodeThreads, pdl, s, b);
+      break;
+    case Variant::kChain2:
+      e = launch(chain_decode, kDecodeBlocks, kDecodeThreads, pdl, s, b);
+      if (e == cudaSuccess) e = launch(chain_combine, kHeads, kCombineThreads, pdl, s, b);
+      break;
+    case Variant::kLastCta:
+      e = launch(last_cta_decode, kDecodeBlocks, kDecodeThreads, pdl, s, b);
+      break;
+    case Variant::kSplitSync:
+      e = launch(split_sync_decode, kDecodeBlocks, kDecodeThreads, pdl, s, b);
+      break;
+  }
+  return e;
+}
+
+}  // namespace
+
+int main() {
+  Buffers b = {};
+  int* length;
+  int* indices;
+  uint8_t* pool;
+  CK(cudaMalloc(&length, sizeof(int)));
+  CK(cudaMalloc(&indices, kSplits * 64 * sizeof(int)));
+  CK(cudaMalloc(&pool, kPoolRows * kRowBytes));
+  CK(cudaMemset(pool, 0x11, kPoolRows * kRowBytes));
+  const int host_length = 64;
+  CK(cudaMemcpy(length, &host_length, sizeof(int), cudaMemcpyHostToDevice));
+  std::vector<int> host_indices(kSplits * 64);
+  uint64_t state = 88172645463325252ull;
+  for (int& x : host_indices) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    x = static_cast<int>(state % kPoolRows);
+  }
+  CK(cudaMemcpy(indices, host_indices.data(), host_indices.size() * sizeof(int), cudaMemcpyHostToDevice));
+  float* partial;
+  float* partial_lse;
+  float* out;
+  float* lse;
+  unsigned* counters;
+  float* sink;
+  CK(cudaMalloc(&partial, sizeof(float) * kSplits * kHeads * kDims));
+  CK(cudaMalloc(&partial_lse, sizeof(float) * kSplits * kHeads));
+  CK(cudaMalloc(&out, sizeof(float) * kHeads * kDims));
+  CK(cudaMalloc(&lse, sizeof(float) * kHeads));
+  CK(cudaMalloc(&counters, sizeof(unsigned) * 2 * kHeadBlocks));
+  CK(cudaMemset(counters, 0, sizeof(unsigned) * 2 * kHeadBlocks));
+  CK(cudaMalloc(&sink, sizeof(float)));
+  b = Buffers{length, indices, pool, partial, partial_lse, out, lse, counters, counters + kHeadBlocks, sink};
+
+  cudaStream_t s;
+  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  std::vector<float> reference;
+  for (Variant v :
+       {Variant::kEmpty2, Variant::kEmpty1, Variant::kChain2, Variant::kLastCta, Variant::kSplitSync}) {
+    for (bool pdl : {false, true}) {
+      cudaGraph_t g;
+      cudaGraphExec_t exec;
+      CK(cudaMemset(out, 0, sizeof(float) * kHeads * kDims));
+      CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+      for (int layer = 0; layer < kLayers; ++layer) CK(capture_layer(v, pdl, s, b));
+      CK(cudaStreamEndCapture(s, &g));
+      CK(cudaGraphInstantiate(&exec, g, 0));
+      CK(cudaGraphUpload(exec, s));
+      for (int i = 0; i < 20; ++i) CK(cudaGraphLaunch(exec, s));
+      CK(cudaStreamSynchronize(s));
+      const int n = 200;
+      std::vector<cudaEvent_t> ev(n + 1);
+      for (auto& x : ev) CK(cudaEventCreate(&x));
+      spin<<<1, 1, 0, s>>>(5000000);
+      for (int i = 0; i < n; ++i) {
+        CK(cudaEventRecord(ev[i], s));
+        CK(cudaGraphLaunch(exec, s));
+      }
+      CK(cudaEventRecord(ev[n], s));
+      CK(cudaStreamSynchronize(s));
+      std::vector<float> t(n);
+      for (int i = 0; i < n; ++i) {
+        CK(cudaEventElapsedTime(&t[i], ev[i], ev[i + 1]));
+        t[i] *= 1000;
+      }
+      std::sort(t.begin(), t.end());
+      // The combining variants must produce chain2's output.
+      std::vector<float> host_out(kHeads * kDims);
+      CK(cudaMemcpy(host_out.data(), out, host_out.size() * sizeof(float), cudaMemcpyDeviceToHost));
+      const char* check = "-";
+      if (v == Variant::kChain2 && !pdl) reference = host_out;
+      if (v == Variant::kChain2 || v == Variant::kLastCta || v == Variant::kSplitSync)
+        check = host_out == reference ? "out matches chain2" : "OUT DIFFERS FROM chain2";
+      printf("%-10s pdl=%d: step median %7.2f us (p10 %7.2f, p90 %7.2f), %.2f us a layer; %s\n", name_of(v),
+             pdl ? 1 : 0, t[n / 2], t[n / 10], t[n - n / 10], t[n / 2] / kLayers, check);
+      for (auto& x : ev) cudaEventDestroy(x);
+      CK(cudaGraphExecDestroy(exec));
+      CK(cudaGraphDestroy(g));
+    }
+  }
+  return 0;
+}
