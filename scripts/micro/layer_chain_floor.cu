@@ -13,7 +13,11 @@
 //               the last CTA of a head block combines the block's 16 heads (and resets the ticket)
 //   split_sync  chain2's decode kernel combining in-kernel: the 10 CTAs of a head block wait for each other
 //               (arrival counter, spin), then each combines a tenth of the block's rows; a departure counter
-//               resets both (the grid is far below the SM count, so its CTAs are co-resident)
+//               resets both (the grid is far below the SM count, so its CTAs are co-resident here)
+//   split_coop  split_sync launched as a cooperative kernel, which guarantees the co-residency that the spin
+//               needs whatever else runs on the GPU (a library cannot rely on an idle GPU); whether the
+//               driver accepts the cooperative and the programmatic-launch attributes together is part of
+//               what this measures (a refused launch is printed, not fatal)
 //
 // Every variant runs with programmatic dependent launch (each kernel waits with griddepcontrol.wait before
 // its first global access and triggers its dependents at its end, as smla's kernels do) and without. Timed
@@ -197,20 +201,26 @@ __global__ void spin(unsigned long long ns) {
 }
 
 template <class Kernel>
-cudaError_t launch(Kernel kernel, int blocks, int threads, bool pdl, cudaStream_t s, const Buffers& b) {
+cudaError_t launch(Kernel kernel, int blocks, int threads, bool pdl, cudaStream_t s, const Buffers& b,
+                   bool cooperative = false) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(blocks);
   cfg.blockDim = dim3(threads);
   cfg.stream = s;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attr[2];
   cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
+  if (pdl) {
+    attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[cfg.numAttrs++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cooperative) {
+    attr[cfg.numAttrs].id = cudaLaunchAttributeCooperative;
+    attr[cfg.numAttrs++].val.cooperative = 1;
+  }
   return cudaLaunchKernelEx(&cfg, kernel, b);
 }
 
-enum class Variant { kEmpty2, kEmpty1, kChain2, kLastCta, kSplitSync };
+enum class Variant { kEmpty2, kEmpty1, kChain2, kLastCta, kSplitSync, kSplitCoop };
 const char* name_of(Variant v) {
   switch (v) {
     case Variant::kEmpty2:
@@ -247,6 +257,9 @@ cudaError_t capture_layer(Variant v, bool pdl, cudaStream_t s, const Buffers& b)
       break;
     case Variant::kSplitSync:
       e = launch(split_sync_decode, kDecodeBlocks, kDecodeThreads, pdl, s, b);
+      break;
+    case Variant::kSplitCoop:
+      e = launch(split_sync_decode, kDecodeBlocks, kDecodeThreads, pdl, s, b, true);
       break;
   }
   return e;
@@ -292,16 +305,25 @@ int main() {
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   std::vector<float> reference;
-  for (Variant v :
-       {Variant::kEmpty2, Variant::kEmpty1, Variant::kChain2, Variant::kLastCta, Variant::kSplitSync}) {
+  for (Variant v : {Variant::kEmpty2, Variant::kEmpty1, Variant::kChain2, Variant::kLastCta,
+                    Variant::kSplitSync, Variant::kSplitCoop}) {
     for (bool pdl : {false, true}) {
-      cudaGraph_t g;
-      cudaGraphExec_t exec;
       CK(cudaMemset(out, 0, sizeof(float) * kHeads * kDims));
       CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
-      for (int layer = 0; layer < kLayers; ++layer) CK(capture_layer(v, pdl, s, b));
-      CK(cudaStreamEndCapture(s, &g));
-      CK(cudaGraphInstantiate(&exec, g, 0));
+      cudaError_t captured = cudaSuccess;
+      for (int layer = 0; layer < kLayers && captured == cudaSuccess; ++layer)
+        captured = capture_layer(v, pdl, s, b);
+      cudaGraph_t g = nullptr;
+      const cudaError_t ended = cudaStreamEndCapture(s, &g);
+      cudaGraphExec_t exec = nullptr;
+      if (captured == cudaSuccess && ended == cudaSuccess) captured = cudaGraphInstantiate(&exec, g, 0);
+      if (captured != cudaSuccess || ended != cudaSuccess) {
+        printf("%-10s pdl=%d: not run: capture or instantiation refused (%s)\n", name_of(v), pdl ? 1 : 0,
+               cudaGetErrorString(captured != cudaSuccess ? captured : ended));
+        (void)cudaGetLastError();
+        if (g != nullptr) cudaGraphDestroy(g);
+        continue;
+      }
       CK(cudaGraphUpload(exec, s));
       for (int i = 0; i < 20; ++i) CK(cudaGraphLaunch(exec, s));
       CK(cudaStreamSynchronize(s));
@@ -326,7 +348,8 @@ int main() {
       CK(cudaMemcpy(host_out.data(), out, host_out.size() * sizeof(float), cudaMemcpyDeviceToHost));
       const char* check = "-";
       if (v == Variant::kChain2 && !pdl) reference = host_out;
-      if (v == Variant::kChain2 || v == Variant::kLastCta || v == Variant::kSplitSync)
+      if (v == Variant::kChain2 || v == Variant::kLastCta || v == Variant::kSplitSync ||
+          v == Variant::kSplitCoop)
         check = host_out == reference ? "out matches chain2" : "OUT DIFFERS FROM chain2";
       printf("%-10s pdl=%d: step median %7.2f us (p10 %7.2f, p90 %7.2f), %.2f us a layer; %s\n", name_of(v),
              pdl ? 1 : 0, t[n / 2], t[n / 10], t[n - n / 10], t[n / 2] / kLayers, check);
