@@ -7,27 +7,16 @@
 #include <algorithm>
 #include <cstdio>
 #include <vector>
-#define CK(x)                                                                     \
-  do {                                                                            \
-    cudaError_t e_ = (x);                                                         \
-    if (e_ != cudaSuccess) {                                                      \
-      printf("%s:%d %s -> %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      return 1;                                                                   \
-    }                                                                             \
-  } while (0)
+
+#include "graph_timing.cuh"
+
 __global__ void __launch_bounds__(384, 1) empty_kernel(float* out) {
   extern __shared__ float smem[];
   if (threadIdx.x == 0) smem[0] = blockIdx.x;
   __syncthreads();
   if (threadIdx.x == 0 && out) out[blockIdx.x] = smem[0];
 }
-__global__ void spin(unsigned long long ns) {
-  unsigned long long t0, t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
-  do {
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  } while (t - t0 < ns);
-}
+
 int main() {
   float* out;
   cudaMalloc(&out, 4096 * 4);
@@ -56,25 +45,9 @@ int main() {
         CK(cudaLaunchKernelEx(&cfg, empty_kernel, out));
         CK(cudaStreamEndCapture(s, &g));
         CK(cudaGraphInstantiate(&e, g, 0));
-        CK(cudaGraphUpload(e, s));
-        for (int i = 0; i < 20; ++i) cudaGraphLaunch(e, s);
-        CK(cudaStreamSynchronize(s));
         const int n = 200;
-        std::vector<cudaEvent_t> ev(n + 1);
-        for (auto& x : ev) cudaEventCreate(&x);
-        spin<<<1, 1, 0, s>>>(5000000);
-        for (int i = 0; i < n; ++i) {
-          cudaEventRecord(ev[i], s);
-          cudaGraphLaunch(e, s);
-        }
-        cudaEventRecord(ev[n], s);
-        cudaStreamSynchronize(s);
-        std::vector<float> t(n);
-        for (int i = 0; i < n; ++i) {
-          CK(cudaEventElapsedTime(&t[i], ev[i], ev[i + 1]));
-          t[i] *= 1000;
-        }
-        std::sort(t.begin(), t.end());
+        std::vector<float> t;
+        CK(time_graph_replays(e, s, n, &t));
         printf("empty kernel smem=%d ctas=%d cluster=%d: median %.2f us (min %.2f) err=%s\n", smem, ctas,
                cluster, t[n / 2], t[0], cudaGetErrorString(cudaGetLastError()));
       }

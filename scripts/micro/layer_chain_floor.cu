@@ -30,14 +30,7 @@
 #include <cstdio>
 #include <vector>
 
-#define CK(x)                                                                     \
-  do {                                                                            \
-    cudaError_t e_ = (x);                                                         \
-    if (e_ != cudaSuccess) {                                                      \
-      printf("%s:%d %s -> %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      return 1;                                                                   \
-    }                                                                             \
-  } while (0)
+#include "graph_timing.cuh"
 
 namespace {
 
@@ -192,14 +185,6 @@ __global__ void __launch_bounds__(kDecodeThreads) split_sync_decode(Buffers b) {
   launch_dependents();
 }
 
-__global__ void spin(unsigned long long ns) {
-  unsigned long long t0, t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
-  do {
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  } while (t - t0 < ns);
-}
-
 template <class Kernel>
 cudaError_t launch(Kernel kernel, int blocks, int threads, bool pdl, cudaStream_t s, const Buffers& b,
                    bool cooperative = false) {
@@ -324,25 +309,9 @@ int main() {
         if (g != nullptr) cudaGraphDestroy(g);
         continue;
       }
-      CK(cudaGraphUpload(exec, s));
-      for (int i = 0; i < 20; ++i) CK(cudaGraphLaunch(exec, s));
-      CK(cudaStreamSynchronize(s));
       const int n = 200;
-      std::vector<cudaEvent_t> ev(n + 1);
-      for (auto& x : ev) CK(cudaEventCreate(&x));
-      spin<<<1, 1, 0, s>>>(5000000);
-      for (int i = 0; i < n; ++i) {
-        CK(cudaEventRecord(ev[i], s));
-        CK(cudaGraphLaunch(exec, s));
-      }
-      CK(cudaEventRecord(ev[n], s));
-      CK(cudaStreamSynchronize(s));
-      std::vector<float> t(n);
-      for (int i = 0; i < n; ++i) {
-        CK(cudaEventElapsedTime(&t[i], ev[i], ev[i + 1]));
-        t[i] *= 1000;
-      }
-      std::sort(t.begin(), t.end());
+      std::vector<float> t;
+      CK(time_graph_replays(exec, s, n, &t));
       // The combining variants must produce chain2's output.
       std::vector<float> host_out(kHeads * kDims);
       CK(cudaMemcpy(host_out.data(), out, host_out.size() * sizeof(float), cudaMemcpyDeviceToHost));
@@ -353,7 +322,6 @@ int main() {
         check = host_out == reference ? "out matches chain2" : "OUT DIFFERS FROM chain2";
       printf("%-10s pdl=%d: step median %7.2f us (p10 %7.2f, p90 %7.2f), %.2f us a layer; %s\n", name_of(v),
              pdl ? 1 : 0, t[n / 2], t[n / 10], t[n - n / 10], t[n / 2] / kLayers, check);
-      for (auto& x : ev) cudaEventDestroy(x);
       CK(cudaGraphExecDestroy(exec));
       CK(cudaGraphDestroy(g));
     }
