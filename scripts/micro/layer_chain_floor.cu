@@ -12,8 +12,9 @@
 //   last_cta    chain2's decode kernel combining in-kernel: each CTA fences its partial, takes a ticket;
 //               the last CTA of a head block combines the block's 16 heads (and resets the ticket)
 //   split_sync  chain2's decode kernel combining in-kernel: the 10 CTAs of a head block wait for each other
-//               (arrival counter, spin), then each combines a tenth of the block's rows; a departure counter
-//               resets both (the grid is far below the SM count, so its CTAs are co-resident here)
+//               (a barrier word whose top bit flips when the last arrives; spin), then each combines a
+//               tenth of the block's rows (the grid is far below the SM count, so its CTAs are co-resident
+//               here)
 //   split_coop  split_sync launched as a cooperative kernel, which guarantees the co-residency that the spin
 //               needs whatever else runs on the GPU (a library cannot rely on an idle GPU); whether the
 //               driver accepts the cooperative and the programmatic-launch attributes together is part of
@@ -55,7 +56,6 @@ struct Buffers {
   float* out;           // [kHeads][kDims]
   float* lse;           // [kHeads]
   unsigned* arrive;     // [kHeadBlocks]
-  unsigned* depart;     // [kHeadBlocks]
   float* sink;          // keeps loaded values alive
 };
 
@@ -163,25 +163,23 @@ __global__ void __launch_bounds__(kDecodeThreads) split_sync_decode(Buffers b) {
   const int split = blockIdx.x % kSplits;
   const int head_block = blockIdx.x / kSplits;
   decode_body(b, split, head_block);
-  __threadfence();
+  // smla's barrier (src/cuda/combine/in_kernel_combine.cuh on the in-kernel-combine branch): the top bit
+  // of the block's word flips when the last split arrives; no reset.
   __syncthreads();
   if (threadIdx.x == 0) {
-    atomicAdd(&b.arrive[head_block], 1u);
-    while (*reinterpret_cast<volatile unsigned*>(&b.arrive[head_block]) < kSplits) {
-    }
+    __threadfence();
+    const unsigned before = atomicAdd(&b.arrive[head_block], split == 0 ? 0x80000000u - (kSplits - 1) : 1u);
+    unsigned now;
+    do {
+      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(&b.arrive[head_block]) : "memory");
+    } while (((before ^ now) & 0x80000000u) == 0);
   }
   __syncthreads();
-  __threadfence();
   // This CTA's tenth of the block's float4 vectors.
   constexpr int kShare = (kVectorsPerBlock + kSplits - 1) / kSplits;
   const int first = split * kShare;
   for (int i = first + threadIdx.x; i < min(first + kShare, kVectorsPerBlock); i += kDecodeThreads)
     combine_vector(b, head_block * kHeadsPerBlock + i / (kDims / 4), i % (kDims / 4));
-  __syncthreads();
-  if (threadIdx.x == 0 && atomicAdd(&b.depart[head_block], 1u) == kSplits - 1) {
-    b.arrive[head_block] = 0;  // every CTA of the block has left the spin
-    b.depart[head_block] = 0;
-  }
   launch_dependents();
 }
 
@@ -285,7 +283,7 @@ int main() {
   CK(cudaMalloc(&counters, sizeof(unsigned) * 2 * kHeadBlocks));
   CK(cudaMemset(counters, 0, sizeof(unsigned) * 2 * kHeadBlocks));
   CK(cudaMalloc(&sink, sizeof(float)));
-  b = Buffers{length, indices, pool, partial, partial_lse, out, lse, counters, counters + kHeadBlocks, sink};
+  b = Buffers{length, indices, pool, partial, partial_lse, out, lse, counters, sink};
 
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
