@@ -4,7 +4,6 @@
 // Evidence for docs/perf.md. Run on the GPU machine: scripts/micro/run.
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <vector>
 
