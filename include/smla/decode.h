@@ -43,10 +43,12 @@ class Plan {
   const DecodeShape& shape() const { return shape_; }
   const PlanOptions& options() const { return options_; }
   int device() const { return device_; }  // CUDA ordinal; -1 for the CPU backend
-  // Split-KV factor per (row, head block): each split covers tiles_per_split 64-token tiles.
+  // Split-KV factor per (row, head block): each split covers tiles_per_split tiles of split_tile_tokens()
+  // entries (64; 32 for small calls of the 99 KB-class kernels), total_tiles() of them per row.
   int num_splits() const { return num_splits_; }
   int tiles_per_split() const { return tiles_per_split_; }
   int total_tiles() const { return total_tiles_; }
+  int split_tile_tokens() const { return split_tile_tokens_; }
   // Bytes of workspace `run` needs (may be 0 for the CPU backend).
   size_t workspace_bytes() const { return workspace_bytes_; }
   // Device properties captured at plan time (0 for the CPU backend).
@@ -72,6 +74,7 @@ class Plan {
   int num_splits_ = 1;
   int tiles_per_split_ = 0;
   int total_tiles_ = 0;
+  int split_tile_tokens_ = 64;
   size_t workspace_bytes_ = 0;
   int sm_count_ = 0;
   int compute_capability_ = 0;

@@ -71,11 +71,14 @@ Status shared_memory_cap(int32_t option, const char* env_value, int64_t* cap);
 
 // Split-KV schedule of the tensor-core backend (src/cuda/decode/schedule.cpp): how many CTAs share
 // one (query row, head block) so that the grid fills the device. `requested_splits` > 0 forces the
-// number of splits (clamped to [1, total_tiles]).
+// number of splits (clamped to [1, total_tiles]) in 64-entry tiles.
 struct SplitSchedule {
   int num_splits = 1;
-  int tiles_per_split = 0;
-  int total_tiles = 0;
+  int tiles_per_split = 0;  // schedule tiles of tile_tokens entries
+  int total_tiles = 0;      // main tiles first, then extra tiles
+  // Entries per schedule tile: 64, or 32 (half tiles) for a small call of the 99 KB-class kernels whose
+  // 64-entry splits would leave SMs idle (kernel_compact.cuh walks 32-entry tiles either way).
+  int tile_tokens = 64;
   int head_block = 64;  // heads per CTA the kernel will use for this shape (the KernelChoice's)
 };
 SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDeviceInfo& device,

@@ -47,11 +47,14 @@ struct DecodeParams {
   float* lse = nullptr;
   int64_t lse_stride_batch = 0, lse_stride_seq = 0, lse_stride_head = 0;
 
-  // Split-KV schedule (from the plan). Tiles are 64 entries: main tiles first, then extra tiles.
+  // Split-KV schedule (from the plan): main tiles first, then extra tiles. The list's tiles are 64 entries
+  // (main_tiles); a split covers tiles_per_split schedule tiles of split_tile_tokens entries (64, or 32
+  // for small calls of the 99 KB-class kernel, whose compute tiles are 32 entries).
   int32_t main_tiles = 0;   // ceil(main.width / 64)
-  int32_t total_tiles = 0;  // main_tiles + ceil(extra.width / 64)
+  int32_t total_tiles = 0;  // schedule tiles: (main_tiles + ceil(extra.width / 64)) * 64 / split_tile_tokens
   int32_t num_splits = 1;
   int32_t tiles_per_split = 0;  // ceil(total_tiles / num_splits)
+  int32_t split_tile_tokens = 64;
 
   // Workspace pieces (CUDA backends). See WorkspaceLayout.
   float* partial_out = nullptr;       // [b*s_q][num_splits][h][512]

@@ -97,20 +97,73 @@ TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
                     label.c_str(), detail::decode_kernel_name(choice.kernel), choice.head_block,
                     static_cast<long long>(ctas), schedule.num_splits, schedule.tiles_per_split);
         EXPECT_EQ(schedule.head_block, choice.head_block) << label;
-        EXPECT_EQ(schedule.total_tiles, total_tiles) << label;
+        // 64-entry schedule tiles, or half tiles for the 99 KB-class kernels' small calls (one wave).
+        const bool compact = choice.kernel == detail::DecodeKernel::kCompactHeads16 ||
+                             choice.kernel == detail::DecodeKernel::kCompactHeads32;
+        ASSERT_TRUE(schedule.tile_tokens == 64 || (compact && schedule.tile_tokens == 32)) << label;
+        const int schedule_tiles = total_tiles * 64 / schedule.tile_tokens;
+        EXPECT_EQ(schedule.total_tiles, schedule_tiles) << label;
         EXPECT_GE(schedule.num_splits, 1) << label;
-        EXPECT_GE(schedule.num_splits * schedule.tiles_per_split, total_tiles) << label;
-        EXPECT_LT((schedule.num_splits - 1) * schedule.tiles_per_split, total_tiles)
+        EXPECT_GE(schedule.num_splits * schedule.tiles_per_split, schedule_tiles) << label;
+        EXPECT_LT((schedule.num_splits - 1) * schedule.tiles_per_split, schedule_tiles)
             << label << ": empty split";
+        if (schedule.tile_tokens == 32) EXPECT_LE(ctas * schedule.num_splits, device.sm_count) << label;
         // Sane: a grid that leaves most SMs idle splits its rows, and a split never costs more waves of
         // tile work than the unsplit grid: waves x (tiles per split + 1 fixed tile) (schedule.cpp's model).
         if (ctas * 4 <= device.sm_count && total_tiles >= 2) EXPECT_GT(schedule.num_splits, 1) << label;
         const auto waves = [&](int64_t grid) { return (grid + device.sm_count - 1) / device.sm_count; };
-        EXPECT_LE(waves(ctas * schedule.num_splits) * (schedule.tiles_per_split + 1),
-                  waves(ctas) * (total_tiles + 1))
+        const double tiles_per_split = schedule.tiles_per_split * schedule.tile_tokens / 64.0;
+        EXPECT_LE(static_cast<double>(waves(ctas * schedule.num_splits)) * (tiles_per_split + 1),
+                  static_cast<double>(waves(ctas) * (total_tiles + 1)))
             << label;
       }
     }
+  }
+}
+
+// Small calls of the 99 KB-class kernels split 32-entry half tiles when the 64-entry schedule is one wave
+// and half tiles give each split less work, still in one wave (schedule.cpp): the DSv4-Flash step's
+// layers at b = 1, context 8192 (SWA: 2 tiles; C4: 2 + 8; C128: 2 + 1) and pro-c4 at b = 1.
+TEST(KernelChoice, SmallCompactCallsSplitHalfTiles) {
+  struct Expected {
+    int splits, tiles_per_split, tile_tokens;
+  };
+  struct Case {
+    const char* name;
+    DecodeShape shape;
+    Expected pro6000, h200;  // 188 and 132 SMs
+  };
+  const Case cases[] = {
+      // 4 head blocks of 16: 16 CTAs of one half tile
+      {"flash-swa b=1", {1, 1, 64, 128, 0}, {4, 1, 32}, {4, 1, 32}},
+      // 80 CTAs of one half tile, where 64-entry tiles gave 40 of two
+      {"flash-c4 b=1", {1, 1, 64, 128, 512}, {20, 1, 32}, {20, 1, 32}},
+      {"flash-c128 b=1", {1, 1, 64, 128, 64}, {6, 1, 32}, {6, 1, 32}},
+      // 8 head blocks: 188 SMs take 18 splits of one 64-entry tile (half tiles: 23 splits of 2, no
+      // shorter); 132 take 9 of two, and 16 splits of half tiles fit: 12 splits of 3
+      {"pro-c4 b=1", {1, 1, 128, 128, 1024}, {18, 1, 64}, {12, 3, 32}},
+      // 96 entries: the second tile's last half would be empty in every row: 64-entry tiles
+      {"h=64 topk=96 b=1", {1, 1, 64, 96, 0}, {2, 1, 64}, {2, 1, 64}},
+  };
+  for (const int device_index : {0, 5}) {  // RTX PRO 6000, H100/H200
+    const detail::CudaDeviceInfo info = device_info(kDevices[device_index]);
+    for (const Case& test_case : cases) {
+      const std::string label = std::string(kDevices[device_index].name) + " " + test_case.name;
+      const Expected& expected = device_index == 0 ? test_case.pro6000 : test_case.h200;
+      const detail::KernelChoice choice = detail::choose_decode_kernel(test_case.shape, info);
+      const detail::SplitSchedule schedule =
+          detail::plan_cuda_decode_splits(test_case.shape, info, choice, 0);
+      EXPECT_EQ(schedule.num_splits, expected.splits) << label;
+      EXPECT_EQ(schedule.tiles_per_split, expected.tiles_per_split) << label;
+      EXPECT_EQ(schedule.tile_tokens, expected.tile_tokens) << label;
+      // A forced count keeps 64-entry tiles.
+      EXPECT_EQ(detail::plan_cuda_decode_splits(test_case.shape, info, choice, 2).tile_tokens, 64) << label;
+    }
+    // Not a small call: 64-entry tiles whatever the split count.
+    const DecodeShape large{64, 1, 64, 128, 512};
+    EXPECT_EQ(detail::plan_cuda_decode_splits(large, info, detail::choose_decode_kernel(large, info), 0)
+                  .tile_tokens,
+              64);
   }
 }
 
@@ -157,6 +210,7 @@ TEST(KernelChoice, CappedHopperMatchesThe99KbClass) {
       const detail::SplitSchedule sb = detail::plan_cuda_decode_splits(shape, sm120, b, 0);
       EXPECT_EQ(sa.num_splits, sb.num_splits) << named.name << " b=" << batch;
       EXPECT_EQ(sa.tiles_per_split, sb.tiles_per_split) << named.name << " b=" << batch;
+      EXPECT_EQ(sa.tile_tokens, sb.tile_tokens) << named.name << " b=" << batch;
     }
   }
 }

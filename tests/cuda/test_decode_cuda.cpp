@@ -335,21 +335,27 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
   struct Case {
     DecodeShape shape;
     int auto_splits;
+    int auto_tile_tokens;  // 32: the half-tile rule (16-head blocks run the 99 KB-class kernel)
   };
   const Case cases[] = {
-      {{1, 1, 64, 128, 512}, 10},    // 16-head blocks: 4 CTAs, 10 tiles: one tile per split
-      {{1, 1, 128, 128, 1024}, 9},   // 16-head blocks: 8 CTAs, 18 tiles: 9 splits of 2 (18 of 1: 2 waves)
-      {{74, 1, 128, 128, 512}, 2},   // 148 CTAs: 2 waves x 11 = 22 vs 2 splits: 3 waves x 6 + 3.6 = 21.6
-      {{1, 1, 8, 64, 0}, 1},         // one tile cannot be split
-      {{1, 1, 128, 128, 8192}, 65},  // 130 tiles are too much work for 16-head blocks: 65 splits of 2
-      {{4, 3, 16, 576, 1024}, 9},    // 12 CTAs, 25 tiles: 9 splits of 3 (108 CTAs) beat 13 of 2 (2 waves)
-      {{2, 1, 100, 1, 1}, 2},        // 2 tiles: one each
-      {{16, 2, 64, 128, 512}, 4},    // 32 CTAs: 4 splits of 3 tiles fill one wave (5 would need two)
-      {{1, 1, 1, 65, 63}, 3},        // 3 tiles: one each
-      {{64, 1, 32, 128, 512}, 2},    // 64 CTAs: 2 splits of 5 in one wave beat 3 of 4 in two
-      {{128, 1, 64, 128, 512}, 1},   // 128 CTAs fill one wave: splitting only adds waves
-      {{64, 1, 64, 128, 0}, 1},      // flash-swa: 2 splits = 1 x 2 + 1.55 partial tiles > 1 x 3 unsplit
-      {{8, 1, 64, 128, 512}, 10},    // 80 CTAs: 1 x 2 + 1.2 beats 5 splits: 1 x 3 + 0.6
+      // 16-head blocks: 4 CTAs, 10 tiles: one tile per split (40 CTAs), then 20 half tiles in one wave
+      {{1, 1, 64, 128, 512}, 20, 32},
+      // 16-head blocks: 8 CTAs, 18 tiles: 9 splits of 2 (18 of 1: 2 waves); then 16 splits fit one wave:
+      // 36 half tiles in 12 splits of 3
+      {{1, 1, 128, 128, 1024}, 12, 32},
+      {{74, 1, 128, 128, 512}, 2, 64},   // 148 CTAs: 2 waves x 11 = 22 vs 2 splits: 3 waves x 6 + 3.6 = 21.6
+      {{1, 1, 8, 64, 0}, 2, 32},         // one tile cannot be split; its two half tiles can
+      {{1, 1, 128, 128, 8192}, 65, 64},  // 130 tiles are too much work for 16-head blocks: 65 splits of 2
+      // 12 CTAs, 25 tiles: 9 splits of 3 (108 CTAs) beat 13 of 2 (2 waves); then 11 splits fit one wave:
+      // 50 half tiles in 10 splits of 5
+      {{4, 3, 16, 576, 1024}, 10, 32},
+      {{2, 1, 100, 1, 1}, 2, 64},       // 2 tiles: one each (a half tile past each list's one entry: kept)
+      {{16, 2, 64, 128, 512}, 4, 64},   // 32 CTAs: 4 splits of 3 tiles fill one wave (5 would need two)
+      {{1, 1, 1, 65, 63}, 3, 64},       // 3 tiles: one each (65 entries: an empty last half tile)
+      {{64, 1, 32, 128, 512}, 2, 64},   // 64 CTAs: 2 splits of 5 in one wave beat 3 of 4 in two
+      {{128, 1, 64, 128, 512}, 1, 64},  // 128 CTAs fill one wave: splitting only adds waves
+      {{64, 1, 64, 128, 0}, 1, 64},     // flash-swa: 2 splits = 1 x 2 + 1.55 partial tiles > 1 x 3 unsplit
+      {{8, 1, 64, 128, 512}, 10, 64},   // 80 CTAs: 1 x 2 + 1.2 beats 5 splits: 1 x 3 + 0.6
   };
   for (const Case& test_case : cases) {
     const DecodeShape& shape = test_case.shape;
@@ -369,15 +375,24 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
           " extra=" + std::to_string(shape.extra_topk) + " requested=" + std::to_string(requested);
       std::printf("[decode_cuda schedule] %-60s -> splits=%d tiles/split=%d head_block=%d\n", label.c_str(),
                   schedule.num_splits, schedule.tiles_per_split, schedule.head_block);
-      EXPECT_EQ(schedule.total_tiles, total_tiles) << label;
+      // Forced counts split 64-entry tiles; the automatic one may split half tiles.
+      const int tile_tokens = requested == 0 ? test_case.auto_tile_tokens : 64;
+      const int schedule_tiles = total_tiles * 64 / tile_tokens;
+      EXPECT_EQ(schedule.tile_tokens, tile_tokens) << label;
+      EXPECT_EQ(schedule.total_tiles, schedule_tiles) << label;
       EXPECT_EQ(schedule.head_block, head_block) << label;
       EXPECT_GE(schedule.num_splits, 1) << label;
-      EXPECT_LE(schedule.num_splits, total_tiles) << label;
-      EXPECT_GE(schedule.num_splits * schedule.tiles_per_split, total_tiles) << label;
-      EXPECT_LT((schedule.num_splits - 1) * schedule.tiles_per_split, total_tiles)
+      EXPECT_LE(schedule.num_splits, schedule_tiles) << label;
+      EXPECT_GE(schedule.num_splits * schedule.tiles_per_split, schedule_tiles) << label;
+      EXPECT_LT((schedule.num_splits - 1) * schedule.tiles_per_split, schedule_tiles)
           << label << ": empty split";
       if (requested == 0) {
         EXPECT_EQ(schedule.num_splits, test_case.auto_splits) << label;
+        // Half tiles only for the 99 KB-class kernel, in one wave.
+        if (tile_tokens == 32) {
+          EXPECT_EQ(head_block, 16) << label;
+          EXPECT_LE(rows * ((shape.num_heads + 15) / 16) * schedule.num_splits, h100.sm_count) << label;
+        }
       } else {
         EXPECT_LE(schedule.num_splits, std::min(requested, total_tiles)) << label;
         if (requested == 1 || requested >= total_tiles) {
@@ -411,7 +426,7 @@ TEST(DecodeCudaSchedule, WarpSpecializedKernelPlansClustersWithinResidency) {
     int auto_splits, head_block;
   };
   const Case cases[] = {
-      {{1, 1, 64, 128, 512}, 10, 16},    // small call: 16-head blocks, as without the sm_90a kernel
+      {{1, 1, 64, 128, 512}, 20, 16},    // small call: 16-head blocks in half tiles, as without sm_90a
       {{8, 1, 64, 128, 512}, 10, 64},    // 10.5 MB of partials (L2): 2 + 0.3 + 0.28 < 5-CTA clusters 3.4
       {{32, 1, 64, 128, 512}, 3, 64},    // 32 clusters of 3 (<= 39): 4 + 1 + 0.4; 4 per cluster: 2 waves
       {{64, 1, 64, 128, 512}, 2, 64},    // 64 clusters of 2: 5 + 1 + 0.4 = 6.4 beats unsplit 11
@@ -463,7 +478,8 @@ TEST(DecodeCuda, MatchesReferenceOnSampledGrid) {
       const DeviceResult result = run_on_device(plan, problem, device);
       expect_matches(reference, result,
                      describe(configs[i]) + " splits=" + std::to_string(plan.num_splits()) + "x" +
-                         std::to_string(plan.tiles_per_split()));
+                         std::to_string(plan.tiles_per_split()) + "x" +
+                         std::to_string(plan.split_tile_tokens()));
       EXPECT_EQ(result.error_count, 0u) << "no out-of-range id lies inside a valid prefix";
     }
   }
@@ -504,7 +520,9 @@ TEST(DecodeCuda, AllKernelsAgree) {
       const DeviceResult preferred = run_on_device(preferred_plan, problem, device_problem);
       const DeviceResult portable = run_on_device(portable_plan, problem, device_problem);
       const DeviceResult compact = run_on_device(compact_plan, problem, device_problem);
-      const std::string label = describe(configs[i]) + " splits=" + std::to_string(requested_splits) + " ";
+      const std::string label = describe(configs[i]) + " splits=" + std::to_string(requested_splits) + " (" +
+                                std::to_string(compact_plan.num_splits()) + "x" +
+                                std::to_string(compact_plan.split_tile_tokens()) + " capped) ";
       expect_matches(reference, preferred, label + preferred_plan.kernel_name());
       expect_matches(reference, portable, label + portable_plan.kernel_name());
       expect_matches(reference, compact, label + compact_plan.kernel_name());
@@ -570,7 +588,14 @@ TEST(DecodeCuda, SplitCountsAgree) {
     empty_first_row(problem);
     const Reference reference = reference_decode(problem);
     DeviceProblem device(problem);
-    const int max_splits = make_cuda_plan(problem.shape, 0).total_tiles();
+    // The planner's plan of the first config (4 CTAs, 10 tiles per row) splits half tiles: 80 CTAs of one
+    // 32-entry tile on any device with 80 SMs or more (schedule.cpp).
+    const Plan auto_plan = make_cuda_plan(problem.shape, 0);
+    if (i == 0 && auto_plan.sm_count() >= 80) {
+      EXPECT_EQ(auto_plan.split_tile_tokens(), 32);
+      EXPECT_EQ(auto_plan.num_splits(), 20);
+    }
+    const int max_splits = auto_plan.total_tiles() * auto_plan.split_tile_tokens() / 64;  // of 64 entries
     std::vector<DeviceResult> results;
     for (int requested_splits : {1, 0, max_splits}) {
       const Plan plan = make_cuda_plan(problem.shape, requested_splits);
@@ -580,7 +605,9 @@ TEST(DecodeCuda, SplitCountsAgree) {
       }
       results.push_back(run_on_device(plan, problem, device));
       expect_matches(reference, results.back(),
-                     describe(configs[i]) + " splits=" + std::to_string(plan.num_splits()));
+                     describe(configs[i]) + " splits=" + std::to_string(plan.num_splits()) + "x" +
+                         std::to_string(plan.tiles_per_split()) + "x" +
+                         std::to_string(plan.split_tile_tokens()));
     }
     const Reference unsplit = as_reference(results[0], problem.shape);
     expect_matches(unsplit, results[1], describe(configs[i]) + " auto vs 1 split");

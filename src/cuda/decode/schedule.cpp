@@ -9,6 +9,13 @@
 // on the sm_90a kernel with at most kMaxClusterSplits splits, inside the kernel's clusters (a small fixed
 // cost). We pick the split count with the lowest cost (fewest splits on ties), never leaving a split
 // statically empty.
+//
+// Small calls of the 99 KB-class kernels (32-entry compute tiles) may then split at half-tile grain: when
+// the 64-entry schedule is one wave and half tiles give each split less work in one wave, every split walks
+// fewer 32-entry tiles. Such a call is a latency chain (lengths, indices, rows, then per compute tile the
+// gather, dequantization, S, softmax and P V of one CTA), so a CTA's compute tiles are its critical path;
+// the combine reads twice the (L2-resident) partials. DSv4-Flash at b = 1: a C4 layer's 40 CTAs of two
+// half tiles become 80 CTAs of one.
 #include <algorithm>
 
 #include "common/backend_entry.h"
@@ -19,6 +26,33 @@ namespace smla::detail {
 
 namespace {
 int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
+
+// True when a list of `width` entries has no 32-entry half tile past its end inside its last 64-entry
+// tile (width % 64 is 0 or above 32), so half-tile splits are never statically empty.
+bool half_tiles_fill_the_list(int64_t width) { return width <= 0 || width % 64 == 0 || width % 64 > 32; }
+
+// The half-tile rule of the header comment, applied to a finished 64-entry schedule.
+void split_small_compact_call_in_half_tiles(const DecodeShape& shape, const CudaDeviceInfo& device,
+                                            const KernelChoice& kernel, SplitSchedule* schedule) {
+  constexpr int kHalfTilesPerTile = 2;
+  const bool compact_kernel =
+      kernel.kernel == DecodeKernel::kCompactHeads16 || kernel.kernel == DecodeKernel::kCompactHeads32;
+  if (!compact_kernel || device.sm_count <= 0 || !half_tiles_fill_the_list(shape.topk) ||
+      !half_tiles_fill_the_list(shape.extra_topk))
+    return;
+  const int64_t query_rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
+  const int64_t ctas_per_split = query_rows * ceil_div(shape.num_heads, schedule->head_block);
+  if (ctas_per_split * schedule->num_splits > device.sm_count) return;  // not one wave: keep it
+  const int64_t most_splits = device.sm_count / ctas_per_split;
+  const int half_tiles = schedule->total_tiles * kHalfTilesPerTile;
+  const int half_tiles_per_split =
+      ceil_div(half_tiles, std::min<int64_t>(most_splits, static_cast<int64_t>(half_tiles)));
+  if (half_tiles_per_split >= schedule->tiles_per_split * kHalfTilesPerTile) return;  // no shorter
+  schedule->tile_tokens = decode::DecodeConfigHeads64::kTileTokens / kHalfTilesPerTile;
+  schedule->total_tiles = half_tiles;
+  schedule->tiles_per_split = half_tiles_per_split;
+  schedule->num_splits = ceil_div(half_tiles, half_tiles_per_split);
+}
 }  // namespace
 
 SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDeviceInfo& device,
@@ -80,6 +114,7 @@ SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDevice
   }
   schedule.tiles_per_split = ceil_div(total_tiles, num_splits);
   schedule.num_splits = ceil_div(total_tiles, schedule.tiles_per_split);
+  if (requested_splits <= 0) split_small_compact_call_in_half_tiles(shape, device, kernel, &schedule);
   return schedule;
 }
 

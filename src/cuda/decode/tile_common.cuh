@@ -20,7 +20,7 @@ namespace smla::detail::decode {
 // Running maximum before any valid score (spec section 4: finite, so masked rows never produce NaN).
 inline constexpr float kInitialRunningMax = -1e30f;
 
-// Compute tiles per 64-token schedule tile (1, or 2 for the 32-token tiles of the 99 KB-class kernel).
+// Compute tiles per 64-entry list tile (1, or 2 for the 32-token tiles of the 99 KB-class kernel).
 template <class Config>
 inline constexpr int kTilesPerScheduleTile = smla::kTileTokens / Config::kTileTokens;
 
@@ -96,9 +96,9 @@ __device__ __forceinline__ CtaCoordinates cta_coordinates(const DecodeParams& pa
 // A CTA's share of its query row: the valid prefixes of the two lists (read on the device, so graph
 // replays see new lengths) and the CTA's tile range. Lengths outside [0, width] are clamped by
 // list_length and counted once per (row, list) (docs/safety.md).
-// tile_begin / tile_end count the kernel's compute tiles (Config::kTileTokens entries each): the split
-// schedule is made of 64-token tiles (spec section 5), and a kernel with 32-token tiles walks each of them
-// in kTilesPerScheduleTile<Config> steps.
+// tile_begin / tile_end count the kernel's compute tiles (Config::kTileTokens entries each): the lists
+// are made of 64-token tiles (spec section 5), which a kernel with 32-token tiles walks in two steps; the
+// split schedule counts 64-token tiles, or 32-token ones for a half-tile plan (schedule.cpp).
 struct RowTiles {
   int32_t main_length, extra_length;
   int tile_begin, tile_end;
@@ -117,8 +117,13 @@ __device__ __forceinline__ RowTiles row_tiles(const DecodeParams& params, const 
   }
   const int schedule_begin = coords.split * params.tiles_per_split;
   const int schedule_end = min(params.total_tiles, schedule_begin + params.tiles_per_split);
-  row.tile_begin = schedule_begin * kTilesPerScheduleTile<Config>;
-  row.tile_end = schedule_end * kTilesPerScheduleTile<Config>;
+  // Compute tiles per schedule tile: 1 for the 64-entry kernels (whose plans always split in 64-entry
+  // tiles); 2, or 1 for a half-tile schedule, for the 32-entry kernel.
+  int compute_tiles_per_schedule_tile = 1;
+  if constexpr (kTilesPerScheduleTile < Config >> 1)
+    compute_tiles_per_schedule_tile = params.split_tile_tokens / Config::kTileTokens;
+  row.tile_begin = schedule_begin * compute_tiles_per_schedule_tile;
+  row.tile_end = schedule_end * compute_tiles_per_schedule_tile;
   return row;
 }
 
