@@ -63,24 +63,37 @@ struct DecodeParams {
   int32_t debug_checks = 0;           // SMLA_DEBUG_CHECKS=1
 };
 
+// The length given for query row (b, t) as stored: lengths[b] or lengths[b, t], the whole width when no
+// lengths tensor is given, 0 for an absent list. Unclamped.
+SMLA_HOST_DEVICE inline int32_t raw_list_length(const IndexListParams& list, int32_t b, int32_t t,
+                                                int32_t seq_q) {
+  if (list.width == 0) return 0;
+  if (list.lengths == nullptr) return list.width;
+  return list.lengths[list.lengths_per_query ? (int64_t)b * seq_q + t : b];
+}
+
+// Valid prefix of an index list from its raw length: clamped to [0, width] (spec section 4).
+SMLA_HOST_DEVICE inline int32_t clamp_list_length(const IndexListParams& list, int32_t raw) {
+  return raw < 0 ? 0 : (raw > list.width ? list.width : raw);
+}
+
+// True when a raw length lies outside [0, width]. Such a length is clamped (so nothing past the list is
+// read) and counted as a device error (issue 6 policy): the caller passed a length its index tensor cannot
+// hold. Without a lengths tensor the raw length is the width itself.
+SMLA_HOST_DEVICE inline bool raw_list_length_out_of_range(const IndexListParams& list, int32_t raw) {
+  return raw < 0 || raw > list.width;
+}
+
 // Valid prefix of an index list for query row (b, t): the given length clamped to [0, width], or the
 // whole width when no lengths tensor is given (spec section 4).
 SMLA_HOST_DEVICE inline int32_t list_length(const IndexListParams& list, int32_t b, int32_t t,
                                             int32_t seq_q) {
-  if (list.width == 0) return 0;
-  if (list.lengths == nullptr) return list.width;
-  const int32_t raw = list.lengths[list.lengths_per_query ? (int64_t)b * seq_q + t : b];
-  return raw < 0 ? 0 : (raw > list.width ? list.width : raw);
+  return clamp_list_length(list, raw_list_length(list, b, t, seq_q));
 }
 
-// True when the raw length given for row (b, t) lies outside [0, width]. Such a length is clamped by
-// list_length (so nothing past the list is read) and counted as a device error (issue 6 policy): the
-// caller passed a length its index tensor cannot hold.
 SMLA_HOST_DEVICE inline bool list_length_out_of_range(const IndexListParams& list, int32_t b, int32_t t,
                                                       int32_t seq_q) {
-  if (list.width == 0 || list.lengths == nullptr) return false;
-  const int32_t raw = list.lengths[list.lengths_per_query ? (int64_t)b * seq_q + t : b];
-  return raw < 0 || raw > list.width;
+  return raw_list_length_out_of_range(list, raw_list_length(list, b, t, seq_q));
 }
 
 SMLA_HOST_DEVICE inline const int32_t* list_row(const IndexListParams& list, int32_t b, int32_t t) {

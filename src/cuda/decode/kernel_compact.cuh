@@ -192,6 +192,13 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   // Launched as a programmatic dependent of the previous kernel (sm_90+): everything below reads what
   // that kernel may have written (lengths, indices, Q, the caches) or writes what it may still read.
   wait_for_prerequisite_grids();
+  // The slot of this lane's entry of the CTA's first tile, loaded beside the list lengths rather than
+  // after them: the tile range needs no length, and every position below the list's width lies inside
+  // the index tensor. When the lengths make that tile active (the row reaches the split's start), the
+  // first gather waits for one memory round trip instead of two; the lengths still decide validity.
+  const int first_tile = split_tile_range<Config>(params, coords).begin;
+  const int32_t first_tile_slot = load_lane_slot(
+      tile_source<Config>(params, coords, first_tile, params.main.width, params.extra.width), lane);
   const RowTiles row = row_tiles<Config>(params, coords);
   const int32_t main_length = row.main_length;
   const int32_t extra_length = row.extra_length;
@@ -247,7 +254,9 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   uint32_t valid_next = 0;  // valid-token bits of the tile in flight
   if (tile < tile_end) {
     const TileSource source = tile_source<Config>(params, coords, tile, main_length, extra_length);
-    const WarpTileRows rows = warp_tile_rows(params, source, load_lane_slot(source, lane), warp, lane);
+    // warp_tile_rows masks positions past the valid prefix, so the slot loaded against the width serves.
+    const int32_t slot = tile == first_tile ? first_tile_slot : load_lane_slot(source, lane);
+    const WarpTileRows rows = warp_tile_rows(params, source, slot, warp, lane);
     issue_warp_slice_copy<Config>(rows, staging_slice_base, scale_word_base, warp, lane);
     valid_next = rows.valid_mask;
   }

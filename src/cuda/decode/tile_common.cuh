@@ -104,26 +104,40 @@ struct RowTiles {
   int tile_begin, tile_end;
 };
 
+// The CTA's compute tiles [begin, end) of its row, from the split schedule alone (no list length needed).
+struct TileRange {
+  int begin, end;
+};
+
 template <class Config>
-__device__ __forceinline__ RowTiles row_tiles(const DecodeParams& params, const CtaCoordinates& coords) {
-  RowTiles row;
-  row.main_length = list_length(params.main, coords.batch, coords.seq, params.seq_q);
-  row.extra_length = list_length(params.extra, coords.batch, coords.seq, params.seq_q);
-  if (threadIdx.x == 0 && blockIdx.y == 0 && coords.split == 0 && params.error_counter != nullptr) {
-    const uint32_t bad_lengths =
-        static_cast<uint32_t>(list_length_out_of_range(params.main, coords.batch, coords.seq, params.seq_q)) +
-        static_cast<uint32_t>(list_length_out_of_range(params.extra, coords.batch, coords.seq, params.seq_q));
-    if (bad_lengths != 0) atomicAdd(params.error_counter, bad_lengths);
-  }
+__device__ __forceinline__ TileRange split_tile_range(const DecodeParams& params,
+                                                      const CtaCoordinates& coords) {
   const int schedule_begin = coords.split * params.tiles_per_split;
   const int schedule_end = min(params.total_tiles, schedule_begin + params.tiles_per_split);
   // Compute tiles per schedule tile: 1 for the 64-entry kernels (whose plans always split in 64-entry
   // tiles); 2, or 1 for a half-tile schedule, for the 32-entry kernel.
   int compute_tiles_per_schedule_tile = 1;
-  if constexpr (kTilesPerScheduleTile < Config >> 1)
+  if constexpr (Config::kTileTokens < smla::kTileTokens)
     compute_tiles_per_schedule_tile = params.split_tile_tokens / Config::kTileTokens;
-  row.tile_begin = schedule_begin * compute_tiles_per_schedule_tile;
-  row.tile_end = schedule_end * compute_tiles_per_schedule_tile;
+  return {schedule_begin * compute_tiles_per_schedule_tile, schedule_end * compute_tiles_per_schedule_tile};
+}
+
+template <class Config>
+__device__ __forceinline__ RowTiles row_tiles(const DecodeParams& params, const CtaCoordinates& coords) {
+  RowTiles row;
+  // Both lengths are loaded before either is used, so their memory round trips overlap.
+  const int32_t raw_main = raw_list_length(params.main, coords.batch, coords.seq, params.seq_q);
+  const int32_t raw_extra = raw_list_length(params.extra, coords.batch, coords.seq, params.seq_q);
+  row.main_length = clamp_list_length(params.main, raw_main);
+  row.extra_length = clamp_list_length(params.extra, raw_extra);
+  if (threadIdx.x == 0 && blockIdx.y == 0 && coords.split == 0 && params.error_counter != nullptr) {
+    const uint32_t bad_lengths = static_cast<uint32_t>(raw_list_length_out_of_range(params.main, raw_main)) +
+                                 static_cast<uint32_t>(raw_list_length_out_of_range(params.extra, raw_extra));
+    if (bad_lengths != 0) atomicAdd(params.error_counter, bad_lengths);
+  }
+  const TileRange range = split_tile_range<Config>(params, coords);
+  row.tile_begin = range.begin;
+  row.tile_end = range.end;
   return row;
 }
 
