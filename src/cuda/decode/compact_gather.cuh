@@ -1,0 +1,179 @@
+// The gather of the 99 KB-class decode kernel (kernel_compact.cuh): how each warp's slice of a tile's rows
+// reaches its staging slice (cp.async, one tile ahead of the dequantization), behind the interface the
+// kernel calls, in its order:
+//   start()       before Q's copies: the first tile
+//   issue_first() the first active tile's copies, committed as one group (empty when the CTA has no tile)
+//   has_tile()    whether a tile's copies are in flight for the loop body (uniform over the CTA)
+//   issue_next()  at the top of an iteration, after the warp dequantized the current tile: returns the
+//                 current tile's valid-token bits and issues (and commits) the next tile's copies
+// Semantics (spec sections 2 and 4): a token is valid iff its list position is inside the valid prefix and
+// 0 <= index < num_slots; an index past the pool inside the prefix is counted once per tile (head block 0
+// only) in params.error_counter; an invalid token's staging bytes are zero-filled by a cp.async of source
+// size 0, so its cache bytes are never read.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/decode_params.h"
+#include "cuda/decode/async_copy.cuh"
+#include "cuda/decode/config_compact.h"
+#include "cuda/decode/tile_common.cuh"
+#include "smla/cache.h"
+
+namespace smla::detail::decode {
+
+// Runs body(token, chunk) over the 16-byte chunks of a warp's slice of a tile's rows: a token's
+// ChunksPerToken chunks go to as many adjacent lanes, 32 / ChunksPerToken tokens a step.
+template <int TileTokens, int ChunksPerToken, class Body>
+__device__ __forceinline__ void for_each_slice_chunk(int lane, Body&& body) {
+  constexpr int kTokensPerStep = 32 / ChunksPerToken;
+#pragma unroll
+  for (int step = 0; step < TileTokens / kTokensPerStep; ++step)
+    body(step * kTokensPerStep + lane / ChunksPerToken, lane % ChunksPerToken);
+}
+
+// Chunks per token of a warp's slice: 4 (64 fp8 bytes of a scale group) or 8 (the 128 rope bytes).
+inline constexpr int kFp8SliceChunks = kQuantGroup / kChunkBytes;
+inline constexpr int kRopeSliceChunks = kRopeDim * 2 / kChunkBytes;
+
+// The slot of token `lane` of a tile; -1 (masked, not an error) past the list's valid prefix. Loaded one
+// tile ahead of its use.
+__device__ __forceinline__ int32_t load_lane_slot(const TileSource& source, int lane) {
+  const int32_t position = source.first_position + lane;
+  return position < source.length ? source.indices[position] : -1;
+}
+
+// Counts (head block 0 only) the tile's indices that lie past the pool inside the valid prefix; called by
+// one warp per tile (lane = token).
+__device__ __forceinline__ void count_out_of_pool_slots(const DecodeParams& params, const TileSource& source,
+                                                        bool in_prefix, int32_t slot, int lane) {
+  const uint32_t out_of_pool = __ballot_sync(0xffffffffu, in_prefix && slot >= source.num_slots);
+  if (lane == 0 && out_of_pool != 0 && blockIdx.y == 0 && params.error_counter != nullptr)
+    atomicAdd(params.error_counter, static_cast<uint32_t>(__popc(out_of_pool)));
+}
+
+// ---- WarpRowGather ---------------------------------------------------------------------------------------
+
+// Where a warp's slice of each of a tile's rows is (lane = token), and which tokens are valid. Invalid rows
+// point at the cache base and are never read.
+struct WarpTileRows {
+  const uint8_t* slice;       // this lane's token: the warp's first byte of the row (cache base if invalid)
+  const uint8_t* scale_word;  // this lane's token: the footer word holding the warp's scale byte
+  uint32_t valid_mask;        // bit t: token t is valid (the same in every warp)
+};
+
+__device__ __forceinline__ WarpTileRows warp_tile_rows(const DecodeParams& params, const TileSource& source,
+                                                       int32_t slot, int warp, int lane) {
+  const bool in_prefix = source.first_position + lane < source.length;
+  const bool valid = in_prefix && slot >= 0 && slot < source.num_slots;
+  if (warp == 0) count_out_of_pool_slots(params, source, in_prefix, slot, lane);
+  WarpTileRows rows;
+  rows.valid_mask = __ballot_sync(0xffffffffu, valid);
+  rows.slice = source.cache_data;
+  rows.scale_word = source.cache_data;
+  if (valid) {
+    const SlotAddress address = slot_address(source, slot);
+    rows.slice = address.row + (warp < kNumScaleGroups ? warp * kQuantGroup : kNopeDim);
+    rows.scale_word = address.scales + (warp / 4) * 4;
+  }
+  return rows;
+}
+
+__device__ __forceinline__ const uint8_t* lane_pointer(const uint8_t* pointer, int source_lane) {
+  return reinterpret_cast<const uint8_t*>(
+      __shfl_sync(0xffffffffu, reinterpret_cast<unsigned long long>(pointer), source_lane));
+}
+
+// Starts the copy of the warp's slice of a tile's rows into its staging slice ([token][slice bytes]), and
+// for a scale-group warp each token's footer word. Invalid tokens' staging bytes are zero-filled.
+template <class Config>
+__device__ __forceinline__ void issue_warp_slice_copy(const WarpTileRows& rows, uint32_t staging_slice,
+                                                      uint32_t scale_words, int warp, int lane) {
+  const auto copy_rows = [&]<int kChunksPerToken>() {
+    for_each_slice_chunk<Config::kTileTokens, kChunksPerToken>(lane, [&](int token, int chunk) {
+      const uint8_t* slice = lane_pointer(rows.slice, token);
+      const bool valid = (rows.valid_mask >> token) & 1u;
+      cp_async_16(staging_slice + token * kChunksPerToken * kChunkBytes + chunk * kChunkBytes,
+                  valid ? slice + chunk * kChunkBytes : slice, valid);
+    });
+  };
+  if (warp < Config::kFp8SliceWarps) {
+    copy_rows.template operator()<kFp8SliceChunks>();
+    cp_async_4(scale_words + lane * 4, rows.scale_word, (rows.valid_mask >> lane) & 1u);
+  } else {
+    copy_rows.template operator()<kRopeSliceChunks>();
+  }
+}
+
+// Every warp finds its own rows: it loads the slots of the tile after next while the next tile's copies
+// fly, and turns them into addresses when it issues that tile. No shared state, no barrier.
+template <class Config>
+class WarpRowGather {
+ public:
+  __device__ __forceinline__ WarpRowGather(const DecodeParams& params, const CtaCoordinates& coords,
+                                           const RowTiles& row, uint8_t* /*shared*/, uint32_t staging_slice,
+                                           uint32_t scale_words, int warp, int lane)
+      : params_(params),
+        coords_(coords),
+        row_(row),
+        staging_slice_(staging_slice),
+        scale_words_(scale_words),
+        warp_(warp),
+        lane_(lane) {}
+
+  __device__ __forceinline__ void start() {
+    tile_ = next_active_tile<Config>(params_, row_.tile_begin, row_.tile_end, row_.main_length,
+                                     row_.extra_length);
+  }
+
+  __device__ __forceinline__ void issue_first() {
+    if (tile_ < row_.tile_end) {
+      const TileSource source = source_of(tile_);
+      const WarpTileRows rows = warp_tile_rows(params_, source, load_lane_slot(source, lane_), warp_, lane_);
+      issue_warp_slice_copy<Config>(rows, staging_slice_, scale_words_, warp_, lane_);
+      valid_next_ = rows.valid_mask;
+    }
+    cp_async_commit();
+    next_tile_ =
+        next_active_tile<Config>(params_, tile_ + 1, row_.tile_end, row_.main_length, row_.extra_length);
+    if (next_tile_ < row_.tile_end) next_slot_ = load_lane_slot(source_of(next_tile_), lane_);
+  }
+
+  __device__ __forceinline__ bool has_tile() const { return tile_ < row_.tile_end; }
+
+  __device__ __forceinline__ uint32_t issue_next() {
+    const uint32_t valid_word = valid_next_;
+    int tile_after_next = row_.tile_end;
+    if (next_tile_ < row_.tile_end) {
+      const WarpTileRows rows = warp_tile_rows(params_, source_of(next_tile_), next_slot_, warp_, lane_);
+      issue_warp_slice_copy<Config>(rows, staging_slice_, scale_words_, warp_, lane_);
+      cp_async_commit();
+      valid_next_ = rows.valid_mask;
+      tile_after_next = next_active_tile<Config>(params_, next_tile_ + 1, row_.tile_end, row_.main_length,
+                                                 row_.extra_length);
+      if (tile_after_next < row_.tile_end) next_slot_ = load_lane_slot(source_of(tile_after_next), lane_);
+    }
+    tile_ = next_tile_;
+    next_tile_ = tile_after_next;
+    return valid_word;
+  }
+
+ private:
+  __device__ __forceinline__ TileSource source_of(int tile) const {
+    return tile_source<Config>(params_, coords_, tile, row_.main_length, row_.extra_length);
+  }
+
+  const DecodeParams& params_;
+  const CtaCoordinates& coords_;
+  const RowTiles& row_;
+  const uint32_t staging_slice_, scale_words_;
+  const int warp_, lane_;
+  int tile_ = 0;             // the tile whose copies are in flight (dequantized next), tile_end if none
+  int next_tile_ = 0;        // the tile after it
+  int32_t next_slot_ = -1;   // this lane's slot of next_tile_
+  uint32_t valid_next_ = 0;  // valid-token bits of tile_
+};
+
+}  // namespace smla::detail::decode
