@@ -6,7 +6,8 @@
 // tokens) leaves a latency-bound chain at 99 KB (docs/perf.md). Here warp w owns dims [64 w, 64 w + 64):
 // scale group w for w < 7, the rope dims for w = 7. Per tile, each warp on its own:
 //   gather                 its slice of the 32 rows (cp.async into its staging slice, one tile ahead;
-//                          compact_gather.cuh)
+//                          compact_gather.cuh: 32-head blocks copy from a row table the rope warp
+//                          writes, 16-head blocks find their own rows)
 //   dequantize             staging slice -> its slice of the bf16 K tile (K = V)
 //   S_w = Q K^T (partial)  all heads x 32 tokens over its dims (Q's A fragments held in registers)
 // then, CTA-wide (two barriers per tile):
@@ -21,6 +22,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "common/decode_params.h"
 #include "cuda/common/fp8_dequant.cuh"
@@ -162,8 +164,10 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   const uint32_t scale_word_base = shared_address(scale_words);
 
   // Prologue (per warp): its Q slice into the K tile, its slice of the first active tile's rows into
-  // staging; then its Q fragments into registers.
-  WarpRowGather<Config> gather(params, coords, row, shared, staging_slice_base, scale_word_base, warp, lane);
+  // staging (after the row table's one barrier, where there is a table); then its Q fragments into
+  // registers.
+  using Gather = std::conditional_t<Config::kRowTable, RowTableGather<Config>, WarpRowGather<Config>>;
+  Gather gather(params, coords, row, shared, staging_slice_base, scale_word_base, warp, lane);
   gather.start();
   load_q_slice_async<Config>(params, coords, k_base, warp, lane);
   cp_async_commit();
