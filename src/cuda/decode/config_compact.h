@@ -63,7 +63,17 @@ struct CompactConfig {
   static constexpr size_t kScaleWordOffset = kStagingOffset + kStagingBytes;       // u32 [7 warps][32 tokens]
   static constexpr size_t kRowRescaleOffset = kScaleWordOffset + kScaleWordBytes;  // float [heads]
   static constexpr size_t kRowInverseOffset = kRowRescaleOffset + size_t(kHeadBlock) * 4;  // float [heads]
-  static constexpr size_t kSharedBytes = kRowInverseOffset + size_t(kHeadBlock) * 4;
+  // The row table (compact_gather.cuh, RowTableGather): in the 32-head block the rope warp writes each
+  // tile's row and footer addresses (8 bytes each per token) and its valid and present words, and every warp
+  // copies from it. Three stages: the fewest that the prologue barrier and each iteration's barrier A order
+  // (the argument is beside RowTableGather). The 16-head block has none: its calls have one or two tiles per
+  // CTA, and the table's prologue (two stages, then a barrier) would stand before their first copy.
+  static constexpr bool kRowTable = kHeadBlock == 32;
+  static constexpr int kRowTableStages = 3;
+  static constexpr size_t kRowTableStageBytes = size_t(kTileTokens) * 8 * 2 + 16;  // 528
+  static constexpr size_t kRowTableOffset = kRowInverseOffset + size_t(kHeadBlock) * 4;
+  static constexpr size_t kRowTableBytes = kRowTable ? kRowTableStages * kRowTableStageBytes : 0;
+  static constexpr size_t kSharedBytes = kRowTableOffset + kRowTableBytes;
 
   static constexpr int kOutStageStride = kHeadDim + 8;  // floats; the pad spreads a fragment's 8 rows
   static_assert(size_t(kHeadBlock) * kOutStageStride * 4 <= kStagingOffset,
@@ -76,6 +86,7 @@ struct CompactConfig {
                 "warp w < 7 owns scale group w, warp 7 the rope dims");
   static_assert(kThreadsPerHead <= 32 && 32 % kThreadsPerHead == 0, "a head's softmax threads share a warp");
   static_assert(kTileTokens == 32, "one 32-bit valid word per tile");
+  static_assert(kRowTableOffset % 16 == 0, "the row table's 8-byte addresses are aligned");
   static_assert(kSharedBytes <= kCompactSharedLimit, "the CTA fits the 99 KB class");
 };
 

@@ -5,7 +5,9 @@
 // portable kernel's layout (a CTA-wide gather and dequantization, Q in shared memory, warps split over
 // tokens) leaves a latency-bound chain at 99 KB (docs/perf.md). Here warp w owns dims [64 w, 64 w + 64):
 // scale group w for w < 7, the rope dims for w = 7. Per tile, each warp on its own:
-//   gather                 its slice of the 32 rows (cp.async into its staging slice, one tile ahead)
+//   gather                 its slice of the 32 rows (cp.async into its staging slice, one tile ahead;
+//                          compact_gather.cuh: 32-head blocks copy from a row table the rope warp
+//                          writes, 16-head blocks find their own rows)
 //   dequantize             staging slice -> its slice of the bf16 K tile (K = V)
 //   S_w = Q K^T (partial)  all heads x 32 tokens over its dims (Q's A fragments held in registers)
 // then, CTA-wide (two barriers per tile):
@@ -20,12 +22,14 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "common/decode_params.h"
 #include "cuda/common/fp8_dequant.cuh"
 #include "cuda/common/mma_sm80.cuh"
 #include "cuda/common/programmatic_launch.cuh"
 #include "cuda/decode/async_copy.cuh"
+#include "cuda/decode/compact_gather.cuh"
 #include "cuda/decode/config_compact.h"
 #include "cuda/decode/operand_layout.cuh"
 #include "cuda/decode/tile_common.cuh"
@@ -38,83 +42,6 @@ namespace smla::detail::decode {
 // heads x 8 tokens per half warp) and the vector loads of the softmax threads are both conflict-free.
 __device__ __forceinline__ int exchange_offset(int head, int token) {
   return head * 32 + (((token / 8) ^ (head & 3)) * 8) + token % 8;
-}
-
-// The slot of token `lane` of a tile; -1 (masked, not an error) past the list's valid prefix. Loaded one
-// tile ahead of its use.
-__device__ __forceinline__ int32_t load_lane_slot(const TileSource& source, int lane) {
-  const int32_t position = source.first_position + lane;
-  return position < source.length ? source.indices[position] : -1;
-}
-
-// Where a warp's slice of each of a tile's rows is (lane = token), and which tokens are valid. A token is
-// valid iff its position is in the list's valid prefix and 0 <= index < num_slots; an index past the pool
-// inside the prefix is counted once (warp 0 of head block 0) and masked. Invalid rows are never read.
-struct WarpTileRows {
-  const uint8_t* slice;       // this lane's token: the warp's first byte of the row (cache base if invalid)
-  const uint8_t* scale_word;  // this lane's token: the footer word holding the warp's scale byte
-  uint32_t valid_mask;        // bit t: token t is valid (the same in every warp)
-};
-
-__device__ __forceinline__ WarpTileRows warp_tile_rows(const DecodeParams& params, const TileSource& source,
-                                                       int32_t slot, int warp, int lane) {
-  const bool in_prefix = source.first_position + lane < source.length;
-  const bool valid = in_prefix && slot >= 0 && slot < source.num_slots;
-  if (warp == 0) {
-    const uint32_t out_of_pool = __ballot_sync(0xffffffffu, in_prefix && slot >= source.num_slots);
-    if (lane == 0 && out_of_pool != 0 && blockIdx.y == 0 && params.error_counter != nullptr)
-      atomicAdd(params.error_counter, static_cast<uint32_t>(__popc(out_of_pool)));
-  }
-  WarpTileRows rows;
-  rows.valid_mask = __ballot_sync(0xffffffffu, valid);
-  rows.slice = source.cache_data;
-  rows.scale_word = source.cache_data;
-  if (valid) {
-    const SlotAddress address = slot_address(source, slot);
-    rows.slice = address.row + (warp < kNumScaleGroups ? warp * kQuantGroup : kNopeDim);
-    rows.scale_word = address.scales + (warp / 4) * 4;
-  }
-  return rows;
-}
-
-__device__ __forceinline__ const uint8_t* lane_pointer(const uint8_t* pointer, int source_lane) {
-  return reinterpret_cast<const uint8_t*>(
-      __shfl_sync(0xffffffffu, reinterpret_cast<unsigned long long>(pointer), source_lane));
-}
-
-// Runs body(token, chunk) over the 16-byte chunks of a warp's slice of a tile's rows: a token's
-// ChunksPerToken chunks go to as many adjacent lanes, 32 / ChunksPerToken tokens a step.
-template <int TileTokens, int ChunksPerToken, class Body>
-__device__ __forceinline__ void for_each_slice_chunk(int lane, Body&& body) {
-  constexpr int kTokensPerStep = 32 / ChunksPerToken;
-#pragma unroll
-  for (int step = 0; step < TileTokens / kTokensPerStep; ++step)
-    body(step * kTokensPerStep + lane / ChunksPerToken, lane % ChunksPerToken);
-}
-
-// Chunks per token of a warp's slice: 4 (64 fp8 bytes of a scale group) or 8 (the 128 rope bytes).
-inline constexpr int kFp8SliceChunks = kQuantGroup / kChunkBytes;
-inline constexpr int kRopeSliceChunks = kRopeDim * 2 / kChunkBytes;
-
-// Starts the copy of the warp's slice of a tile's rows into its staging slice ([token][slice bytes]), and
-// for a scale-group warp each token's footer word. Invalid tokens' staging bytes are zero-filled.
-template <class Config>
-__device__ __forceinline__ void issue_warp_slice_copy(const WarpTileRows& rows, uint32_t staging_slice,
-                                                      uint32_t scale_words, int warp, int lane) {
-  const auto copy_rows = [&]<int kChunksPerToken>() {
-    for_each_slice_chunk<Config::kTileTokens, kChunksPerToken>(lane, [&](int token, int chunk) {
-      const uint8_t* slice = lane_pointer(rows.slice, token);
-      const bool valid = (rows.valid_mask >> token) & 1u;
-      cp_async_16(staging_slice + token * kChunksPerToken * kChunkBytes + chunk * kChunkBytes,
-                  valid ? slice + chunk * kChunkBytes : slice, valid);
-    });
-  };
-  if (warp < Config::kFp8SliceWarps) {
-    copy_rows.template operator()<kFp8SliceChunks>();
-    cp_async_4(scale_words + lane * 4, rows.scale_word, (rows.valid_mask >> lane) & 1u);
-  } else {
-    copy_rows.template operator()<kRopeSliceChunks>();
-  }
 }
 
 // The warp's staging slice -> its slice (chunks 8 w .. 8 w + 7) of the swizzled bf16 K tile: e4m3 times the
@@ -192,17 +119,12 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   // Launched as a programmatic dependent of the previous kernel (sm_90+): everything below reads what
   // that kernel may have written (lengths, indices, Q, the caches) or writes what it may still read.
   wait_for_prerequisite_grids();
-  // The slot of this lane's entry of the CTA's first tile, loaded beside the list lengths rather than
-  // after them: the tile range needs no length, and every position below the list's width lies inside
-  // the index tensor. When the lengths make that tile active (the row reaches the split's start), the
-  // first gather waits for one memory round trip instead of two; the lengths still decide validity.
-  const int first_tile = split_tile_range<Config>(params, coords).begin;
-  const int32_t first_tile_slot = load_lane_slot(
-      tile_source<Config>(params, coords, first_tile, params.main.width, params.extra.width), lane);
+  // The warps that read slots load their lane's slot of the CTA's first tile beside the list lengths
+  // (compact_gather.cuh, FirstTileSlot), so the first gather waits for one memory round trip, not three.
+  using Gather = std::conditional_t<Config::kRowTable, RowTableGather<Config>, WarpRowGather<Config>>;
+  FirstTileSlot first_tile_slot;
+  if (Gather::loads_slots(warp)) first_tile_slot = load_first_tile_slot<Config>(params, coords, lane);
   const RowTiles row = row_tiles<Config>(params, coords);
-  const int32_t main_length = row.main_length;
-  const int32_t extra_length = row.extra_length;
-  const int tile_end = row.tile_end;
 
   const float scale_log2 = params.softmax_scale * kLog2e;
   float running_max = kInitialRunningMax;  // of softmax_head, base-2 scaled domain (same in its threads)
@@ -247,26 +169,13 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   const uint32_t scale_word_base = shared_address(scale_words);
 
   // Prologue (per warp): its Q slice into the K tile, its slice of the first active tile's rows into
-  // staging, the second tile's slots loading; then its Q fragments into registers.
-  int tile = next_active_tile<Config>(params, row.tile_begin, tile_end, main_length, extra_length);
+  // staging (after the row table's one barrier, where there is a table); then its Q fragments into
+  // registers.
+  Gather gather(params, coords, row, shared, staging_slice_base, scale_word_base, warp, lane);
+  gather.start(first_tile_slot);
   load_q_slice_async<Config>(params, coords, k_base, warp, lane);
   cp_async_commit();
-  uint32_t valid_next = 0;  // valid-token bits of the tile in flight
-  if (tile < tile_end) {
-    const TileSource source = tile_source<Config>(params, coords, tile, main_length, extra_length);
-    // warp_tile_rows masks positions past the valid prefix, so the slot loaded against the width serves.
-    const int32_t slot = tile == first_tile ? first_tile_slot : load_lane_slot(source, lane);
-    const WarpTileRows rows = warp_tile_rows(params, source, slot, warp, lane);
-    issue_warp_slice_copy<Config>(rows, staging_slice_base, scale_word_base, warp, lane);
-    valid_next = rows.valid_mask;
-  }
-  cp_async_commit();
-  int next_tile = next_active_tile<Config>(params, tile + 1, tile_end, main_length, extra_length);
-  int32_t next_slot = -1;
-  if (next_tile < tile_end) {
-    next_slot =
-        load_lane_slot(tile_source<Config>(params, coords, next_tile, main_length, extra_length), lane);
-  }
+  gather.issue_first();
   cp_async_wait_all_but_newest();
   __syncwarp();  // the warp's Q slice landed
   uint32_t q_frag[kRowBlocks][Config::kSliceKSteps][4];
@@ -280,28 +189,12 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
     }
   }
 
-  while (tile < tile_end) {
+  while (gather.has_tile()) {
     cp_async_wait_all();
     __syncwarp();  // the warp's staging slice landed; its previous P V (or Q reads) is done with its K slice
     dequantize_warp_slice<Config>(staging_slice, scale_words, k_tile, warp, lane);
     __syncwarp();  // the warp's K slice is written; its staging slice is free for the next tile
-    const uint32_t valid_word = valid_next;
-
-    int tile_after_next = tile_end;
-    if (next_tile < tile_end) {
-      const TileSource source = tile_source<Config>(params, coords, next_tile, main_length, extra_length);
-      const WarpTileRows rows = warp_tile_rows(params, source, next_slot, warp, lane);
-      issue_warp_slice_copy<Config>(rows, staging_slice_base, scale_word_base, warp, lane);
-      cp_async_commit();
-      valid_next = rows.valid_mask;
-      tile_after_next = next_active_tile<Config>(params, next_tile + 1, tile_end, main_length, extra_length);
-      if (tile_after_next < tile_end) {
-        next_slot = load_lane_slot(
-            tile_source<Config>(params, coords, tile_after_next, main_length, extra_length), lane);
-      }
-    }
-    tile = next_tile;
-    next_tile = tile_after_next;
+    const uint32_t valid_word = gather.issue_next();
 
     // ---- Partial S over this warp's 64 dims, every head and token of the tile (each B fragment feeds
     // every row block; kRowBlocks x 4 independent accumulators, 4 k steps deep).
