@@ -338,8 +338,10 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
     int auto_tile_tokens;  // 32: the half-tile rule (16-head blocks run the 99 KB-class kernel)
   };
   const Case cases[] = {
-      // 16-head blocks: 4 CTAs, 10 tiles: one tile per split (40 CTAs), then 20 half tiles in one wave
-      {{1, 1, 64, 128, 512}, 20, 32},
+      // 16-head blocks: 4 CTAs, 10 tiles: one tile per split (40 CTAs); 20 half tiles would take 20 splits,
+      // past the half-tile cap of 16
+      {{1, 1, 64, 128, 512}, 10, 64},
+      {{1, 1, 64, 128, 64}, 6, 32},  // 3 tiles: one each, then 6 half tiles in 24 CTAs (a C128 layer)
       // 16-head blocks: 8 CTAs, 18 tiles: 9 splits of 2 (18 of 1: 2 waves); then 16 splits fit one wave:
       // 36 half tiles in 12 splits of 3
       {{1, 1, 128, 128, 1024}, 12, 32},
@@ -388,10 +390,11 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
           << label << ": empty split";
       if (requested == 0) {
         EXPECT_EQ(schedule.num_splits, test_case.auto_splits) << label;
-        // Half tiles only for the 99 KB-class kernel, in one wave.
+        // Half tiles only for the 99 KB-class kernel, in one wave, in at most 16 splits.
         if (tile_tokens == 32) {
           EXPECT_EQ(head_block, 16) << label;
           EXPECT_LE(rows * ((shape.num_heads + 15) / 16) * schedule.num_splits, h100.sm_count) << label;
+          EXPECT_LE(schedule.num_splits, 16) << label;
         }
       } else {
         EXPECT_LE(schedule.num_splits, std::min(requested, total_tiles)) << label;
@@ -426,7 +429,7 @@ TEST(DecodeCudaSchedule, WarpSpecializedKernelPlansClustersWithinResidency) {
     int auto_splits, head_block;
   };
   const Case cases[] = {
-      {{1, 1, 64, 128, 512}, 20, 16},    // small call: 16-head blocks in half tiles, as without sm_90a
+      {{1, 1, 64, 128, 512}, 10, 16},    // small call: 16-head blocks, as without the sm_90a kernel
       {{8, 1, 64, 128, 512}, 10, 64},    // 10.5 MB of partials (L2): 2 + 0.3 + 0.28 < 5-CTA clusters 3.4
       {{32, 1, 64, 128, 512}, 3, 64},    // 32 clusters of 3 (<= 39): 4 + 1 + 0.4; 4 per cluster: 2 waves
       {{64, 1, 64, 128, 512}, 2, 64},    // 64 clusters of 2: 5 + 1 + 0.4 = 6.4 beats unsplit 11
@@ -580,7 +583,8 @@ TEST(DecodeCuda, PlanChoosesKernelFromSharedMemoryLimit) {
 TEST(DecodeCuda, SplitCountsAgree) {
   SMLA_SKIP_WITHOUT_CUDA();
   std::vector<ProblemConfig> configs = {test::problem_config(1, 1, 64, 128, 512, 256, 64),
-                                        test::problem_config(2, 2, 16, 576, 1024, 61, 2)};
+                                        test::problem_config(2, 2, 16, 576, 1024, 61, 2),
+                                        test::problem_config(1, 1, 64, 128, 64, 256, 2)};
   configs[1].lengths_per_query = true;
   for (size_t i = 0; i < configs.size(); ++i) {
     Rng rng = Rng::ForTest(200 + i);
@@ -588,12 +592,12 @@ TEST(DecodeCuda, SplitCountsAgree) {
     empty_first_row(problem);
     const Reference reference = reference_decode(problem);
     DeviceProblem device(problem);
-    // The planner's plan of the first config (4 CTAs, 10 tiles per row) splits half tiles: 80 CTAs of one
-    // 32-entry tile on any device with 80 SMs or more (schedule.cpp).
+    // The planner's plan of the third config (4 CTAs, 3 tiles per row, a C128 layer) splits half tiles: 24
+    // CTAs of one 32-entry tile on any device with 24 SMs or more (schedule.cpp).
     const Plan auto_plan = make_cuda_plan(problem.shape, 0);
-    if (i == 0 && auto_plan.sm_count() >= 80) {
+    if (i == 2 && auto_plan.sm_count() >= 24) {
       EXPECT_EQ(auto_plan.split_tile_tokens(), 32);
-      EXPECT_EQ(auto_plan.num_splits(), 20);
+      EXPECT_EQ(auto_plan.num_splits(), 6);
     }
     const int max_splits = auto_plan.total_tiles() * auto_plan.split_tile_tokens() / 64;  // of 64 entries
     std::vector<DeviceResult> results;

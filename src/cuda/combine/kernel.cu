@@ -171,8 +171,7 @@ Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t
   // Blocks = rows x h. Up to 2 splits: 32 registers, 16 blocks per SM (thousands of blocks); more splits
   // with many blocks (flash-c4-mtp b=8: 5 splits, 1024 blocks): 4 loads in flight at 8 blocks per SM (8 in
   // flight at 5 blocks per SM measured 1-2 us slower there); a few hundred blocks: 8 in flight.
-  // Up to 32 splits with few blocks: all of them in flight at once (flash-c4 b = 1: 10 splits, or 20 in
-  // half tiles).
+  // Up to 16 splits with few blocks: all of them in flight at once (flash-c4 b = 1: 10 splits).
   constexpr int64_t kFewBlocks = 512;
   if (params.num_splits <= 2) {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<2, 16, true>, params));
@@ -182,8 +181,6 @@ Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<4, 8, false>, params));
   } else if (params.num_splits <= 16) {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<16, 1, true>, params));
-  } else if (params.num_splits <= 32) {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<32, 1, true>, params));
   } else {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<8, 1, false>, params));
   }

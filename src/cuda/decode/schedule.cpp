@@ -11,11 +11,11 @@
 // statically empty.
 //
 // Small calls of the 99 KB-class kernels (32-entry compute tiles) may then split at half-tile grain: when
-// the 64-entry schedule is one wave and half tiles give each split less work in one wave, every split walks
-// fewer 32-entry tiles. Such a call is a latency chain (lengths, indices, rows, then per compute tile the
-// gather, dequantization, S, softmax and P V of one CTA), so a CTA's compute tiles are its critical path;
-// the combine reads twice the (L2-resident) partials. DSv4-Flash at b = 1: a C4 layer's 40 CTAs of two
-// half tiles become 80 CTAs of one.
+// the 64-entry schedule is one wave and half tiles give each split less work in one wave with at most 16
+// splits, every split walks fewer 32-entry tiles. Such a call is a latency chain (lengths, indices, rows,
+// then per compute tile the gather, dequantization, S, softmax and P V of one CTA), so a CTA's compute tiles
+// are its critical path; the combine reads twice the (L2-resident) partials. DSv4-Flash at b = 1: an SWA
+// layer's 8 CTAs of two half tiles become 16 of one, a C128 layer's 12 become 24.
 #include <algorithm>
 
 #include "common/backend_entry.h"
@@ -35,6 +35,10 @@ bool half_tiles_fill_the_list(int64_t width) { return width <= 0 || width % 64 =
 void split_small_compact_call_in_half_tiles(const DecodeShape& shape, const CudaDeviceInfo& device,
                                             const KernelChoice& kernel, SplitSchedule* schedule) {
   constexpr int kHalfTilesPerTile = 2;
+  // At most 16 splits (the combine's one-batch limit): the DSv4-Flash C4 layer at b = 1 measured 10.7 us a
+  // layer in 20 splits of one half tile against 9.9 in 10 of one tile (docs/perf.md, v36), while 2 -> 4,
+  // 3 -> 6 and 9 -> 12 splits gained.
+  constexpr int64_t kMaxHalfTileSplits = 16;
   const bool compact_kernel =
       kernel.kernel == DecodeKernel::kCompactHeads16 || kernel.kernel == DecodeKernel::kCompactHeads32;
   if (!compact_kernel || device.sm_count <= 0 || !half_tiles_fill_the_list(shape.topk) ||
@@ -43,7 +47,7 @@ void split_small_compact_call_in_half_tiles(const DecodeShape& shape, const Cuda
   const int64_t query_rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
   const int64_t ctas_per_split = query_rows * ceil_div(shape.num_heads, schedule->head_block);
   if (ctas_per_split * schedule->num_splits > device.sm_count) return;  // not one wave: keep it
-  const int64_t most_splits = device.sm_count / ctas_per_split;
+  const int64_t most_splits = std::min<int64_t>(device.sm_count / ctas_per_split, kMaxHalfTileSplits);
   const int half_tiles = schedule->total_tiles * kHalfTilesPerTile;
   const int half_tiles_per_split =
       ceil_div(half_tiles, std::min<int64_t>(most_splits, static_cast<int64_t>(half_tiles)));
