@@ -1,5 +1,6 @@
 // Warp-level tensor-core helpers for the portable (sm_80+) kernels: ldmatrix loads from shared
-// memory and the bf16 m16n8k16 MMA with fp32 accumulation (inline PTX, so no CUTLASS dependency).
+// memory, the movmatrix transpose and the bf16 m16n8k16 MMA with fp32 accumulation (inline PTX, so no CUTLASS
+// dependency).
 //
 // Fragment layouts (PTX ISA, "mma.m16n8k16" for .bf16), with g = lane / 4 and c = lane % 4:
 //   A (16x16, row-major)  reg0: (g, 2c..2c+1)  reg1: (g+8, 2c..)  reg2: (g, 8+2c..)  reg3: (g+8, 8+2c..)
@@ -33,6 +34,15 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&regs)[4], uint32_t 
                : "=r"(regs[0]), "=r"(regs[1]), "=r"(regs[2]), "=r"(regs[3])
                : "r"(address)
                : "memory");
+}
+
+// The 8x8 b16 matrix the warp holds in `value` (thread t: row t/4, cols 2(t%4)..+1), transposed: thread t
+// receives (rows 2(t%4)..+1, col t/4) of it. sm_75+. Turns row-major K fragments into V's k-major ones
+// without a round trip through shared memory.
+__device__ __forceinline__ uint32_t movmatrix_trans(uint32_t value) {
+  uint32_t result;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(result) : "r"(value));
+  return result;
 }
 
 // accumulator += A (16x16 bf16) * B (16x8 bf16), fp32 accumulation.

@@ -1,9 +1,9 @@
 // Compile-time shape of the 99 KB-class decode kernel (kernel_compact.cuh): sm_80..sm_120, mma.sync, at
 // most 101,376 bytes of shared memory. One CTA of 8 warps handles one (split, head block, query row) with
 // 32-token compute tiles, and every warp owns one 64-dim slice of the 512: warp w < 7 scale group w (fp8
-// bytes 64 w..64 w + 63 of a row), warp 7 the 64 rope dims. A warp gathers, dequantizes and keeps its slice
-// of each tile's K (= V) rows itself, holds Q's A fragments of its slice in registers, computes a partial
-// S over its dims and O for its dims. Only the partial-S exchange and the softmax are CTA-wide: two
+// bytes 64 w..64 w + 63 of a row), warp 7 the 64 rope dims. A warp gathers and dequantizes its slice of each
+// tile's K (= V) rows itself into registers, holds Q's A fragments of its slice in registers, computes a
+// partial S over its dims and O for its dims. Only the partial-S exchange and the softmax are CTA-wide: two
 // barriers per tile.
 #pragma once
 
@@ -47,17 +47,19 @@ struct CompactConfig {
   static constexpr size_t kFp8StagingSliceBytes = size_t(kTileTokens) * kQuantGroup;    // 2048
   static constexpr size_t kRopeStagingSliceBytes = size_t(kTileTokens) * kRopeDim * 2;  // 4096
 
-  // Shared-memory map (bytes). The K tile doubles as the Q tile before the first tile (each warp reads its
-  // slice of Q into registers from its own slice of it); the split epilogue stages its fp32 O rows over K,
-  // the exchange and P.
-  static constexpr size_t kKBytes = size_t(kTileTokens) * kHeadDim * 2;  // bf16, swizzled rows
-  static constexpr size_t kQBytes = size_t(kHeadBlock) * kHeadDim * 2;   // over the K tile
+  // Shared-memory map (bytes). The Q tile: each warp reads its slice of Q into registers from it before the
+  // first tile (K and V live in registers since v39, KFragments). Its region keeps the 32 KB of the bf16 K
+  // tile that held Q before v39, so the budget, the occupancy and the split schedules stay those measured
+  // with it (the freed bytes are spare: docs/perf.md). The split epilogue stages its fp32 O rows over this
+  // region, the exchange and P.
+  static constexpr size_t kQBytes = size_t(kHeadBlock) * kHeadDim * 2;  // bf16, swizzled rows
+  static constexpr size_t kQRegionBytes = size_t(kTileTokens) * kHeadDim * 2;
   static constexpr size_t kExchangeBytes = size_t(kNumWarps) * kHeadBlock * kTileTokens * 4;  // fp32 S parts
   static constexpr size_t kPBytes = size_t(kHeadBlock) * kTileTokens * 2;  // bf16, swizzled rows
   static constexpr size_t kStagingBytes = kFp8SliceWarps * kFp8StagingSliceBytes + kRopeStagingSliceBytes;
   static constexpr size_t kScaleWordBytes = size_t(kFp8SliceWarps) * kTileTokens * 4;
-  static constexpr size_t kKOffset = 0;
-  static constexpr size_t kExchangeOffset = kKOffset + kKBytes;
+  static constexpr size_t kQOffset = 0;
+  static constexpr size_t kExchangeOffset = kQOffset + kQRegionBytes;
   static constexpr size_t kPOffset = kExchangeOffset + kExchangeBytes;
   static constexpr size_t kStagingOffset = kPOffset + kPBytes;
   static constexpr size_t kScaleWordOffset = kStagingOffset + kStagingBytes;       // u32 [7 warps][32 tokens]
@@ -77,8 +79,8 @@ struct CompactConfig {
 
   static constexpr int kOutStageStride = kHeadDim + 8;  // floats; the pad spreads a fragment's 8 rows
   static_assert(size_t(kHeadBlock) * kOutStageStride * 4 <= kStagingOffset,
-                "the O stage must fit over K, the exchange and P");
-  static_assert(kQBytes <= kKBytes, "Q is staged in the K tile");
+                "the O stage must fit over the Q region, the exchange and P");
+  static_assert(kQBytes <= kQRegionBytes, "Q fits its region");
   static_assert(kHeadBlock == 16 || kHeadBlock == 32, "16- or 32-head blocks");
   static_assert(kSliceKSteps == 4 && kSliceChunks == 8,
                 "a warp's dim slice is one 8-chunk swizzle group (immediate ldmatrix offsets)");

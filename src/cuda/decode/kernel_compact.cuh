@@ -8,12 +8,15 @@
 //   gather                 its slice of the 32 rows (cp.async into its staging slice, one tile ahead;
 //                          compact_gather.cuh: 32-head blocks copy from a row table the rope warp
 //                          writes, 16-head blocks find their own rows)
-//   dequantize             staging slice -> its slice of the bf16 K tile (K = V)
-//   S_w = Q K^T (partial)  all heads x 32 tokens over its dims (Q's A fragments held in registers)
+//   dequantize             staging slice -> K (= V) fragments in registers (v39: no bf16 K tile; each
+//                          lane holds 4 tokens x 16 dims, KFragments)
+//   S_w = Q K^T (partial)  all heads x 32 tokens over its dims (Q's A fragments held in registers, in the
+//                          same dim order as K's)
 // then, CTA-wide (two barriers per tile):
 //   online softmax         thread t: kTokensPerThread tokens of one head; the 8 partials summed in warp
 //                          order; fp32, base 2, lazy rescale, masked entries exactly 0
-//   O += P V               warp w: all heads x its 64 dims (fp32 registers; V is its own K slice)
+//   O += P V               warp w: all heads x its 64 dims (fp32 registers; V's fragments are K's,
+//                          transposed in registers by movmatrix)
 // Unsplit calls write the final bf16 out and lse; split calls write fp32 partials for the combine kernel
 // (src/cuda/combine), as every decode kernel does.
 #pragma once
@@ -44,40 +47,51 @@ __device__ __forceinline__ int exchange_offset(int head, int token) {
   return head * 32 + (((token / 8) ^ (head & 3)) * 8) + token % 8;
 }
 
-// The warp's staging slice -> its slice (chunks 8 w .. 8 w + 7) of the swizzled bf16 K tile: e4m3 times the
-// token's scale of group w, or the rope bytes as they are. Zero-filled rows (invalid tokens, zero scale
+// This lane's K (= V) values of a tile, held as MMA fragments in registers (v39): for each 8-token block n,
+// token 8 n + g (g = lane / 4) and dims 16 c .. 16 c + 15 of the warp's slice (c = lane % 4), as 8 bf16
+// pairs, pair k = dims 16 c + 2 k, 16 c + 2 k + 1. Read from the warp's staging slice: e4m3 times the
+// token's scale of group w, or the rope bytes as they are; zero-filled rows (invalid tokens, zero scale
 // words) become zero.
+struct KFragments {
+  uint32_t pair[4][8];  // [token block][dim pair]
+};
+
 template <class Config>
-__device__ __forceinline__ void dequantize_warp_slice(const uint8_t* staging_slice,
-                                                      const uint32_t* scale_words, uint8_t* k_tile, int warp,
-                                                      int lane) {
-  if (warp < Config::kFp8SliceWarps) {
-    for_each_slice_chunk<Config::kTileTokens, kFp8SliceChunks>(lane, [&](int token, int part) {
-      // 16 fp8 bytes -> two bf16 chunks
+__device__ __forceinline__ void load_k_fragments(const uint8_t* staging_slice, const uint32_t* scale_words,
+                                                 KFragments& k, int warp, int lane) {
+  static_assert(Config::kTokenBlocks == 4 && Config::kSliceDims == 64, "4 token blocks x 16 dims per lane");
+  const int group_row = lane / 4;
+  const int quad_lane = lane % 4;
+#pragma unroll
+  for (int n = 0; n < Config::kTokenBlocks; ++n) {
+    const int token = n * kMmaCols + group_row;
+    uint4 low, high;
+    if (warp < Config::kFp8SliceWarps) {
       const uint4 raw =
-          *reinterpret_cast<const uint4*>(staging_slice + token * kQuantGroup + part * kChunkBytes);
+          *reinterpret_cast<const uint4*>(staging_slice + token * kQuantGroup + quad_lane * kChunkBytes);
       const uint32_t scale_byte = (scale_words[token] >> (8 * (warp % 4))) & 0xffu;
-      uint4 low, high;
       fp8::dequant_e4m3x16_to_bf16(raw, scale_byte, low, high);
-      const int chunk = warp * Config::kSliceChunks + 2 * part;
-      *reinterpret_cast<uint4*>(k_tile + operand_offset<Config>(token, chunk)) = low;
-      *reinterpret_cast<uint4*>(k_tile + operand_offset<Config>(token, chunk + 1)) = high;
-    });
-  } else {
-    for_each_slice_chunk<Config::kTileTokens, kRopeSliceChunks>(lane, [&](int token, int chunk) {
-      const uint4 raw =
-          *reinterpret_cast<const uint4*>(staging_slice + token * kRopeDim * 2 + chunk * kChunkBytes);
-      *reinterpret_cast<uint4*>(k_tile + operand_offset<Config>(token, kNopeDim / kBf16PerChunk + chunk)) =
-          raw;
-    });
+    } else {
+      const uint8_t* rope = staging_slice + token * kRopeDim * 2 + quad_lane * 2 * kChunkBytes;
+      low = *reinterpret_cast<const uint4*>(rope);
+      high = *reinterpret_cast<const uint4*>(rope + kChunkBytes);
+    }
+    k.pair[n][0] = low.x;
+    k.pair[n][1] = low.y;
+    k.pair[n][2] = low.z;
+    k.pair[n][3] = low.w;
+    k.pair[n][4] = high.x;
+    k.pair[n][5] = high.y;
+    k.pair[n][6] = high.z;
+    k.pair[n][7] = high.w;
   }
 }
 
-// Q rows [head_base, head_base + kHeadBlock), this warp's 8 chunks of each, into the same place of the K
+// Q rows [head_base, head_base + kHeadBlock), this warp's 8 chunks of each, into the same place of the Q
 // tile (cp.async); heads >= h become zero rows.
 template <class Config>
 __device__ __forceinline__ void load_q_slice_async(const DecodeParams& params, const CtaCoordinates& coords,
-                                                   uint32_t k_base, int warp, int lane) {
+                                                   uint32_t q_base, int warp, int lane) {
   const uint16_t* q_row = params.q + coords.batch * params.q_stride_batch + coords.seq * params.q_stride_seq +
                           coords.head_base * params.q_stride_head;
 #pragma unroll
@@ -86,7 +100,7 @@ __device__ __forceinline__ void load_q_slice_async(const DecodeParams& params, c
     const int chunk = warp * Config::kSliceChunks + c % Config::kSliceChunks;
     const bool present = head < coords.heads_here;
     const uint16_t* source = present ? q_row + head * params.q_stride_head + chunk * kBf16PerChunk : params.q;
-    cp_async_16(k_base + operand_offset<Config>(head, chunk), source, present);
+    cp_async_16(q_base + operand_offset<Config>(head, chunk), source, present);
   }
 }
 
@@ -98,10 +112,9 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   constexpr int kTokensPerThread = Config::kTokensPerThread;
   constexpr int kThreadsPerHead = Config::kThreadsPerHead;
   constexpr int kWarpExchangeFloats = Config::kHeadBlock * Config::kTileTokens;
-  constexpr uint32_t kOperandRowBytes = kHeadDim * 2;
 
   extern __shared__ __align__(128) uint8_t shared[];
-  uint8_t* k_tile = shared + Config::kKOffset;
+  const uint8_t* q_tile = shared + Config::kQOffset;
   float* exchange = reinterpret_cast<float*>(shared + Config::kExchangeOffset);
   uint8_t* p_tile = shared + Config::kPOffset;
   float* row_rescale = reinterpret_cast<float*>(shared + Config::kRowRescaleOffset);
@@ -137,27 +150,10 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
       out_acc[mb][j][0] = out_acc[mb][j][1] = out_acc[mb][j][2] = out_acc[mb][j][3] = 0.f;
   }
 
-  // ldmatrix lane roles (mma_sm80.cuh). A K row's chunk 8 w + i of this warp's slice sits at chunk
-  // 8 w + (i ^ (row & 7)) (operand_offset), and every row a lane addresses has row & 7 == lane & 7, so the
-  // per-lane bases below plus immediate row offsets address every fragment of the tile.
+  // ldmatrix lane roles for the A fragments of P (mma_sm80.cuh).
   const int a_row_in_group = (lane & 7) + ((lane >> 3) & 1) * 8;
   const int a_chunk_offset = lane >> 4;
-  const int b_token_in_pair = (lane & 7) + (lane >> 4) * 8;  // S: two 8-token blocks per x4 load
-  const int b_chunk_offset = (lane >> 3) & 1;
-  const int v_token_in_step = (lane & 7) + ((lane >> 3) & 1) * 8;  // P V: 16 tokens per k step
-  const int v_chunk_offset = lane >> 4;                            // two 8-dim blocks per x4 load
-  const uint32_t k_base = shared_address(k_tile);
   const uint32_t p_base = shared_address(p_tile);
-  const uint32_t slice_bytes = static_cast<uint32_t>(warp * Config::kSliceChunks * kChunkBytes);
-  uint32_t k_step_base[Config::kSliceKSteps];  // S: B of k step j of the slice, tokens 0..15
-  uint32_t v_pair_base[Config::kSliceKSteps];  // P V: B of dim blocks 2p, 2p + 1 of the slice, tokens 0..15
-#pragma unroll
-  for (int j = 0; j < Config::kSliceKSteps; ++j) {
-    k_step_base[j] = k_base + static_cast<uint32_t>(b_token_in_pair) * kOperandRowBytes + slice_bytes +
-                     static_cast<uint32_t>(((2 * j + b_chunk_offset) ^ lane) & 7) * kChunkBytes;
-    v_pair_base[j] = k_base + static_cast<uint32_t>(v_token_in_step) * kOperandRowBytes + slice_bytes +
-                     static_cast<uint32_t>(((2 * j + v_chunk_offset) ^ lane) & 7) * kChunkBytes;
-  }
 
   // This warp's staging slice and footer words (scale-group warps).
   const int staging_slice_offset =
@@ -168,32 +164,52 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
                                 (warp % Config::kFp8SliceWarps) * Config::kTileTokens;
   const uint32_t scale_word_base = shared_address(scale_words);
 
-  // Prologue (per warp): its Q slice into the K tile, its slice of the first active tile's rows into
+  // Prologue (per warp): its Q slice into the Q tile, its slice of the first active tile's rows into
   // staging (after the row table's one barrier, where there is a table); then its Q fragments into
   // registers.
   Gather gather(params, coords, row, shared, staging_slice_base, scale_word_base, warp, lane);
   gather.start(first_tile_slot);
-  load_q_slice_async<Config>(params, coords, k_base, warp, lane);
+  load_q_slice_async<Config>(params, coords, shared_address(q_tile), warp, lane);
   cp_async_commit();
   gather.issue_first();
   cp_async_wait_all_but_newest();
   __syncwarp();  // the warp's Q slice landed
+  // Dim order of S (v39). MMA k step j of the warp's slice takes from lane (g, c) the dims 16 c + 4 j ..
+  // 16 c + 4 j + 3 as its logical dims 2 c, 2 c + 1, 8 + 2 c, 9 + 2 c, in Q (A) and K (B) alike, so S is
+  // the same sum; a lane's 16 dims are then contiguous in the staging rows (KFragments), and K pairs
+  // 2 j, 2 j + 1 are k step j's B fragment as they are.
   uint32_t q_frag[kRowBlocks][Config::kSliceKSteps][4];
 #pragma unroll
   for (int mb = 0; mb < kRowBlocks; ++mb) {
+    uint32_t q_pair[2][8];  // rows mb * 16 + group_row (+ 8): dims 16 c + 2 k, + 1 of the slice
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const uint4 chunk = *reinterpret_cast<const uint4*>(
+            q_tile + operand_offset<Config>(mb * kMmaRows + group_row + 8 * r,
+                                            warp * Config::kSliceChunks + 2 * quad_lane + half));
+        q_pair[r][4 * half + 0] = chunk.x;
+        q_pair[r][4 * half + 1] = chunk.y;
+        q_pair[r][4 * half + 2] = chunk.z;
+        q_pair[r][4 * half + 3] = chunk.w;
+      }
+    }
 #pragma unroll
     for (int j = 0; j < Config::kSliceKSteps; ++j) {
-      ldmatrix_x4(q_frag[mb][j],
-                  k_base + operand_offset<Config>(mb * kMmaRows + a_row_in_group,
-                                                  2 * (warp * Config::kSliceKSteps + j) + a_chunk_offset));
+      q_frag[mb][j][0] = q_pair[0][2 * j];
+      q_frag[mb][j][1] = q_pair[1][2 * j];
+      q_frag[mb][j][2] = q_pair[0][2 * j + 1];
+      q_frag[mb][j][3] = q_pair[1][2 * j + 1];
     }
   }
 
   while (gather.has_tile()) {
     cp_async_wait_all();
-    __syncwarp();  // the warp's staging slice landed; its previous P V (or Q reads) is done with its K slice
-    dequantize_warp_slice<Config>(staging_slice, scale_words, k_tile, warp, lane);
-    __syncwarp();  // the warp's K slice is written; its staging slice is free for the next tile
+    __syncwarp();  // the warp's staging slice landed
+    KFragments k_frag;
+    load_k_fragments<Config>(staging_slice, scale_words, k_frag, warp, lane);
+    __syncwarp();  // every lane read its staging bytes; the slice is free for the next tile's copies
     const uint32_t valid_word = gather.issue_next();
 
     // ---- Partial S over this warp's 64 dims, every head and token of the tile (each B fragment feeds
@@ -209,14 +225,10 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
 #pragma unroll
       for (int j = 0; j < Config::kSliceKSteps; ++j) {
 #pragma unroll
-        for (int pair = 0; pair < Config::kTokenBlocks / 2; ++pair) {
-          uint32_t b[4];
-          ldmatrix_x4(b, k_step_base[j] + pair * 2 * kMmaCols * kOperandRowBytes);
+        for (int n = 0; n < Config::kTokenBlocks; ++n) {
 #pragma unroll
-          for (int mb = 0; mb < kRowBlocks; ++mb) {
-            mma_bf16_m16n8k16(score[mb][2 * pair], q_frag[mb][j], b[0], b[1]);
-            mma_bf16_m16n8k16(score[mb][2 * pair + 1], q_frag[mb][j], b[2], b[3]);
-          }
+          for (int mb = 0; mb < kRowBlocks; ++mb)
+            mma_bf16_m16n8k16(score[mb][n], q_frag[mb][j], k_frag.pair[n][2 * j], k_frag.pair[n][2 * j + 1]);
         }
       }
       float* warp_exchange = exchange + warp * kWarpExchangeFloats;
@@ -292,7 +304,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
     __syncthreads();  // P and the row factors are in shared memory
 
     // ---- O rescale (lazy: skipped when no row of the warp moved its max), then O += P V for every head
-    // and this warp's 64 dims (V = the K tile).
+    // and this warp's 64 dims (V = K, from the fragments in registers).
     float pv_rescale[kRowBlocks][2];
     if (output_row_factors(pv_rescale, row_rescale, 0, group_row)) {
 #pragma unroll
@@ -314,15 +326,15 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
         ldmatrix_x4(a[mb], p_base + swizzled_offset<Config::kTileTokenChunks>(mb * kMmaRows + a_row_in_group,
                                                                               2 * k_step + a_chunk_offset));
       }
+      // V's B fragment of dim block b: K pair b of token blocks 2 k_step and 2 k_step + 1, transposed (lane
+      // (g, c) then holds tokens 2 c, 2 c + 1 of dim 16 (g / 2) + 2 b + g % 2), so O block b of lane (g, c)
+      // holds dims 16 c + 2 b, + 1 of the slice.
 #pragma unroll
-      for (int pair = 0; pair < Config::kSliceColBlocks / 2; ++pair) {
-        uint32_t b[4];
-        ldmatrix_x4_trans(b, v_pair_base[pair] + k_step * kMmaDepth * kOperandRowBytes);
+      for (int b = 0; b < Config::kSliceColBlocks; ++b) {
+        const uint32_t v0 = movmatrix_trans(k_frag.pair[2 * k_step][b]);
+        const uint32_t v1 = movmatrix_trans(k_frag.pair[2 * k_step + 1][b]);
 #pragma unroll
-        for (int mb = 0; mb < kRowBlocks; ++mb) {
-          mma_bf16_m16n8k16(out_acc[mb][2 * pair], a[mb], b[0], b[1]);
-          mma_bf16_m16n8k16(out_acc[mb][2 * pair + 1], a[mb], b[2], b[3]);
-        }
+        for (int mb = 0; mb < kRowBlocks; ++mb) mma_bf16_m16n8k16(out_acc[mb][b], a[mb], v0, v1);
       }
     }
   }
@@ -340,10 +352,12 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
     finish_head_row(params, coords, softmax_head, row_sum, running_max, split, row_inverse);
   __syncthreads();  // row factors published; every warp is past its last P V
 
-  // O rows (K, the exchange and P are free now for the split stage).
-  store_output_rows<kRowBlocks, Config::kSliceColBlocks, Config::kOutStageStride, Config::kThreads>(
-      params, coords, shared, out_acc, 0, group_row, warp * Config::kSliceDims + quad_lane * 2, row_inverse,
-      split);
+  // O rows (the Q tile, the exchange and P are free now for the split stage). Block b of lane (g, c) holds
+  // dims 16 c + 2 b, + 1 of the slice (the dim order of V above).
+  constexpr int kOutColBlockStride = 2;
+  store_output_rows<kRowBlocks, Config::kSliceColBlocks, Config::kOutStageStride, Config::kThreads,
+                    kOutColBlockStride>(params, coords, shared, out_acc, 0, group_row,
+                                        warp * Config::kSliceDims + quad_lane * 16, row_inverse, split);
 }
 
 }  // namespace smla::detail::decode

@@ -205,17 +205,18 @@ __device__ __forceinline__ bool output_row_factors(float (&factor)[RowBlocks][2]
 }
 
 // The epilogue of the O accumulator: each row (rows >= heads_here skipped) times its row_inverse factor,
+// column block j of the accumulator at dims dim_base + j * ColBlockStride (8: the C fragment's own layout;
+// 2 in the 99 KB-class kernel, whose dim order gives each lane 16 contiguous dims, 2 per block),
 // bf16 straight to out (unsplit), or fp32 staged in shared memory (split; rows of StageStride floats over
 // the kernel's free tiles) and then, after a CTA barrier, stored as whole 16-byte vectors of contiguous heads
 // by all Threads threads (store_partial_rows).
-template <int RowBlocks, int ColBlocks, int StageStride, int Threads>
+template <int RowBlocks, int ColBlocks, int StageStride, int Threads, int ColBlockStride = 8>
 __device__ __forceinline__ void store_output_rows(const DecodeParams& params, const CtaCoordinates& coords,
                                                   uint8_t* shared,
                                                   const float (&acc)[RowBlocks][ColBlocks][4], int first_row,
                                                   int group_row, int dim_base, const float* row_inverse,
                                                   bool split) {
   constexpr int kRowsPerBlock = 16;
-  constexpr int kColBlockDims = 8;
   float* stage = reinterpret_cast<float*>(shared);
 #pragma unroll
   for (int mb = 0; mb < RowBlocks; ++mb) {
@@ -230,14 +231,14 @@ __device__ __forceinline__ void store_output_rows(const DecodeParams& params, co
                             (coords.head_base + block_row) * params.out_stride_head;
 #pragma unroll
         for (int j = 0; j < ColBlocks; ++j) {
-          *reinterpret_cast<uint32_t*>(out_row + dim_base + j * kColBlockDims) =
+          *reinterpret_cast<uint32_t*>(out_row + dim_base + j * ColBlockStride) =
               pack_bf16x2(acc[mb][j][2 * r] * inverse, acc[mb][j][2 * r + 1] * inverse);
         }
       } else {
         float* stage_row = stage + block_row * StageStride;
 #pragma unroll
         for (int j = 0; j < ColBlocks; ++j) {
-          *reinterpret_cast<float2*>(stage_row + dim_base + j * kColBlockDims) =
+          *reinterpret_cast<float2*>(stage_row + dim_base + j * ColBlockStride) =
               make_float2(acc[mb][j][2 * r] * inverse, acc[mb][j][2 * r + 1] * inverse);
         }
       }
