@@ -229,10 +229,24 @@ __device__ __forceinline__ void store_output_rows(const DecodeParams& params, co
         uint16_t* out_row = params.out + coords.batch * params.out_stride_batch +
                             coords.seq * params.out_stride_seq +
                             (coords.head_base + block_row) * params.out_stride_head;
+        if constexpr (ColBlockStride == 2) {
+          // The lane's dims are contiguous: 16-byte stores (out rows are 16-byte aligned, dispatch.cpp), one
+          // sector a row and store instead of one per 4 bytes.
+          static_assert(ColBlocks % 4 == 0, "whole 16-byte vectors");
 #pragma unroll
-        for (int j = 0; j < ColBlocks; ++j) {
-          *reinterpret_cast<uint32_t*>(out_row + dim_base + j * ColBlockStride) =
-              pack_bf16x2(acc[mb][j][2 * r] * inverse, acc[mb][j][2 * r + 1] * inverse);
+          for (int j = 0; j < ColBlocks; j += 4) {
+            *reinterpret_cast<uint4*>(out_row + dim_base + j * ColBlockStride) =
+                make_uint4(pack_bf16x2(acc[mb][j][2 * r] * inverse, acc[mb][j][2 * r + 1] * inverse),
+                           pack_bf16x2(acc[mb][j + 1][2 * r] * inverse, acc[mb][j + 1][2 * r + 1] * inverse),
+                           pack_bf16x2(acc[mb][j + 2][2 * r] * inverse, acc[mb][j + 2][2 * r + 1] * inverse),
+                           pack_bf16x2(acc[mb][j + 3][2 * r] * inverse, acc[mb][j + 3][2 * r + 1] * inverse));
+          }
+        } else {
+#pragma unroll
+          for (int j = 0; j < ColBlocks; ++j) {
+            *reinterpret_cast<uint32_t*>(out_row + dim_base + j * ColBlockStride) =
+                pack_bf16x2(acc[mb][j][2 * r] * inverse, acc[mb][j][2 * r + 1] * inverse);
+          }
         }
       } else {
         float* stage_row = stage + block_row * StageStride;
