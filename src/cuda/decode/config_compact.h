@@ -82,8 +82,9 @@ struct CompactConfig {
                 "the O stage must fit over the Q region, the exchange and P");
   static_assert(kQBytes <= kQRegionBytes, "Q fits its region");
   static_assert(kHeadBlock == 16 || kHeadBlock == 32, "16- or 32-head blocks");
-  static_assert(kSliceKSteps == 4 && kSliceChunks == 8,
-                "a warp's dim slice is one 8-chunk swizzle group (immediate ldmatrix offsets)");
+  static_assert(
+      kSliceKSteps == 4 && kSliceChunks == 8,
+      "a warp's dim slice: 4 k steps, 8 chunks (16 dims per lane in KFragments, one swizzle group of Q)");
   static_assert(kSliceDims == kQuantGroup && kFp8SliceWarps + 1 == kNumWarps && kRopeDim == kSliceDims,
                 "warp w < 7 owns scale group w, warp 7 the rope dims");
   static_assert(kThreadsPerHead <= 32 && 32 % kThreadsPerHead == 0, "a head's softmax threads share a warp");
