@@ -44,22 +44,48 @@ template <int LoadsInFlight, int MinBlocksPerSm, bool OneBatch>
 __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksPerSm))
     split_combine_kernel(const DecodeParams params) {
   // Launched as a programmatic dependent of the decode kernel: the blocks may start while its last CTAs
-  // run; this waits until that grid has completed and its partials are visible. No early trigger for the
-  // next call's decode kernel: letting it become resident during the combine measured 11-24 % slower for
-  // the DSv4-Flash C4 layers at b = 8 (docs/perf.md, v32b); its CTAs launch when these blocks exit.
-  wait_for_prerequisite_grids();
-  const int64_t row_head = blockIdx.x;  // query_row * num_heads + head
-  const int head = static_cast<int>(row_head % params.num_heads);
-  const int64_t query_row = row_head / params.num_heads;
-  const int batch = static_cast<int>(query_row / params.seq_q);
-  const int seq = static_cast<int>(query_row % params.seq_q);
+  // run; wait_for_prerequisite_grids() waits until that grid has completed and its partials are visible. No
+  // early trigger for the next call's decode kernel: letting it become resident during the combine measured
+  // 11-24 % slower for the DSv4-Flash C4 layers at b = 8 (docs/perf.md, v32b); its CTAs launch when these
+  // blocks exit.
+  // The block's (query row, head): blockIdx.x = query_row * num_heads + head. The one-batch variants,
+  // which serve the small calls, work it and the addresses out before the wait (they depend on no memory)
+  // and in 32 bits (blockIdx.x is a 32-bit index): after the wait, the 64-bit divisions stood ~870 cycles
+  // on each block's critical path (v40, docs/perf.md). The multi-batch variants keep the code they had (the
+  // same change made pro-c128-1m b = 1, 65 splits, 13 % slower there; not understood).
+  int head, batch, seq;
+  int64_t query_row;
+  if constexpr (OneBatch) {
+    const unsigned row_head = blockIdx.x;
+    head = static_cast<int>(row_head % static_cast<unsigned>(params.num_heads));
+    const int row = static_cast<int>(row_head / static_cast<unsigned>(params.num_heads));
+    query_row = row;
+    batch = row / params.seq_q;
+    seq = row % params.seq_q;
+  } else {
+    wait_for_prerequisite_grids();
+    const int64_t row_head = blockIdx.x;
+    head = static_cast<int>(row_head % params.num_heads);
+    query_row = row_head / params.num_heads;
+    batch = static_cast<int>(query_row / params.seq_q);
+    seq = static_cast<int>(query_row % params.seq_q);
+  }
   const int num_splits = params.num_splits;
   const int64_t first_partial = decode::partial_index(params, query_row, 0, head);
   const int64_t split_step = params.num_heads;
   const float* split_lse = params.partial_lse + first_partial;
   const float4* partial_rows = reinterpret_cast<const float4*>(params.partial_out + first_partial * kHeadDim);
   const int64_t partial_row_step = split_step * (kHeadDim / 4);  // float4 per split
-  const float sink = params.attn_sink != nullptr ? params.attn_sink[head] : -INFINITY;
+  if constexpr (OneBatch) wait_for_prerequisite_grids();
+  // One batch: the sink's load unconditional as well (a valid address stands in when there are no sinks),
+  // so that no branch join waits for it before the split loads are issued.
+  float sink;
+  if constexpr (OneBatch) {
+    const float sink_loaded = *(params.attn_sink != nullptr ? params.attn_sink + head : split_lse);
+    sink = params.attn_sink != nullptr ? sink_loaded : -INFINITY;
+  } else {
+    sink = params.attn_sink != nullptr ? params.attn_sink[head] : -INFINITY;
+  }
 
   // Every thread reads the split lse itself (the 128 threads of a block load the same addresses: one
   // broadcast request per warp, L1 hits on the second pass), kLoadsInFlight independent loads at a time, so
@@ -74,16 +100,26 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
   float weight_sum = 0.f;  // sum_s exp(L_s - max_lse), >= 1 when not empty
   float shifted_weight_sum = 0.f;
   if constexpr (OneBatch) {
+    // Every load unconditional, its split index clamped into [0, num_splits): a load under `k < num_splits`
+    // compiles to a branch around it, and a register copy where the paths join can wait for it before the
+    // next load issues. 10 splits: ~3,300 cycles from the sink's arrival to the last partial's with the
+    // branches, ~1,950 without (one L2 round trip: ~630; v40, docs/perf.md). Loads past num_splits re-read
+    // the last split (the same lines); their lse is set to -inf, so their weight is 0.
+    const auto clamped_split = [num_splits](int split) {
+      return split < num_splits ? split : num_splits - 1;
+    };
     float lse[kLoadsInFlight];
     float4 partial[kLoadsInFlight];
 #pragma unroll
     for (int k = 0; k < kLoadsInFlight; ++k) {
-      lse[k] = k < num_splits ? split_lse[k * split_step] : -INFINITY;
-      partial[k] =
-          k < num_splits ? partial_rows[k * partial_row_step + threadIdx.x] : make_float4(0.f, 0.f, 0.f, 0.f);
+      lse[k] = split_lse[clamped_split(k) * split_step];
+      partial[k] = partial_rows[clamped_split(k) * partial_row_step + threadIdx.x];
     }
 #pragma unroll
-    for (int k = 0; k < kLoadsInFlight; ++k) max_lse = fmaxf(max_lse, lse[k]);
+    for (int k = 0; k < kLoadsInFlight; ++k) {
+      if (k >= num_splits) lse[k] = -INFINITY;
+      max_lse = fmaxf(max_lse, lse[k]);
+    }
     empty = max_lse == -INFINITY;
     shift = (isfinite(sink) && sink > max_lse) ? sink : max_lse;
     // In split order; a split of zero weight (empty, or underflowed against the sink) adds nothing,
