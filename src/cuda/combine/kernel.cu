@@ -50,9 +50,9 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
   // blocks exit.
   // The block's (query row, head): blockIdx.x = query_row * num_heads + head. The one-batch variants,
   // which serve the small calls, work it and the addresses out before the wait (they depend on no memory)
-  // and in 32 bits (blockIdx.x is a 32-bit index): after the wait, the 64-bit divisions stood ~870 cycles
-  // on each block's critical path (v40, docs/perf.md). The multi-batch variants keep the code they had (the
-  // same change made pro-c128-1m b = 1, 65 splits, 13 % slower there; not understood).
+  // and in 32 bits (blockIdx.x is a 32-bit index): after the wait, the 64-bit divisions stood on each
+  // block's critical path (v40, docs/perf.md). The multi-batch variants keep the code they had (the same
+  // change made pro-c128-1m b = 1, 65 splits, 13 % slower there; not understood).
   int head, batch, seq;
   int64_t query_row;
   if constexpr (OneBatch) {
@@ -102,8 +102,8 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
   if constexpr (OneBatch) {
     // Every load unconditional, its split index clamped into [0, num_splits): a load under `k < num_splits`
     // compiles to a branch around it, and a register copy where the paths join can wait for it before the
-    // next load issues. 10 splits: ~3,300 cycles from the sink's arrival to the last partial's with the
-    // branches, ~1,950 without (one L2 round trip: ~630; v40, docs/perf.md). Loads past num_splits re-read
+    // next load issues. 10 splits: 3,320 cycles from the sink's arrival to the last partial's with the
+    // branches, 2,825 without (one L2 round trip: ~630; v40, docs/perf.md). Loads past num_splits re-read
     // the last split (the same lines); their lse is set to -inf, so their weight is 0.
     const auto clamped_split = [num_splits](int split) {
       return split < num_splits ? split : num_splits - 1;
