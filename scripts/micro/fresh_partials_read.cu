@@ -17,9 +17,13 @@
 //   fresh-trigger   fresh, the writer lets its dependent launch before its stores (smla's decode kernel
 //                   does so after its tile loop, before the epilogue), not at its end
 //   one-load        fresh, the reader loads one lse word (the L2 round trip alone)
+//   fresh-parts2/4  fresh, a head's 512 dims spread over 2 or 4 reader blocks (64 or 32 threads each)
+//   stale-parts4    stale, 4 blocks a head
+//   fresh-no-lse    fresh, the partial loads only
+//   fresh-half      fresh, 8 bytes a thread instead of 16 (the traffic of bf16 partials); -p2: 2 blocks a head
 //
-// Also each variant's graph replay time (writer + reader), timed as smla-bench times a call. Not yet run on
-// a GPU when committed; run on the GPU machine with scripts/micro/run.
+// Also each variant's graph replay time (writer + reader), timed as smla-bench times a call. Results and
+// what they say: docs/perf.md, "The combine's reads of just-written partials".
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -39,7 +43,7 @@ constexpr int kWriterThreads = 256;
 constexpr int kReaderThreads = kDims / 4;
 constexpr int kPartialFloats = kSplits * kHeads * kDims;
 
-enum ReaderMode : int { kPlain = 0, kDelay = 1, kCacheGlobal = 2, kOneLoad = 4 };
+enum ReaderMode : int { kPlain = 0, kDelay = 1, kCacheGlobal = 2, kOneLoad = 4, kNoLse = 8, kHalfBytes = 16 };
 enum WriterMode : int { kTriggerAtEnd = 0, kFence = 1, kTriggerFirst = 2 };
 
 __device__ __forceinline__ void wait_prerequisites() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
@@ -89,7 +93,10 @@ __global__ void __launch_bounds__(kReaderThreads)
       asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
     } while (now - start < 2000);
   }
-  const int head = blockIdx.x;
+  // parts blocks per head, each with kReaderThreads / parts threads covering its share of the row.
+  const int parts = kReaderThreads / blockDim.x;
+  const int head = blockIdx.x / parts;
+  const int vector = (blockIdx.x % parts) * blockDim.x + threadIdx.x;
   const long long start = clock64();
   float sum = 0.f;
   if (mode & kOneLoad) {
@@ -101,9 +108,15 @@ __global__ void __launch_bounds__(kReaderThreads)
 #pragma unroll
     for (int k = 0; k < kSplits; ++k) {
       const float* lse_address = lse + k * kHeads + head;
-      const float4* row_address = rows + (k * kHeads + head) * (kDims / 4) + threadIdx.x;
-      split_lse[k] = (mode & kCacheGlobal) ? load_cg(lse_address) : *lse_address;
-      part[k] = (mode & kCacheGlobal) ? load_cg(row_address) : *row_address;
+      const float4* row_address = rows + (k * kHeads + head) * (kDims / 4) + vector;
+      split_lse[k] = (mode & kNoLse) ? 1.f : (mode & kCacheGlobal) ? load_cg(lse_address) : *lse_address;
+      if (mode & kHalfBytes) {
+        // 8 bytes a thread (what bf16 partials would move), from the first half of the row.
+        const float2 pair = reinterpret_cast<const float2*>(rows + (k * kHeads + head) * (kDims / 4))[vector];
+        part[k] = make_float4(pair.x, pair.y, 0.f, 0.f);
+      } else {
+        part[k] = (mode & kCacheGlobal) ? load_cg(row_address) : *row_address;
+      }
     }
 #pragma unroll
     for (int k = 0; k < kSplits; ++k) sum += split_lse[k] * (part[k].x + part[k].y + part[k].z + part[k].w);
@@ -116,7 +129,7 @@ __global__ void __launch_bounds__(kReaderThreads)
     atomicAdd(&totals[1], 1ull);
     atomicMax(&totals[2], cycles);
   }
-  out[head * kReaderThreads + threadIdx.x] = sum;
+  out[head * kReaderThreads + vector] = sum;
 }
 
 struct Variant {
@@ -125,6 +138,7 @@ struct Variant {
   bool reader_pdl;
   int reader_mode;
   int writer_mode;
+  int parts;  // reader blocks per head
 };
 
 cudaError_t launch(const void* kernel, int blocks, int threads, bool programmatic, cudaStream_t stream,
@@ -144,6 +158,7 @@ cudaError_t launch(const void* kernel, int blocks, int threads, bool programmati
 }  // namespace
 
 int main() {
+  setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a pipe as they are printed
   int device = 0;
   CK(cudaSetDevice(device));
   cudaDeviceProp prop;
@@ -172,14 +187,20 @@ int main() {
   CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 
   const Variant variants[] = {
-      {"fresh", false, true, kPlain, kTriggerAtEnd},
-      {"stale", true, true, kPlain, kTriggerAtEnd},
-      {"fresh-no-pdl", false, false, kPlain, kTriggerAtEnd},
-      {"fresh-delay", false, true, kDelay, kTriggerAtEnd},
-      {"fresh-cg", false, true, kCacheGlobal, kTriggerAtEnd},
-      {"fresh-fence", false, true, kPlain, kFence},
-      {"fresh-trigger", false, true, kPlain, kTriggerFirst},
-      {"one-load", false, true, kOneLoad, kTriggerAtEnd},
+      {"fresh", false, true, kPlain, kTriggerAtEnd, 1},
+      {"stale", true, true, kPlain, kTriggerAtEnd, 1},
+      {"fresh-no-pdl", false, false, kPlain, kTriggerAtEnd, 1},
+      {"fresh-delay", false, true, kDelay, kTriggerAtEnd, 1},
+      {"fresh-cg", false, true, kCacheGlobal, kTriggerAtEnd, 1},
+      {"fresh-fence", false, true, kPlain, kFence, 1},
+      {"fresh-trigger", false, true, kPlain, kTriggerFirst, 1},
+      {"one-load", false, true, kOneLoad, kTriggerAtEnd, 1},
+      {"fresh-parts2", false, true, kPlain, kTriggerAtEnd, 2},
+      {"fresh-parts4", false, true, kPlain, kTriggerAtEnd, 4},
+      {"stale-parts4", true, true, kPlain, kTriggerAtEnd, 4},
+      {"fresh-no-lse", false, true, kNoLse, kTriggerAtEnd, 1},
+      {"fresh-half", false, true, kHalfBytes, kTriggerAtEnd, 1},
+      {"fresh-half-p2", false, true, kHalfBytes, kTriggerAtEnd, 2},
   };
   printf("%-14s %12s %12s %14s\n", "variant", "mean cycles", "max cycles", "replay us (p50)");
   for (const Variant& variant : variants) {
@@ -195,7 +216,8 @@ int main() {
     CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
     CK(launch(reinterpret_cast<const void*>(write_partials), kSplits * kHeadBlocks, kWriterThreads, false,
               stream, writer_args));
-    CK(launch(reinterpret_cast<const void*>(read_partials), kHeads, kReaderThreads, variant.reader_pdl,
+    CK(launch(reinterpret_cast<const void*>(read_partials), kHeads * variant.parts, kReaderThreads / variant.parts,
+              variant.reader_pdl,
               stream, reader_args));
     CK(cudaStreamEndCapture(stream, &graph));
     CK(cudaGraphInstantiate(&exec, graph, 0));
