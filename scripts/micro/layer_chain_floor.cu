@@ -19,11 +19,18 @@
 //               needs whatever else runs on the GPU (a library cannot rely on an idle GPU); whether the
 //               driver accepts the cooperative and the programmatic-launch attributes together is part of
 //               what this measures (a refused launch is printed, not fatal)
+//   cluster     the 10 splits of a head block as one thread-block cluster (non-portable size 10): each CTA
+//               stages its 16 heads' rows and lse in its own shared memory (as smla's split epilogue
+//               stages O before its global stores), one cluster barrier, then each CTA combines a tenth of
+//               the block's vectors reading all 10 CTAs' stages over distributed shared memory and writes
+//               out; a second cluster barrier keeps every CTA's shared memory alive until all have read it.
+//               No partials in global memory, no combine kernel.
 //
 // Every variant runs with programmatic dependent launch (each kernel waits with griddepcontrol.wait before
 // its first global access and triggers its dependents at its end, as smla's kernels do) and without. Timed
 // as smla-bench times a step: CUDA events around graph replays queued behind a spin, median of 200.
 // Evidence for docs/perf.md (Hopper v2). Run on the GPU machine: scripts/micro/run.
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -182,14 +189,81 @@ __global__ void __launch_bounds__(kDecodeThreads) split_sync_decode(Buffers b) {
   launch_dependents();
 }
 
+// The row value of decode_body, without the global partials: the CTA's rows go to its shared stage.
+__global__ void __launch_bounds__(kDecodeThreads) cluster_decode(Buffers b) {
+  namespace cg = cooperative_groups;
+  __shared__ __align__(16) float stage[kHeadsPerBlock * kDims];  // 32 KB: the CTA's rows
+  __shared__ float stage_lse[kHeadsPerBlock];
+  __shared__ float row_value;
+  wait_prerequisites();
+  const int split = blockIdx.x % kSplits;  // = cluster rank
+  const int head_block = blockIdx.x / kSplits;
+  if (threadIdx.x < 32) {
+    const int length = b.length[0];
+    const int index = threadIdx.x < length ? b.indices[split * 64 + threadIdx.x] : 0;
+    const uint4 chunk = *reinterpret_cast<const uint4*>(b.pool + static_cast<int64_t>(index) * kRowBytes);
+    float v = __int_as_float((chunk.x ^ chunk.y ^ chunk.z ^ chunk.w) & 0x3f7fffff);
+    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (threadIdx.x == 0) row_value = v;
+  }
+  __syncthreads();
+  const float v = row_value;
+  for (int i = threadIdx.x; i < kVectorsPerBlock; i += kDecodeThreads)
+    reinterpret_cast<float4*>(stage)[i] = make_float4(v, v, v, v);
+  if (threadIdx.x < kHeadsPerBlock) stage_lse[threadIdx.x] = v + threadIdx.x;
+  cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();  // every CTA's stage is written (release / acquire at cluster scope)
+  const float4* stages[kSplits];
+  const float* lses[kSplits];
+#pragma unroll
+  for (int r = 0; r < kSplits; ++r) {
+    stages[r] = reinterpret_cast<const float4*>(cluster.map_shared_rank(stage, r));
+    lses[r] = cluster.map_shared_rank(stage_lse, r);
+  }
+  constexpr int kShare = (kVectorsPerBlock + kSplits - 1) / kSplits;
+  const int i = split * kShare + static_cast<int>(threadIdx.x);
+  if (threadIdx.x < kShare && i < kVectorsPerBlock) {
+    const int head = i / (kDims / 4);
+    float lse[kSplits];
+    float4 part[kSplits];
+#pragma unroll
+    for (int r = 0; r < kSplits; ++r) {  // every split's values in flight before any is used
+      lse[r] = lses[r][head];
+      part[r] = stages[r][i];
+    }
+    float m = lse[0];
+#pragma unroll
+    for (int r = 1; r < kSplits; ++r) m = fmaxf(m, lse[r]);
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    float sum = 0.f;
+#pragma unroll
+    for (int r = 0; r < kSplits; ++r) {
+      const float w = __expf(lse[r] - m);
+      sum += w;
+      acc.x += w * part[r].x;
+      acc.y += w * part[r].y;
+      acc.z += w * part[r].z;
+      acc.w += w * part[r].w;
+    }
+    const float inv = 1.f / sum;
+    const int global_head = head_block * kHeadsPerBlock + head;
+    const int vector = i % (kDims / 4);
+    reinterpret_cast<float4*>(b.out + global_head * kDims)[vector] =
+        make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
+    if (vector == 0) b.lse[global_head] = m + __logf(sum);
+  }
+  launch_dependents();
+  cluster.sync();  // no CTA leaves while another still reads its stage
+}
+
 template <class Kernel>
 cudaError_t launch(Kernel kernel, int blocks, int threads, bool pdl, cudaStream_t s, const Buffers& b,
-                   bool cooperative = false) {
+                   bool cooperative = false, int cluster = 1) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(blocks);
   cfg.blockDim = dim3(threads);
   cfg.stream = s;
-  cudaLaunchAttribute attr[2];
+  cudaLaunchAttribute attr[3];
   cfg.attrs = attr;
   if (pdl) {
     attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -199,10 +273,16 @@ cudaError_t launch(Kernel kernel, int blocks, int threads, bool pdl, cudaStream_
     attr[cfg.numAttrs].id = cudaLaunchAttributeCooperative;
     attr[cfg.numAttrs++].val.cooperative = 1;
   }
+  if (cluster > 1) {
+    attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+    attr[cfg.numAttrs].val.clusterDim.x = cluster;
+    attr[cfg.numAttrs].val.clusterDim.y = 1;
+    attr[cfg.numAttrs++].val.clusterDim.z = 1;
+  }
   return cudaLaunchKernelEx(&cfg, kernel, b);
 }
 
-enum class Variant { kEmpty2, kEmpty1, kChain2, kLastCta, kSplitSync, kSplitCoop };
+enum class Variant { kEmpty2, kEmpty1, kChain2, kLastCta, kSplitSync, kSplitCoop, kCluster };
 const char* name_of(Variant v) {
   switch (v) {
     case Variant::kEmpty2:
@@ -217,6 +297,8 @@ const char* name_of(Variant v) {
       return "split_sync";
     case Variant::kSplitCoop:
       return "split_coop";
+    case Variant::kCluster:
+      return "cluster";
   }
   return "?";
 }
@@ -242,6 +324,9 @@ cudaError_t capture_layer(Variant v, bool pdl, cudaStream_t s, const Buffers& b)
     case Variant::kSplitSync:
     case Variant::kSplitCoop:
       e = launch(split_sync_decode, kDecodeBlocks, kDecodeThreads, pdl, s, b, v == Variant::kSplitCoop);
+      break;
+    case Variant::kCluster:
+      e = launch(cluster_decode, kDecodeBlocks, kDecodeThreads, pdl, s, b, false, kSplits);
       break;
   }
   return e;
@@ -287,8 +372,11 @@ int main() {
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   std::vector<float> reference;
+  // A cluster of 10 is above the portable 8: the kernel has to allow it.
+  CK(cudaFuncSetAttribute(cluster_decode, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+  setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a pipe as they are printed
   for (Variant v : {Variant::kEmpty2, Variant::kEmpty1, Variant::kChain2, Variant::kLastCta,
-                    Variant::kSplitSync, Variant::kSplitCoop}) {
+                    Variant::kSplitSync, Variant::kSplitCoop, Variant::kCluster}) {
     for (bool pdl : {false, true}) {
       CK(cudaMemset(out, 0, sizeof(float) * kHeads * kDims));
       CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
