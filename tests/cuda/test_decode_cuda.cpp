@@ -647,6 +647,34 @@ TEST(DecodeCuda, ClusterCombinedSplitsMatchReference) {
   }
 }
 
+// The combine kernel's one-batch variants (few blocks: all splits' loads at once, in batches of 2, 4, 6,
+// 8, 10, 12 or 16 slots) at every split count 2..16 of a small call (16-head blocks), against the reference:
+// an empty row, sinks with +-inf, per-query lengths; under the 99 KB cap and without it.
+TEST(DecodeCuda, CombineOneBatchEverySplitCountMatchesReference) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  for (int splits = 2; splits <= 16; ++splits) {
+    if (test::quick_mode() && splits % 4 != 2) continue;  // 2, 6, 10, 14 under the sanitizers
+    // 2 * splits 64-entry tiles, so the requested count is the effective one.
+    ProblemConfig config = test::problem_config(2, 1, 48, 128, 128 * splits - 128, 256, 64);
+    config.sink_inf_fraction = 0.5;
+    config.lengths_per_query = splits % 2 == 1;
+    Rng rng = Rng::ForTest(1500 + splits);
+    DecodeProblem problem = make_problem(rng, config);
+    empty_first_row(problem);
+    const Reference reference = reference_decode(problem);
+    DeviceProblem device(problem);
+    for (int32_t cap : {0, 101376}) {
+      const Plan plan = make_cuda_plan(problem.shape, splits, cap);
+      ASSERT_EQ(plan.num_splits(), splits);
+      ASSERT_STREQ(plan.kernel_name(), "mma99-h16");  // so the combine kernel merges the splits
+      const DeviceResult result = run_on_device(plan, problem, device);
+      expect_matches(reference, result,
+                     describe(config) + " splits=" + std::to_string(splits) + (cap > 0 ? " capped" : ""));
+      EXPECT_EQ(result.error_count, 0u);
+    }
+  }
+}
+
 // An id >= num_slots inside the valid prefix is masked (the reference treats it as invalid) and counted
 // once per entry in the workspace's error counter, even with two head blocks and several splits.
 TEST(DecodeCuda, OutOfRangeSlotIsMaskedAndCounted) {

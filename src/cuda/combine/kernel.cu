@@ -207,7 +207,9 @@ Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t
   // Blocks = rows x h. Up to 2 splits: 32 registers, 16 blocks per SM (thousands of blocks); more splits
   // with many blocks (flash-c4-mtp b=8: 5 splits, 1024 blocks): 4 loads in flight at 8 blocks per SM (8 in
   // flight at 5 blocks per SM measured 1-2 us slower there); a few hundred blocks: 8 in flight.
-  // Up to 16 splits with few blocks: all of them in flight at once (flash-c4 b = 1: 10 splits).
+  // Up to 16 splits with few blocks: all of them in flight at once (flash-c4 b = 1: 10 splits), in the
+  // smallest batch that holds them: slots past num_splits re-read the last split, so 16 slots for 10 splits
+  // would send 6 redundant pairs of loads per thread (v42, docs/perf.md).
   constexpr int64_t kFewBlocks = 512;
   if (params.num_splits <= 2) {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<2, 16, true>, params));
@@ -215,6 +217,14 @@ Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<4, 8, true>, params));
   } else if (blocks > kFewBlocks) {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<4, 8, false>, params));
+  } else if (params.num_splits <= 6) {
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<6, 1, true>, params));
+  } else if (params.num_splits <= 8) {
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<8, 1, true>, params));
+  } else if (params.num_splits <= 10) {
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<10, 1, true>, params));
+  } else if (params.num_splits <= 12) {
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<12, 1, true>, params));
   } else if (params.num_splits <= 16) {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<16, 1, true>, params));
   } else {
