@@ -30,6 +30,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "cuda/common/programmatic_launch.cuh"
 #include "graph_timing.cuh"
 
 namespace {
@@ -46,10 +47,8 @@ constexpr int kPartialFloats = kSplits * kHeads * kDims;
 enum ReaderMode : int { kPlain = 0, kDelay = 1, kCacheGlobal = 2, kOneLoad = 4, kNoLse = 8, kHalfBytes = 16 };
 enum WriterMode : int { kTriggerAtEnd = 0, kFence = 1, kTriggerFirst = 2 };
 
-__device__ __forceinline__ void wait_prerequisites() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-__device__ __forceinline__ void launch_dependents() {
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-}
+using smla::detail::allow_dependent_launch;
+using smla::detail::wait_for_prerequisite_grids;
 
 __device__ __forceinline__ float load_cg(const float* p) {
   float v;
@@ -68,8 +67,8 @@ __device__ __forceinline__ float4 load_cg(const float4* p) {
 // split epilogue stores them (whole float4s, consecutive threads on consecutive vectors).
 __global__ void __launch_bounds__(kWriterThreads)
     write_partials(float* partial, float* lse, int mode, float value) {
-  wait_prerequisites();
-  if (mode & kTriggerFirst) launch_dependents();
+  wait_for_prerequisite_grids();
+  if (mode & kTriggerFirst) allow_dependent_launch();
   const int split = blockIdx.x % kSplits;
   const int head_block = blockIdx.x / kSplits;
   float4* rows = reinterpret_cast<float4*>(partial + (split * kHeads + head_block * kHeadsPerBlock) * kDims);
@@ -77,7 +76,7 @@ __global__ void __launch_bounds__(kWriterThreads)
     rows[v] = make_float4(value, value + v, value + split, value + head_block);
   if (threadIdx.x < kHeadsPerBlock) lse[split * kHeads + head_block * kHeadsPerBlock + threadIdx.x] = value;
   if (mode & kFence) __threadfence();
-  if (!(mode & kTriggerFirst)) launch_dependents();
+  if (!(mode & kTriggerFirst)) allow_dependent_launch();
 }
 
 // Block = head: the 10 splits' lse and this thread's float4 of each split's row, all loads in flight at
@@ -85,7 +84,7 @@ __global__ void __launch_bounds__(kWriterThreads)
 // totals[2].
 __global__ void __launch_bounds__(kReaderThreads)
     read_partials(const float* partial, const float* lse, float* out, unsigned long long* totals, int mode) {
-  wait_prerequisites();
+  wait_for_prerequisite_grids();
   if (mode & kDelay) {
     unsigned long long start, now;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));

@@ -37,6 +37,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "cuda/common/programmatic_launch.cuh"
 #include "graph_timing.cuh"
 
 namespace {
@@ -65,25 +66,23 @@ struct Buffers {
   float* sink;          // keeps loaded values alive
 };
 
-__device__ __forceinline__ void wait_prerequisites() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-__device__ __forceinline__ void launch_dependents() {
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-}
+using smla::detail::allow_dependent_launch;
+using smla::detail::wait_for_prerequisite_grids;
 
 __global__ void __launch_bounds__(kDecodeThreads) empty_decode(Buffers b) {
-  wait_prerequisites();
-  launch_dependents();
+  wait_for_prerequisite_grids();
+  allow_dependent_launch();
   if (threadIdx.x == 0 && blockIdx.x == 0 && b.length == nullptr) b.sink[0] = 1.f;
 }
 
 __global__ void __launch_bounds__(kCombineThreads) empty_combine(Buffers b) {
-  wait_prerequisites();
+  wait_for_prerequisite_grids();
   if (threadIdx.x == 0 && blockIdx.x == 0 && b.length == nullptr) b.sink[0] = 1.f;
 }
 
-// The three dependent loads before a first tile, then the CTA's partial rows and lse, whose values depend
-// on the row bytes loaded, so that nothing is optimized away.
-__device__ __forceinline__ void decode_body(const Buffers& b, int split, int head_block) {
+// The three dependent loads before a first tile (length, indices, one chunk of each row), reduced to one
+// value that every thread of the CTA gets, so that nothing is optimized away.
+__device__ __forceinline__ float load_row_value(const Buffers& b, int split) {
   __shared__ float row_value;
   if (threadIdx.x < 32) {
     const int length = b.length[0];
@@ -94,7 +93,12 @@ __device__ __forceinline__ void decode_body(const Buffers& b, int split, int hea
     if (threadIdx.x == 0) row_value = v;
   }
   __syncthreads();
-  const float v = row_value;
+  return row_value;
+}
+
+// The loads, then the CTA's partial rows and lse, whose values depend on the row bytes loaded.
+__device__ __forceinline__ void decode_body(const Buffers& b, int split, int head_block) {
+  const float v = load_row_value(b, split);
   float4* rows = reinterpret_cast<float4*>(
       b.partial + (static_cast<int64_t>(split) * kHeads + head_block * kHeadsPerBlock) * kDims);
   for (int i = threadIdx.x; i < kVectorsPerBlock; i += kDecodeThreads) rows[i] = make_float4(v, v, v, v);
@@ -102,16 +106,10 @@ __device__ __forceinline__ void decode_body(const Buffers& b, int split, int hea
     b.partial_lse[split * kHeads + head_block * kHeadsPerBlock + threadIdx.x] = v + threadIdx.x;
 }
 
-// out[head][v] for float4 vector v of the head's row: the splits' partials weighted by exp(lse - max).
-__device__ __forceinline__ void combine_vector(const Buffers& b, int head, int vector) {
-  float lse[kSplits];
-  float4 part[kSplits];
-#pragma unroll
-  for (int s = 0; s < kSplits; ++s) {
-    lse[s] = b.partial_lse[s * kHeads + head];
-    part[s] = reinterpret_cast<const float4*>(b.partial +
-                                              (static_cast<int64_t>(s) * kHeads + head) * kDims)[vector];
-  }
+// out[head][v] for float4 vector v of the head's row from the splits' lse and partial vectors (loaded
+// by the caller, every split in flight before any is used): the partials weighted by exp(lse - max).
+__device__ __forceinline__ void merge_vector(const Buffers& b, int head, int vector, const float (&lse)[kSplits],
+                                             const float4 (&part)[kSplits]) {
   float m = lse[0];
 #pragma unroll
   for (int s = 1; s < kSplits; ++s) m = fmaxf(m, lse[s]);
@@ -132,19 +130,32 @@ __device__ __forceinline__ void combine_vector(const Buffers& b, int head, int v
   if (vector == 0) b.lse[head] = m + __logf(sum);
 }
 
+// merge_vector of the partials in global memory.
+__device__ __forceinline__ void combine_vector(const Buffers& b, int head, int vector) {
+  float lse[kSplits];
+  float4 part[kSplits];
+#pragma unroll
+  for (int s = 0; s < kSplits; ++s) {
+    lse[s] = b.partial_lse[s * kHeads + head];
+    part[s] = reinterpret_cast<const float4*>(b.partial +
+                                              (static_cast<int64_t>(s) * kHeads + head) * kDims)[vector];
+  }
+  merge_vector(b, head, vector, lse, part);
+}
+
 __global__ void __launch_bounds__(kDecodeThreads) chain_decode(Buffers b) {
-  wait_prerequisites();
+  wait_for_prerequisite_grids();
   decode_body(b, blockIdx.x % kSplits, blockIdx.x / kSplits);
-  launch_dependents();
+  allow_dependent_launch();
 }
 
 __global__ void __launch_bounds__(kCombineThreads) chain_combine(Buffers b) {
-  wait_prerequisites();
+  wait_for_prerequisite_grids();
   combine_vector(b, blockIdx.x, threadIdx.x);
 }
 
 __global__ void __launch_bounds__(kDecodeThreads) last_cta_decode(Buffers b) {
-  wait_prerequisites();
+  wait_for_prerequisite_grids();
   const int split = blockIdx.x % kSplits;
   const int head_block = blockIdx.x / kSplits;
   decode_body(b, split, head_block);
@@ -161,11 +172,11 @@ __global__ void __launch_bounds__(kDecodeThreads) last_cta_decode(Buffers b) {
     for (int i = threadIdx.x; i < kVectorsPerBlock; i += kDecodeThreads)
       combine_vector(b, head_block * kHeadsPerBlock + i / (kDims / 4), i % (kDims / 4));
   }
-  launch_dependents();
+  allow_dependent_launch();
 }
 
 __global__ void __launch_bounds__(kDecodeThreads) split_sync_decode(Buffers b) {
-  wait_prerequisites();
+  wait_for_prerequisite_grids();
   const int split = blockIdx.x % kSplits;
   const int head_block = blockIdx.x / kSplits;
   decode_body(b, split, head_block);
@@ -186,40 +197,23 @@ __global__ void __launch_bounds__(kDecodeThreads) split_sync_decode(Buffers b) {
   const int first = split * kShare;
   for (int i = first + threadIdx.x; i < min(first + kShare, kVectorsPerBlock); i += kDecodeThreads)
     combine_vector(b, head_block * kHeadsPerBlock + i / (kDims / 4), i % (kDims / 4));
-  launch_dependents();
+  allow_dependent_launch();
 }
 
-// The row value of decode_body, without the global partials: the CTA's rows go to its shared stage.
+// decode_body's loads, without the global partials: the CTA's rows go to its shared stage.
 __global__ void __launch_bounds__(kDecodeThreads) cluster_decode(Buffers b) {
   namespace cg = cooperative_groups;
   __shared__ __align__(16) float stage[kHeadsPerBlock * kDims];  // 32 KB: the CTA's rows
   __shared__ float stage_lse[kHeadsPerBlock];
-  __shared__ float row_value;
-  wait_prerequisites();
+  wait_for_prerequisite_grids();
   const int split = blockIdx.x % kSplits;  // = cluster rank
   const int head_block = blockIdx.x / kSplits;
-  if (threadIdx.x < 32) {
-    const int length = b.length[0];
-    const int index = threadIdx.x < length ? b.indices[split * 64 + threadIdx.x] : 0;
-    const uint4 chunk = *reinterpret_cast<const uint4*>(b.pool + static_cast<int64_t>(index) * kRowBytes);
-    float v = __int_as_float((chunk.x ^ chunk.y ^ chunk.z ^ chunk.w) & 0x3f7fffff);
-    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (threadIdx.x == 0) row_value = v;
-  }
-  __syncthreads();
-  const float v = row_value;
+  const float v = load_row_value(b, split);
   for (int i = threadIdx.x; i < kVectorsPerBlock; i += kDecodeThreads)
     reinterpret_cast<float4*>(stage)[i] = make_float4(v, v, v, v);
   if (threadIdx.x < kHeadsPerBlock) stage_lse[threadIdx.x] = v + threadIdx.x;
   cg::cluster_group cluster = cg::this_cluster();
   cluster.sync();  // every CTA's stage is written (release / acquire at cluster scope)
-  const float4* stages[kSplits];
-  const float* lses[kSplits];
-#pragma unroll
-  for (int r = 0; r < kSplits; ++r) {
-    stages[r] = reinterpret_cast<const float4*>(cluster.map_shared_rank(stage, r));
-    lses[r] = cluster.map_shared_rank(stage_lse, r);
-  }
   constexpr int kShare = (kVectorsPerBlock + kSplits - 1) / kSplits;
   const int i = split * kShare + static_cast<int>(threadIdx.x);
   if (threadIdx.x < kShare && i < kVectorsPerBlock) {
@@ -228,31 +222,12 @@ __global__ void __launch_bounds__(kDecodeThreads) cluster_decode(Buffers b) {
     float4 part[kSplits];
 #pragma unroll
     for (int r = 0; r < kSplits; ++r) {  // every split's values in flight before any is used
-      lse[r] = lses[r][head];
-      part[r] = stages[r][i];
+      lse[r] = cluster.map_shared_rank(stage_lse, r)[head];
+      part[r] = reinterpret_cast<const float4*>(cluster.map_shared_rank(stage, r))[i];
     }
-    float m = lse[0];
-#pragma unroll
-    for (int r = 1; r < kSplits; ++r) m = fmaxf(m, lse[r]);
-    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-    float sum = 0.f;
-#pragma unroll
-    for (int r = 0; r < kSplits; ++r) {
-      const float w = __expf(lse[r] - m);
-      sum += w;
-      acc.x += w * part[r].x;
-      acc.y += w * part[r].y;
-      acc.z += w * part[r].z;
-      acc.w += w * part[r].w;
-    }
-    const float inv = 1.f / sum;
-    const int global_head = head_block * kHeadsPerBlock + head;
-    const int vector = i % (kDims / 4);
-    reinterpret_cast<float4*>(b.out + global_head * kDims)[vector] =
-        make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
-    if (vector == 0) b.lse[global_head] = m + __logf(sum);
+    merge_vector(b, head_block * kHeadsPerBlock + head, i % (kDims / 4), lse, part);
   }
-  launch_dependents();
+  allow_dependent_launch();
   cluster.sync();  // no CTA leaves while another still reads its stage
 }
 
