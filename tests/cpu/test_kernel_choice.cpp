@@ -73,6 +73,48 @@ TEST(KernelChoice, EveryCompactConfigurationFitsThe99KbClass) {
   EXPECT_GT(detail::decode::DecodeConfigHeads64::kSharedBytes, 166912u);
 }
 
+// Where both run, the planner gives 64-head calls of few query rows and little tile work the 32-head
+// 99 KB-class kernel instead of the sm_90a kernel (kernel_choice.cpp: at most 16 rows and 80 row-tiles,
+// h <= 64), as measured on the H200; every other wide call keeps sm90-h64, and without the sm_90a kernel
+// the portable mma-h64 keeps its calls.
+TEST(KernelChoice, FewRowWideCallsRunTheCompactKernelOnHopper) {
+  struct Case {
+    const char* shape;
+    int32_t batch;
+    const char* kernel;
+  };
+  const Case cases[] = {
+      {"flash-c4", 8, "mma99-h32"},        // 8 rows x 10 tiles = 80
+      {"flash-c128-64k", 8, "mma99-h32"},  // the same lists
+      {"flash-c4-mtp", 4, "mma99-h32"},    // 8 rows (s_q = 2)
+      {"flash-swa", 16, "mma99-h32"},      // 16 rows x 2 tiles
+      {"flash-c4", 16, "sm90-h64"},        // 160 row-tiles
+      {"flash-c4-mtp", 8, "sm90-h64"},     // 16 rows x 10 tiles
+      {"flash-swa", 32, "sm90-h64"},       // more than 16 rows
+      {"flash-c4", 64, "sm90-h64"},
+      {"pro-c4", 8, "sm90-h64"},           // 128 heads
+      {"flash-c4", 4, "mma99-h16"},        // a small call: the 16-head block first
+  };
+  const detail::CudaDeviceInfo hopper = device_info(kDevices[5]);
+  const detail::CudaDeviceInfo portable = device_info(kDevices[6]);
+  for (const Case& test_case : cases) {
+    const NamedShape* named = nullptr;
+    for (const NamedShape& candidate : kShapes) {
+      if (std::string(candidate.name) == test_case.shape) named = &candidate;
+    }
+    ASSERT_NE(named, nullptr) << test_case.shape;
+    const DecodeShape shape{test_case.batch, named->seq_q, named->num_heads, named->topk, named->extra_topk};
+    const std::string label = std::string(test_case.shape) + " b=" + std::to_string(test_case.batch);
+    const detail::KernelChoice choice = detail::choose_decode_kernel(shape, hopper);
+    EXPECT_STREQ(detail::decode_kernel_name(choice.kernel), test_case.kernel) << label;
+    if (std::string(test_case.kernel) == "mma99-h32") {
+      EXPECT_EQ(choice.head_block, 32) << label;
+      EXPECT_STREQ(detail::decode_kernel_name(detail::choose_decode_kernel(shape, portable).kernel), "mma-h64")
+          << label << ": the rule is measured against sm90-h64 only";
+    }
+  }
+}
+
 TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
   for (const SimulatedDevice& device : kDevices) {
     const detail::CudaDeviceInfo info = device_info(device);
@@ -84,10 +126,14 @@ TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
         const int64_t rows = static_cast<int64_t>(batch) * named.seq_q;
         const int total_tiles = (named.topk + 63) / 64 + (named.extra_topk + 63) / 64;
         const bool wide = detail::decode::head_block_for(named.num_heads, rows, total_tiles) == 64;
+        // On Hopper the 8-row flash-c4 and flash-c128-64k calls (80 row-tiles) take the 32-head
+        // kernel (FewRowWideCallsRunTheCompactKernelOnHopper below).
+        const bool few_row_compact = device.sm90_kernel && wide && batch == 8 && named.seq_q == 1 &&
+                                     named.num_heads == 64 && total_tiles == 10;
         EXPECT_STREQ(detail::decode_kernel_name(choice.kernel),
-                     wide ? device.wide_kernel : device.narrow_kernel)
+                     few_row_compact ? "mma99-h32" : (wide ? device.wide_kernel : device.narrow_kernel))
             << label;
-        EXPECT_EQ(choice.head_block, wide ? device.wide_head_block : 16) << label;
+        EXPECT_EQ(choice.head_block, few_row_compact ? 32 : (wide ? device.wide_head_block : 16)) << label;
         EXPECT_LE(choice.shared_bytes, device.max_shared_bytes)
             << label << ": a launch could not get its memory";
 

@@ -430,7 +430,10 @@ TEST(DecodeCudaSchedule, WarpSpecializedKernelPlansClustersWithinResidency) {
   };
   const Case cases[] = {
       {{1, 1, 64, 128, 512}, 10, 16},    // small call: 16-head blocks, as without the sm_90a kernel
-      {{8, 1, 64, 128, 512}, 10, 64},    // 10.5 MB of partials (L2): 2 + 0.3 + 0.28 < 5-CTA clusters 3.4
+      // 8 rows x 10 tiles: few enough rows for the 32-head 99 KB-class kernel (kernel_choice.cpp), 20 half
+      // tiles in 7 splits of 3
+      {{8, 1, 64, 128, 512}, 7, 32},
+      {{16, 1, 64, 128, 512}, 5, 64},    // 16 clusters of 5 (<= 22): 2 + 1 + 0.4
       {{32, 1, 64, 128, 512}, 3, 64},    // 32 clusters of 3 (<= 39): 4 + 1 + 0.4; 4 per cluster: 2 waves
       {{64, 1, 64, 128, 512}, 2, 64},    // 64 clusters of 2: 5 + 1 + 0.4 = 6.4 beats unsplit 11
       {{128, 1, 64, 128, 512}, 1, 64},   // 128 CTAs fill the device: unsplit

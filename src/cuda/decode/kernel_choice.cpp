@@ -32,12 +32,18 @@ const char* decode_kernel_name(DecodeKernel kernel) {
 
 namespace {
 
+int64_t query_rows_of(const DecodeShape& shape) { return static_cast<int64_t>(shape.batch) * shape.seq_q; }
+
+// 64-entry tiles of a query row's lists.
+int64_t total_tiles_of(const DecodeShape& shape) {
+  return (shape.topk + kTileTokens - 1) / kTileTokens +
+         (std::max(shape.extra_topk, 0) + kTileTokens - 1) / kTileTokens;
+}
+
 // Whether the shape wants the wide (64-head) block of decode::head_block_for, else the 16-head one.
 bool wants_wide_block(const DecodeShape& shape) {
-  const int64_t total_tiles = (shape.topk + kTileTokens - 1) / kTileTokens +
-                              (std::max(shape.extra_topk, 0) + kTileTokens - 1) / kTileTokens;
-  const int64_t query_rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
-  return decode::head_block_for(shape.num_heads, query_rows, total_tiles) == decode::kWideHeadBlock;
+  return decode::head_block_for(shape.num_heads, query_rows_of(shape), total_tiles_of(shape)) ==
+         decode::kWideHeadBlock;
 }
 
 template <class Config>
@@ -55,6 +61,21 @@ constexpr KernelChoice kWideChoices[] = {
 constexpr KernelChoice kNarrowChoices[] = {
     choice_of<decode::CompactConfigHeads16>(DecodeKernel::kCompactHeads16)};
 
+// Few-row 64-head calls run the 32-head 99 KB-class kernel where the sm_90a kernel would run them: two
+// 32-head CTAs per row and split reach more SMs than one 64-head CTA, and its 32-entry compute tiles let a
+// split walk less. Same-process A/B on the H200 (2026-12-02, docs/perf.md, v43): at 8 query rows flash-c4,
+// flash-c4-mtp (b = 4) and flash-c128-64k 6.1-6.4 % faster than sm90-h64 and the DSv4-Flash step at b = 8
+// 2.4 %; at 16 rows flash-swa (2 tiles) 13.7 % faster, the C128 layers (3 tiles) even, but flash-c4 (10
+// tiles) even and its step layers 3.3 % slower. Hence: at most 16 rows, at most 80 row-tiles, h <= 64.
+constexpr int64_t kFewRowsForCompactWide = 16;
+constexpr int64_t kFewRowTilesForCompactWide = 80;
+
+bool few_rows_for_compact_wide_block(const DecodeShape& shape) {
+  const int64_t rows = query_rows_of(shape);
+  return shape.num_heads <= decode::kWideHeadBlock && rows <= kFewRowsForCompactWide &&
+         rows * total_tiles_of(shape) <= kFewRowTilesForCompactWide;
+}
+
 }  // namespace
 
 KernelChoice choose_decode_kernel(const DecodeShape& shape, const CudaDeviceInfo& device) {
@@ -66,7 +87,11 @@ KernelChoice choose_decode_kernel(const DecodeShape& shape, const CudaDeviceInfo
     }
     return KernelChoice{};
   };
-  return wants_wide_block(shape) ? pick(kWideChoices) : pick(kNarrowChoices);
+  if (!wants_wide_block(shape)) return pick(kNarrowChoices);
+  const KernelChoice wide = pick(kWideChoices);
+  constexpr KernelChoice kCompactWide = std::end(kWideChoices)[-1];
+  if (wide.kernel == DecodeKernel::kSm90Heads64 && few_rows_for_compact_wide_block(shape)) return kCompactWide;
+  return wide;
 }
 
 int64_t smallest_decode_kernel_bytes(const DecodeShape& shape) {
