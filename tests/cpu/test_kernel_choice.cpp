@@ -84,16 +84,15 @@ TEST(KernelChoice, FewRowWideCallsRunTheCompactKernelOnHopper) {
     const char* kernel;
   };
   const Case cases[] = {
-      {"flash-c4", 8, "mma99-h32"},        // 8 rows x 10 tiles = 80
-      {"flash-c128-64k", 8, "mma99-h32"},  // the same lists
-      {"flash-c4-mtp", 4, "mma99-h32"},    // 8 rows (s_q = 2)
-      {"flash-swa", 16, "mma99-h32"},      // 16 rows x 2 tiles
-      {"flash-c4", 16, "sm90-h64"},        // 160 row-tiles
-      {"flash-c4-mtp", 8, "sm90-h64"},     // 16 rows x 10 tiles
-      {"flash-swa", 32, "sm90-h64"},       // more than 16 rows
-      {"flash-c4", 64, "sm90-h64"},
-      {"pro-c4", 8, "sm90-h64"},           // 128 heads
-      {"flash-c4", 4, "mma99-h16"},        // a small call: the 16-head block first
+      {"flash-c4", 8, "mma99-h32"},                                   // 8 rows x 10 tiles = 80
+      {"flash-c128-64k", 8, "mma99-h32"},                             // the same lists
+      {"flash-c4-mtp", 4, "mma99-h32"},                               // 8 rows (s_q = 2)
+      {"flash-swa", 16, "mma99-h32"},                                 // 16 rows x 2 tiles
+      {"flash-c4", 16, "sm90-h64"},                                   // 160 row-tiles
+      {"flash-c4-mtp", 8, "sm90-h64"},                                // 16 rows x 10 tiles
+      {"flash-swa", 32, "sm90-h64"},                                  // more than 16 rows
+      {"flash-c4", 64, "sm90-h64"},       {"pro-c4", 8, "sm90-h64"},  // 128 heads
+      {"flash-c4", 4, "mma99-h16"},                                   // a small call: the 16-head block first
   };
   const detail::CudaDeviceInfo hopper = device_info(kDevices[5]);
   const detail::CudaDeviceInfo portable = device_info(kDevices[6]);
@@ -109,7 +108,8 @@ TEST(KernelChoice, FewRowWideCallsRunTheCompactKernelOnHopper) {
     EXPECT_STREQ(detail::decode_kernel_name(choice.kernel), test_case.kernel) << label;
     if (std::string(test_case.kernel) == "mma99-h32") {
       EXPECT_EQ(choice.head_block, 32) << label;
-      EXPECT_STREQ(detail::decode_kernel_name(detail::choose_decode_kernel(shape, portable).kernel), "mma-h64")
+      EXPECT_STREQ(detail::decode_kernel_name(detail::choose_decode_kernel(shape, portable).kernel),
+                   "mma-h64")
           << label << ": the rule is measured against sm90-h64 only";
     }
   }

@@ -90,7 +90,8 @@ KernelChoice choose_decode_kernel(const DecodeShape& shape, const CudaDeviceInfo
   if (!wants_wide_block(shape)) return pick(kNarrowChoices);
   const KernelChoice wide = pick(kWideChoices);
   constexpr KernelChoice kCompactWide = std::end(kWideChoices)[-1];
-  if (wide.kernel == DecodeKernel::kSm90Heads64 && few_rows_for_compact_wide_block(shape)) return kCompactWide;
+  if (wide.kernel == DecodeKernel::kSm90Heads64 && few_rows_for_compact_wide_block(shape))
+    return kCompactWide;
   return wide;
 }
 
