@@ -379,19 +379,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
 
     // ---- O rescale (lazy: a warp skips it when none of its rows' maxima moved), then O += P V (V = the
     // K tile) for this warp's row groups and dim slice.
-    float pv_rescale[Config::kPvRowBlocks][2];
-    if (output_row_factors(pv_rescale, row_rescale, pv_first_row, group_row)) {
-#pragma unroll
-      for (int mb = 0; mb < Config::kPvRowBlocks; ++mb) {
-#pragma unroll
-        for (int j = 0; j < Config::kOutColBlocks; ++j) {
-          out_acc[mb][j][0] *= pv_rescale[mb][0];
-          out_acc[mb][j][1] *= pv_rescale[mb][0];
-          out_acc[mb][j][2] *= pv_rescale[mb][1];
-          out_acc[mb][j][3] *= pv_rescale[mb][1];
-        }
-      }
-    }
+    rescale_output_rows(out_acc, row_rescale, pv_first_row, group_row);
     {
 #pragma unroll
       for (int k_step = 0; k_step < Config::kTileTokens / kMmaDepth; ++k_step) {

@@ -47,6 +47,14 @@ __device__ __forceinline__ int exchange_offset(int head, int token) {
   return head * 32 + (((token / 8) ^ (head & 3)) * 8) + token % 8;
 }
 
+// The four 32-bit words of a 16-byte chunk, in order, at words[0..3] (a lane's bf16 pairs: two dims each).
+__device__ __forceinline__ void unpack_chunk_words(const uint4& chunk, uint32_t* words) {
+  words[0] = chunk.x;
+  words[1] = chunk.y;
+  words[2] = chunk.z;
+  words[3] = chunk.w;
+}
+
 // This lane's K (= V) values of a tile, held as MMA fragments in registers (v39): for each 8-token block n,
 // token 8 n + g (g = lane / 4) and dims 16 c .. 16 c + 15 of the warp's slice (c = lane % 4), as 8 bf16
 // pairs, pair k = dims 16 c + 2 k, 16 c + 2 k + 1. Read from the warp's staging slice: e4m3 times the
@@ -76,14 +84,8 @@ __device__ __forceinline__ void load_k_fragments(const uint8_t* staging_slice, c
       low = *reinterpret_cast<const uint4*>(rope);
       high = *reinterpret_cast<const uint4*>(rope + kChunkBytes);
     }
-    k.pair[n][0] = low.x;
-    k.pair[n][1] = low.y;
-    k.pair[n][2] = low.z;
-    k.pair[n][3] = low.w;
-    k.pair[n][4] = high.x;
-    k.pair[n][5] = high.y;
-    k.pair[n][6] = high.z;
-    k.pair[n][7] = high.w;
+    unpack_chunk_words(low, &k.pair[n][0]);
+    unpack_chunk_words(high, &k.pair[n][4]);
   }
 }
 
@@ -189,10 +191,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
         const uint4 chunk = *reinterpret_cast<const uint4*>(
             q_tile + operand_offset<Config>(mb * kMmaRows + group_row + 8 * r,
                                             warp * Config::kSliceChunks + 2 * quad_lane + half));
-        q_pair[r][4 * half + 0] = chunk.x;
-        q_pair[r][4 * half + 1] = chunk.y;
-        q_pair[r][4 * half + 2] = chunk.z;
-        q_pair[r][4 * half + 3] = chunk.w;
+        unpack_chunk_words(chunk, &q_pair[r][4 * half]);
       }
     }
 #pragma unroll
@@ -305,19 +304,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
 
     // ---- O rescale (lazy: skipped when no row of the warp moved its max), then O += P V for every head
     // and this warp's 64 dims (V = K, from the fragments in registers).
-    float pv_rescale[kRowBlocks][2];
-    if (output_row_factors(pv_rescale, row_rescale, 0, group_row)) {
-#pragma unroll
-      for (int mb = 0; mb < kRowBlocks; ++mb) {
-#pragma unroll
-        for (int j = 0; j < Config::kSliceColBlocks; ++j) {
-          out_acc[mb][j][0] *= pv_rescale[mb][0];
-          out_acc[mb][j][1] *= pv_rescale[mb][0];
-          out_acc[mb][j][2] *= pv_rescale[mb][1];
-          out_acc[mb][j][3] *= pv_rescale[mb][1];
-        }
-      }
-    }
+    rescale_output_rows(out_acc, row_rescale, 0, group_row);
 #pragma unroll
     for (int k_step = 0; k_step < Config::kPvKSteps; ++k_step) {
       uint32_t a[kRowBlocks][4];

@@ -204,6 +204,26 @@ __device__ __forceinline__ bool output_row_factors(float (&factor)[RowBlocks][2]
   return __any_sync(0xffffffffu, any_rescale);
 }
 
+// The lazy O rescale itself: the accumulator's rows times their factors of output_row_factors, skipped by a
+// warp none of whose rows moved its max.
+template <int RowBlocks, int ColBlocks>
+__device__ __forceinline__ void rescale_output_rows(float (&acc)[RowBlocks][ColBlocks][4],
+                                                    const float* row_rescale, int first_row, int group_row) {
+  float factor[RowBlocks][2];
+  if (output_row_factors(factor, row_rescale, first_row, group_row)) {
+#pragma unroll
+    for (int mb = 0; mb < RowBlocks; ++mb) {
+#pragma unroll
+      for (int j = 0; j < ColBlocks; ++j) {
+        acc[mb][j][0] *= factor[mb][0];
+        acc[mb][j][1] *= factor[mb][0];
+        acc[mb][j][2] *= factor[mb][1];
+        acc[mb][j][3] *= factor[mb][1];
+      }
+    }
+  }
+}
+
 // The epilogue of the O accumulator: each row (rows >= heads_here skipped) times its row_inverse factor,
 // column block j of the accumulator at dims dim_base + j * ColBlockStride (8: the C fragment's own layout;
 // 2 in the 99 KB-class kernel, whose dim order gives each lane 16 contiguous dims, 2 per block),
