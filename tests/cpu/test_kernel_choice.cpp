@@ -84,15 +84,16 @@ TEST(KernelChoice, FewRowWideCallsRunTheCompactKernelOnHopper) {
     const char* kernel;
   };
   const Case cases[] = {
-      {"flash-c4", 8, "mma99-h32"},                                   // 8 rows x 10 tiles = 80
-      {"flash-c128-64k", 8, "mma99-h32"},                             // the same lists
-      {"flash-c4-mtp", 4, "mma99-h32"},                               // 8 rows (s_q = 2)
-      {"flash-swa", 16, "mma99-h32"},                                 // 16 rows x 2 tiles
-      {"flash-c4", 16, "sm90-h64"},                                   // 160 row-tiles
-      {"flash-c4-mtp", 8, "sm90-h64"},                                // 16 rows x 10 tiles
-      {"flash-swa", 32, "sm90-h64"},                                  // more than 16 rows
-      {"flash-c4", 64, "sm90-h64"},       {"pro-c4", 8, "sm90-h64"},  // 128 heads
-      {"flash-c4", 4, "mma99-h16"},                                   // a small call: the 16-head block first
+      {"flash-c4", 8, "mma99-h32"},        // 8 rows x 10 tiles = 80
+      {"flash-c128-64k", 8, "mma99-h32"},  // the same lists
+      {"flash-c4-mtp", 4, "mma99-h32"},    // 8 rows (s_q = 2)
+      {"flash-swa", 16, "mma99-h32"},      // 16 rows x 2 tiles
+      {"flash-c4", 16, "sm90-h64"},        // 160 row-tiles
+      {"flash-c4-mtp", 8, "sm90-h64"},     // 16 rows x 10 tiles
+      {"flash-swa", 32, "sm90-h64"},       // more than 16 rows
+      {"flash-c4", 64, "sm90-h64"},        // 640 row-tiles
+      {"pro-c4", 8, "sm90-h64"},           // 128 heads
+      {"flash-c4", 4, "mma99-h16"},        // a small call: the 16-head block first
   };
   const detail::CudaDeviceInfo hopper = device_info(kDevices[5]);
   const detail::CudaDeviceInfo portable = device_info(kDevices[6]);
@@ -127,7 +128,7 @@ TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
         const int total_tiles = (named.topk + 63) / 64 + (named.extra_topk + 63) / 64;
         const bool wide = detail::decode::head_block_for(named.num_heads, rows, total_tiles) == 64;
         // On Hopper the 8-row flash-c4 and flash-c128-64k calls (80 row-tiles) take the 32-head
-        // kernel (FewRowWideCallsRunTheCompactKernelOnHopper below).
+        // kernel (FewRowWideCallsRunTheCompactKernelOnHopper above).
         const bool few_row_compact = device.sm90_kernel && wide && batch == 8 && named.seq_q == 1 &&
                                      named.num_heads == 64 && total_tiles == 10;
         EXPECT_STREQ(detail::decode_kernel_name(choice.kernel),
