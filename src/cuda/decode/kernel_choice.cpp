@@ -60,6 +60,9 @@ constexpr KernelChoice kWideChoices[] = {
 // portable kernel's 16-head block on every narrow row (h <= 16 at b = 1..128, and the small calls).
 constexpr KernelChoice kNarrowChoices[] = {
     choice_of<decode::CompactConfigHeads16>(DecodeKernel::kCompactHeads16)};
+// The last of each list: the 99 KB-class kernel, the smallest in shared memory.
+constexpr KernelChoice kCompactWide = std::end(kWideChoices)[-1];
+constexpr KernelChoice kCompactNarrow = std::end(kNarrowChoices)[-1];
 
 // Few-row 64-head calls run the 32-head 99 KB-class kernel where the sm_90a kernel would run them: two
 // 32-head CTAs per row and split reach more SMs than one 64-head CTA, and its 32-entry compute tiles let a
@@ -89,15 +92,13 @@ KernelChoice choose_decode_kernel(const DecodeShape& shape, const CudaDeviceInfo
   };
   if (!wants_wide_block(shape)) return pick(kNarrowChoices);
   const KernelChoice wide = pick(kWideChoices);
-  constexpr KernelChoice kCompactWide = std::end(kWideChoices)[-1];
   if (wide.kernel == DecodeKernel::kSm90Heads64 && few_rows_for_compact_wide_block(shape))
     return kCompactWide;
   return wide;
 }
 
 int64_t smallest_decode_kernel_bytes(const DecodeShape& shape) {
-  return wants_wide_block(shape) ? std::end(kWideChoices)[-1].shared_bytes
-                                 : std::end(kNarrowChoices)[-1].shared_bytes;
+  return wants_wide_block(shape) ? kCompactWide.shared_bytes : kCompactNarrow.shared_bytes;
 }
 
 Status shared_memory_cap(int32_t option, const char* env_value, int64_t* cap) {
