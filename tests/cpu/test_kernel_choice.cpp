@@ -116,6 +116,23 @@ TEST(KernelChoice, FewRowWideCallsRunTheCompactKernelOnHopper) {
   }
 }
 
+// The small-call threshold (kSmallCallTileWork) sits between the calls it was measured on (v45, H200):
+// pro-c4 at b = 2 (288 tile-work) is faster on 16-head blocks, at b = 3 (432) and b = 4 (576) it is not.
+TEST(KernelChoice, SmallCallThresholdSitsBetweenItsMeasuredCalls) {
+  const detail::CudaDeviceInfo hopper = device_info(kDevices[5]);
+  const struct {
+    int32_t batch;
+    const char* kernel;
+  } cases[] = {{1, "mma99-h16"}, {2, "mma99-h16"}, {3, "sm90-h64"}, {4, "sm90-h64"}};
+  for (const auto& test_case : cases) {
+    const DecodeShape shape{test_case.batch, 1, 128, 128, 1024};  // pro-c4
+    const detail::KernelChoice choice = detail::choose_decode_kernel(shape, hopper);
+    EXPECT_STREQ(detail::decode_kernel_name(choice.kernel), test_case.kernel)
+        << "pro-c4 b=" << test_case.batch;
+    EXPECT_EQ(choice.head_block, test_case.batch <= 2 ? 16 : 64) << "pro-c4 b=" << test_case.batch;
+  }
+}
+
 TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
   for (const SimulatedDevice& device : kDevices) {
     const detail::CudaDeviceInfo info = device_info(device);

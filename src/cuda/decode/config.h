@@ -121,9 +121,12 @@ inline constexpr size_t kCompactSharedLimit = 101376;
 // Small calls: at most kSmallCallCtas 64-head CTAs per split, and at most kSmallCallTileWork 16-head CTA
 // tiles in all (~2 per SM on an H100), so 4x more CTAs shorten the call instead of queueing up. 8 rows
 // (was 4, v33): at b = 8 the 2- and 3-tile calls (flash-swa, the C128 layers) took 12.4-13 us on 8 sm_90a
-// CTAs per split against ~8.5 us for one row's 16-head CTAs.
+// CTAs per split against ~8.5 us for one row's 16-head CTAs. 300 tile-work (was 256, v45): pro-c4 at b = 2
+// (2 rows x 8 blocks x 18 tiles = 288) took 18.4 us on 16-head blocks against 20.0 on sm90-h64; at b = 3
+// (432) the two were even and at b = 4 (576) the 16-head blocks lost 10 %. flash-c4 at b = 8 (320) stays
+// on its 32-head blocks (v43).
 inline constexpr int64_t kSmallCallCtas = 8;
-inline constexpr int64_t kSmallCallTileWork = 256;
+inline constexpr int64_t kSmallCallTileWork = 300;
 
 // Heads per CTA for a call with `num_heads` heads, `query_rows` = b * s_q query rows and `total_tiles`
 // 64-entry tiles per row: the one rule shared by the planner and the launcher (both know all three).
