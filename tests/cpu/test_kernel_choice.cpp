@@ -188,6 +188,26 @@ TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
   }
 }
 
+// A sm_90a call whose combine has at most one block per SM reads its splits serially in each block, so
+// the schedule charges each split (schedule.cpp, v46): pro-c128-1m at b = 1 (128 heads, 130 tiles) takes 44
+// splits of 3 tiles on an H200 (measured 30.2 us against 33.3 for the 65 of 2 picked before); at b = 2 the
+// combine has 256 blocks and the count is the throughput model's.
+TEST(KernelChoice, FewCombineBlocksChargeEachSplit) {
+  const detail::CudaDeviceInfo hopper = device_info(kDevices[5]);
+  const struct {
+    int32_t batch;
+    int splits, tiles_per_split;
+  } cases[] = {{1, 44, 3}, {2, 33, 4}};
+  for (const auto& test_case : cases) {
+    const DecodeShape shape{test_case.batch, 1, 128, 128, 8192};  // pro-c128-1m
+    const detail::KernelChoice choice = detail::choose_decode_kernel(shape, hopper);
+    ASSERT_STREQ(detail::decode_kernel_name(choice.kernel), "sm90-h64");
+    const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(shape, hopper, choice, 0);
+    EXPECT_EQ(schedule.num_splits, test_case.splits) << "pro-c128-1m b=" << test_case.batch;
+    EXPECT_EQ(schedule.tiles_per_split, test_case.tiles_per_split) << "pro-c128-1m b=" << test_case.batch;
+  }
+}
+
 // Small calls of the 99 KB-class kernels split 32-entry half tiles when the 64-entry schedule is one wave
 // and half tiles give each split less work, still in one wave and in at most 16 splits (schedule.cpp): the
 // DSv4-Flash step's layers at b = 1, context 8192 (SWA: 2 tiles; C4: 2 + 8; C128: 2 + 1) and pro-c4 at b = 1.

@@ -87,6 +87,12 @@ SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDevice
     constexpr double kL2ResidentPartialBytes = 20.0 * 1024 * 1024;
     constexpr double kL2ResidentPartialFactor = 0.1;
     constexpr double kPartialBytesPerRowHeadSplit = 2.0 * (kHeadDim * 4 + 4);  // written + read back
+    // A combine grid of at most one block per SM (rows x h <= SMs: pro-c128-1m at b = 1) is not a
+    // throughput sum over the GPU but one block per (row, head) reading its splits' partial rows in turn:
+    // each split adds a share of a tile to the call. Measured (H200, 2026-12-02, v46) at 130 tiles: 65
+    // splits of 2 tiles 33.3 us, 44 of 3 30.2, 33 of 4 30.7, 22 of 6 34.6, where the model without this
+    // term picked 65; 0.07 tile a split puts the minimum at 44.
+    constexpr double kSerialCombineTilesPerSplit = 0.07;
     const int64_t query_rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
     const int64_t ctas_per_split = query_rows * ceil_div(shape.num_heads, schedule.head_block);
     double best_cost = -1;
@@ -108,6 +114,8 @@ SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDevice
             sm90_kernel && partial_bytes / 2 <= kL2ResidentPartialBytes ? kL2ResidentPartialFactor : 1.0;
         combine_tiles =
             combine_launch_tiles + l2_factor * partial_bytes / device.sm_count / partial_bytes_per_sm_tile;
+        if (sm90_kernel && query_rows * shape.num_heads <= device.sm_count)
+          combine_tiles += kSerialCombineTilesPerSplit * splits;
       }
       const double cost = static_cast<double>(waves) * (tiles_per_split + kFixedCostTiles) + combine_tiles;
       if (best_cost < 0 || cost < best_cost) {
