@@ -31,15 +31,16 @@
 #include <vector>
 
 #include "cuda/common/programmatic_launch.cuh"
+#include "flash_c4_b1_call.cuh"
 #include "graph_timing.cuh"
 
 namespace {
 
-constexpr int kSplits = 10;
-constexpr int kHeadBlocks = 4;
-constexpr int kHeadsPerBlock = 16;
-constexpr int kHeads = kHeadBlocks * kHeadsPerBlock;
-constexpr int kDims = 512;
+using flash_c4_b1::kDims;
+using flash_c4_b1::kHeadBlocks;
+using flash_c4_b1::kHeads;
+using flash_c4_b1::kHeadsPerBlock;
+using flash_c4_b1::kSplits;
 constexpr int kWriterThreads = 256;
 constexpr int kReaderThreads = kDims / 4;
 constexpr int kPartialFloats = kSplits * kHeads * kDims;

@@ -38,16 +38,17 @@
 #include <vector>
 
 #include "cuda/common/programmatic_launch.cuh"
+#include "flash_c4_b1_call.cuh"
 #include "graph_timing.cuh"
 
 namespace {
 
 constexpr int kLayers = 43;
-constexpr int kSplits = 10;
-constexpr int kHeadBlocks = 4;
-constexpr int kHeadsPerBlock = 16;
-constexpr int kHeads = kHeadBlocks * kHeadsPerBlock;
-constexpr int kDims = 512;
+using flash_c4_b1::kDims;
+using flash_c4_b1::kHeadBlocks;
+using flash_c4_b1::kHeads;
+using flash_c4_b1::kHeadsPerBlock;
+using flash_c4_b1::kSplits;
 constexpr int kDecodeThreads = 256;
 constexpr int kCombineThreads = 128;
 constexpr int64_t kRowBytes = 576;
