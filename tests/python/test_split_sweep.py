@@ -1,5 +1,5 @@
 """scripts/split-sweep against a stand-in smla-bench (no GPU): one line per split count, 0 = the
-planner's (no --num-splits), the csv row's columns read by position, a failing run named, not fatal."""
+planner's (no --num-splits), the csv row's columns found by name in its header, a failing run named, not fatal."""
 
 import os
 import stat
@@ -8,8 +8,9 @@ import subprocess
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO, "scripts", "split-sweep")
 
-# Prints smla-bench's csv (header, then one row: shape, backend, kernel, b, ..., splits = column 12,
-# time_us, p10, p90 = 13..15) with the split count it was given, or 7 without --num-splits; fails for 99.
+# Prints smla-bench's csv (header, then one row with the columns split-sweep reads by name: shape, b,
+# kernel, splits, time_us, p10_us, p90_us) with the split count it was given, or 7 without --num-splits;
+# fails for 99.
 STAND_IN = r"""#!/usr/bin/env python3
 import sys
 args = sys.argv[1:]
