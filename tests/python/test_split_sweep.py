@@ -1,5 +1,6 @@
 """scripts/split-sweep against a stand-in smla-bench (no GPU): one line per split count, 0 = the
-planner's (no --num-splits), the csv row's columns found by name in its header, a failing run named, not fatal."""
+planner's (no --num-splits), the csv row's columns found by name in its header, a failing run named,
+not fatal."""
 
 import os
 import stat
