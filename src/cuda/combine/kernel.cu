@@ -193,7 +193,8 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
 }  // namespace
 
 Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t stream) {
-  const int64_t blocks = static_cast<int64_t>(params.batch) * params.seq_q * params.num_heads;
+  const int64_t blocks =
+      split_combine_blocks(static_cast<int64_t>(params.batch) * params.seq_q, params.num_heads);
   // Programmatic dependent launch (sm_90+): the combine's launch overlaps the decode kernel's tail instead
   // of waiting for it to drain. Captured into CUDA graphs as a programmatic edge.
   cudaLaunchConfig_t config = {};

@@ -4,10 +4,16 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 #include "common/decode_params.h"
 #include "smla/status.h"
 
 namespace smla::detail {
+
+// The combine's grid: one block per (query row, head), each reading that pair's splits in turn. The split
+// planner (cuda/decode/schedule.cpp) charges a combine of at most one block per SM by this count.
+constexpr int64_t split_combine_blocks(int64_t query_rows, int num_heads) { return query_rows * num_heads; }
 
 // Reads params.partial_out / partial_lse ([row][split][head], num_splits > 1) and writes params.out
 // (bf16) and params.lse. One launch on `stream` of `device` (the current device), as a programmatic

@@ -19,6 +19,7 @@
 #include <algorithm>
 
 #include "common/backend_entry.h"
+#include "cuda/combine/kernel.h"
 #include "cuda/decode/config.h"
 #include "cuda/decode/config_sm90.h"
 
@@ -114,7 +115,7 @@ SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDevice
             sm90_kernel && partial_bytes / 2 <= kL2ResidentPartialBytes ? kL2ResidentPartialFactor : 1.0;
         combine_tiles =
             combine_launch_tiles + l2_factor * partial_bytes / device.sm_count / partial_bytes_per_sm_tile;
-        if (sm90_kernel && query_rows * shape.num_heads <= device.sm_count)
+        if (sm90_kernel && split_combine_blocks(query_rows, shape.num_heads) <= device.sm_count)
           combine_tiles += kSerialCombineTilesPerSplit * splits;
       }
       const double cost = static_cast<double>(waves) * (tiles_per_split + kFixedCostTiles) + combine_tiles;
