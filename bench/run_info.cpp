@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -96,6 +97,13 @@ RunInfo collect_run_info(int argc, char** argv) {
   }
   info.cuda_runtime_version =
       cudaRuntimeGetVersion(&version) == cudaSuccess ? cuda_version_text(version) : std::string("unknown");
+  std::string overrides;
+  for (const char* name : {"SMLA_MAX_SHARED_BYTES", "SMLA_SM_COUNT"}) {
+    const char* value = std::getenv(name);
+    if (value != nullptr && value[0] != '\0')
+      overrides += (overrides.empty() ? "" : " ") + std::string(name) + "=" + value;
+  }
+  if (!overrides.empty()) info.planner_overrides = overrides;
   return info;
 }
 
@@ -123,6 +131,7 @@ std::vector<std::pair<std::string, Cell>> run_info_fields(const RunInfo& info) {
           {"device_copy_GB_per_s", bandwidth_cell(info.device_copy_bytes_per_second)},
           {"host_cpu", text_cell(info.host_cpu)},
           {"host_copy_GB_per_s", bandwidth_cell(info.host_copy_bytes_per_second)},
+          {"planner_overrides", text_cell(info.planner_overrides)},
           {"command_line", text_cell(info.command_line)}};
 }
 

@@ -27,6 +27,9 @@ struct RunInfo {
   std::string cuda_runtime_version;          // the CUDA runtime smla-bench links, e.g. "13.0"
   double device_copy_bytes_per_second = 0;   // 0: not measured (no CUDA backend ran)
   double host_copy_bytes_per_second = 0;     // 0: not measured (the cpu backend did not run)
+  // The planner variables in effect (SMLA_MAX_SHARED_BYTES, SMLA_SM_COUNT), e.g.
+  // "SMLA_MAX_SHARED_BYTES=101376 SMLA_SM_COUNT=188": whose kernels and schedule the rows are; "none".
+  std::string planner_overrides = "none";
 };
 
 // Everything that needs no device: build, date, command line, host CPU, driver and runtime versions.

@@ -173,6 +173,13 @@ smla_status_t smla_plan_kernel_name(smla_plan_t plan, const char** name) {
   return SMLA_STATUS_OK;
 }
 
+smla_status_t smla_plan_sm_count(smla_plan_t plan, int32_t* sm_count) {
+  if (plan == nullptr) return null_argument("plan");
+  if (sm_count == nullptr) return null_argument("sm_count");
+  *sm_count = plan->plan.sm_count();
+  return SMLA_STATUS_OK;
+}
+
 smla_status_t smla_set_contiguous_strides(smla_plan_t plan, smla_decode_args_t* args) {
   if (plan == nullptr) return null_argument("plan");
   if (args == nullptr) return null_argument("args");

@@ -238,6 +238,7 @@ PlanOptions default_plan_options() {
   options.cpu_precision = SMLA_CPU_FLOAT64;
   options.cpu_threads = 0;
   options.max_shared_bytes = 0;
+  options.sm_count = 0;
   return options;
 }
 
@@ -298,6 +299,9 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
   int64_t shared_cap = 0;
   SMLA_RETURN_IF_ERROR(
       detail::shared_memory_cap(options.max_shared_bytes, std::getenv("SMLA_MAX_SHARED_BYTES"), &shared_cap));
+  int planned_sms = 0;
+  SMLA_RETURN_IF_ERROR(
+      detail::planned_sm_count(options.sm_count, std::getenv("SMLA_SM_COUNT"), &planned_sms));
   Backend backend = SMLA_BACKEND_AUTO;
   SMLA_RETURN_IF_ERROR(resolve_backend(options.backend, options.device, &backend));
 
@@ -317,9 +321,9 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
     detail::CudaDeviceInfo device_info;
     SMLA_RETURN_IF_ERROR(detail::query_cuda_device(options.device, &device_info));
     result.device_ = device_info.ordinal;
-    result.sm_count_ = device_info.sm_count;
     result.compute_capability_ = device_info.compute_capability;
-    if (shared_cap > 0) device_info.max_shared_bytes = std::min(device_info.max_shared_bytes, shared_cap);
+    detail::apply_planner_overrides(shared_cap, planned_sms, &device_info);
+    result.sm_count_ = device_info.sm_count;
     result.max_shared_bytes_ = device_info.max_shared_bytes;
     const detail::KernelChoice kernel = detail::choose_decode_kernel(shape, device_info);
     if (backend == SMLA_BACKEND_CUDA && kernel.kernel == detail::DecodeKernel::kNone) {

@@ -51,7 +51,8 @@ class Plan {
   int split_tile_tokens() const { return split_tile_tokens_; }
   // Bytes of workspace `run` needs (may be 0 for the CPU backend).
   size_t workspace_bytes() const { return workspace_bytes_; }
-  // Device properties captured at plan time (0 for the CPU backend).
+  // Device properties captured at plan time (0 for the CPU backend). sm_count() is the SM count the plan
+  // was scheduled for: options.sm_count or SMLA_SM_COUNT when set, else the device's.
   int sm_count() const { return sm_count_; }
   int compute_capability() const { return compute_capability_; }  // e.g. 90
   // The kernel run() launches: "cpu", "cuda-ref", or the tensor-core kernel the planner picked from the

@@ -61,6 +61,9 @@ smla_status_t smla_plan_num_splits(smla_plan_t plan, int32_t* num_splits);
 /* The kernel the plan runs: "cpu", "cuda-ref", or a tensor-core kernel ("sm90-h64", "mma-h64",
  * "mma99-h32", "mma99-h16"); a static string, valid for the life of the library. */
 smla_status_t smla_plan_kernel_name(smla_plan_t plan, const char** name);
+/* The SM count the plan's split schedule was made for: options.sm_count or SMLA_SM_COUNT when set, else
+ * the device's; 0 for the CPU backend. */
+smla_status_t smla_plan_sm_count(smla_plan_t plan, int32_t* sm_count);
 /* Fills the strides of args for contiguous q, indices, out and lse of the plan's shape. */
 smla_status_t smla_set_contiguous_strides(smla_plan_t plan, smla_decode_args_t* args);
 /* Runs one decode: no allocation, no host synchronization, CUDA-graph capturable. */

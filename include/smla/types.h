@@ -65,6 +65,11 @@ typedef struct smla_plan_options_t {
    * variable SMLA_MAX_SHARED_BYTES applies. 101376 makes a Hopper GPU run the kernel and split schedule
    * of the 99 KB class (sm_120, sm_89, sm_86). CUDA backend only. */
   int32_t max_shared_bytes;
+  /* The SM count the planner schedules for instead of the device's (1..1024); 0 = the device's own, then
+   * the environment variable SMLA_SM_COUNT applies. With max_shared_bytes 101376, 188 makes a Hopper GPU
+   * run the kernel and split schedule of an RTX PRO 6000 (170: an RTX 5090). Only the schedule changes:
+   * the kernels still run on the real device. CUDA backend only. */
+  int32_t sm_count;
 } smla_plan_options_t;
 
 /* Everything that may change between calls of one plan. Pointers and strides only: the shape

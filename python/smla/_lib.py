@@ -72,6 +72,7 @@ class PlanOptionsStruct(ctypes.Structure):
         ("cpu_precision", ctypes.c_int),
         ("cpu_threads", ctypes.c_int32),
         ("max_shared_bytes", ctypes.c_int32),
+        ("sm_count", ctypes.c_int32),
     ]
 
 
@@ -135,6 +136,7 @@ _SIGNATURES = {
     "smla_plan_backend": (ctypes.c_int, [ctypes.c_void_p, _P(ctypes.c_int)]),
     "smla_plan_num_splits": (ctypes.c_int, [ctypes.c_void_p, _P(ctypes.c_int32)]),
     "smla_plan_kernel_name": (ctypes.c_int, [ctypes.c_void_p, _P(ctypes.c_char_p)]),
+    "smla_plan_sm_count": (ctypes.c_int, [ctypes.c_void_p, _P(ctypes.c_int32)]),
     "smla_set_contiguous_strides": (ctypes.c_int, [ctypes.c_void_p, _P(DecodeArgsStruct)]),
     "smla_plan_check_errors": (
         ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, _P(ctypes.c_uint64)]

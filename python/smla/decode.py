@@ -122,7 +122,7 @@ class Plan:
     """
 
     def __init__(self, batch, seq_q, num_heads, topk, extra_topk=0, backend="auto", device=None, num_splits=0,
-                 cpu_precision="float64", cpu_threads=0, max_shared_bytes=0):
+                 cpu_precision="float64", cpu_threads=0, max_shared_bytes=0, sm_count=0):
         self._handle = None
         self.batch, self.seq_q, self.num_heads = int(batch), int(seq_q), int(num_heads)
         self.topk, self.extra_topk = int(topk), int(extra_topk)
@@ -148,6 +148,7 @@ class Plan:
         options.cpu_precision = _CPU_PRECISIONS[cpu_precision]
         options.cpu_threads = int(cpu_threads)
         options.max_shared_bytes = int(max_shared_bytes)
+        options.sm_count = int(sm_count)
         handle = ctypes.c_void_p()
         _lib.call("smla_plan_create", ctypes.byref(shape), ctypes.byref(options), ctypes.byref(handle))
         self._handle = handle
@@ -161,6 +162,11 @@ class Plan:
         # The kernel run() launches: "cpu", "cuda-ref" or a tensor-core kernel such as "sm90-h64" or
         # "mma99-h32" (picked from the device's shared-memory limit; see the README's backend section).
         self.kernel_name = kernel.value.decode()
+        # The SM count the split schedule was made for (sm_count= or SMLA_SM_COUNT when set, else the
+        # device's; 0 for the CPU backend).
+        sm_count_value = ctypes.c_int32()
+        _lib.call("smla_plan_sm_count", handle, ctypes.byref(sm_count_value))
+        self.sm_count = int(sm_count_value.value)
         self.backend = value.value
         self.backend_name = _lib.library().smla_backend_name(self.backend).decode()
         self.workspace_bytes = int(size.value)
@@ -561,7 +567,8 @@ def _set_lengths(args, name, info):
 
 
 def plan(batch, seq_q, num_heads, topk, extra_topk=0, backend="auto", device=None, num_splits=0, **options):
-    """Makes a Plan (see Plan); `options` are cpu_precision ("float64"/"float32") and cpu_threads."""
+    """Makes a Plan (see Plan); `options` are cpu_precision ("float64"/"float32"), cpu_threads, and for the
+    CUDA backend max_shared_bytes and sm_count (plan as a device with that shared-memory limit / SM count)."""
     return Plan(batch, seq_q, num_heads, topk, extra_topk, backend, device, num_splits, **options)
 
 

@@ -69,6 +69,18 @@ int64_t smallest_decode_kernel_bytes(const DecodeShape& shape);
 // positive integer is an error naming it.
 Status shared_memory_cap(int32_t option, const char* env_value, int64_t* cap);
 
+// The SM count a plan's kernel choice and split schedule assume instead of the device's: options.sm_count
+// when > 0, else SMLA_SM_COUNT when set (`env_value`, may be null), else 0 (the device's own). At most
+// kMaxPlannedSmCount; a negative option or an environment value that is not such a positive integer is an
+// error naming it. Only the schedule changes: every launch still runs on the real device.
+inline constexpr int kMaxPlannedSmCount = 1024;
+Status planned_sm_count(int32_t option, const char* env_value, int* sm_count);
+
+// What the plan options change in the device description the planner sees: the shared-memory cap (when
+// > 0) lowers max_shared_bytes, the planned SM count (when > 0) replaces sm_count. With both, a Hopper GPU
+// is planned exactly as a 99 KB-class GPU of that SM count (e.g. 101376 and 188: an RTX PRO 6000).
+void apply_planner_overrides(int64_t shared_cap, int planned_sms, CudaDeviceInfo* device);
+
 // Split-KV schedule of the tensor-core backend (src/cuda/decode/schedule.cpp): how many CTAs share
 // one (query row, head block) so that the grid fills the device. `requested_splits` > 0 forces the
 // number of splits (clamped to [1, total_tiles]) in 64-entry tiles.

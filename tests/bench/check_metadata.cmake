@@ -1,7 +1,7 @@
 # ctest bench_metadata (cmake -P): smla-bench on the cpu backend must say what it measured. Runs a tiny
 # JSON and a tiny CSV bench, with flags written both as --flag=value and --flag value, and checks the
 # metadata (smla version, git commit, date, device, compute capability, driver and CUDA versions, copy
-# bandwidth, host CPU, command line), the [k/N] progress on stderr, and that a value given to a flag
+# bandwidth, host CPU, planner variables, command line), the [k/N] progress on stderr, and that a value given to a flag
 # without one is refused. Needs -DBENCH=<smla-bench> -DWORK_DIR=<scratch dir> -DEXPECTED_VERSION=x.y.z.
 cmake_minimum_required(VERSION 3.25)
 file(REMOVE_RECURSE ${WORK_DIR})
@@ -45,6 +45,7 @@ set(expected_fields
     cuda_runtime_version "^[0-9]+\\.[0-9]+$"
     host_cpu "."
     host_copy_GB_per_s "^[0-9]+(\\.[0-9]+)?$"
+    planner_overrides "^(none|SMLA_[A-Z_]+=[^ ]+( SMLA_[A-Z_]+=[^ ]+)?)$"
     command_line "--format=json")
 list(LENGTH expected_fields count)
 math(EXPR last "${count} - 1")
@@ -69,8 +70,9 @@ if(json_host_copy_GB_per_s LESS_EQUAL 0)
   fail("metadata.host_copy_GB_per_s must be positive")
 endif()
 
-# CSV: the same metadata as columns of every row.
-execute_process(COMMAND ${BENCH} --backend cpu --shape=flash-swa --batch 1 ${tiny} --format csv
+# CSV: the same metadata as columns of every row; a planner variable in the environment is named there.
+execute_process(COMMAND ${CMAKE_COMMAND} -E env SMLA_SM_COUNT=188
+                        ${BENCH} --backend cpu --shape=flash-swa --batch 1 ${tiny} --format csv
                 RESULT_VARIABLE result OUTPUT_VARIABLE csv ERROR_VARIABLE stderr)
 if(NOT result EQUAL 0)
   fail("smla-bench --format csv exited with ${result}: ${stderr}")
@@ -83,13 +85,16 @@ endif()
 list(GET lines 0 header)
 list(GET lines 1 row)
 foreach(field smla_version git_commit date_utc device compute_capability nvidia_driver driver_cuda_version
-              cuda_runtime_version device_copy_GB_per_s host_cpu host_copy_GB_per_s command_line)
+              cuda_runtime_version device_copy_GB_per_s host_cpu host_copy_GB_per_s planner_overrides command_line)
   if(NOT header MATCHES "(^|,)${field}(,|$)")
     fail("CSV header lacks ${field}: ${header}")
   endif()
 endforeach()
 if(NOT row MATCHES ",${EXPECTED_VERSION},${json_git_commit},")
   fail("CSV row lacks the version and commit: ${row}")
+endif()
+if(NOT row MATCHES ",(SMLA_MAX_SHARED_BYTES=[0-9]+ )?SMLA_SM_COUNT=188,")
+  fail("CSV row lacks planner_overrides SMLA_SM_COUNT=188: ${row}")
 endif()
 
 # A flag without a value refuses one given with '='.

@@ -59,6 +59,8 @@ TEST(CApi, DefaultOptions) {
   EXPECT_EQ(options.num_splits, 0);
   EXPECT_EQ(options.cpu_precision, SMLA_CPU_FLOAT64);
   EXPECT_EQ(options.cpu_threads, 0);
+  EXPECT_EQ(options.max_shared_bytes, 0);
+  EXPECT_EQ(options.sm_count, 0);
 }
 
 TEST(CApi, BackendNames) {
@@ -110,6 +112,9 @@ TEST(CApi, PlanLifecycleAndQueries) {
   const char* kernel_name = nullptr;
   ASSERT_EQ(smla_plan_kernel_name(plan, &kernel_name), SMLA_STATUS_OK);
   EXPECT_STREQ(kernel_name, "cpu");
+  int32_t sm_count = -1;
+  ASSERT_EQ(smla_plan_sm_count(plan, &sm_count), SMLA_STATUS_OK);
+  EXPECT_EQ(sm_count, 0);  // the CPU backend has no SMs to schedule
 
   smla_decode_args_t args{};
   ASSERT_EQ(smla_set_contiguous_strides(plan, &args), SMLA_STATUS_OK);
@@ -159,6 +164,8 @@ TEST(CApi, NullHandlesAndOutParameters) {
   EXPECT_EQ(smla_plan_num_splits(nullptr, &splits), SMLA_STATUS_INVALID_ARGUMENT);
   const char* kernel_name = nullptr;
   EXPECT_EQ(smla_plan_kernel_name(nullptr, &kernel_name), SMLA_STATUS_INVALID_ARGUMENT);
+  int32_t sm_count = 0;
+  EXPECT_EQ(smla_plan_sm_count(nullptr, &sm_count), SMLA_STATUS_INVALID_ARGUMENT);
   EXPECT_EQ(smla_set_contiguous_strides(nullptr, &args), SMLA_STATUS_INVALID_ARGUMENT);
   EXPECT_EQ(smla_decode_run(nullptr, &args, nullptr, 0, nullptr), SMLA_STATUS_INVALID_ARGUMENT);
   EXPECT_TRUE(last_error_has("plan must not be NULL"));
@@ -172,6 +179,8 @@ TEST(CApi, NullHandlesAndOutParameters) {
   EXPECT_TRUE(last_error_has("num_splits must not be NULL"));
   EXPECT_EQ(smla_plan_kernel_name(plan, nullptr), SMLA_STATUS_INVALID_ARGUMENT);
   EXPECT_TRUE(last_error_has("name must not be NULL"));
+  EXPECT_EQ(smla_plan_sm_count(plan, nullptr), SMLA_STATUS_INVALID_ARGUMENT);
+  EXPECT_TRUE(last_error_has("sm_count must not be NULL"));
   EXPECT_EQ(smla_set_contiguous_strides(plan, nullptr), SMLA_STATUS_INVALID_ARGUMENT);
   EXPECT_TRUE(last_error_has("args must not be NULL"));
   EXPECT_EQ(smla_decode_run(plan, nullptr, nullptr, 0, nullptr), SMLA_STATUS_INVALID_ARGUMENT);

@@ -302,6 +302,68 @@ TEST(KernelChoice, CappedHopperMatchesThe99KbClass) {
   }
 }
 
+// The two planner overrides together turn a Hopper device description into any 99 KB-class GPU's: the
+// kernel, head block and split schedule of every named shape are that GPU's.
+TEST(KernelChoice, CapAndSmCountPlanHopperAsEvery99KbGpu) {
+  for (const SimulatedDevice& target : kDevices) {
+    if (target.max_shared_bytes != 101376) continue;
+    detail::CudaDeviceInfo hopper = device_info(kDevices[5]);
+    detail::apply_planner_overrides(101376, target.sm_count, &hopper);
+    EXPECT_EQ(hopper.sm_count, target.sm_count) << target.name;
+    EXPECT_EQ(hopper.max_shared_bytes, 101376) << target.name;
+    const detail::CudaDeviceInfo real = device_info(target);
+    for (const NamedShape& named : kShapes) {
+      for (int32_t batch : {1, 8, 64, 128}) {
+        const DecodeShape shape{batch, named.seq_q, named.num_heads, named.topk, named.extra_topk};
+        const std::string label = std::string(target.name) + " " + named.name + " b=" + std::to_string(batch);
+        const detail::KernelChoice a = detail::choose_decode_kernel(shape, hopper);
+        const detail::KernelChoice b = detail::choose_decode_kernel(shape, real);
+        EXPECT_EQ(a.kernel, b.kernel) << label;
+        EXPECT_EQ(a.head_block, b.head_block) << label;
+        const detail::SplitSchedule sa = detail::plan_cuda_decode_splits(shape, hopper, a, 0);
+        const detail::SplitSchedule sb = detail::plan_cuda_decode_splits(shape, real, b, 0);
+        EXPECT_EQ(sa.num_splits, sb.num_splits) << label;
+        EXPECT_EQ(sa.tiles_per_split, sb.tiles_per_split) << label;
+        EXPECT_EQ(sa.tile_tokens, sb.tile_tokens) << label;
+      }
+    }
+  }
+  // Without overrides nothing changes; a cap above the device's limit does not raise it.
+  detail::CudaDeviceInfo untouched = device_info(kDevices[5]);
+  detail::apply_planner_overrides(0, 0, &untouched);
+  EXPECT_EQ(untouched.sm_count, 132);
+  EXPECT_EQ(untouched.max_shared_bytes, 232448);
+  detail::apply_planner_overrides(int64_t{1} << 20, 0, &untouched);
+  EXPECT_EQ(untouched.max_shared_bytes, 232448);
+}
+
+TEST(KernelChoice, PlannedSmCountFromOptionThenEnvironment) {
+  int sm_count = -1;
+  ASSERT_TRUE(detail::planned_sm_count(0, nullptr, &sm_count).ok());
+  EXPECT_EQ(sm_count, 0);
+  ASSERT_TRUE(detail::planned_sm_count(0, "", &sm_count).ok());
+  EXPECT_EQ(sm_count, 0);
+  ASSERT_TRUE(detail::planned_sm_count(0, "188", &sm_count).ok());
+  EXPECT_EQ(sm_count, 188);
+  ASSERT_TRUE(detail::planned_sm_count(170, "188", &sm_count).ok());  // the field wins
+  EXPECT_EQ(sm_count, 170);
+  ASSERT_TRUE(detail::planned_sm_count(0, "1024", &sm_count).ok());
+  EXPECT_EQ(sm_count, detail::kMaxPlannedSmCount);
+  for (int32_t bad : {-1, detail::kMaxPlannedSmCount + 1}) {
+    const Status status = detail::planned_sm_count(bad, nullptr, &sm_count);
+    EXPECT_EQ(status.code(), SMLA_STATUS_INVALID_ARGUMENT) << bad;
+    EXPECT_NE(status.message().find("options.sm_count must be in 0..1024"), std::string::npos)
+        << status.message();
+  }
+  for (const char* bad : {"abc", "188 SMs", "-5", "0", "1e2", "1025", "99999999999999999999"}) {
+    const Status status = detail::planned_sm_count(0, bad, &sm_count);
+    EXPECT_EQ(status.code(), SMLA_STATUS_INVALID_ARGUMENT) << bad;
+    EXPECT_NE(status.message().find(std::string("SMLA_SM_COUNT='") + bad + "'"), std::string::npos)
+        << status.message();
+    EXPECT_NE(status.message().find("up to 1024"), std::string::npos) << status.message();
+  }
+}
+
 TEST(KernelChoice, SharedMemoryCapFromOptionThenEnvironment) {
   int64_t cap = -1;
   ASSERT_TRUE(detail::shared_memory_cap(0, nullptr, &cap).ok());
@@ -322,8 +384,8 @@ TEST(KernelChoice, SharedMemoryCapFromOptionThenEnvironment) {
   }
 }
 
-// make_plan reads the variable and rejects a bad value by name, on any machine (checked before the device).
-TEST(KernelChoice, MakePlanRejectsBadCapsByName) {
+// make_plan reads the variables and rejects a bad value by name, on any machine (checked before the device).
+TEST(KernelChoice, MakePlanRejectsBadOverridesByName) {
   const DecodeShape shape{1, 1, 8, 64, 0};
   PlanOptions options = default_plan_options();
   options.backend = SMLA_BACKEND_CPU;
@@ -341,6 +403,20 @@ TEST(KernelChoice, MakePlanRejectsBadCapsByName) {
   ASSERT_TRUE(make_plan(shape, options, &plan).ok());
   EXPECT_STREQ(plan.kernel_name(), "cpu");
   EXPECT_EQ(plan.max_shared_bytes(), 0);
+
+  options.sm_count = -2;
+  status = make_plan(shape, options, &plan);
+  EXPECT_EQ(status.code(), SMLA_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(status.message().find("options.sm_count"), std::string::npos) << status.message();
+  options.sm_count = 0;
+  ASSERT_EQ(setenv("SMLA_SM_COUNT", "many", 1), 0);
+  status = make_plan(shape, options, &plan);
+  EXPECT_EQ(status.code(), SMLA_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(status.message().find("SMLA_SM_COUNT='many'"), std::string::npos) << status.message();
+  options.sm_count = 188;  // a valid field wins over a bad variable
+  ASSERT_TRUE(make_plan(shape, options, &plan).ok());
+  unsetenv("SMLA_SM_COUNT");
+  EXPECT_EQ(plan.sm_count(), 0);  // the CPU backend schedules no SMs
 }
 
 }  // namespace

@@ -581,6 +581,54 @@ TEST(DecodeCuda, PlanChoosesKernelFromSharedMemoryLimit) {
   }
 }
 
+// options.sm_count with the 99 KB cap plans this GPU as an RTX PRO 6000 (188 SMs) or an RTX 5090 (170):
+// the plan reports that count, its kernel and split schedule are the simulated device's, and it runs here
+// with the reference's results (only the schedule changes; every CTA still runs on this GPU).
+TEST(DecodeCuda, SmCountOptionPlansAnotherGpusSchedule) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  if (std::getenv("SMLA_SM_COUNT") != nullptr) {
+    GTEST_SKIP() << "SMLA_SM_COUNT is set; this test sets options.sm_count itself";
+  }
+  const struct {
+    const char* name;
+    int sm_count;
+  } targets[] = {{"RTX PRO 6000", 188}, {"RTX 5090", 170}};
+  const std::vector<ProblemConfig> configs = {test::problem_config(1, 1, 64, 128, 512, 256, 64),
+                                              test::problem_config(8, 1, 64, 128, 512, 256, 64),
+                                              test::problem_config(3, 2, 128, 128, 64, 61, 2)};
+  for (const auto& target : targets) {
+    detail::CudaDeviceInfo simulated;
+    simulated.ordinal = 0;
+    simulated.sm_count = target.sm_count;
+    simulated.compute_capability = 120;
+    simulated.max_shared_bytes = 101376;
+    for (size_t i = 0; i < configs.size(); ++i) {
+      Rng rng = Rng::ForTest(700 + i);
+      DecodeProblem problem = make_problem(rng, configs[i]);
+      empty_first_row(problem);
+      PlanOptions options = default_plan_options();
+      options.backend = SMLA_BACKEND_CUDA;
+      options.max_shared_bytes = 101376;
+      options.sm_count = target.sm_count;
+      Plan plan;
+      status_require(make_plan(problem.shape, options, &plan), "make_plan(cuda, sm_count)");
+      const std::string label = std::string(target.name) + " " + describe(configs[i]);
+      EXPECT_EQ(plan.sm_count(), target.sm_count) << label;
+      const detail::KernelChoice kernel = detail::choose_decode_kernel(problem.shape, simulated);
+      const detail::SplitSchedule schedule =
+          detail::plan_cuda_decode_splits(problem.shape, simulated, kernel, 0);
+      EXPECT_STREQ(plan.kernel_name(), detail::decode_kernel_name(kernel.kernel)) << label;
+      EXPECT_EQ(plan.num_splits(), schedule.num_splits) << label;
+      EXPECT_EQ(plan.tiles_per_split(), schedule.tiles_per_split) << label;
+      EXPECT_EQ(plan.split_tile_tokens(), schedule.tile_tokens) << label;
+      const Reference reference = reference_decode(problem);
+      DeviceProblem device(problem);
+      expect_matches(reference, run_on_device(plan, problem, device),
+                     label + " " + plan.kernel_name() + " splits=" + std::to_string(plan.num_splits()));
+    }
+  }
+}
+
 // Forced 1 split, the planner's choice and the maximum (one tile per split) agree with each other and
 // with the reference.
 TEST(DecodeCuda, SplitCountsAgree) {

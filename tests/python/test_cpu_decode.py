@@ -111,6 +111,17 @@ def test_plan_names_its_kernel_and_rejects_a_negative_shared_memory_cap():
         smla.plan(2, 1, 8, 128, backend="cpu", max_shared_bytes=-1)
 
 
+def test_sm_count_option_and_variable_are_checked_by_name(monkeypatch):
+    plan = smla.plan(2, 1, 8, 128, backend="cpu", sm_count=188)
+    assert plan.sm_count == 0  # the CPU backend schedules no SMs
+    for bad in (-1, 1025):
+        with pytest.raises(smla.SmlaError, match=r"options.sm_count must be in 0\.\.1024"):
+            smla.plan(2, 1, 8, 128, backend="cpu", sm_count=bad)
+    monkeypatch.setenv("SMLA_SM_COUNT", "lots")
+    with pytest.raises(smla.SmlaError, match="SMLA_SM_COUNT='lots' must be a positive integer up to 1024"):
+        smla.plan(2, 1, 8, 128, backend="cpu")
+
+
 def test_cache_layout_and_flashmla_view_inputs():
     """The same decode through a CacheLayout, a [pages, P, 1, 584] view and a padded page stride."""
     rng = ref.make_rng("test_cache_layout_and_flashmla_view_inputs")

@@ -206,6 +206,21 @@ def test_shared_memory_cap_picks_the_99kb_kernel(num_heads):
     assert fallback.kernel_name == "cuda-ref" and fallback.backend_name == "cuda-ref"
 
 
+@pytest.mark.parametrize("sm_count", [188, 170])
+def test_sm_count_option_plans_another_gpus_schedule(sm_count, monkeypatch):
+    # With the 99 KB cap, an RTX PRO 6000's (188 SMs) or an RTX 5090's (170) schedule, run on this GPU.
+    monkeypatch.delenv("SMLA_SM_COUNT", raising=False)
+    rng = ref.make_rng(f"test_sm_count_option_plans_another_gpus_schedule[{sm_count}]")
+    case = DecodeCase(rng, batch=2, seq_q=1, num_heads=64)
+    plan = smla.plan(2, 1, 64, 128, extra_topk=64, backend="cuda", device=DEVICE, max_shared_bytes=101376,
+                     sm_count=sm_count)
+    assert plan.sm_count == sm_count
+    assert plan.kernel_name in ("mma99-h16", "mma99-h32")
+    case.run_and_check(plan)
+    own = smla.plan(2, 1, 64, 128, extra_topk=64, backend="cuda", device=DEVICE, max_shared_bytes=101376)
+    assert own.sm_count == torch.cuda.get_device_properties(DEVICE).multi_processor_count
+
+
 def test_cuda_plan_rejects_host_inputs():
     plan = smla.plan(1, 1, 1, 64, device=DEVICE)
     with pytest.raises(ValueError, match=r"q: expected a tensor on cuda:0 \(the plan's device\), got one on cpu"):

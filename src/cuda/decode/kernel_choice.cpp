@@ -101,6 +101,26 @@ int64_t smallest_decode_kernel_bytes(const DecodeShape& shape) {
   return wants_wide_block(shape) ? kCompactWide.shared_bytes : kCompactNarrow.shared_bytes;
 }
 
+namespace {
+
+// A planner override from an environment variable: a positive decimal integer up to `largest` (leading or
+// trailing text, signs, exponents and overflow are errors); `meaning` ends the error message.
+Status positive_integer_from_environment(const char* name, const char* env_value, int64_t largest,
+                                         const char* meaning, int64_t* value) {
+  errno = 0;
+  char* end = nullptr;
+  const long long parsed = std::strtoll(env_value, &end, 10);
+  if (errno != 0 || end == env_value || *end != '\0' || parsed <= 0 || parsed > largest) {
+    return Status::InvalidArgument(std::string(name) + "='" + env_value + "' must be a positive integer" +
+                                   (largest < (int64_t{1} << 31) ? " up to " + std::to_string(largest) : "") +
+                                   ": " + meaning);
+  }
+  *value = parsed;
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status shared_memory_cap(int32_t option, const char* env_value, int64_t* cap) {
   *cap = 0;
   if (option < 0) {
@@ -112,16 +132,33 @@ Status shared_memory_cap(int32_t option, const char* env_value, int64_t* cap) {
     return Status::Ok();
   }
   if (env_value == nullptr || env_value[0] == '\0') return Status::Ok();
-  errno = 0;
-  char* end = nullptr;
-  const long long value = std::strtoll(env_value, &end, 10);
-  if (errno != 0 || end == env_value || *end != '\0' || value <= 0 || value > (int64_t{1} << 31)) {
-    return Status::InvalidArgument(std::string("SMLA_MAX_SHARED_BYTES='") + env_value +
-                                   "' must be a positive integer: the bytes of shared memory per block the "
-                                   "planner may use (e.g. 101376 for the 99 KB class)");
+  return positive_integer_from_environment(
+      "SMLA_MAX_SHARED_BYTES", env_value, int64_t{1} << 31,
+      "the bytes of shared memory per block the planner may use (e.g. 101376 for the 99 KB class)", cap);
+}
+
+Status planned_sm_count(int32_t option, const char* env_value, int* sm_count) {
+  *sm_count = 0;
+  if (option < 0 || option > kMaxPlannedSmCount) {
+    return Status::InvalidArgument("options.sm_count must be in 0.." + std::to_string(kMaxPlannedSmCount) +
+                                   " (0 = the device's own; got " + std::to_string(option) + ")");
   }
-  *cap = value;
+  if (option > 0) {
+    *sm_count = option;
+    return Status::Ok();
+  }
+  if (env_value == nullptr || env_value[0] == '\0') return Status::Ok();
+  int64_t value = 0;
+  SMLA_RETURN_IF_ERROR(positive_integer_from_environment(
+      "SMLA_SM_COUNT", env_value, kMaxPlannedSmCount,
+      "the SM count the planner schedules for (e.g. 188 for an RTX PRO 6000)", &value));
+  *sm_count = static_cast<int>(value);
   return Status::Ok();
+}
+
+void apply_planner_overrides(int64_t shared_cap, int planned_sms, CudaDeviceInfo* device) {
+  if (shared_cap > 0) device->max_shared_bytes = std::min(device->max_shared_bytes, shared_cap);
+  if (planned_sms > 0) device->sm_count = planned_sms;
 }
 
 }  // namespace smla::detail
