@@ -337,6 +337,34 @@ TEST(KernelChoice, CapAndSmCountPlanHopperAsEvery99KbGpu) {
   EXPECT_EQ(untouched.max_shared_bytes, 232448);
 }
 
+// The extremes of the planned SM count still give schedules that cover every tile with whole splits, on
+// a capped and an uncapped Hopper description: 1 SM (everything in waves) and kMaxPlannedSmCount.
+TEST(KernelChoice, ExtremePlannedSmCountsStillCoverTheTiles) {
+  for (const int64_t cap : {int64_t{0}, int64_t{101376}}) {
+    for (const int sms : {1, 2, detail::kMaxPlannedSmCount}) {
+      detail::CudaDeviceInfo device = device_info(kDevices[5]);
+      detail::apply_planner_overrides(cap, sms, &device);
+      for (const NamedShape& named : kShapes) {
+        for (int32_t batch : {1, 8, 64, 128}) {
+          const DecodeShape shape{batch, named.seq_q, named.num_heads, named.topk, named.extra_topk};
+          const std::string label = std::string(named.name) + " b=" + std::to_string(batch) +
+                                    " sms=" + std::to_string(sms) + " cap=" + std::to_string(cap);
+          const detail::KernelChoice kernel = detail::choose_decode_kernel(shape, device);
+          ASSERT_NE(kernel.kernel, detail::DecodeKernel::kNone) << label;
+          const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(shape, device, kernel, 0);
+          EXPECT_GE(schedule.num_splits, 1) << label;
+          EXPECT_GE(schedule.tiles_per_split, 1) << label;
+          EXPECT_GE(int64_t{schedule.num_splits} * schedule.tiles_per_split, schedule.total_tiles) << label;
+          // No split is empty: the last one starts before the end of the list.
+          EXPECT_LT(int64_t{schedule.num_splits - 1} * schedule.tiles_per_split, schedule.total_tiles)
+              << label;
+          if (sms == 1) EXPECT_EQ(schedule.num_splits, 1) << label;  // one SM: splitting only adds partials
+        }
+      }
+    }
+  }
+}
+
 TEST(KernelChoice, PlannedSmCountFromOptionThenEnvironment) {
   int sm_count = -1;
   ASSERT_TRUE(detail::planned_sm_count(0, nullptr, &sm_count).ok());
