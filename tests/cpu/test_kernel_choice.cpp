@@ -281,25 +281,34 @@ TEST(KernelChoice, Sm90KernelOnlyFromCompute90aCode) {
   EXPECT_FALSE(sm90_kernel_binary_usable(10, 0, 100, 90));  // compute_90a code cannot load there
 }
 
+// Every named shape at b = 1 / 8 / 64 / 128 gets the same kernel, head block and split schedule on
+// `planned` as on `real`.
+void expect_same_plans(const detail::CudaDeviceInfo& planned, const detail::CudaDeviceInfo& real,
+                       const std::string& label) {
+  for (const NamedShape& named : kShapes) {
+    for (int32_t batch : {1, 8, 64, 128}) {
+      const DecodeShape shape{batch, named.seq_q, named.num_heads, named.topk, named.extra_topk};
+      const std::string where = label + " " + named.name + " b=" + std::to_string(batch);
+      const detail::KernelChoice a = detail::choose_decode_kernel(shape, planned);
+      const detail::KernelChoice b = detail::choose_decode_kernel(shape, real);
+      EXPECT_EQ(a.kernel, b.kernel) << where;
+      EXPECT_EQ(a.head_block, b.head_block) << where;
+      const detail::SplitSchedule sa = detail::plan_cuda_decode_splits(shape, planned, a, 0);
+      const detail::SplitSchedule sb = detail::plan_cuda_decode_splits(shape, real, b, 0);
+      EXPECT_EQ(sa.num_splits, sb.num_splits) << where;
+      EXPECT_EQ(sa.tiles_per_split, sb.tiles_per_split) << where;
+      EXPECT_EQ(sa.tile_tokens, sb.tile_tokens) << where;
+    }
+  }
+}
+
 // A capped Hopper device picks exactly what a 99 KB device with the same SM count picks.
 TEST(KernelChoice, CappedHopperMatchesThe99KbClass) {
   detail::CudaDeviceInfo capped = device_info(kDevices[5]);
   capped.max_shared_bytes = 101376;
   detail::CudaDeviceInfo sm120 = device_info(kDevices[0]);
   sm120.sm_count = capped.sm_count;
-  for (const NamedShape& named : kShapes) {
-    for (int32_t batch : {1, 8, 64, 128}) {
-      const DecodeShape shape{batch, named.seq_q, named.num_heads, named.topk, named.extra_topk};
-      const detail::KernelChoice a = detail::choose_decode_kernel(shape, capped);
-      const detail::KernelChoice b = detail::choose_decode_kernel(shape, sm120);
-      EXPECT_EQ(a.kernel, b.kernel) << named.name << " b=" << batch;
-      const detail::SplitSchedule sa = detail::plan_cuda_decode_splits(shape, capped, a, 0);
-      const detail::SplitSchedule sb = detail::plan_cuda_decode_splits(shape, sm120, b, 0);
-      EXPECT_EQ(sa.num_splits, sb.num_splits) << named.name << " b=" << batch;
-      EXPECT_EQ(sa.tiles_per_split, sb.tiles_per_split) << named.name << " b=" << batch;
-      EXPECT_EQ(sa.tile_tokens, sb.tile_tokens) << named.name << " b=" << batch;
-    }
-  }
+  expect_same_plans(capped, sm120, "capped Hopper vs sm_120 at 132 SMs");
 }
 
 // The two planner overrides together turn a Hopper device description into any 99 KB-class GPU's: the
@@ -311,22 +320,7 @@ TEST(KernelChoice, CapAndSmCountPlanHopperAsEvery99KbGpu) {
     detail::apply_planner_overrides(101376, target.sm_count, &hopper);
     EXPECT_EQ(hopper.sm_count, target.sm_count) << target.name;
     EXPECT_EQ(hopper.max_shared_bytes, 101376) << target.name;
-    const detail::CudaDeviceInfo real = device_info(target);
-    for (const NamedShape& named : kShapes) {
-      for (int32_t batch : {1, 8, 64, 128}) {
-        const DecodeShape shape{batch, named.seq_q, named.num_heads, named.topk, named.extra_topk};
-        const std::string label = std::string(target.name) + " " + named.name + " b=" + std::to_string(batch);
-        const detail::KernelChoice a = detail::choose_decode_kernel(shape, hopper);
-        const detail::KernelChoice b = detail::choose_decode_kernel(shape, real);
-        EXPECT_EQ(a.kernel, b.kernel) << label;
-        EXPECT_EQ(a.head_block, b.head_block) << label;
-        const detail::SplitSchedule sa = detail::plan_cuda_decode_splits(shape, hopper, a, 0);
-        const detail::SplitSchedule sb = detail::plan_cuda_decode_splits(shape, real, b, 0);
-        EXPECT_EQ(sa.num_splits, sb.num_splits) << label;
-        EXPECT_EQ(sa.tiles_per_split, sb.tiles_per_split) << label;
-        EXPECT_EQ(sa.tile_tokens, sb.tile_tokens) << label;
-      }
-    }
+    expect_same_plans(hopper, device_info(target), target.name);
   }
   // Without overrides nothing changes; a cap above the device's limit does not raise it.
   detail::CudaDeviceInfo untouched = device_info(kDevices[5]);
