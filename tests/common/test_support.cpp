@@ -122,6 +122,39 @@ void fill_random_tokens(HostCache& cache, Rng& rng, const std::vector<int32_t>& 
 
 namespace {
 
+// bf16 `bits` times 2^k (k a small integer: exact unless the value leaves bf16's range).
+uint16_t scale_bf16_by_power_of_two(uint16_t bits, int k) {
+  return float_to_bf16_bits(std::ldexp(bf16_bits_to_float(bits), k));
+}
+
+bool has_magnitudes(const ProblemConfig& config) {
+  return config.magnitude_shift_log2 != 0 || config.magnitude_spread_log2 != 0 ||
+         config.magnitude_ramp_log2 != 0;
+}
+
+// fill_random_tokens with ProblemConfig's token magnitudes: slot i sits at list position positions[i].
+void fill_random_tokens_with_magnitudes(HostCache& cache, Rng& rng, const std::vector<int32_t>& slots,
+                                        const std::vector<int32_t>& positions, int width,
+                                        const ProblemConfig& config) {
+  std::vector<uint16_t> tokens = random_bf16(rng, slots.size() * kHeadDim);
+  constexpr int kGroups = kNumScaleGroups + 1;  // the rope dims count as one more group here
+  for (size_t i = 0; i < slots.size(); ++i) {
+    for (int group = 0; group < kGroups; ++group) {
+      const double u = 2.0 * rng.uniform01() - 1.0;
+      const int k =
+          static_cast<int>(std::lround(config.magnitude_shift_log2 + config.magnitude_spread_log2 * u +
+                                       config.magnitude_ramp_log2 * positions[i] / width));
+      for (int d = group * kQuantGroup; d < (group + 1) * kQuantGroup; ++d) {
+        uint16_t& value = tokens[i * kHeadDim + static_cast<size_t>(d)];
+        value = scale_bf16_by_power_of_two(value, k);
+      }
+    }
+  }
+  throw_if_error(append_tokens(cache.layout, tokens.data(), static_cast<int64_t>(slots.size()), kHeadDim,
+                               slots.data(), MemorySpace::kHost),
+                 "fill_random_tokens_with_magnitudes");
+}
+
 // Builds one index list [rows, width] and its lengths, and returns the cache that backs it, with only
 // the slots referenced inside the valid prefixes holding tokens (everything else stays NaN bytes).
 struct IndexList {
@@ -158,7 +191,7 @@ IndexList make_index_list(Rng& rng, const ProblemConfig& config, int width, int6
   };
 
   const std::vector<int32_t> fresh_slots = random_distinct_slots(rng, num_slots, entries);
-  std::vector<int32_t> used_slots;
+  std::vector<int32_t> used_slots, used_positions;
   list.indices.resize(static_cast<size_t>(entries));
   for (int64_t row = 0; row < rows; ++row) {
     int32_t* row_indices = list.indices.data() + row * width;
@@ -193,10 +226,15 @@ IndexList make_index_list(Rng& rng, const ProblemConfig& config, int width, int6
         index = fresh_slots[static_cast<size_t>(row * width + position)];
         row_valid.push_back(index);
         used_slots.push_back(index);
+        used_positions.push_back(position);
       }
     }
   }
-  fill_random_tokens(list.cache, rng, used_slots);
+  if (has_magnitudes(config)) {
+    fill_random_tokens_with_magnitudes(list.cache, rng, used_slots, used_positions, width, config);
+  } else {
+    fill_random_tokens(list.cache, rng, used_slots);
+  }
   return list;
 }
 
@@ -222,6 +260,15 @@ DecodeProblem make_problem(Rng& rng, const ProblemConfig& config) {
 
   const size_t q_elements = static_cast<size_t>(config.batch) * config.seq_q * config.num_heads * kHeadDim;
   problem.q = random_bf16(rng, q_elements);
+  if (config.q_magnitude_spread_log2 != 0) {
+    for (size_t row = 0; row < q_elements / kHeadDim; ++row) {
+      const int k =
+          static_cast<int>(std::lround(config.q_magnitude_spread_log2 * (2.0 * rng.uniform01() - 1.0)));
+      for (size_t d = 0; d < static_cast<size_t>(kHeadDim); ++d) {
+        problem.q[row * kHeadDim + d] = scale_bf16_by_power_of_two(problem.q[row * kHeadDim + d], k);
+      }
+    }
+  }
 
   if (config.sink) {
     problem.sink.resize(static_cast<size_t>(config.num_heads));

@@ -541,6 +541,55 @@ TEST(DecodeCuda, AllKernelsAgree) {
   }
 }
 
+// Magnitudes far apart. The random problems of the other tests give scale bytes within a few binades of
+// each other; here every kernel this device runs (the preferred one and the 99 KB class under the cap,
+// unsplit and split) must match the float64 reference when the scale bytes of one group spread over 12
+// binades, grow by 20 along the list (so the softmax's running max and O's rescale move in mid-row), sit
+// near 2^-40 or 2^+40 (scale bytes far from 127: the sm_80 bit placement's two-step factor), and q rows
+// differ by up to 2^16. (Written for v48, fp16 operands relative to per-slice powers of two, docs/perf.md.)
+TEST(DecodeCuda, FarApartMagnitudesMatchReference) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  struct Magnitudes {
+    const char* name;
+    double shift, spread, ramp;
+  };
+  const Magnitudes magnitudes[] = {
+      {"spread 2^+-6", 0, 6, 0},
+      {"ramp 2^20 along the list", -10, 2, 20},
+      {"scales near 2^-40", -40, 3, 0},
+      {"scales near 2^+40", 40, 3, 0},
+  };
+  std::vector<ProblemConfig> shapes;
+  shapes.push_back(test::problem_config(1, 1, 16, 128, 512, 64, 64));  // one 16-head block, 20 tiles
+  shapes.push_back(test::problem_config(2, 3, 32, 256, 384, 256, 2));  // MTP, P = 2 extra cache
+  shapes.push_back(test::problem_config(3, 1, 64, 576, 0, 61, 64));    // odd P, 18 tiles
+  shapes.push_back(test::problem_config(1, 1, 128, 128, 1024, 256, 64));
+  int case_id = 0;
+  for (const Magnitudes& m : magnitudes) {
+    for (ProblemConfig config : shapes) {
+      config.magnitude_shift_log2 = m.shift;
+      config.magnitude_spread_log2 = m.spread;
+      config.magnitude_ramp_log2 = m.ramp;
+      config.q_magnitude_spread_log2 = 8;
+      config.full_lengths = (case_id % 2) == 0;
+      Rng rng = Rng::ForTest(900 + case_id++);
+      const DecodeProblem problem = make_problem(rng, config);
+      const Reference reference = reference_decode(problem);
+      DeviceProblem device(problem);
+      for (const int32_t cap : {0, static_cast<int32_t>(detail::decode::kCompactSharedLimit)}) {
+        for (int requested_splits : {1, 0}) {
+          const Plan plan = make_cuda_plan(problem.shape, requested_splits, cap);
+          const DeviceResult result = run_on_device(plan, problem, device);
+          expect_matches(reference, result,
+                         std::string(m.name) + " " + describe(config) + " " + plan.kernel_name() +
+                             " splits=" + std::to_string(plan.num_splits()));
+          EXPECT_EQ(result.error_count, 0u);
+        }
+      }
+    }
+  }
+}
+
 // The plan names its kernel and never asks for more shared memory than the device (or the cap) allows:
 // the preferred kernel uncapped, the 99 KB class under a 101,376-byte cap (option or variable), and below
 // the smallest kernel AUTO falls back to cuda-ref while an explicit cuda request is refused by name.
