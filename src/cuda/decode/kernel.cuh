@@ -344,7 +344,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
         row_max = fmaxf(row_max, row_max_exchange[s * Config::kHeadBlock + block_row]);
       }
       // scale > 0, so max(score) * scale == max(score * scale); the sentinel stays hugely negative.
-      rescale[r] = lazy_rescale(row_max * scale_log2, running_max[r]);
+      rescale[r] = lazy_rescale(row_max, scale_log2, running_max[r]);
       partial_sum[r] *= rescale[r];
     }
     if (warp_slice == 0 && quad_lane == 0) {
@@ -361,7 +361,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
       for (int e = 0; e < 4; ++e) {
         const int token_bit = j * kMmaCols + quad_lane * 2 + (e & 1);
         const bool valid = (my_valid >> token_bit) & 1u;
-        p[e] = valid ? exp2f(fmaf(score[j][e], scale_log2, -running_max[e / 2])) : 0.f;
+        p[e] = valid ? softmax_weight(score[j][e], scale_log2, running_max[e / 2]) : 0.f;
       }
       const uint32_t p01 = pack_bf16x2(p[0], p[1]);
       const uint32_t p23 = pack_bf16x2(p[2], p[3]);

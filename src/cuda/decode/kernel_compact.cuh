@@ -277,16 +277,16 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
       for (int offset = 1; offset < kThreadsPerHead; offset *= 2)
         tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
       // scale > 0, so max(score) * scale == max(score * scale); the sentinel stays hugely negative.
-      const float rescale = lazy_rescale(tile_max * scale_log2, running_max);
+      const float rescale = lazy_rescale(tile_max, scale_log2, running_max);
       row_sum *= rescale;
       // P = exp2(score * scale_log2 - max) for valid entries, exactly 0 for masked ones; the sum uses the
       // fp32 values (lse accuracy, spec section 8), the MMA the bf16 ones.
       uint32_t packed[kTokensPerThread / 2];
 #pragma unroll
       for (int e = 0; e < kTokensPerThread; e += 2) {
-        const float p0 = (my_valid >> e) & 1u ? exp2f(fmaf(score[e], scale_log2, -running_max)) : 0.f;
+        const float p0 = (my_valid >> e) & 1u ? softmax_weight(score[e], scale_log2, running_max) : 0.f;
         const float p1 =
-            (my_valid >> (e + 1)) & 1u ? exp2f(fmaf(score[e + 1], scale_log2, -running_max)) : 0.f;
+            (my_valid >> (e + 1)) & 1u ? softmax_weight(score[e + 1], scale_log2, running_max) : 0.f;
         row_sum += p0 + p1;
         packed[e / 2] = pack_bf16x2(p0, p1);
       }

@@ -432,7 +432,7 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
     for (int r = 0; r < 2; ++r) {
       const float row_max = fmaxf(row_max_exchange[rows[r]], row_max_exchange[Config::kHeadBlock + rows[r]]);
       // Both warpgroups see the same maxima, so their running maxima agree.
-      rescale[r] = lazy_rescale(row_max * scale_log2, running_max[r]);
+      rescale[r] = lazy_rescale(row_max, scale_log2, running_max[r]);
       partial_sum[r] *= rescale[r];
     }
     // P = exp2(score * scale_log2 - max) (0 for masked entries) as bf16 into the P tile; the sum uses the
@@ -445,7 +445,7 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
       for (int e = 0; e < 4; ++e) {
         const int token_bit = j * 8 + quad_lane * 2 + (e & 1);
         const bool valid = (my_valid >> token_bit) & 1u;
-        p[e] = valid ? exp2f(fmaf(score[4 * j + e], scale_log2, -running_max[e / 2])) : 0.f;
+        p[e] = valid ? softmax_weight(score[4 * j + e], scale_log2, running_max[e / 2]) : 0.f;
       }
       partial_sum[0] += p[0] + p[1];
       partial_sum[1] += p[2] + p[3];

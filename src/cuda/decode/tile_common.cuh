@@ -55,11 +55,27 @@ inline constexpr float kLn2 = 0.6931471805599453f;
 // Growth of a row's maximum (base-2 exponent) tolerated before O and l are rescaled; P stays <= 2^8.
 inline constexpr float kLazyRescaleLog2 = 8.f;
 
+// A score in the base-2 scaled domain: score * scale_log2, rounded on its own (__fmul_rn is never fused
+// into a following add). The running max is such a product and P subtracts it from another, so the entry
+// that set the max gets exactly exp2(0) = 1 and no entry more than 2^kLazyRescaleLog2, at any magnitude.
+// With the product fused into the subtraction, its rounding error (half an ulp: 2^20 for scaled scores
+// near 2^44) went straight into the exponent, and huge scores gave P = inf or 0 for the row's own max
+// (NaN outputs, or a row reported empty; DecodeCuda.FarApartMagnitudesMatchReference).
+__device__ __forceinline__ float scaled_score(float score, float scale_log2) { return __fmul_rn(score, scale_log2); }
+
+// One entry's softmax weight against the row's running max (base-2 scaled domain), for a valid entry.
+__device__ __forceinline__ float softmax_weight(float score, float scale_log2, float running_max) {
+  return exp2f(scaled_score(score, scale_log2) - running_max);
+}
+
 // Lazy rescaling of one row's online softmax: the running max (base-2 scaled domain) moves only when the
 // tile's scaled max exceeds it by more than kLazyRescaleLog2, so most tiles skip the O rescale; P then
 // stays <= 2^kLazyRescaleLog2, harmless in bf16 and fp32 (the result is the same quotient O / l with a
-// different common factor). Returns the factor O and l are multiplied by (1 when the max stays).
-__device__ __forceinline__ float lazy_rescale(float tile_max_scaled, float& running_max) {
+// different common factor). `tile_max` is the tile's largest valid raw score (scale_log2 > 0, so its
+// scaled value is the largest scaled one). Returns the factor O and l are multiplied by (1 when the max
+// stays).
+__device__ __forceinline__ float lazy_rescale(float tile_max, float scale_log2, float& running_max) {
+  const float tile_max_scaled = scaled_score(tile_max, scale_log2);
   float rescale = 1.f;
   if (tile_max_scaled > running_max + kLazyRescaleLog2) {
     rescale = exp2f(running_max - tile_max_scaled);
