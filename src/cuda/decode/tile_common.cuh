@@ -61,7 +61,9 @@ inline constexpr float kLazyRescaleLog2 = 8.f;
 // With the product fused into the subtraction, its rounding error (half an ulp: 2^20 for scaled scores
 // near 2^44) went straight into the exponent, and huge scores gave P = inf or 0 for the row's own max
 // (NaN outputs, or a row reported empty; DecodeCuda.FarApartMagnitudesMatchReference).
-__device__ __forceinline__ float scaled_score(float score, float scale_log2) { return __fmul_rn(score, scale_log2); }
+__device__ __forceinline__ float scaled_score(float score, float scale_log2) {
+  return __fmul_rn(score, scale_log2);
+}
 
 // One entry's softmax weight against the row's running max (base-2 scaled domain), for a valid entry.
 __device__ __forceinline__ float softmax_weight(float score, float scale_log2, float running_max) {
