@@ -113,11 +113,20 @@ std::vector<int32_t> random_distinct_slots(Rng& rng, int64_t num_slots, int64_t 
   return slots;
 }
 
-void fill_random_tokens(HostCache& cache, Rng& rng, const std::vector<int32_t>& slots) {
-  const std::vector<uint16_t> tokens = random_bf16(rng, slots.size() * kHeadDim);
+namespace {
+
+// Quantizes host tokens [slots][512] into `slots` of the cache (host codec).
+void append_host_tokens(HostCache& cache, const std::vector<uint16_t>& tokens,
+                        const std::vector<int32_t>& slots) {
   throw_if_error(append_tokens(cache.layout, tokens.data(), static_cast<int64_t>(slots.size()), kHeadDim,
                                slots.data(), MemorySpace::kHost),
-                 "fill_random_tokens");
+                 "append_host_tokens");
+}
+
+}  // namespace
+
+void fill_random_tokens(HostCache& cache, Rng& rng, const std::vector<int32_t>& slots) {
+  append_host_tokens(cache, random_bf16(rng, slots.size() * kHeadDim), slots);
 }
 
 namespace {
@@ -127,32 +136,26 @@ uint16_t scale_bf16_by_power_of_two(uint16_t bits, int k) {
   return float_to_bf16_bits(std::ldexp(bf16_bits_to_float(bits), k));
 }
 
-bool has_magnitudes(const ProblemConfig& config) {
-  return config.magnitude_shift_log2 != 0 || config.magnitude_spread_log2 != 0 ||
-         config.magnitude_ramp_log2 != 0;
-}
-
-// fill_random_tokens with ProblemConfig's token magnitudes: slot i sits at list position positions[i].
-void fill_random_tokens_with_magnitudes(HostCache& cache, Rng& rng, const std::vector<int32_t>& slots,
-                                        const std::vector<int32_t>& positions, int width,
-                                        const ProblemConfig& config) {
-  std::vector<uint16_t> tokens = random_bf16(rng, slots.size() * kHeadDim);
+// ProblemConfig's token magnitudes applied to tokens [entries][512], entry i at list position
+// positions[i]; draws nothing from `rng` when the config sets none (the default problems' streams stay).
+void scale_token_magnitudes(Rng& rng, const ProblemConfig& config, const std::vector<int32_t>& positions,
+                            int width, std::vector<uint16_t>* tokens) {
+  if (config.magnitude_shift_log2 == 0 && config.magnitude_spread_log2 == 0 &&
+      config.magnitude_ramp_log2 == 0)
+    return;
   constexpr int kGroups = kNumScaleGroups + 1;  // the rope dims count as one more group here
-  for (size_t i = 0; i < slots.size(); ++i) {
+  for (size_t i = 0; i < positions.size(); ++i) {
     for (int group = 0; group < kGroups; ++group) {
       const double u = 2.0 * rng.uniform01() - 1.0;
       const int k =
           static_cast<int>(std::lround(config.magnitude_shift_log2 + config.magnitude_spread_log2 * u +
                                        config.magnitude_ramp_log2 * positions[i] / width));
       for (int d = group * kQuantGroup; d < (group + 1) * kQuantGroup; ++d) {
-        uint16_t& value = tokens[i * kHeadDim + static_cast<size_t>(d)];
+        uint16_t& value = (*tokens)[i * kHeadDim + static_cast<size_t>(d)];
         value = scale_bf16_by_power_of_two(value, k);
       }
     }
   }
-  throw_if_error(append_tokens(cache.layout, tokens.data(), static_cast<int64_t>(slots.size()), kHeadDim,
-                               slots.data(), MemorySpace::kHost),
-                 "fill_random_tokens_with_magnitudes");
 }
 
 // Builds one index list [rows, width] and its lengths, and returns the cache that backs it, with only
@@ -230,11 +233,9 @@ IndexList make_index_list(Rng& rng, const ProblemConfig& config, int width, int6
       }
     }
   }
-  if (has_magnitudes(config)) {
-    fill_random_tokens_with_magnitudes(list.cache, rng, used_slots, used_positions, width, config);
-  } else {
-    fill_random_tokens(list.cache, rng, used_slots);
-  }
+  std::vector<uint16_t> tokens = random_bf16(rng, used_slots.size() * kHeadDim);
+  scale_token_magnitudes(rng, config, used_positions, width, &tokens);
+  append_host_tokens(list.cache, tokens, used_slots);
   return list;
 }
 

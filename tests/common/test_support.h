@@ -77,7 +77,7 @@ struct ProblemConfig {
   bool sink = true;
   double sink_inf_fraction = 0.25;  // heads whose sink is +inf or -inf
   int64_t pool_slack = 2;           // pool slots = slack * entries referenced + 1 page
-  // Magnitudes far apart (kernels that hold operands relative to per-slice or per-head powers of two): each
+  // Magnitudes far apart (values and scores far from the usual ones; DecodeCuda.FarApartMagnitudes...): each
   // cached token's scale groups and rope dims are multiplied by 2^k, k = round(shift + spread * u + ramp *
   // position / width) with u uniform in [-1, 1] per group (later list entries grow by `ramp` binades), and
   // each (query row, head) of q by 2^k, k = round(q_spread * u). Powers of two: exact in bf16.
