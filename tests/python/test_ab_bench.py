@@ -1,8 +1,11 @@
-"""scripts/ab-bench's row keys and default bench arguments (no GPU: the functions are pure)."""
+"""scripts/ab-bench's row keys, default bench arguments and tree preparation (no GPU needed)."""
 
 import importlib.machinery
 import importlib.util
 import os
+import subprocess
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO, "scripts", "ab-bench")
@@ -31,3 +34,36 @@ def test_backend_defaults_to_cuda():
 def test_a_named_backend_is_kept():
     for args in (["--shape", "flash-c4", "--backend", "cuda,cuda-ref"], ["--backend=cpu"]):
         assert ab_bench.bench_arguments(args) == args
+
+
+def test_tree_spec_names_a_revision_and_its_patches():
+    assert ab_bench.parse_tree_spec("base=HEAD") == ("base", "HEAD", [])
+    assert ab_bench.parse_tree_spec("v52=HEAD~1+a.patch+dir/b.patch") == (
+        "v52", "HEAD~1", ["a.patch", "dir/b.patch"])
+
+
+def test_malformed_tree_specs_exit_with_the_reason():
+    for spec in ("base", "work=HEAD", "a/b=HEAD", "x=", "x=HEAD+", "x=HEAD++p.patch"):
+        with pytest.raises(SystemExit) as exit_info:
+            ab_bench.parse_tree_spec(spec)
+        assert "NAME=REV[+PATCH...]" in str(exit_info.value)
+
+
+def test_prepare_applies_patches_and_refuses_one_that_does_not_apply(tmp_path, monkeypatch, capsys):
+    if subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout (e.g. an installed wheel's tests)")
+    monkeypatch.setattr(ab_bench, "AB_DIR", str(tmp_path / "ab"))
+    adds = tmp_path / "adds.patch"
+    adds.write_text("--- /dev/null\n+++ b/AB_PATCHED.txt\n@@ -0,0 +1 @@\n+patched\n")
+    conflicting = tmp_path / "conflicting.patch"
+    conflicting.write_text("--- a/AB_PATCHED.txt\n+++ b/AB_PATCHED.txt\n@@ -1 +1 @@\n-not this line\n+x\n")
+    assert ab_bench.prepare([f"p=HEAD+{adds}"]) == 0
+    tree = tmp_path / "ab" / "p"
+    assert (tree / "AB_PATCHED.txt").read_text() == "patched\n"
+    assert (tree / "AB_REVISION").read_text().strip().endswith("+adds.patch")
+    assert (tree / "scripts" / "ab-bench").is_file()  # the revision's files are there too
+    assert ab_bench.prepare([f"q=HEAD+{adds}+{conflicting}"]) == 1
+    assert not (tmp_path / "ab" / "q").exists()
+    assert "does not apply" in capsys.readouterr().err
+    assert ab_bench.prepare(["r=HEAD+no/such.patch"]) == 1
+    assert not (tmp_path / "ab" / "r").exists()
