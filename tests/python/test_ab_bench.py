@@ -49,9 +49,25 @@ def test_malformed_tree_specs_exit_with_the_reason():
         assert "NAME=REV[+PATCH...]" in str(exit_info.value)
 
 
+def skip_unless_checkout_top():
+    top = subprocess.run(["git", "-C", REPO, "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    if top.returncode != 0 or os.path.realpath(top.stdout.strip()) != os.path.realpath(REPO):
+        pytest.skip("not the top of a git checkout (e.g. an installed wheel's tests, or an .ab tree)")
+
+
+def test_prepare_refuses_a_root_that_is_not_a_checkout_top(tmp_path, monkeypatch, capsys):
+    skip_unless_checkout_top()
+    monkeypatch.setattr(ab_bench, "AB_DIR", str(tmp_path / "ab"))
+    for root, reason in ((os.path.join(REPO, "scripts"), "not a git checkout's top"),
+                         (str(tmp_path), "not in a git checkout")):
+        monkeypatch.setattr(ab_bench, "ROOT", root)
+        assert ab_bench.prepare(["base=HEAD"]) == 1
+        assert reason in capsys.readouterr().err
+        assert not (tmp_path / "ab").exists()
+
+
 def test_prepare_applies_patches_and_refuses_one_that_does_not_apply(tmp_path, monkeypatch, capsys):
-    if subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True).returncode != 0:
-        pytest.skip("not a git checkout (e.g. an installed wheel's tests)")
+    skip_unless_checkout_top()
     monkeypatch.setattr(ab_bench, "AB_DIR", str(tmp_path / "ab"))
     adds = tmp_path / "adds.patch"
     adds.write_text("--- /dev/null\n+++ b/AB_PATCHED.txt\n@@ -0,0 +1 @@\n+patched\n")
