@@ -38,6 +38,13 @@ __device__ __forceinline__ uint64_t make_descriptor(uint32_t address, uint32_t l
          (static_cast<uint64_t>((stride_bytes >> 4) & 0x3fffu) << 32) | (uint64_t{1} << 62);
 }
 
+// The descriptor of (the descriptor's address + offset_bytes): one 32-bit add. Shared-memory addresses are
+// below 256 KB, so the 14-bit address field never carries into the bits above it.
+__device__ __forceinline__ uint64_t advance_descriptor(uint64_t descriptor, uint32_t offset_bytes) {
+  const uint32_t low = static_cast<uint32_t>(descriptor) + (offset_bytes >> 4);
+  return (descriptor & 0xffffffff00000000ull) | low;
+}
+
 // Plain (generic-proxy) shared-memory stores by this thread become visible to later wgmma reads (async
 // proxy) once a barrier follows.
 __device__ __forceinline__ void fence_shared_for_async_proxy() {

@@ -77,7 +77,7 @@ __device__ __forceinline__ FirstTileSlot load_first_tile_slot(const DecodeParams
 __device__ __forceinline__ void count_out_of_pool_slots(const DecodeParams& params, const TileSource& source,
                                                         bool in_prefix, int32_t slot, int lane) {
   const uint32_t out_of_pool = __ballot_sync(0xffffffffu, in_prefix && slot >= source.num_slots);
-  if (lane == 0 && out_of_pool != 0 && blockIdx.y == 0 && params.error_counter != nullptr)
+  if (lane == 0 && out_of_pool != 0 && source.counts_errors && params.error_counter != nullptr)
     atomicAdd(params.error_counter, static_cast<uint32_t>(__popc(out_of_pool)));
 }
 

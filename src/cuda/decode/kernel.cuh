@@ -82,7 +82,7 @@ __device__ __forceinline__ TokenGather token_gather(const DecodeParams& params, 
   TokenGather gather;
   gather.valid = in_prefix && slot >= 0 && slot < source.num_slots;
   gather.leader = role.quarter == 0;
-  if (gather.leader && in_prefix && slot >= source.num_slots && blockIdx.y == 0 &&
+  if (gather.leader && in_prefix && slot >= source.num_slots && source.counts_errors &&
       params.error_counter != nullptr) {
     atomicAdd(params.error_counter, 1u);
   }

@@ -10,8 +10,9 @@
 namespace smla::detail::decode {
 
 // Launches the decode kernel with 64 heads per CTA on `device` (the current device) and `stream`:
-// grid (b * s_q * num_splits, ceil(h / 64)). Writes final out/lse when params.num_splits == 1, else the
-// workspace partials. Sets the kernel's shared-memory limit once per device; no allocation, no sync.
+// one CTA per (query row, 64-head block, split), as launch_config.h orders them. Writes final out/lse when
+// params.num_splits == 1, else the workspace partials. Sets the kernel's shared-memory limit once per
+// device; no allocation, no sync.
 Status launch_sparse_decode_heads64(const DecodeParams& params, int device, cudaStream_t stream);
 
 // The 64-head block with warpgroup MMAs (sm_90a); only where hopper_decode_available(device).

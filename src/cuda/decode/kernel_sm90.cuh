@@ -84,7 +84,7 @@ __device__ __forceinline__ void issue_pass_loads(const DecodeParams& params, con
   const int quarter = static_cast<int>(threadIdx.x) % Config::kThreadsPerToken;
   const bool in_prefix = source.first_position + producer_token(pass) < source.length;
   regs.valid = in_prefix && slot >= 0 && slot < source.num_slots;
-  if (quarter == 0 && in_prefix && slot >= source.num_slots && blockIdx.y == 0 &&
+  if (quarter == 0 && in_prefix && slot >= source.num_slots && source.counts_errors &&
       params.error_counter != nullptr) {
     atomicAdd(params.error_counter, 1u);
   }
@@ -198,8 +198,8 @@ __device__ __forceinline__ void produce(const DecodeParams& params, const CtaCoo
 // ---- Split combine inside a thread-block cluster ----------------------------------------------------
 //
 // With 2..kMaxClusterSplits splits (config_sm90.h), the splits of one (query row, head block) are the CTAs of
-// one cluster (blockIdx.x = row * splits + split, cluster rank = split). Instead of fp32 partials in global
-// memory and a second kernel, each CTA publishes its row statistics (running max m_c, sum l_c; base-2
+// one cluster (blockIdx.x = row block * splits + split, cluster rank = split). Instead of fp32 partials in
+// global memory and a second kernel, each CTA publishes its row statistics (running max m_c, sum l_c; base-2
 // scaled domain) in shared memory, computes from all of them the same combination as the combine
 // kernel (src/cuda/combine), stages its O rows scaled by its own weight 2^(m_c - M) / (L + sink term),
 // and the cluster sums the staged rows over distributed shared memory, each CTA a 1/splits share of
@@ -352,6 +352,9 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
   float* row_sum_exchange = reinterpret_cast<float*>(shared.base + Config::kRowSumOffset);  // [2][64]
   const uint32_t q_tile = shared.address(Config::kQOffset);
   const uint32_t p_tile = shared.address(Config::kPOffset);
+  // wgmma descriptors of Q and P, built once; each k step advances them by a constant (advance_descriptor).
+  const uint64_t q_descriptor = wgmma::make_descriptor(q_tile, 16, 1024);
+  const uint64_t p_descriptor = wgmma::make_descriptor(p_tile, 16, 1024);
 
   // Q rows [head_base, head_base + 64) (heads >= h as zero rows), loaded by the consumers while the
   // producer's first loads are in flight.
@@ -398,13 +401,14 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
     float score[16];
 #pragma unroll
     for (int i = 0; i < 16; ++i) score[i] = 0.f;
-    const uint32_t k_rows = k_tile + group * Config::kScoreTokensPerGroup * 128;
+    const uint64_t k_descriptor =
+        wgmma::make_descriptor(k_tile + group * Config::kScoreTokensPerGroup * 128, 16, 1024);
     wgmma::fence_operands();
 #pragma unroll
     for (int k_step = 0; k_step < kHeadDim / 16; ++k_step) {
       const uint32_t step_offset = (k_step / 4) * (64 * 128) + (k_step % 4) * 32;
-      wgmma::mma_m64n32k16_kk(score, wgmma::make_descriptor(q_tile + step_offset, 16, 1024),
-                              wgmma::make_descriptor(k_rows + step_offset, 16, 1024));
+      wgmma::mma_m64n32k16_kk(score, wgmma::advance_descriptor(q_descriptor, step_offset),
+                              wgmma::advance_descriptor(k_descriptor, step_offset));
     }
     wgmma::commit_group();
     // P V (below) reads the other pass's rows too: wait for them while S runs.
@@ -464,7 +468,7 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
 #pragma unroll
       for (int i = 0; i < 128; ++i) out_acc[i] *= rescale[(i / 2) & 1];
     }
-    const uint32_t v_columns = k_tile + group * 4 * (64 * 128);
+    const uint64_t v_descriptor = wgmma::make_descriptor(k_tile + group * 4 * (64 * 128), 64 * 128, 1024);
     wgmma::fence_operands();
 #pragma unroll
     for (int k_step = 0; k_step < Config::kTileTokens / 16; ++k_step) {
@@ -474,8 +478,8 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
       for (int half = 0; half < 2; ++half) {
         wgmma::mma_m64n128k16_kt(
             reinterpret_cast<float(&)[64]>(out_acc[64 * half]),
-            wgmma::make_descriptor(p_tile + k_step * 32, 16, 1024),
-            wgmma::make_descriptor(v_columns + half * 2 * (64 * 128) + k_step * 16 * 128, 64 * 128, 1024));
+            wgmma::advance_descriptor(p_descriptor, k_step * 32),
+            wgmma::advance_descriptor(v_descriptor, half * 2 * (64 * 128) + k_step * 16 * 128));
       }
     }
     wgmma::commit_and_wait_all();

@@ -1,6 +1,7 @@
-// The launch configuration every decode kernel shares: one CTA per (split, head block, query row), grid
-// (b * s_q * num_splits, ceil(h / head block)), launched as a programmatic dependent of the previous kernel
-// on the stream where the device supports it (programmatic_launch.h), optionally in clusters.
+// The launch configuration every decode kernel shares: one CTA per (split, head block, query row), a
+// one-dimensional grid of b * s_q * ceil(h / head block) * num_splits CTAs ordered row, head block, split
+// (cta_coordinates in tile_common.cuh), launched as a programmatic dependent of the previous kernel on the
+// stream where the device supports it (programmatic_launch.h), optionally in clusters.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -18,8 +19,11 @@ class DecodeLaunch {
   DecodeLaunch(const DecodeParams& params, int head_block, int threads, size_t shared_bytes, int device,
                cudaStream_t stream) {
     const int64_t rows = static_cast<int64_t>(params.batch) * params.seq_q;
-    config_.gridDim = dim3(static_cast<unsigned>(rows * params.num_splits),
-                           static_cast<unsigned>((params.num_heads + head_block - 1) / head_block));
+    // A row's head blocks are adjacent in launch order, so they run at the same time: the first to load a
+    // KV row brings it into L2 for the others. (With the head block in y, the second head block of every
+    // row ran a wave later and read the row from DRAM again: docs/perf.md, v51.)
+    const int64_t head_blocks = (params.num_heads + head_block - 1) / head_block;
+    config_.gridDim = dim3(static_cast<unsigned>(rows * head_blocks * params.num_splits));
     config_.blockDim = dim3(static_cast<unsigned>(threads));
     config_.dynamicSmemBytes = shared_bytes;
     config_.stream = stream;

@@ -99,14 +99,24 @@ struct CtaCoordinates {
 };
 
 template <class Config>
+__device__ __forceinline__ int head_block_count(int num_heads) {
+  return (num_heads + Config::kHeadBlock - 1) / Config::kHeadBlock;
+}
+
+template <class Config>
 __device__ __forceinline__ CtaCoordinates cta_coordinates(const DecodeParams& params) {
   CtaCoordinates coords;
-  // blockIdx.x = query_row * num_splits + split: rows go in x (no 65535 limit), splits of a row adjacent.
-  coords.split = static_cast<int>(blockIdx.x % static_cast<unsigned>(params.num_splits));
-  coords.query_row = static_cast<int>(blockIdx.x / static_cast<unsigned>(params.num_splits));
+  // blockIdx.x = (query_row * head_blocks + head_block) * num_splits + split (launch_config.h): rows go in
+  // x (no 65535 limit); a row's splits are adjacent (clusters), then its head blocks, so the CTAs that read
+  // the same KV rows run at the same time and all but the first find them in L2.
+  const unsigned splits = static_cast<unsigned>(params.num_splits);
+  const unsigned head_blocks = static_cast<unsigned>(head_block_count<Config>(params.num_heads));
+  const unsigned row_block = blockIdx.x / splits;
+  coords.split = static_cast<int>(blockIdx.x % splits);
+  coords.query_row = static_cast<int>(row_block / head_blocks);
   coords.batch = coords.query_row / params.seq_q;
   coords.seq = coords.query_row % params.seq_q;
-  coords.head_base = static_cast<int>(blockIdx.y) * Config::kHeadBlock;
+  coords.head_base = static_cast<int>(row_block % head_blocks) * Config::kHeadBlock;
   coords.heads_here = min(Config::kHeadBlock, params.num_heads - coords.head_base);
   return coords;
 }
@@ -148,7 +158,7 @@ __device__ __forceinline__ RowTiles row_tiles(const DecodeParams& params, const 
   const int32_t raw_extra = raw_list_length(params.extra, coords.batch, coords.seq, params.seq_q);
   row.main_length = clamp_list_length(params.main, raw_main);
   row.extra_length = clamp_list_length(params.extra, raw_extra);
-  if (threadIdx.x == 0 && blockIdx.y == 0 && coords.split == 0 && params.error_counter != nullptr) {
+  if (threadIdx.x == 0 && coords.head_base == 0 && coords.split == 0 && params.error_counter != nullptr) {
     const uint32_t bad_lengths = static_cast<uint32_t>(raw_list_length_out_of_range(params.main, raw_main)) +
                                  static_cast<uint32_t>(raw_list_length_out_of_range(params.extra, raw_extra));
     if (bad_lengths != 0) atomicAdd(params.error_counter, bad_lengths);
@@ -311,6 +321,7 @@ struct TileSource {
   const int32_t* indices;  // the row's index list
   int32_t first_position;  // list position of the tile's entry 0
   int32_t length;          // valid prefix of the list
+  bool counts_errors;      // head block 0: an index past the pool is counted once per row, not per block
 };
 
 // `list` is params.main or params.extra named directly by the caller (a reference into the kernel
@@ -326,7 +337,8 @@ __device__ __forceinline__ TileSource list_tile_source(const IndexListParams& li
           list.cache.page_of_slot,
           list_row(list, coords.batch, coords.seq),
           first_position,
-          length};
+          length,
+          coords.head_base == 0};
 }
 
 template <class Config>
