@@ -100,6 +100,12 @@ SMLA_HOST_DEVICE inline const int32_t* list_row(const IndexListParams& list, int
   return list.indices + (int64_t)b * list.stride_batch + (int64_t)t * list.stride_seq;
 }
 
+// Head blocks of a query row: the launcher sizes the grid with it and the kernels decode blockIdx.x with
+// it (launch_config.h, tile_common.cuh), so both must use this one definition.
+SMLA_HOST_DEVICE inline int32_t head_block_count(int32_t num_heads, int32_t head_block) {
+  return (num_heads + head_block - 1) / head_block;
+}
+
 // Workspace of the CUDA backends: [error counters | partial lse | partial out], each piece 256-byte
 // aligned. Computed identically by the planner and the launchers.
 struct WorkspaceLayout {

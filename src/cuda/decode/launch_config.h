@@ -22,7 +22,7 @@ class DecodeLaunch {
     // A row's head blocks are adjacent in launch order, so they run at the same time: the first to load a
     // KV row brings it into L2 for the others. (With the head block in y, the second head block of every
     // row ran a wave later and read the row from DRAM again: docs/perf.md, v51.)
-    const int64_t head_blocks = (params.num_heads + head_block - 1) / head_block;
+    const int64_t head_blocks = head_block_count(params.num_heads, head_block);
     config_.gridDim = dim3(static_cast<unsigned>(rows * head_blocks * params.num_splits));
     config_.blockDim = dim3(static_cast<unsigned>(threads));
     config_.dynamicSmemBytes = shared_bytes;

@@ -99,18 +99,13 @@ struct CtaCoordinates {
 };
 
 template <class Config>
-__device__ __forceinline__ int head_block_count(int num_heads) {
-  return (num_heads + Config::kHeadBlock - 1) / Config::kHeadBlock;
-}
-
-template <class Config>
 __device__ __forceinline__ CtaCoordinates cta_coordinates(const DecodeParams& params) {
   CtaCoordinates coords;
   // blockIdx.x = (query_row * head_blocks + head_block) * num_splits + split (launch_config.h): rows go in
   // x (no 65535 limit); a row's splits are adjacent (clusters), then its head blocks, so the CTAs that read
   // the same KV rows run at the same time and all but the first find them in L2.
   const unsigned splits = static_cast<unsigned>(params.num_splits);
-  const unsigned head_blocks = static_cast<unsigned>(head_block_count<Config>(params.num_heads));
+  const unsigned head_blocks = static_cast<unsigned>(head_block_count(params.num_heads, Config::kHeadBlock));
   const unsigned row_block = blockIdx.x / splits;
   coords.split = static_cast<int>(blockIdx.x % splits);
   coords.query_row = static_cast<int>(row_block / head_blocks);

@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(kThreads) decode_ref_kernel(const DecodeParams
   const int tid = threadIdx.x;
   const int lane = tid % kWarpSize;
   const int warp = tid / kWarpSize;
-  const int head_blocks = (params.num_heads + kHeadsPerBlock - 1) / kHeadsPerBlock;
+  const int head_blocks = head_block_count(params.num_heads, kHeadsPerBlock);
   const int64_t query_row = blockIdx.x / head_blocks;
   const int head_block = static_cast<int>(blockIdx.x % head_blocks);
   const int32_t b = static_cast<int32_t>(query_row / params.seq_q);

@@ -14,8 +14,7 @@
 namespace smla::detail {
 
 Status run_decode_cuda_ref(const Plan& plan, const DecodeParams& params, void* stream) {
-  const int64_t head_blocks =
-      (params.num_heads + decode_ref::kHeadsPerBlock - 1) / decode_ref::kHeadsPerBlock;
+  const int64_t head_blocks = head_block_count(params.num_heads, decode_ref::kHeadsPerBlock);
   const int64_t blocks = static_cast<int64_t>(params.batch) * params.seq_q * head_blocks;
   if (blocks <= 0) return Status::Ok();
   if (blocks > INT_MAX) {
