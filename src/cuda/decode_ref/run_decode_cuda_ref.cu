@@ -18,7 +18,8 @@ Status run_decode_cuda_ref(const Plan& plan, const DecodeParams& params, void* s
   const int64_t blocks = static_cast<int64_t>(params.batch) * params.seq_q * head_blocks;
   if (blocks <= 0) return Status::Ok();
   if (blocks > INT_MAX) {
-    return Status::Unsupported("cuda-ref: batch * seq_q * ceil(num_heads / 8) = " + std::to_string(blocks) +
+    return Status::Unsupported("cuda-ref: batch * seq_q * ceil(num_heads / " +
+                               std::to_string(decode_ref::kHeadsPerBlock) + ") = " + std::to_string(blocks) +
                                " exceeds the grid limit");
   }
   decode_ref::decode_ref_kernel<<<static_cast<unsigned>(blocks), decode_ref::kThreads, 0,
