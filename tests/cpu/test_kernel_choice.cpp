@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/backend_entry.h"
+#include "common/decode_params.h"
 #include "cuda/decode/config.h"
 #include "cuda/decode/config_compact.h"
 #include "cuda/decode/config_sm90.h"
@@ -439,6 +440,21 @@ TEST(KernelChoice, MakePlanRejectsBadOverridesByName) {
   ASSERT_TRUE(make_plan(shape, options, &plan).ok());
   unsetenv("SMLA_SM_COUNT");
   EXPECT_EQ(plan.sm_count(), 0);  // the CPU backend schedules no SMs
+}
+
+// The grid's head blocks (launchers) and the kernels' decoding of blockIdx.x use this one count: every head
+// of a call falls in exactly one block, and no block is empty, for every head block the kernels use.
+TEST(KernelChoice, HeadBlockCountCoversEveryHeadOnce) {
+  for (const int head_block : {8, 16, 32, 64}) {
+    for (int heads = 1; heads <= 128; ++heads) {
+      const int blocks = detail::head_block_count(heads, head_block);
+      EXPECT_GE(blocks * head_block, heads) << heads << " heads, blocks of " << head_block;
+      EXPECT_LT((blocks - 1) * head_block, heads) << heads << " heads, blocks of " << head_block;
+    }
+  }
+  EXPECT_EQ(detail::head_block_count(128, 64), 2);
+  EXPECT_EQ(detail::head_block_count(64, 32), 2);
+  EXPECT_EQ(detail::head_block_count(1, 16), 1);
 }
 
 }  // namespace
