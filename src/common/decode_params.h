@@ -101,8 +101,9 @@ SMLA_HOST_DEVICE inline const int32_t* list_row(const IndexListParams& list, int
 }
 
 // Head blocks of a query row: the launcher sizes the grid with it and the kernels decode blockIdx.x with
-// it (launch_config.h, tile_common.cuh), so both must use this one definition.
-SMLA_HOST_DEVICE inline int32_t head_block_count(int32_t num_heads, int32_t head_block) {
+// it (launch_config.h, tile_common.cuh), so both must use this one definition; the planner counts CTAs
+// with it too (head_block_for in config.h).
+SMLA_HOST_DEVICE constexpr int32_t head_block_count(int32_t num_heads, int32_t head_block) {
   return (num_heads + head_block - 1) / head_block;
 }
 

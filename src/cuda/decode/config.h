@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/decode_params.h"
 #include "smla/cache.h"
 #include "smla/decode.h"
 
@@ -133,8 +134,8 @@ inline constexpr int64_t kSmallCallTileWork = 300;
 // It holds for the sm_90a kernel too: at b = 1 its 64-head CTAs (one tile each + combine, or clusters of
 // two tiles) measured 16.4-22 us against 14 us for 16-head blocks.
 constexpr int head_block_for(int num_heads, int64_t query_rows, int64_t total_tiles) {
-  const int64_t heads16 = (num_heads + kNarrowHeadBlock - 1) / kNarrowHeadBlock;
-  const int64_t heads64 = (num_heads + kWideHeadBlock - 1) / kWideHeadBlock;
+  const int64_t heads16 = head_block_count(num_heads, kNarrowHeadBlock);
+  const int64_t heads64 = head_block_count(num_heads, kWideHeadBlock);
   const bool small_call =
       query_rows * heads64 <= kSmallCallCtas && query_rows * heads16 * total_tiles <= kSmallCallTileWork;
   return num_heads <= kNarrowHeadBlock || small_call ? kNarrowHeadBlock : kWideHeadBlock;
