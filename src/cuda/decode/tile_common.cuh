@@ -96,6 +96,9 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float low, float high) {
 // Where the CTA is: which row, which heads, which tiles.
 struct CtaCoordinates {
   int batch, seq, query_row, split, head_base, heads_here;
+  // A row's device errors (bad lengths, indices past the pool) are counted by its first head block only,
+  // so that each is counted once per row, not once per head block.
+  __device__ __forceinline__ bool counts_row_errors() const { return head_base == 0; }
 };
 
 template <class Config>
@@ -153,7 +156,8 @@ __device__ __forceinline__ RowTiles row_tiles(const DecodeParams& params, const 
   const int32_t raw_extra = raw_list_length(params.extra, coords.batch, coords.seq, params.seq_q);
   row.main_length = clamp_list_length(params.main, raw_main);
   row.extra_length = clamp_list_length(params.extra, raw_extra);
-  if (threadIdx.x == 0 && coords.head_base == 0 && coords.split == 0 && params.error_counter != nullptr) {
+  if (threadIdx.x == 0 && coords.counts_row_errors() && coords.split == 0 &&
+      params.error_counter != nullptr) {
     const uint32_t bad_lengths = static_cast<uint32_t>(raw_list_length_out_of_range(params.main, raw_main)) +
                                  static_cast<uint32_t>(raw_list_length_out_of_range(params.extra, raw_extra));
     if (bad_lengths != 0) atomicAdd(params.error_counter, bad_lengths);
@@ -316,7 +320,7 @@ struct TileSource {
   const int32_t* indices;  // the row's index list
   int32_t first_position;  // list position of the tile's entry 0
   int32_t length;          // valid prefix of the list
-  bool counts_errors;      // head block 0: an index past the pool is counted once per row, not per block
+  bool counts_errors;      // CtaCoordinates::counts_row_errors: indices past the pool counted once per row
 };
 
 // `list` is params.main or params.extra named directly by the caller (a reference into the kernel
@@ -333,7 +337,7 @@ __device__ __forceinline__ TileSource list_tile_source(const IndexListParams& li
           list_row(list, coords.batch, coords.seq),
           first_position,
           length,
-          coords.head_base == 0};
+          coords.counts_row_errors()};
 }
 
 template <class Config>
