@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/common/sm90_sync.cuh"
 #include "graph_timing.cuh"
 
 namespace {
@@ -43,30 +44,34 @@ struct Pool {
   long long page_stride;
 };
 
-__device__ __forceinline__ const uint8_t* row_address(const Pool& pool, int32_t slot) {
+// Page start and row within the page of a slot (spec section 2).
+__device__ __forceinline__ const uint8_t* page_start(const Pool& pool, int32_t slot, int* row_in_page) {
   const int page = slot / pool.page_tokens;
-  const int r = slot - page * pool.page_tokens;
-  return pool.base + page * pool.page_stride + static_cast<long long>(r) * kRowBytes;
+  *row_in_page = slot - page * pool.page_tokens;
+  return pool.base + page * pool.page_stride;
+}
+
+__device__ __forceinline__ const uint8_t* row_address(const Pool& pool, int32_t slot) {
+  int r = 0;
+  const uint8_t* page = page_start(pool, slot, &r);
+  return page + static_cast<long long>(r) * kRowBytes;
 }
 
 __device__ __forceinline__ const uint8_t* footer_address(const Pool& pool, int32_t slot) {
-  const int page = slot / pool.page_tokens;
-  const int r = slot - page * pool.page_tokens;
-  return pool.base + page * pool.page_stride + static_cast<long long>(pool.page_tokens) * kRowBytes + 8 * r;
+  int r = 0;
+  const uint8_t* page = page_start(pool, slot, &r);
+  return page + static_cast<long long>(pool.page_tokens) * kRowBytes + 8 * r;
 }
 
-__device__ __forceinline__ uint4 load_16(const void* address) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(address));
-  return v;
-}
+// The decode kernels' streaming loads (ld.global.nc.L1::no_allocate), so the routes load as sm90-h64 does.
+using smla::detail::sm90::load_global_stream_16;
+using smla::detail::sm90::load_global_stream_8;
 
-__device__ __forceinline__ uint2 load_8(const void* address) {
-  uint2 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "l"(address));
-  return v;
+// Slot ids of records [first, first + U), -1 past the end: a batch's slots, read one batch ahead.
+template <int U>
+__device__ __forceinline__ void load_slots(const int32_t* slots, int first, int records, int32_t (&out)[U]) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) out[u] = first + u < records ? slots[first + u] : -1;
 }
 
 __device__ __forceinline__ uint32_t fold(const uint4& v) { return v.x ^ v.y ^ v.z ^ v.w; }
@@ -86,26 +91,21 @@ __global__ void __launch_bounds__(256)
   uint32_t acc = 0;
   int base = warp * U;
   int32_t slot[U];
-#pragma unroll
-  for (int u = 0; u < U; ++u) slot[u] = base + u < records ? slots[base + u] : -1;
+  load_slots(slots, base, records, slot);
   for (; base < records; base += warps * U) {
     int32_t next[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int r = base + warps * U + u;
-      next[u] = r < records ? slots[r] : -1;
-    }
+    load_slots(slots, base + warps * U, records, next);
     uint4 a[U], b[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       a[u] = b[u] = make_uint4(0, 0, 0, 0);
       if (slot[u] >= 0) {
         const uint8_t* row = row_address(pool, slot[u]);
-        a[u] = load_16(row + lane * 16);
+        a[u] = load_global_stream_16(row + lane * 16);
         if (lane < 4) {
-          b[u] = load_16(row + 512 + lane * 16);
+          b[u] = load_global_stream_16(row + 512 + lane * 16);
         } else if (lane == 4) {
-          const uint2 f = load_8(footer_address(pool, slot[u]));
+          const uint2 f = load_global_stream_8(footer_address(pool, slot[u]));
           b[u] = make_uint4(f.x, f.y, 0, 0);
         }
       }
@@ -129,15 +129,10 @@ __global__ void __launch_bounds__(256)
   uint32_t acc = 0;
   int base = group * U;
   int32_t slot[U];
-#pragma unroll
-  for (int u = 0; u < U; ++u) slot[u] = base + u < records ? slots[base + u] : -1;
+  load_slots(slots, base, records, slot);
   for (; base < records; base += groups * U) {
     int32_t next[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int r = base + groups * U + u;
-      next[u] = r < records ? slots[r] : -1;
-    }
+    load_slots(slots, base + groups * U, records, next);
     uint4 chunk[U][9];
     uint2 footer[U];
 #pragma unroll
@@ -148,8 +143,8 @@ __global__ void __launch_bounds__(256)
       if (slot[u] >= 0) {
         const uint8_t* row = row_address(pool, slot[u]) + quarter * 16;
 #pragma unroll
-        for (int s = 0; s < 9; ++s) chunk[u][s] = load_16(row + s * 64);
-        footer[u] = load_8(footer_address(pool, slot[u]));
+        for (int s = 0; s < 9; ++s) chunk[u][s] = load_global_stream_16(row + s * 64);
+        footer[u] = load_global_stream_8(footer_address(pool, slot[u]));
       }
     }
 #pragma unroll
@@ -250,7 +245,8 @@ __global__ void __launch_bounds__(256) stream_read(const uint4* data, long long 
     uint4 v[4];
 #pragma unroll
     for (int u = 0; u < 4; ++u)
-      v[u] = i + u * threads < vectors ? load_16(data + i + u * threads) : make_uint4(0, 0, 0, 0);
+      v[u] =
+          i + u * threads < vectors ? load_global_stream_16(data + i + u * threads) : make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int u = 0; u < 4; ++u) acc ^= fold(v[u]);
   }
