@@ -74,6 +74,23 @@ __device__ __forceinline__ void load_slots(const int32_t* slots, int first, int 
   for (int u = 0; u < U; ++u) out[u] = first + u < records ? slots[first + u] : -1;
 }
 
+// Walks worker `worker`'s batches of U records (batch k of it starts at (worker + k * workers) * U), each
+// batch's slot ids read one batch ahead, and runs visit(slot) on each batch (slot -1 past the end).
+template <int U, class Visit>
+__device__ __forceinline__ void for_each_slot_batch(const int32_t* slots, int records, int worker, int workers,
+                                                    Visit&& visit) {
+  int base = worker * U;
+  int32_t slot[U];
+  load_slots(slots, base, records, slot);
+  for (; base < records; base += workers * U) {
+    int32_t next[U];
+    load_slots(slots, base + workers * U, records, next);
+    visit(slot);
+#pragma unroll
+    for (int u = 0; u < U; ++u) slot[u] = next[u];
+  }
+}
+
 __device__ __forceinline__ uint32_t fold(const uint4& v) { return v.x ^ v.y ^ v.z ^ v.w; }
 
 // Keeps the loads alive: a value that is never the magic word, stored only if it were.
@@ -89,12 +106,7 @@ __global__ void __launch_bounds__(256)
   const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
   const int warps = gridDim.x * blockDim.x / 32;
   uint32_t acc = 0;
-  int base = warp * U;
-  int32_t slot[U];
-  load_slots(slots, base, records, slot);
-  for (; base < records; base += warps * U) {
-    int32_t next[U];
-    load_slots(slots, base + warps * U, records, next);
+  for_each_slot_batch<U>(slots, records, warp, warps, [&](const int32_t (&slot)[U]) {
     uint4 a[U], b[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -112,9 +124,7 @@ __global__ void __launch_bounds__(256)
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) acc ^= fold(a[u]) ^ fold(b[u]);
-#pragma unroll
-    for (int u = 0; u < U; ++u) slot[u] = next[u];
-  }
+  });
   keep(acc, sink);
 }
 
@@ -127,12 +137,7 @@ __global__ void __launch_bounds__(256)
   const int group = thread / 4;
   const int groups = gridDim.x * blockDim.x / 4;
   uint32_t acc = 0;
-  int base = group * U;
-  int32_t slot[U];
-  load_slots(slots, base, records, slot);
-  for (; base < records; base += groups * U) {
-    int32_t next[U];
-    load_slots(slots, base + groups * U, records, next);
+  for_each_slot_batch<U>(slots, records, group, groups, [&](const int32_t (&slot)[U]) {
     uint4 chunk[U][9];
     uint2 footer[U];
 #pragma unroll
@@ -153,9 +158,7 @@ __global__ void __launch_bounds__(256)
 #pragma unroll
       for (int s = 0; s < 9; ++s) acc ^= fold(chunk[u][s]);
     }
-#pragma unroll
-    for (int u = 0; u < U; ++u) slot[u] = next[u];
-  }
+  });
   keep(acc, sink);
 }
 
