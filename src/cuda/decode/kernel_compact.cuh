@@ -339,11 +339,10 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
     finish_head_row(params, coords, softmax_head, row_sum, running_max, split, row_inverse);
   __syncthreads();  // row factors published; every warp is past its last P V
 
-  // O rows, straight from the registers, split or not. Block b of lane (g, c) holds dims 16 c + 2 b, + 1
-  // of the slice (the dim order of V above), so the lane's 16 dims are contiguous.
+  // O rows (the Q tile, the exchange and P are free now for the split stage). Block b of lane (g, c) holds
+  // dims 16 c + 2 b, + 1 of the slice (the dim order of V above).
   constexpr int kOutColBlockStride = 2;
-  constexpr int kNoStage = 0;
-  store_output_rows<kRowBlocks, Config::kSliceColBlocks, kNoStage, Config::kThreads,
+  store_output_rows<kRowBlocks, Config::kSliceColBlocks, Config::kOutStageStride, Config::kThreads,
                     kOutColBlockStride>(params, coords, shared, out_acc, 0, group_row,
                                         warp * Config::kSliceDims + quad_lane * 16, row_inverse, split);
 }

@@ -254,18 +254,15 @@ __device__ __forceinline__ void rescale_output_rows(float (&acc)[RowBlocks][ColB
 // The epilogue of the O accumulator: each row (rows >= heads_here skipped) times its row_inverse factor,
 // column block j of the accumulator at dims dim_base + j * ColBlockStride (8: the C fragment's own layout;
 // 2 in the 99 KB-class kernel, whose dim order gives each lane 16 contiguous dims, 2 per block),
-// bf16 straight to out (unsplit). Split: fp32 to the partial rows, straight from the registers when the
-// lane's dims are contiguous (ColBlockStride 2: four whole 16-byte vectors a row, 64 bytes in two sectors),
-// otherwise staged in shared memory (rows of StageStride floats over the kernel's free tiles) and then,
-// after a CTA barrier, stored as whole 16-byte vectors of contiguous heads by all Threads threads
-// (store_partial_rows), since the C fragment's 8-byte pieces lie 32 bytes apart.
+// bf16 straight to out (unsplit), or fp32 staged in shared memory (split; rows of StageStride floats over
+// the kernel's free tiles) and then, after a CTA barrier, stored as whole 16-byte vectors of contiguous heads
+// by all Threads threads (store_partial_rows).
 template <int RowBlocks, int ColBlocks, int StageStride, int Threads, int ColBlockStride = 8>
 __device__ __forceinline__ void store_output_rows(const DecodeParams& params, const CtaCoordinates& coords,
                                                   uint8_t* shared,
                                                   const float (&acc)[RowBlocks][ColBlocks][4], int first_row,
                                                   int group_row, int dim_base, const float* row_inverse,
                                                   bool split) {
-  static_assert(ColBlockStride == 2 || StageStride >= kHeadDim, "a split stage row holds kHeadDim floats");
   constexpr int kRowsPerBlock = 16;
   float* stage = reinterpret_cast<float*>(shared);
 #pragma unroll
@@ -298,18 +295,6 @@ __device__ __forceinline__ void store_output_rows(const DecodeParams& params, co
                 pack_bf16x2(acc[mb][j][2 * r] * inverse, acc[mb][j][2 * r + 1] * inverse);
           }
         }
-      } else if constexpr (ColBlockStride == 2) {
-        // No stage and no second barrier: the split epilogue of a b = 1 call is on the step's critical path.
-        static_assert(ColBlocks % 2 == 0, "whole 16-byte vectors");
-        float* partial_row =
-            params.partial_out +
-            partial_index(params, coords.query_row, coords.split, coords.head_base + block_row) * kHeadDim;
-#pragma unroll
-        for (int j = 0; j < ColBlocks; j += 2) {
-          *reinterpret_cast<float4*>(partial_row + dim_base + j * ColBlockStride) =
-              make_float4(acc[mb][j][2 * r] * inverse, acc[mb][j][2 * r + 1] * inverse,
-                          acc[mb][j + 1][2 * r] * inverse, acc[mb][j + 1][2 * r + 1] * inverse);
-        }
       } else {
         float* stage_row = stage + block_row * StageStride;
 #pragma unroll
@@ -320,7 +305,7 @@ __device__ __forceinline__ void store_output_rows(const DecodeParams& params, co
       }
     }
   }
-  if (split && ColBlockStride != 2) {
+  if (split) {
     __syncthreads();  // every row of the block is staged
     store_partial_rows<StageStride>(params, coords, stage, threadIdx.x, Threads);
   }
