@@ -50,8 +50,8 @@ struct CompactConfig {
   // Shared-memory map (bytes). The Q tile: each warp reads its slice of Q into registers from it before the
   // first tile (K and V live in registers since v39, KFragments). Its region keeps the 32 KB of the bf16 K
   // tile that held Q before v39, so the budget, the occupancy and the split schedules stay those measured
-  // with it (the freed bytes are spare: docs/perf.md). The split epilogue stages its fp32 O rows over this
-  // region, the exchange and P.
+  // with it (the freed bytes are spare: docs/perf.md). The epilogue stages each warp's O rows over this
+  // region and the exchange (kernel_compact.cuh, store_rows_per_warp).
   static constexpr size_t kQBytes = size_t(kHeadBlock) * kHeadDim * 2;  // bf16, swizzled rows
   static constexpr size_t kQRegionBytes = size_t(kTileTokens) * kHeadDim * 2;
   static constexpr size_t kExchangeBytes = size_t(kNumWarps) * kHeadBlock * kTileTokens * 4;  // fp32 S parts
@@ -77,9 +77,6 @@ struct CompactConfig {
   static constexpr size_t kRowTableBytes = kRowTable ? kRowTableStages * kRowTableStageBytes : 0;
   static constexpr size_t kSharedBytes = kRowTableOffset + kRowTableBytes;
 
-  static constexpr int kOutStageStride = kHeadDim + 8;  // floats; the pad spreads a fragment's 8 rows
-  static_assert(size_t(kHeadBlock) * kOutStageStride * 4 <= kStagingOffset,
-                "the O stage must fit over the Q region, the exchange and P");
   static_assert(kQBytes <= kQRegionBytes, "Q fits its region");
   static_assert(kHeadBlock == 16 || kHeadBlock == 32, "16- or 32-head blocks");
   static_assert(

@@ -106,6 +106,82 @@ __device__ __forceinline__ void load_q_slice_async(const DecodeParams& params, c
   }
 }
 
+// The epilogue without a CTA barrier: each warp stages its 64-dim slice of the block's O rows (times
+// row_inverse, 16 rows at a time) in its own part of the Q region and the exchange (both free after the last
+// tile's barrier B; P, which other warps may still read, is not touched), then stores whole row slices:
+// fp32 partial rows (split; 256 bytes a row slice, 16 lanes) or bf16 out rows (128 bytes, 8 lanes), so every
+// store instruction fills its sectors (a lane's own 16 dims would half-fill them: +7-16 % on split calls).
+// Stage rows are 80 floats apart and lane c's float4 j (dims 16 c + 4 j ..) goes to column 16 c +
+// 4 ((j + c) & 3): the 8 lanes of a 16-byte store phase then hit distinct banks.
+template <class Config>
+__device__ __forceinline__ void store_rows_per_warp(const DecodeParams& params, const CtaCoordinates& coords,
+                                                    uint8_t* shared,
+                                                    const float (&acc)[Config::kRowBlocks][Config::kSliceColBlocks][4],
+                                                    const float* row_inverse, bool split, int warp, int lane) {
+  constexpr int kPassRows = 16;
+  constexpr int kStageRowFloats = 80;
+  static_assert(size_t(Config::kNumWarps) * kPassRows * kStageRowFloats * 4 <= Config::kPOffset,
+                "the per-warp stages fit over the Q region and the exchange");
+  static_assert(Config::kSliceColBlocks == 8 && Config::kSliceDims == 64, "16 dims a lane, 64 a warp");
+  float* stage = reinterpret_cast<float*>(shared) + warp * kPassRows * kStageRowFloats;
+  const int group_row = lane / 4;
+  const int quad_lane = lane % 4;
+  const int slice_dim = warp * Config::kSliceDims;
+  // Stage column of the float4 holding slice dims 4 m .. 4 m + 3.
+  const auto stage_column = [](int m) { return 16 * (m / 4) + 4 * ((m + m / 4) & 3); };
+#pragma unroll
+  for (int mb = 0; mb < Config::kRowBlocks; ++mb) {
+    if (mb > 0) __syncwarp();  // the previous pass's rows were read
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row = group_row + 8 * r;
+      const float inverse = row_inverse[mb * kPassRows + row];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {  // dims 16 c + 4 j .. + 3: accumulator blocks 2 j and 2 j + 1
+        *reinterpret_cast<float4*>(stage + row * kStageRowFloats + stage_column(4 * quad_lane + j)) =
+            make_float4(acc[mb][2 * j][2 * r] * inverse, acc[mb][2 * j][2 * r + 1] * inverse,
+                        acc[mb][2 * j + 1][2 * r] * inverse, acc[mb][2 * j + 1][2 * r + 1] * inverse);
+      }
+    }
+    __syncwarp();  // the pass's rows are staged
+    if (split) {
+      // Lanes 0-15 copy one row's 64 dims (float4 m = lane % 16), lanes 16-31 the next row's.
+      float* partial_block = params.partial_out +
+                             partial_index(params, coords.query_row, coords.split, coords.head_base) * kHeadDim +
+                             slice_dim;
+      const int m = lane % 16;
+#pragma unroll
+      for (int pair = 0; pair < kPassRows / 2; ++pair) {
+        const int row = 2 * pair + lane / 16;
+        const int block_row = mb * kPassRows + row;
+        if (block_row < coords.heads_here) {
+          *reinterpret_cast<float4*>(partial_block + block_row * kHeadDim + 4 * m) =
+              *reinterpret_cast<const float4*>(stage + row * kStageRowFloats + stage_column(m));
+        }
+      }
+    } else {
+      // Lanes 8 q .. 8 q + 7 pack one row's 64 dims to bf16 (8 dims a lane: float4s 2 e and 2 e + 1).
+      const int e = lane % 8;
+#pragma unroll
+      for (int quad = 0; quad < kPassRows / 4; ++quad) {
+        const int row = 4 * quad + lane / 8;
+        const int block_row = mb * kPassRows + row;
+        if (block_row < coords.heads_here) {
+          const float4 low = *reinterpret_cast<const float4*>(stage + row * kStageRowFloats + stage_column(2 * e));
+          const float4 high =
+              *reinterpret_cast<const float4*>(stage + row * kStageRowFloats + stage_column(2 * e + 1));
+          uint16_t* out_row = params.out + coords.batch * params.out_stride_batch +
+                              coords.seq * params.out_stride_seq +
+                              (coords.head_base + block_row) * params.out_stride_head;
+          *reinterpret_cast<uint4*>(out_row + slice_dim + 8 * e) =
+              make_uint4(pack_bf16x2(low.x, low.y), pack_bf16x2(low.z, low.w), pack_bf16x2(high.x, high.y),
+                         pack_bf16x2(high.z, high.w));
+        }
+      }
+    }
+  }
+}
+
 template <class Config>
 __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
     sparse_mla_decode_compact_kernel(const DecodeParams params) {
@@ -203,6 +279,20 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
     }
   }
 
+  // ---- Per head (its first softmax thread): lse and the factor that normalizes O (spec section 4, the
+  // rules of tile_common.cuh), from the head's running max and its threads' row sums. The head's largest
+  // entry contributes >= 1, so l == 0 means no valid entry.
+  const bool split = params.num_splits > 1;
+  const auto finish_rows = [&](float thread_row_sum, float head_max) {
+    float head_sum = thread_row_sum;
+#pragma unroll
+    for (int offset = 1; offset < kThreadsPerHead; offset *= 2)
+      head_sum += __shfl_xor_sync(0xffffffffu, head_sum, offset);
+    if (softmax_token == 0 && softmax_head < coords.heads_here)
+      finish_head_row(params, coords, softmax_head, head_sum, head_max, split, row_inverse);
+  };
+
+  const bool any_tile = gather.has_tile();
   while (gather.has_tile()) {
     cp_async_wait_all();
     __syncwarp();  // the warp's staging slice landed
@@ -210,6 +300,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
     load_k_fragments<Config>(staging_slice, scale_words, k_frag, warp, lane);
     __syncwarp();  // every lane read its staging bytes; the slice is free for the next tile's copies
     const uint32_t valid_word = gather.issue_next();
+    const bool last_tile = !gather.has_tile();  // uniform over the CTA
 
     // ---- Partial S over this warp's 64 dims, every head and token of the tile (each B fragment feeds
     // every row block; kRowBlocks x 4 independent accumulators, 4 k steps deep).
@@ -299,8 +390,11 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
         *reinterpret_cast<uint32_t*>(p_address) = packed[0];
       }
       if (softmax_token == 0) row_rescale[softmax_head] = rescale;
+      // The last tile's softmax also ends the head's row (lse, and the factor that normalizes O), so that
+      // barrier B publishes it and the epilogue needs no barrier of its own.
+      if (last_tile) finish_rows(row_sum, running_max);
     }
-    __syncthreads();  // P and the row factors are in shared memory
+    __syncthreads();  // P and the row factors (after the last tile: row_inverse too) are in shared memory
 
     // ---- O rescale (lazy: skipped when no row of the warp moved its max), then O += P V for every head
     // and this warp's 64 dims (V = K, from the fragments in registers).
@@ -328,23 +422,12 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
 
   cp_async_wait_all();       // no copy may outlive the CTA (Q is still pending when no tile was active)
   allow_dependent_launch();  // the combine (or the next call) may take SMs this grid leaves free
-
-  // ---- Per head (its first softmax thread): lse and the factor that normalizes O (spec section 4, the
-  // rules of tile_common.cuh). The head's largest entry contributes >= 1, so l == 0 means no valid entry.
-#pragma unroll
-  for (int offset = 1; offset < kThreadsPerHead; offset *= 2)
-    row_sum += __shfl_xor_sync(0xffffffffu, row_sum, offset);
-  const bool split = params.num_splits > 1;
-  if (softmax_token == 0 && softmax_head < coords.heads_here)
-    finish_head_row(params, coords, softmax_head, row_sum, running_max, split, row_inverse);
-  __syncthreads();  // row factors published; every warp is past its last P V
-
-  // O rows (the Q tile, the exchange and P are free now for the split stage). Block b of lane (g, c) holds
-  // dims 16 c + 2 b, + 1 of the slice (the dim order of V above).
-  constexpr int kOutColBlockStride = 2;
-  store_output_rows<kRowBlocks, Config::kSliceColBlocks, Config::kOutStageStride, Config::kThreads,
-                    kOutColBlockStride>(params, coords, shared, out_acc, 0, group_row,
-                                        warp * Config::kSliceDims + quad_lane * 16, row_inverse, split);
+  if (!any_tile) {
+    finish_rows(0.f, running_max);  // every head of the block empty
+    __syncthreads();                // row factors published
+  }
+  // O rows: each warp its own 64 dims (store_rows_per_warp), with no barrier after barrier B.
+  store_rows_per_warp<Config>(params, coords, shared, out_acc, row_inverse, split, warp, lane);
 }
 
 }  // namespace smla::detail::decode
