@@ -56,19 +56,29 @@ __device__ __forceinline__ int32_t load_lane_slot(const TileSource& source, int 
 // no length, and positions below the list's width lie inside the index tensor. start() uses it when the
 // lengths make that tile the first active one (the row reaches the split's start); the lengths still decide
 // which of its entries are valid. The first gather then waits for one memory round trip (lengths and slots
-// together) instead of two after the lengths (docs/perf.md, v37).
+// together) instead of two after the lengths (docs/perf.md, v37). Where a row table is built (the 32-head
+// block), whose prologue writes the first two tiles' stages before its barrier, the next tile's slot is
+// loaded the same way (v62).
 struct FirstTileSlot {
   int tile = -1;  // none
   int32_t slot = -1;
+  int32_t next_slot = -1;  // tile + 1's, row table only; -1 past the split's tiles
 };
 
 template <class Config>
 __device__ __forceinline__ FirstTileSlot load_first_tile_slot(const DecodeParams& params,
                                                               const CtaCoordinates& coords, int lane) {
   FirstTileSlot first;
-  first.tile = split_tile_range<Config>(params, coords).begin;
+  const TileRange range = split_tile_range<Config>(params, coords);
+  first.tile = range.begin;
   first.slot = load_lane_slot(
       tile_source<Config>(params, coords, first.tile, params.main.width, params.extra.width), lane);
+  if constexpr (Config::kRowTable) {
+    if (first.tile + 1 < range.end) {
+      first.next_slot = load_lane_slot(
+          tile_source<Config>(params, coords, first.tile + 1, params.main.width, params.extra.width), lane);
+    }
+  }
   return first;
 }
 
@@ -272,7 +282,7 @@ class RowTableGather {
     // write_stage masks positions past the valid prefix, so a slot loaded against the width serves.
     first_slot_ = first_tile_ == first.tile ? first.slot : load_slot(first_tile_);
     second_tile_ = next_active_tile_from(first_tile_ + 1);
-    second_slot_ = load_slot(second_tile_);
+    second_slot_ = second_tile_ == first.tile + 1 ? first.next_slot : load_slot(second_tile_);
     ahead_tile_ = next_active_tile_from(second_tile_ + 1);
     ahead_slot_ = load_slot(ahead_tile_);
   }
