@@ -114,10 +114,10 @@ __device__ __forceinline__ void load_q_slice_async(const DecodeParams& params, c
 // Stage rows are 80 floats apart and lane c's float4 j (dims 16 c + 4 j ..) goes to column 16 c +
 // 4 ((j + c) & 3): the 8 lanes of a 16-byte store phase then hit distinct banks.
 template <class Config>
-__device__ __forceinline__ void store_rows_per_warp(const DecodeParams& params, const CtaCoordinates& coords,
-                                                    uint8_t* shared,
-                                                    const float (&acc)[Config::kRowBlocks][Config::kSliceColBlocks][4],
-                                                    const float* row_inverse, bool split, int warp, int lane) {
+__device__ __forceinline__ void store_rows_per_warp(
+    const DecodeParams& params, const CtaCoordinates& coords, uint8_t* shared,
+    const float (&acc)[Config::kRowBlocks][Config::kSliceColBlocks][4], const float* row_inverse, bool split,
+    int warp, int lane) {
   constexpr int kPassRows = 16;
   constexpr int kStageRowFloats = 80;
   static_assert(size_t(Config::kNumWarps) * kPassRows * kStageRowFloats * 4 <= Config::kPOffset,
@@ -146,9 +146,7 @@ __device__ __forceinline__ void store_rows_per_warp(const DecodeParams& params, 
     __syncwarp();  // the pass's rows are staged
     if (split) {
       // Lanes 0-15 copy one row's 64 dims (float4 m = lane % 16), lanes 16-31 the next row's.
-      float* partial_block = params.partial_out +
-                             partial_index(params, coords.query_row, coords.split, coords.head_base) * kHeadDim +
-                             slice_dim;
+      float* partial_block = partial_rows_address(params, coords) + slice_dim;
       const int m = lane % 16;
 #pragma unroll
       for (int pair = 0; pair < kPassRows / 2; ++pair) {
@@ -167,13 +165,11 @@ __device__ __forceinline__ void store_rows_per_warp(const DecodeParams& params, 
         const int row = 4 * quad + lane / 8;
         const int block_row = mb * kPassRows + row;
         if (block_row < coords.heads_here) {
-          const float4 low = *reinterpret_cast<const float4*>(stage + row * kStageRowFloats + stage_column(2 * e));
+          const float4 low =
+              *reinterpret_cast<const float4*>(stage + row * kStageRowFloats + stage_column(2 * e));
           const float4 high =
               *reinterpret_cast<const float4*>(stage + row * kStageRowFloats + stage_column(2 * e + 1));
-          uint16_t* out_row = params.out + coords.batch * params.out_stride_batch +
-                              coords.seq * params.out_stride_seq +
-                              (coords.head_base + block_row) * params.out_stride_head;
-          *reinterpret_cast<uint4*>(out_row + slice_dim + 8 * e) =
+          *reinterpret_cast<uint4*>(out_row_address(params, coords, block_row) + slice_dim + 8 * e) =
               make_uint4(pack_bf16x2(low.x, low.y), pack_bf16x2(low.z, low.w), pack_bf16x2(high.x, high.y),
                          pack_bf16x2(high.z, high.w));
         }

@@ -101,6 +101,13 @@ struct CtaCoordinates {
   __device__ __forceinline__ bool counts_row_errors() const { return head_base == 0; }
 };
 
+// Row `block_row` of a CTA's head block in out (bf16 [b, s_q, h, 512], any strides).
+__device__ __forceinline__ uint16_t* out_row_address(const DecodeParams& params, const CtaCoordinates& coords,
+                                                     int block_row) {
+  return params.out + coords.batch * params.out_stride_batch + coords.seq * params.out_stride_seq +
+         (coords.head_base + block_row) * params.out_stride_head;
+}
+
 template <class Config>
 __device__ __forceinline__ CtaCoordinates cta_coordinates(const DecodeParams& params) {
   CtaCoordinates coords;
@@ -171,11 +178,17 @@ __device__ __forceinline__ RowTiles row_tiles(const DecodeParams& params, const 
 // Split epilogue: the block's staged fp32 rows (stride StageStride floats) to this (query row, split)'s
 // partial_out rows [head_base, head_base + heads_here), which are contiguous there: whole float4s, the
 // vectors thread `first`, `first + step`, ... of the threads that share the copy.
+// This (query row, split)'s partial_out rows of the CTA's heads, from head_base on (kHeadDim floats a row).
+__device__ __forceinline__ float* partial_rows_address(const DecodeParams& params,
+                                                       const CtaCoordinates& coords) {
+  return params.partial_out +
+         partial_index(params, coords.query_row, coords.split, coords.head_base) * kHeadDim;
+}
+
 template <int StageStride>
 __device__ __forceinline__ void store_partial_rows(const DecodeParams& params, const CtaCoordinates& coords,
                                                    const float* stage, int first, int step) {
-  float* partial_rows =
-      params.partial_out + partial_index(params, coords.query_row, coords.split, coords.head_base) * kHeadDim;
+  float* partial_rows = partial_rows_address(params, coords);
   constexpr int kVectorsPerRow = kHeadDim / 4;
   for (int v = first; v < coords.heads_here * kVectorsPerRow; v += step) {
     const int row = v / kVectorsPerRow;
@@ -251,19 +264,19 @@ __device__ __forceinline__ void rescale_output_rows(float (&acc)[RowBlocks][ColB
   }
 }
 
-// The epilogue of the O accumulator: each row (rows >= heads_here skipped) times its row_inverse factor,
-// column block j of the accumulator at dims dim_base + j * ColBlockStride (8: the C fragment's own layout;
-// 2 in the 99 KB-class kernel, whose dim order gives each lane 16 contiguous dims, 2 per block),
-// bf16 straight to out (unsplit), or fp32 staged in shared memory (split; rows of StageStride floats over
-// the kernel's free tiles) and then, after a CTA barrier, stored as whole 16-byte vectors of contiguous heads
-// by all Threads threads (store_partial_rows).
-template <int RowBlocks, int ColBlocks, int StageStride, int Threads, int ColBlockStride = 8>
+// The epilogue of the O accumulator (C fragment layout: column block j at dims dim_base + 8 j): each row
+// (rows >= heads_here skipped) times its row_inverse factor, bf16 straight to out (unsplit), or fp32 staged
+// in shared memory (split; rows of StageStride floats over the kernel's free tiles) and then, after a CTA
+// barrier, stored as whole 16-byte vectors of contiguous heads by all Threads threads (store_partial_rows).
+// The 99 KB-class kernels, whose lanes hold contiguous dims, store per warp instead (kernel_compact.cuh).
+template <int RowBlocks, int ColBlocks, int StageStride, int Threads>
 __device__ __forceinline__ void store_output_rows(const DecodeParams& params, const CtaCoordinates& coords,
                                                   uint8_t* shared,
                                                   const float (&acc)[RowBlocks][ColBlocks][4], int first_row,
                                                   int group_row, int dim_base, const float* row_inverse,
                                                   bool split) {
   constexpr int kRowsPerBlock = 16;
+  constexpr int kColBlockStride = 8;
   float* stage = reinterpret_cast<float*>(shared);
 #pragma unroll
   for (int mb = 0; mb < RowBlocks; ++mb) {
@@ -273,33 +286,17 @@ __device__ __forceinline__ void store_output_rows(const DecodeParams& params, co
       if (block_row >= coords.heads_here) continue;
       const float inverse = row_inverse[block_row];
       if (!split) {
-        uint16_t* out_row = params.out + coords.batch * params.out_stride_batch +
-                            coords.seq * params.out_stride_seq +
-                            (coords.head_base + block_row) * params.out_stride_head;
-        if constexpr (ColBlockStride == 2) {
-          // The lane's dims are contiguous: 16-byte stores (out rows are 16-byte aligned, dispatch.cpp), one
-          // sector a row and store instead of one per 4 bytes.
-          static_assert(ColBlocks % 4 == 0, "whole 16-byte vectors");
+        uint16_t* out_row = out_row_address(params, coords, block_row);
 #pragma unroll
-          for (int j = 0; j < ColBlocks; j += 4) {
-            *reinterpret_cast<uint4*>(out_row + dim_base + j * ColBlockStride) =
-                make_uint4(pack_bf16x2(acc[mb][j][2 * r] * inverse, acc[mb][j][2 * r + 1] * inverse),
-                           pack_bf16x2(acc[mb][j + 1][2 * r] * inverse, acc[mb][j + 1][2 * r + 1] * inverse),
-                           pack_bf16x2(acc[mb][j + 2][2 * r] * inverse, acc[mb][j + 2][2 * r + 1] * inverse),
-                           pack_bf16x2(acc[mb][j + 3][2 * r] * inverse, acc[mb][j + 3][2 * r + 1] * inverse));
-          }
-        } else {
-#pragma unroll
-          for (int j = 0; j < ColBlocks; ++j) {
-            *reinterpret_cast<uint32_t*>(out_row + dim_base + j * ColBlockStride) =
-                pack_bf16x2(acc[mb][j][2 * r] * inverse, acc[mb][j][2 * r + 1] * inverse);
-          }
+        for (int j = 0; j < ColBlocks; ++j) {
+          *reinterpret_cast<uint32_t*>(out_row + dim_base + j * kColBlockStride) =
+              pack_bf16x2(acc[mb][j][2 * r] * inverse, acc[mb][j][2 * r + 1] * inverse);
         }
       } else {
         float* stage_row = stage + block_row * StageStride;
 #pragma unroll
         for (int j = 0; j < ColBlocks; ++j) {
-          *reinterpret_cast<float2*>(stage_row + dim_base + j * ColBlockStride) =
+          *reinterpret_cast<float2*>(stage_row + dim_base + j * kColBlockStride) =
               make_float2(acc[mb][j][2 * r] * inverse, acc[mb][j][2 * r + 1] * inverse);
         }
       }
