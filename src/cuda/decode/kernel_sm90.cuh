@@ -336,6 +336,88 @@ __device__ __forceinline__ void consumer_sync() {
   sm90::named_barrier_sync(kConsumerBarrier, Config::kConsumerThreads);
 }
 
+// This warpgroup's partial row sums (each over its 32-token slices, summed over the quad) into the
+// exchange, for the other warpgroup to add.
+__device__ __forceinline__ void publish_row_sums(const float (&partial_sum)[2], float* row_sum_exchange,
+                                                 const int (&rows)[2], int group, int quad_lane) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float sum = partial_sum[r];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    if (quad_lane == 0) row_sum_exchange[group * Config::kHeadBlock + rows[r]] = sum;
+  }
+}
+
+// The epilogue's stores, per warp: rows 16 w .. 16 w + 15 of warpgroup `group`'s 256 dims, times the
+// rows' factors, staged over the warp's 8 KB of the Q region and stored as whole rows: bf16 out rows (512
+// bytes a warp instruction) or, split, fp32 partial rows in two passes of 8 rows (1 KB a row, two warp
+// instructions). Chunk k of stage row r lies at k ^ (r & 7) (bf16) or k ^ 2 (r & 7) (fp32): for a fragment
+// store (fixed column block, lanes (g, c) of rows g and g + 8) the 32 lanes then hit 32 distinct banks.
+__device__ __forceinline__ void store_rows_per_warp(const DecodeParams& params, const CtaCoordinates& coords,
+                                                    const SharedMap& shared, const float (&out_acc)[128],
+                                                    const float (&inverse)[2], int group, int warp_in_group,
+                                                    int lane, bool split) {
+  constexpr int kWarpRows = 16;
+  constexpr int kWarpStageBytes = 8192;
+  static_assert(Config::kConsumerWarpgroups * 4 * kWarpStageBytes <= Config::kKOffset - Config::kQOffset,
+                "the per-warp stages fit over Q");
+  uint8_t* stage = shared.base + Config::kQOffset + (group * 4 + warp_in_group) * kWarpStageBytes;
+  const int g = lane / 4;
+  const int c = lane % 4;
+  const int head_row = warp_in_group * kWarpRows;  // first block row of the warp
+  const int dim_base = group * Config::kOutDimsPerGroup;
+  if (!split) {
+    constexpr int kRowBytes = Config::kOutDimsPerGroup * 2;  // 512
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row = g + 8 * r;
+#pragma unroll
+      for (int j = 0; j < Config::kOutDimsPerGroup / 8; ++j) {  // chunk j: dims 8 j .. 8 j + 7
+        *reinterpret_cast<uint32_t*>(stage + row * kRowBytes + ((j ^ (row & 7)) * 16) + c * 4) =
+            pack_bf16x2(out_acc[4 * j + 2 * r] * inverse[r], out_acc[4 * j + 2 * r + 1] * inverse[r]);
+      }
+    }
+    __syncwarp();
+    uint16_t* out_rows = params.out + coords.batch * params.out_stride_batch +
+                         coords.seq * params.out_stride_seq + coords.head_base * params.out_stride_head;
+#pragma unroll 4
+    for (int row = 0; row < kWarpRows; ++row) {
+      if (head_row + row < coords.heads_here) {
+        *reinterpret_cast<uint4*>(out_rows + (head_row + row) * params.out_stride_head + dim_base + lane * 8) =
+            *reinterpret_cast<const uint4*>(stage + row * kRowBytes + ((lane ^ (row & 7)) * 16));
+      }
+    }
+    return;
+  }
+  constexpr int kRowBytes = Config::kOutDimsPerGroup * 4;  // 1 KB
+  float* partial_rows =
+      params.partial_out + partial_index(params, coords.query_row, coords.split, coords.head_base) * kHeadDim;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {  // pass r: rows g + 8 r of the warp
+    if (r > 0) __syncwarp();     // the previous pass's rows were read
+#pragma unroll
+    for (int j = 0; j < Config::kOutDimsPerGroup / 8; ++j) {  // dims 8 j + 2 c, + 1: chunk 2 j + c / 2
+      const int chunk = (2 * j + c / 2) ^ (2 * g);
+      *reinterpret_cast<float2*>(stage + g * kRowBytes + chunk * 16 + (c % 2) * 8) =
+          make_float2(out_acc[4 * j + 2 * r] * inverse[r], out_acc[4 * j + 2 * r + 1] * inverse[r]);
+    }
+    __syncwarp();
+#pragma unroll
+    for (int row = 0; row < 8; ++row) {
+      const int block_row = head_row + row + 8 * r;
+      if (block_row < coords.heads_here) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int chunk = 32 * half + lane;
+          *reinterpret_cast<float4*>(partial_rows + block_row * kHeadDim + dim_base + chunk * 4) =
+              *reinterpret_cast<const float4*>(stage + row * kRowBytes + ((chunk ^ (2 * row)) * 16));
+        }
+      }
+    }
+  }
+}
+
 template <bool ClusterCombine>
 __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoordinates& coords,
                                         const SharedMap& shared, int tile_begin, int tile_end,
@@ -390,8 +472,14 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
   for (int i = 0; i < 128; ++i) out_acc[i] = 0.f;
 
   int tile = next_active_tile<Config>(params, tile_begin, tile_end, main_length, extra_length);
+  const bool any_tile = tile < tile_end;
   for (int n = 0; tile < tile_end; ++n) {
     const int stage = n % Config::kStages;
+    // Known at the top where the last tile publishes its row sums (one register live through the
+    // iteration; the cluster variant has none to spare and finds it at the bottom).
+    int next_tile = tile_end;
+    if constexpr (!ClusterCombine)
+      next_tile = next_active_tile<Config>(params, tile + 1, tile_end, main_length, extra_length);
     // This warpgroup's S reads only the tokens of pass `group`; P V reads all of them (below).
     sm90::mbarrier_wait(shared.full_barrier(stage, group), (n / Config::kStages) & 1);
     const uint32_t k_tile = shared.k_tile(stage);
@@ -460,8 +548,13 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
       *reinterpret_cast<uint32_t*>(p_bytes + operand_chunk_offset(rows[1], token / 8) + within_chunk_bytes) =
           pack_bf16x2(p[2], p[3]);
     }
+    // After the last tile's P, this warpgroup's row sums are final: published with P (the epilogue of
+    // the in-cluster combine keeps its own barrier, which also frees Q and K for its stage).
+    if constexpr (!ClusterCombine) {
+      if (next_tile >= tile_end) publish_row_sums(partial_sum, row_sum_exchange, rows, group, quad_lane);
+    }
     wgmma::fence_shared_for_async_proxy();  // P for the wgmma reads
-    consumer_sync();                        // P of both token slices is complete
+    consumer_sync();                        // P of both token slices (after the last tile: row sums) complete
 
     // ---- O rescale (skipped by a warp when none of its rows moved), then O[64][256g..] += P V.
     if (__any_sync(0xffffffffu, rescale[0] != 1.f || rescale[1] != 1.f)) {
@@ -485,19 +578,19 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
     wgmma::commit_and_wait_all();
     sm90::mbarrier_arrive(shared.empty_barrier(stage));  // this thread is done with K[stage]
 
-    tile = next_active_tile<Config>(params, tile + 1, tile_end, main_length, extra_length);
+    if constexpr (ClusterCombine)
+      next_tile = next_active_tile<Config>(params, tile + 1, tile_end, main_length, extra_length);
+    tile = next_tile;
   }
 
   allow_dependent_launch();  // the combine (or the next call) may take SMs this grid leaves free
 
-  // ---- Row sums (quad, then both token slices) and the epilogue (conventions of kernel.cuh).
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    partial_sum[r] += __shfl_xor_sync(0xffffffffu, partial_sum[r], 1);
-    partial_sum[r] += __shfl_xor_sync(0xffffffffu, partial_sum[r], 2);
-    if (quad_lane == 0) row_sum_exchange[group * Config::kHeadBlock + rows[r]] = partial_sum[r];
+  // ---- Row sums (quad, then both token slices) and the epilogue (conventions of kernel.cuh). Without a
+  // cluster they were published by the last tile's P barrier; a CTA with no active tile publishes zeros.
+  if (ClusterCombine || !any_tile) {
+    publish_row_sums(partial_sum, row_sum_exchange, rows, group, quad_lane);
+    consumer_sync();  // also: both warpgroups are past their last wgmma, so Q and K may be overwritten
   }
-  consumer_sync();  // also: both warpgroups are past their last wgmma, so Q and K may be overwritten
 
   if constexpr (ClusterCombine) {
     float row_sums[2];
@@ -531,39 +624,12 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
     }
   }
 
-  const int dim_base = group * Config::kOutDimsPerGroup + quad_lane * 2;
-  if (!split) {
-    // bf16 rows staged in shared memory (over Q and K, row stride 1040 B so the 8 rows of a fragment
-    // store hit different banks), then written as 16-byte vectors of contiguous dims: the fragment
-    // layout's 4-byte stores straight to global memory took ~25 % of a 2-tile call (ncu, flash-swa b=128).
-    constexpr int kStageRowBytes = kHeadDim * 2 + 16;
-    uint8_t* stage_bytes = shared.base;
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      uint8_t* stage_row = stage_bytes + rows[r] * kStageRowBytes;
-#pragma unroll
-      for (int j = 0; j < Config::kOutDimsPerGroup / 8; ++j) {
-        *reinterpret_cast<uint32_t*>(stage_row + (dim_base + j * 8) * 2) =
-            pack_bf16x2(out_acc[4 * j + 2 * r] * inverse[r], out_acc[4 * j + 2 * r + 1] * inverse[r]);
-      }
-    }
-    consumer_sync();
-    uint16_t* out_rows = params.out + coords.batch * params.out_stride_batch +
-                         coords.seq * params.out_stride_seq + coords.head_base * params.out_stride_head;
-    constexpr int kVectorsPerRow = kHeadDim * 2 / 16;
-    for (int v = consumer_thread; v < coords.heads_here * kVectorsPerRow; v += Config::kConsumerThreads) {
-      const int row = v / kVectorsPerRow;
-      const int column = v % kVectorsPerRow;
-      *reinterpret_cast<uint4*>(out_rows + row * params.out_stride_head + column * 8) =
-          *reinterpret_cast<const uint4*>(stage_bytes + row * kStageRowBytes + column * 16);
-    }
-    return;
-  }
-  // Split partials: staged in shared memory so the global stores are whole float4 rows.
-  stage_scaled_rows(shared, rows, out_acc, inverse, dim_base);
-  consumer_sync();
-  store_partial_rows<Config::kOutStageStride>(params, coords, reinterpret_cast<const float*>(shared.base),
-                                              consumer_thread, Config::kConsumerThreads);
+  // Each warp stages its own rows (16 heads x this warpgroup's 256 dims) in its part of the Q region, free
+  // once both warpgroups are past their last S (the last tile's P barrier), and stores them as whole rows of
+  // contiguous dims; no barrier across the warpgroups (the other may still be in its last P V, which reads
+  // only K and P). 16-byte chunks are XOR-swizzled by row, so the fragments' 4- or 8-byte writes of 8 rows
+  // and the row-wide reads are free of bank conflicts.
+  store_rows_per_warp(params, coords, shared, out_acc, inverse, group, warp_in_group, lane, split);
 }
 
 }  // namespace smla::detail::decode::sm90_kernel
