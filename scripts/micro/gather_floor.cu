@@ -66,6 +66,9 @@ __device__ __forceinline__ const uint8_t* footer_address(const Pool& pool, int32
 // The decode kernels' streaming loads (ld.global.nc.L1::no_allocate), so the routes load as sm90-h64 does.
 using smla::detail::sm90::load_global_stream_16;
 using smla::detail::sm90::load_global_stream_8;
+// The bulk route's per-batch barriers, as sm90-h64's producer waits on its stages.
+using smla::detail::sm90::mbarrier_init;
+using smla::detail::sm90::mbarrier_wait;
 
 // Slot ids of records [first, first + U), -1 past the end: a batch's slots, read one batch ahead.
 template <int U>
@@ -182,9 +185,7 @@ __global__ void __launch_bounds__(kBulkWarps * 32)
   const int warps = gridDim.x * kBulkWarps;
   uint8_t* my_slots = smem + static_cast<size_t>(warp_in_block) * NB * R * kBulkRecordSlot;
   if (lane == 0) {
-    for (int n = 0; n < NB; ++n)
-      asm volatile(
-          "mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(shared_address(&barriers[warp_in_block][n])));
+    for (int n = 0; n < NB; ++n) mbarrier_init(shared_address(&barriers[warp_in_block][n]), 1);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncwarp();
@@ -226,11 +227,7 @@ __global__ void __launch_bounds__(kBulkWarps * 32)
     const int buffer = k % NB;
     const uint32_t barrier = shared_address(&barriers[warp_in_block][buffer]);
     const uint32_t parity = (k / NB) & 1;
-    asm volatile(
-        "{\n.reg .pred done;\nwait_%=:\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-        "@!done bra wait_%=;\n}\n" ::"r"(barrier),
-        "r"(parity)
-        : "memory");
+    mbarrier_wait(barrier, parity);
     acc ^= reinterpret_cast<const uint32_t*>(my_slots + (buffer * R) * kBulkRecordSlot)[lane];
     __syncwarp();
     if (k + NB < batches) issue(k + NB);
