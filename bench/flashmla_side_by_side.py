@@ -806,14 +806,12 @@ def short_sources(lines):
 
 
 def git_commit():
+    """scripts/source-id's name for the source tree: the short commit, with "-dirty-tree-<tree id>" when the
+    files differ from it (the tree id still names them where the git metadata is older than the files)."""
     try:
-        commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                timeout=10)
-        if commit.returncode != 0:
-            return "unknown (no git checkout)"
-        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return commit.stdout.strip() + ("-dirty" if dirty else "")
+        result = subprocess.run(["bash", os.path.join(REPO, "scripts", "source-id"), REPO], capture_output=True,
+                                text=True, timeout=30)
+        return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

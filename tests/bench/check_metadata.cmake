@@ -36,7 +36,7 @@ endif()
 # field -> regular expression its value must match (the cpu backend ran; no CUDA device was timed).
 set(expected_fields
     smla_version "^${EXPECTED_VERSION}$"
-    git_commit "^([0-9a-f]+(-dirty)?|unknown)$"
+    git_commit "^([0-9a-f]+(-dirty-tree-[0-9a-f]+)?|unknown)$"
     date_utc "^20[0-9][0-9]-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]Z$"
     device "^none$"
     compute_capability "^none$"
