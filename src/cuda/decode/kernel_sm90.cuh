@@ -379,20 +379,19 @@ __device__ __forceinline__ void store_rows_per_warp(const DecodeParams& params, 
       }
     }
     __syncwarp();
-    uint16_t* out_rows = params.out + coords.batch * params.out_stride_batch +
-                         coords.seq * params.out_stride_seq + coords.head_base * params.out_stride_head;
+    uint16_t* out_rows = out_row_address(params, coords, 0);
 #pragma unroll 4
     for (int row = 0; row < kWarpRows; ++row) {
       if (head_row + row < coords.heads_here) {
-        *reinterpret_cast<uint4*>(out_rows + (head_row + row) * params.out_stride_head + dim_base + lane * 8) =
+        *reinterpret_cast<uint4*>(out_rows + (head_row + row) * params.out_stride_head + dim_base +
+                                  lane * 8) =
             *reinterpret_cast<const uint4*>(stage + row * kRowBytes + ((lane ^ (row & 7)) * 16));
       }
     }
     return;
   }
   constexpr int kRowBytes = Config::kOutDimsPerGroup * 4;  // 1 KB
-  float* partial_rows =
-      params.partial_out + partial_index(params, coords.query_row, coords.split, coords.head_base) * kHeadDim;
+  float* partial_rows = partial_rows_address(params, coords);
 #pragma unroll
   for (int r = 0; r < 2; ++r) {  // pass r: rows g + 8 r of the warp
     if (r > 0) __syncwarp();     // the previous pass's rows were read

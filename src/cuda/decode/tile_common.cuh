@@ -175,9 +175,6 @@ __device__ __forceinline__ RowTiles row_tiles(const DecodeParams& params, const 
   return row;
 }
 
-// Split epilogue: the block's staged fp32 rows (stride StageStride floats) to this (query row, split)'s
-// partial_out rows [head_base, head_base + heads_here), which are contiguous there: whole float4s, the
-// vectors thread `first`, `first + step`, ... of the threads that share the copy.
 // This (query row, split)'s partial_out rows of the CTA's heads, from head_base on (kHeadDim floats a row).
 __device__ __forceinline__ float* partial_rows_address(const DecodeParams& params,
                                                        const CtaCoordinates& coords) {
@@ -185,6 +182,9 @@ __device__ __forceinline__ float* partial_rows_address(const DecodeParams& param
          partial_index(params, coords.query_row, coords.split, coords.head_base) * kHeadDim;
 }
 
+// Split epilogue: the block's staged fp32 rows (stride StageStride floats) to this (query row, split)'s
+// partial_out rows [head_base, head_base + heads_here), which are contiguous there: whole float4s, the
+// vectors thread `first`, `first + step`, ... of the threads that share the copy.
 template <int StageStride>
 __device__ __forceinline__ void store_partial_rows(const DecodeParams& params, const CtaCoordinates& coords,
                                                    const float* stage, int first, int step) {
