@@ -213,8 +213,7 @@ __device__ __forceinline__ void sum_cluster_rows(const DecodeParams& params, con
   const int splits = params.num_splits;
   const uint32_t stage_address = shared.address(0);
   constexpr int kVectorsPerRow = kHeadDim / 4;
-  uint16_t* out_rows = params.out + coords.batch * params.out_stride_batch +
-                       coords.seq * params.out_stride_seq + coords.head_base * params.out_stride_head;
+  uint16_t* out_rows = out_row_address(params, coords, 0);
   // Every split's vector is loaded before any is summed (kMaxClusterSplits loads in flight, the absent
   // ones predicated off): a distributed shared-memory load costs a few hundred cycles, and a loop that
   // waits for each in turn made the combine cost more than a tile.
