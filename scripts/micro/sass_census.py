@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Instruction census of a kernel's cubin without a disassembler (this machine has no cuobjdump/nvdisasm).
+
+The opcode of a Hopper / Blackwell instruction sits in the low 12 bits of its first 64-bit word. An opcode
+table built from `cuobjdump -sass` dumps made on the device machine (--build-map) names them here, so a
+cubin compiled on this machine can be counted: instructions, HMMAs, and between the first and the last HMMA
+(where the mma.sync kernels' tile loop lies) the instructions and the register moves (MOV, IMAD.MOV.U32).
+A key can stand for several mnemonics of one family (ISETP.GE / ISETP.NE ...); the table keeps the most
+frequent, which is enough for counting classes. The table here (sass_opcodes_sm90a.json) comes from four
+sm_90a dumps of the mma99-h32 kernel (2026-12-03); other architectures need their own. docs/perf.md ("The tile loop's SASS", v64) shows the use:
+the moves that v64's Q loads cost every tile.
+
+  # on the device machine: cuobjdump -sass a.cubin > a.sass (any number of dumps)
+  scripts/micro/sass_census.py --build-map scripts/micro/sass_opcodes_sm90a.json a.sass b.sass
+  # here:
+  nvcc -std=c++20 -O3 -gencode arch=compute_90a,code=sm_90a -Iinclude -Isrc -cubin -o x.cubin \\
+      src/cuda/decode/instantiations/compact32.cu
+  scripts/micro/sass_census.py x.cubin [more.cubin ...]
+"""
+
+import argparse
+import collections
+import json
+import os
+import re
+import struct
+import sys
+
+DEFAULT_MAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sass_opcodes_sm90a.json")
+MOVES = ("MOV", "IMAD.MOV.U32")
+DUMP_LINE = re.compile(r"\s+/\*([0-9a-f]{4,6})\*/\s+(.*?)\s*;\s+/\* 0x([0-9a-f]{16}) \*/")
+
+
+def opcode_key(first_word):
+    return first_word & 0xFFF
+
+
+def dump_instructions(text):
+    """(first word, mnemonic) of every instruction of a cuobjdump -sass dump; guards (@P0) dropped."""
+    out = []
+    for line in text.splitlines():
+        m = DUMP_LINE.match(line)
+        if m:
+            body = re.sub(r"^@!?U?P\w+\s+", "", m.group(2).strip())
+            out.append((int(m.group(3), 16), body.split()[0]))
+    return out
+
+
+def build_map(texts):
+    """Opcode key -> most frequent mnemonic over the dumps."""
+    counts = collections.defaultdict(collections.Counter)
+    for text in texts:
+        for word, mnemonic in dump_instructions(text):
+            counts[opcode_key(word)][mnemonic] += 1
+    return {"%03x" % key: c.most_common(1)[0][0] for key, c in sorted(counts.items())}
+
+
+def elf_sections(data):
+    """(name, offset, size) of a 64-bit little-endian ELF's sections."""
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise ValueError("not a 64-bit little-endian ELF file")
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    headers = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names_offset = headers[shstrndx][4]
+
+    def name(offset):
+        end = data.index(b"\0", names_offset + offset)
+        return data[names_offset + offset:end].decode()
+
+    return [(name(h[0]), h[4], h[5]) for h in headers]
+
+
+def kernel_words(data):
+    """{kernel section name: [first words]} of the cubin's .text.* sections (16-byte instructions)."""
+    out = {}
+    for name, offset, size in elf_sections(data):
+        if name.startswith(".text."):
+            out[name[len(".text."):]] = [struct.unpack_from("<Q", data, offset + i)[0] for i in range(0, size, 16)]
+    return out
+
+
+def census(words, opcode_map):
+    """Counts of one kernel: instructions, HMMAs, and the first-to-last HMMA span's size, moves, opcodes."""
+    names = [opcode_map.get("%03x" % opcode_key(w), "?%03x" % opcode_key(w)) for w in words]
+    hmma = [i for i, n in enumerate(names) if n.startswith("HMMA")]
+    result = {"instructions": len(names), "hmma": len(hmma), "span": 0, "span_moves": 0, "span_opcodes": {}}
+    if hmma:
+        span = names[hmma[0]:hmma[-1] + 1]
+        result["span"] = len(span)
+        result["span_moves"] = sum(1 for n in span if n in MOVES)
+        result["span_opcodes"] = dict(collections.Counter(span).most_common(12))
+    return result
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build-map", metavar="JSON", help="write the opcode table from the given dumps")
+    parser.add_argument("--map", default=DEFAULT_MAP, help="opcode table (default: %(default)s)")
+    parser.add_argument("files", nargs="+", help="cuobjdump -sass dumps (--build-map) or cubins")
+    args = parser.parse_args(argv)
+    if args.build_map:
+        texts = [open(path).read() for path in args.files]
+        table = build_map(texts)
+        with open(args.build_map, "w") as f:
+            json.dump(table, f, indent=0, sort_keys=True)
+            f.write("\n")
+        print("%d opcodes from %d dumps -> %s" % (len(table), len(texts), args.build_map))
+        return 0
+    with open(args.map) as f:
+        opcode_map = json.load(f)
+    for path in args.files:
+        with open(path, "rb") as f:
+            kernels = kernel_words(f.read())
+        for kernel, words in sorted(kernels.items()):
+            c = census(words, opcode_map)
+            print("%s %s: %d instructions, %d HMMA; first to last HMMA: %d instructions, %d moves; %s" % (
+                os.path.basename(path), kernel[:60], c["instructions"], c["hmma"], c["span"], c["span_moves"],
+                " ".join("%s:%d" % kv for kv in c["span_opcodes"].items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,74 @@
+"""scripts/micro/sass_census.py: the opcode table from dumps, the ELF reader and the census (no GPU needed)."""
+
+import importlib.util
+import json
+import os
+import struct
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(REPO, "scripts", "micro", "sass_census.py")
+
+spec = importlib.util.spec_from_file_location("sass_census", SCRIPT)
+sass_census = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sass_census)
+
+HMMA, MOV, FMUL = 0x23C, 0x802, 0x220
+
+
+def dump_line(address, text, word):
+    return "        /*%04x*/  %s ;  /* 0x%016x */" % (address, text, word)
+
+
+def test_map_takes_the_most_frequent_mnemonic_and_drops_guards():
+    dump = "\n".join([
+        dump_line(0x00, "HMMA.16816.F32.BF16 R4, R8, R12, RZ", 0x000000A028AC0000 | HMMA),
+        dump_line(0x10, "@!P0 IMAD.MOV.U32 R1, RZ, RZ, R2", 0x1000 | MOV),
+        dump_line(0x20, "MOV R1, R2", 0x2000 | MOV),
+        dump_line(0x30, "MOV R3, R4", 0x3000 | MOV),
+        "                                         /* 0x000fe200000418ff */",
+    ])
+    table = sass_census.build_map([dump])
+    assert table == {"%03x" % HMMA: "HMMA.16816.F32.BF16", "%03x" % MOV: "MOV"}
+
+
+def test_census_counts_the_span_between_the_first_and_last_hmma():
+    table = {"%03x" % HMMA: "HMMA.16816.F32.BF16", "%03x" % MOV: "MOV", "%03x" % FMUL: "FMUL"}
+    words = [MOV, HMMA, MOV, FMUL, 0x7FF, HMMA, MOV]
+    c = sass_census.census(words, table)
+    assert (c["instructions"], c["hmma"], c["span"], c["span_moves"]) == (7, 2, 5, 1)
+    assert c["span_opcodes"]["?7ff"] == 1
+    assert sass_census.census([MOV], table)["span"] == 0
+
+
+def minimal_elf(sections):
+    """A 64-bit little-endian ELF holding `sections` (name, bytes) and a section-name table."""
+    names = b"\0" + b"".join(n.encode() + b"\0" for n, _ in sections) + b".shstrtab\0"
+    body = b"".join(data for _, data in sections)
+    data_offset = 64
+    names_offset = data_offset + len(body)
+    shoff = names_offset + len(names)
+    header = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)
+    header += struct.pack("<HHIQQQIHHHHHH", 2, 190, 1, 0, 0, shoff, 0, 64, 0, 0, 64, len(sections) + 2,
+                          len(sections) + 1)
+    shdrs = [struct.pack("<IIQQQQIIQQ", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)]
+    name_at, offset = 1, data_offset
+    for name, blob in sections:
+        shdrs.append(struct.pack("<IIQQQQIIQQ", name_at, 1, 0, 0, offset, len(blob), 0, 0, 16, 0))
+        name_at += len(name) + 1
+        offset += len(blob)
+    shdrs.append(struct.pack("<IIQQQQIIQQ", name_at, 3, 0, 0, names_offset, len(names), 0, 0, 1, 0))
+    return header + body + names + b"".join(shdrs)
+
+
+def test_kernel_words_reads_the_first_word_of_each_instruction():
+    text = b"".join(struct.pack("<QQ", w, 0xFFFF) for w in (HMMA, MOV, HMMA))
+    elf = minimal_elf([(".nv.info", b"\1" * 8), (".text.kernel_a", text)])
+    assert sass_census.kernel_words(elf) == {"kernel_a": [HMMA, MOV, HMMA]}
+
+
+def test_committed_table_names_the_mma_and_move_opcodes():
+    assert sass_census.build_map([]) == {}
+    with open(sass_census.DEFAULT_MAP) as f:
+        committed = json.load(f)
+    assert committed["%03x" % HMMA].startswith("HMMA")
+    assert "MOV" in committed.values() and "IMAD.MOV.U32" in committed.values()
