@@ -16,6 +16,8 @@ the moves that v64's Q loads cost every tile.
   nvcc -std=c++20 -O3 -gencode arch=compute_90a,code=sm_90a -Iinclude -Isrc -cubin -o x.cubin \\
       src/cuda/decode/instantiations/compact32.cu
   scripts/micro/sass_census.py x.cubin [more.cubin ...]
+  # a dump counts with its own mnemonics (scripts/ab-bench run --sass writes them):
+  scripts/micro/sass_census.py base.sass
 """
 
 import argparse
@@ -80,9 +82,34 @@ def kernel_words(data):
     return out
 
 
+def dump_functions(text):
+    """{function: [mnemonics]} of a cuobjdump -sass dump (the sections after each "Function : name"); a
+    function compiled for several architectures is named name@sm_XX."""
+    out, current, arch = {}, None, ""
+    for line in text.splitlines():
+        target = re.match(r"\s*code for (sm_\w+)", line)
+        if target:
+            arch = target.group(1)
+            continue
+        function = re.match(r"\s*Function : (\S+)", line)
+        if function:
+            current = function.group(1) + ("@" + arch if arch else "")
+            out[current] = []
+            continue
+        m = DUMP_LINE.match(line)
+        if m and current is not None:
+            out[current].append(re.sub(r"^@!?U?P\w+\s+", "", m.group(2).strip()).split()[0])
+    return out
+
+
 def census(words, opcode_map):
     """Counts of one kernel: instructions, HMMAs, and the first-to-last HMMA span's size, moves, opcodes."""
     names = [opcode_map.get("%03x" % opcode_key(w), "?%03x" % opcode_key(w)) for w in words]
+    return census_of_names(names)
+
+
+def census_of_names(names):
+    """census() of a kernel's mnemonics."""
     hmma = [i for i, n in enumerate(names) if n.startswith("HMMA")]
     result = {"instructions": len(names), "hmma": len(hmma), "span": 0, "span_moves": 0, "span_opcodes": {}}
     if hmma:
@@ -97,7 +124,7 @@ def main(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build-map", metavar="JSON", help="write the opcode table from the given dumps")
     parser.add_argument("--map", default=DEFAULT_MAP, help="opcode table (default: %(default)s)")
-    parser.add_argument("files", nargs="+", help="cuobjdump -sass dumps (--build-map) or cubins")
+    parser.add_argument("files", nargs="+", help="cuobjdump -sass dumps (--build-map), or cubins and dumps to count")
     args = parser.parse_args(argv)
     if args.build_map:
         texts = [open(path).read() for path in args.files]
@@ -107,17 +134,26 @@ def main(argv):
             f.write("\n")
         print("%d opcodes from %d dumps -> %s" % (len(table), len(texts), args.build_map))
         return 0
-    with open(args.map) as f:
-        opcode_map = json.load(f)
+    opcode_map = None
     for path in args.files:
         with open(path, "rb") as f:
-            kernels = kernel_words(f.read())
-        for kernel, words in sorted(kernels.items()):
-            c = census(words, opcode_map)
-            print("%s %s: %d instructions, %d HMMA; first to last HMMA: %d instructions, %d moves; %s" % (
-                os.path.basename(path), kernel[:60], c["instructions"], c["hmma"], c["span"], c["span_moves"],
-                " ".join("%s:%d" % kv for kv in c["span_opcodes"].items())))
+            data = f.read()
+        if data[:4] == b"\x7fELF":
+            if opcode_map is None:
+                with open(args.map) as f:
+                    opcode_map = json.load(f)
+            counts = {k: census(w, opcode_map) for k, w in kernel_words(data).items()}
+        else:  # a cuobjdump -sass dump: its own mnemonics
+            counts = {k: census_of_names(n) for k, n in dump_functions(data.decode(errors="replace")).items()}
+        for kernel, c in sorted(counts.items()):
+            print(census_line(os.path.basename(path), kernel, c))
     return 0
+
+
+def census_line(label, kernel, c):
+    return "%s %s: %d instructions, %d HMMA; first to last HMMA: %d instructions, %d moves; %s" % (
+        label, kernel, c["instructions"], c["hmma"], c["span"], c["span_moves"],
+        " ".join("%s:%d" % kv for kv in c["span_opcodes"].items()))
 
 
 if __name__ == "__main__":

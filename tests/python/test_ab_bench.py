@@ -83,3 +83,43 @@ def test_prepare_applies_patches_and_refuses_one_that_does_not_apply(tmp_path, m
     assert "does not apply" in capsys.readouterr().err
     assert ab_bench.prepare(["r=HEAD+no/such.patch"]) == 1
     assert not (tmp_path / "ab" / "r").exists()
+
+
+FAKE_DUMP = """
+\tcode for sm_90a
+\t\tFunction : _ZN4smla6detail6decode_kernel_a
+        /*0000*/                   MOV R1, R2 ;                                 /* 0x0000000200017202 */
+        /*0010*/                   HMMA.16816.F32.BF16 R4, R8, R12, RZ ;        /* 0x0000000c0804723c */
+        /*0020*/              @P0  IMAD.MOV.U32 R5, RZ, RZ, R6 ;                /* 0x000000ffff050224 */
+        /*0030*/                   HMMA.16816.F32.BF16 R4, R8, R12, R4 ;        /* 0x0000000c0804723c */
+\t\tFunction : _ZN4smla6detail9relayout_kernel
+        /*0000*/                   EXIT ;                                       /* 0x000000000000794d */
+"""
+
+
+def test_sass_option_writes_each_trees_dump_and_its_decode_kernels_census(tmp_path, monkeypatch):
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    dump_file = tmp_path / "dump.txt"
+    dump_file.write_text(FAKE_DUMP)
+    cuobjdump = fake_bin / "cuobjdump"
+    cuobjdump.write_text(f"#!/bin/sh\ncat {dump_file}\n")
+    cuobjdump.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    lines = ab_bench.sass_census_lines("v1", str(tmp_path / "tree"), str(tmp_path / "sass"))
+    assert (tmp_path / "sass" / "v1.sass").read_text() == FAKE_DUMP
+    assert len(lines) == 1  # the relayout kernel is not a decode kernel
+    assert lines[0].startswith("# sass v1 _ZN4smla6detail6decode_kernel_a@sm_90a: 4 instructions, 2 HMMA;")
+    assert "first to last HMMA: 3 instructions, 1 moves" in lines[0]
+
+
+def test_sass_option_reports_a_failed_dump(tmp_path, monkeypatch):
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    cuobjdump = fake_bin / "cuobjdump"
+    cuobjdump.write_text("#!/bin/sh\necho 'no such file' >&2\nexit 1\n")
+    cuobjdump.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    lines = ab_bench.sass_census_lines("v1", str(tmp_path / "tree"), str(tmp_path / "sass"))
+    assert lines == [f"# sass v1: cuobjdump -sass {tmp_path / 'tree' / 'build-ab' / 'libsmla.so'} failed: "
+                     "no such file"]
