@@ -76,7 +76,8 @@ struct DecodeConfigSm90 {
   static constexpr size_t kEmptyBarrierOffset = kFullBarrierOffset + kStages * kPasses * 8;  // u64[2]
   static constexpr size_t kSharedBytes = kEmptyBarrierOffset + kStages * 8;
 
-  // Split epilogue: normalized O rows staged as fp32 [64][kOutStageStride] over Q and the K buffers.
+  // In-cluster combine: normalized O rows staged as fp32 [64][kOutStageStride] over Q and the K buffers
+  // (stage_scaled_rows); the other epilogues stage per warp over Q (store_rows_per_warp).
   static constexpr int kOutStageStride = kHeadDim + 8;
 
   static_assert(kQOffset % 1024 == 0 && kKOffset % 1024 == 0 && kPOffset % 1024 == 0,

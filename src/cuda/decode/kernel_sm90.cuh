@@ -254,8 +254,8 @@ __device__ __forceinline__ void producer_cluster_tail(const DecodeParams& params
 }
 
 // O * scale[r] of this thread's two accumulator rows as fp32 rows [64][kOutStageStride] at the start of
-// shared memory (over Q and K: every wgmma of the CTA is complete), so the global stores can be whole
-// float4 rows (split partials) or cluster reads (in-cluster combine).
+// shared memory (over Q and K: every wgmma of the CTA is complete), for the in-cluster combine's reads
+// (sum_cluster_rows). The other epilogues stage per warp (store_rows_per_warp).
 __device__ __forceinline__ void stage_scaled_rows(const SharedMap& shared, const int (&rows)[2],
                                                   const float (&out_acc)[128], const float (&scale)[2],
                                                   int dim_base) {
