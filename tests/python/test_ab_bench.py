@@ -121,5 +121,5 @@ def test_sass_option_reports_a_failed_dump(tmp_path, monkeypatch):
     cuobjdump.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
     lines = ab_bench.sass_census_lines("v1", str(tmp_path / "tree"), str(tmp_path / "sass"))
-    assert lines == [f"# sass v1: cuobjdump -sass {tmp_path / 'tree' / 'build-ab' / 'libsmla.so'} failed: "
+    assert lines == [f"# sass v1: cuobjdump -sass {tmp_path / 'tree' / 'build-ab' / 'smla-bench'} failed: "
                      "no such file"]
