@@ -248,8 +248,10 @@ struct RowTableStage {
 //     Tile 2 goes to the stage no one used.
 //   Why three stages: with two, tile 2's write (iteration 0, before A(0)) would overwrite tile 0, read after
 //     P, with no barrier between. Writing between A and B instead would make two enough, but put the table
-//     work in the softmax, where all warps do the same work; before A, the rope warp would wait anyway for
-//     the scale-group warps' dequantization.
+//     work in the softmax, where all warps do the same work and reach B together. Before A the table work
+//     makes the rope warp the last to arrive, by 150-375 cycles a tile (its dequantization is shorter, its
+//     table work longer: tile stamps, docs/perf.md), but moving its slot loads to another warp (v66) or
+//     prefetching them (v65) measured slower.
 //   Latency: the table warp loads tile u + 1's slots in iteration u - 2 (tile 2's in the prologue), right
 //     after writing tile u, and writes them one iteration later; no warp waits on a global load to issue
 //     copies, only on the table's shared-memory loads.
