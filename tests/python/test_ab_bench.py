@@ -106,7 +106,8 @@ def test_sass_option_writes_each_trees_dump_and_its_decode_kernels_census(tmp_pa
     cuobjdump.write_text(f"#!/bin/sh\ncat {dump_file}\n")
     cuobjdump.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
-    lines = ab_bench.sass_census_lines("v1", str(tmp_path / "tree"), str(tmp_path / "sass"))
+    lines = ab_bench.sass_census_lines("v1", str(tmp_path / "tree" / "build-ab" / "smla-bench"),
+                                       str(tmp_path / "sass"))
     assert (tmp_path / "sass" / "v1.sass").read_text() == FAKE_DUMP
     assert len(lines) == 1  # the relayout kernel is not a decode kernel
     assert lines[0].startswith("# sass v1 _ZN4smla6detail6decode_kernel_a@sm_90a: 4 instructions, 2 HMMA;")
@@ -120,6 +121,7 @@ def test_sass_option_reports_a_failed_dump(tmp_path, monkeypatch):
     cuobjdump.write_text("#!/bin/sh\necho 'no such file' >&2\nexit 1\n")
     cuobjdump.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
-    lines = ab_bench.sass_census_lines("v1", str(tmp_path / "tree"), str(tmp_path / "sass"))
+    lines = ab_bench.sass_census_lines("v1", str(tmp_path / "tree" / "build-ab" / "smla-bench"),
+                                       str(tmp_path / "sass"))
     assert lines == [f"# sass v1: cuobjdump -sass {tmp_path / 'tree' / 'build-ab' / 'smla-bench'} failed: "
                      "no such file"]
