@@ -174,7 +174,7 @@ TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
             << label << ": empty split";
         if (schedule.tile_tokens == 32) {
           EXPECT_LE(ctas * schedule.num_splits, device.sm_count) << label;
-          EXPECT_LE(schedule.num_splits, 16) << label;
+          EXPECT_LE(schedule.num_splits, 32) << label;  // the combine's one-batch limit, kMaxOneBatchSplits
         }
         // Sane: a grid that leaves most SMs idle splits its rows, and a split never costs more waves of
         // tile work than the unsplit grid: waves x (tiles per split + 1 fixed tile) (schedule.cpp's model).
@@ -210,7 +210,7 @@ TEST(KernelChoice, FewCombineBlocksChargeEachSplit) {
 }
 
 // Small calls of the 99 KB-class kernels split 32-entry half tiles when the 64-entry schedule is one wave
-// and half tiles give each split less work, still in one wave and in at most 16 splits (schedule.cpp): the
+// and half tiles give each split less work, still in one wave and in at most 32 splits (schedule.cpp): the
 // DSv4-Flash step's layers at b = 1, context 8192 (SWA: 2 tiles; C4: 2 + 8; C128: 2 + 1) and pro-c4 at b = 1.
 TEST(KernelChoice, SmallCompactCallsSplitHalfTiles) {
   struct Expected {
@@ -224,11 +224,11 @@ TEST(KernelChoice, SmallCompactCallsSplitHalfTiles) {
   const Case cases[] = {
       // 4 head blocks of 16: 16 CTAs of one half tile
       {"flash-swa b=1", {1, 1, 64, 128, 0}, {4, 1, 32}, {4, 1, 32}},
-      // 20 half-tile splits would pass the 16-split cap (measured slower): 10 splits of one 64-entry tile
-      {"flash-c4 b=1", {1, 1, 64, 128, 512}, {10, 1, 64}, {10, 1, 64}},
+      // 4 head blocks: 20 splits of one half tile (within the 32-split cap since the grouped combine)
+      {"flash-c4 b=1", {1, 1, 64, 128, 512}, {20, 1, 32}, {20, 1, 32}},
       {"flash-c128 b=1", {1, 1, 64, 128, 64}, {6, 1, 32}, {6, 1, 32}},
       // 8 head blocks: 188 SMs take 18 splits of one 64-entry tile (half tiles: 23 splits of 2, no
-      // shorter); 132 take 9 of two, and 16 splits of half tiles fit: 12 splits of 3
+      // shorter); 132 take 9 of two, and 16 splits of half tiles fit one wave: 12 splits of 3
       {"pro-c4 b=1", {1, 1, 128, 128, 1024}, {18, 1, 64}, {12, 3, 32}},
       // 96 entries: the second tile's last half would be empty in every row: 64-entry tiles
       {"h=64 topk=96 b=1", {1, 1, 64, 96, 0}, {2, 1, 64}, {2, 1, 64}},

@@ -20,6 +20,7 @@
 
 #include "common/backend_entry.h"
 #include "common/test_support.h"
+#include "cuda/combine/kernel.h"
 #include "cuda/decode/config.h"
 #include "cuda/decode/config_sm90.h"
 #include "cuda/decode/kernel.h"
@@ -338,9 +339,9 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
     int auto_tile_tokens;  // 32: the half-tile rule (16-head blocks run the 99 KB-class kernel)
   };
   const Case cases[] = {
-      // 16-head blocks: 4 CTAs, 10 tiles: one tile per split (40 CTAs); 20 half tiles would take 20 splits,
-      // past the half-tile cap of 16
-      {{1, 1, 64, 128, 512}, 10, 64},
+      // 16-head blocks: 4 CTAs, 10 tiles: one tile per split (40 CTAs); then 20 half tiles in 20 splits of
+      // one (80 CTAs, within the half-tile cap of 32)
+      {{1, 1, 64, 128, 512}, 20, 32},
       {{1, 1, 64, 128, 64}, 6, 32},  // 3 tiles: one each, then 6 half tiles in 24 CTAs (a C128 layer)
       // 16-head blocks: 8 CTAs, 18 tiles: 9 splits of 2 (18 of 1: 2 waves); then 16 splits fit one wave:
       // 36 half tiles in 12 splits of 3
@@ -390,11 +391,11 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
           << label << ": empty split";
       if (requested == 0) {
         EXPECT_EQ(schedule.num_splits, test_case.auto_splits) << label;
-        // Half tiles only for the 99 KB-class kernel, in one wave, in at most 16 splits.
+        // Half tiles only for the 99 KB-class kernel, in one wave, in at most kMaxOneBatchSplits splits.
         if (tile_tokens == 32) {
           EXPECT_EQ(head_block, 16) << label;
           EXPECT_LE(rows * ((shape.num_heads + 15) / 16) * schedule.num_splits, h100.sm_count) << label;
-          EXPECT_LE(schedule.num_splits, 16) << label;
+          EXPECT_LE(schedule.num_splits, detail::kMaxOneBatchSplits) << label;
         }
       } else {
         EXPECT_LE(schedule.num_splits, std::min(requested, total_tiles)) << label;
@@ -429,7 +430,9 @@ TEST(DecodeCudaSchedule, WarpSpecializedKernelPlansClustersWithinResidency) {
     int auto_splits, head_block;
   };
   const Case cases[] = {
-      {{1, 1, 64, 128, 512}, 10, 16},  // small call: 16-head blocks, as without the sm_90a kernel
+      {{1, 1, 64, 128, 512},
+       20,
+       16},  // small call: 16-head blocks, half tiles (as without the sm_90a kernel)
       // 8 rows x 10 tiles: few enough rows for the 32-head 99 KB-class kernel (kernel_choice.cpp), 20 half
       // tiles in 7 splits of 3
       {{8, 1, 64, 128, 512}, 7, 32},
@@ -749,13 +752,17 @@ TEST(DecodeCuda, ClusterCombinedSplitsMatchReference) {
   }
 }
 
-// The combine kernel's one-batch variants (few blocks: all splits' loads at once, in batches of 2, 4, 6,
-// 8, 10, 12 or 16 slots) at every split count 2..16 of a small call (16-head blocks), against the reference:
-// an empty row, sinks with +-inf, per-query lengths; under the 99 KB cap and without it.
+// The combine kernel's one-batch variants (few blocks: every split's loads at once; 2 and 4 splits in one
+// group of 128 threads, 5..32 in the grouped kernel, here 4 groups of 2..8 slots) at every split count 2..16
+// and at 20, 24, 28 and 32 splits of a small call (16-head blocks, 96 combine blocks), against the
+// reference: an empty row, sinks with +-inf, per-query lengths; under the 99 KB cap and without it.
 TEST(DecodeCuda, CombineOneBatchEverySplitCountMatchesReference) {
   SMLA_SKIP_WITHOUT_CUDA();
-  for (int splits = 2; splits <= 16; ++splits) {
-    if (test::quick_mode() && splits % 4 != 2) continue;  // 2, 6, 10, 14 under the sanitizers
+  std::vector<int> split_counts;
+  for (int splits = 2; splits <= 16; ++splits) split_counts.push_back(splits);
+  for (int splits : {20, 24, 28, detail::kMaxOneBatchSplits}) split_counts.push_back(splits);
+  for (int splits : split_counts) {
+    if (test::quick_mode() && splits % 4 != 2 && splits != detail::kMaxOneBatchSplits) continue;
     // 2 * splits 64-entry tiles, so the requested count is the effective one.
     ProblemConfig config = test::problem_config(2, 1, 48, 128, 128 * splits - 128, 256, 64);
     config.sink_inf_fraction = 0.5;
@@ -772,6 +779,35 @@ TEST(DecodeCuda, CombineOneBatchEverySplitCountMatchesReference) {
       const DeviceResult result = run_on_device(plan, problem, device);
       expect_matches(reference, result,
                      describe(config) + " splits=" + std::to_string(splits) + (cap > 0 ? " capped" : ""));
+      EXPECT_EQ(result.error_count, 0u);
+    }
+  }
+}
+
+// The grouped combine's two-group form (257..512 combine blocks): 6 rows x 48 heads, 5..32 splits, through
+// the combine kernel (splits the sm_90a kernel would merge in its clusters are skipped uncapped), against
+// the reference; an empty row, sinks with +-inf.
+TEST(DecodeCuda, CombineTwoGroupSplitCountsMatchReference) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  for (int splits : {5, 9, 13, 17, 24, detail::kMaxOneBatchSplits}) {
+    if (test::quick_mode() && splits != 9 && splits != detail::kMaxOneBatchSplits) continue;
+    ProblemConfig config = test::problem_config(6, 1, 48, 128, 128 * splits - 128, 256, 64);
+    config.sink_inf_fraction = 0.5;
+    config.lengths_per_query = splits % 2 == 1;
+    Rng rng = Rng::ForTest(1600 + splits);
+    DecodeProblem problem = make_problem(rng, config);
+    empty_first_row(problem);
+    const Reference reference = reference_decode(problem);
+    DeviceProblem device(problem);
+    for (int32_t cap : {0, 101376}) {
+      const Plan plan = make_cuda_plan(problem.shape, splits, cap);
+      ASSERT_EQ(plan.num_splits(), splits);
+      if (std::string(plan.kernel_name()) == "sm90-h64" && detail::decode::sm90_combines_in_cluster(splits))
+        continue;
+      const DeviceResult result = run_on_device(plan, problem, device);
+      expect_matches(reference, result,
+                     describe(config) + " splits=" + std::to_string(splits) +
+                         " kernel=" + plan.kernel_name() + (cap > 0 ? " capped" : ""));
       EXPECT_EQ(result.error_count, 0u);
     }
   }

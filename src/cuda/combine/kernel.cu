@@ -25,9 +25,10 @@ constexpr int kCombineThreads = kHeadDim / 4;  // one float4 of the 512 dims per
 // a register cap for 16 (8) blocks per SM: at 2 splits flash-c4 b=64 has 4096 blocks and occupancy decides
 // (8 loads in flight at 92 registers, ~5 blocks per SM, measured 55 us against 49.6 for the serial v6
 // loop at 32 registers); many splits with few blocks use 8 or 16.
-// OneBatch (num_splits <= LoadsInFlight, the launcher's promise): every split's lse and partial vector are
-// loaded together, one memory round trip after the wait; otherwise the lse pass comes first and a split of
-// zero weight is never read, two round trips per LoadsInFlight splits.
+// OneBatch (num_splits <= LoadsInFlight, the launcher's promise; 2 and 4 splits, larger counts of few
+// blocks go to split_combine_groups_kernel): every split's lse and partial vector are loaded together, one
+// memory round trip after the wait; otherwise the lse pass comes first and a split of zero weight is never
+// read, two round trips per LoadsInFlight splits.
 // Resident threads per SM of the architecture being compiled: sm_86, sm_87, sm_89 and sm_120 hold 1536,
 // the others 2048. The occupancy hint asks for no more blocks than fit (else ptxas drops it with a warning).
 #if defined(__CUDA_ARCH__) && \
@@ -38,6 +39,73 @@ constexpr int kMaxThreadsPerSm = 2048;
 #endif
 constexpr int combine_min_blocks(int wanted) {
   return wanted * kCombineThreads <= kMaxThreadsPerSm ? wanted : kMaxThreadsPerSm / kCombineThreads;
+}
+
+// A (query row, head)'s sums over its splits, for a thread's 4 dims: sum_s w_s o_s with w_s = exp(L_s -
+// shift), sum_s exp(L_s - max_lse) (>= 1 when a split is not empty; gives lse) and sum_s w_s.
+struct CombineSums {
+  float4 accumulated = make_float4(0.f, 0.f, 0.f, 0.f);
+  float weight_sum = 0.f;
+  float shifted_weight_sum = 0.f;
+};
+
+// The shift of every exponent: the largest split lse, or a larger finite sink (the rule at the top).
+__device__ __forceinline__ float combine_shift(float sink, float max_lse) {
+  return (isfinite(sink) && sink > max_lse) ? sink : max_lse;
+}
+
+// The sink of `head`, loaded unconditionally (a valid address stands in when there are no sinks), so that
+// no branch join waits for it before the split loads behind it are issued (v40).
+__device__ __forceinline__ float load_sink_unconditionally(const DecodeParams& params, int head,
+                                                           const float* stand_in) {
+  const float loaded = *(params.attn_sink != nullptr ? params.attn_sink + head : stand_in);
+  return params.attn_sink != nullptr ? loaded : -INFINITY;
+}
+
+// Adds loaded splits to `sums` in slot order (slots past num_splits hold lse -inf). A split of zero weight
+// (empty, or underflowed against the sink) adds nothing, whatever its partial holds.
+template <int Slots>
+__device__ __forceinline__ void add_loaded_splits(const float (&lse)[Slots], const float4 (&partial)[Slots],
+                                                  float max_lse, float shift, CombineSums& sums) {
+#pragma unroll
+  for (int k = 0; k < Slots; ++k) {
+    const float weight = lse[k] == -INFINITY ? 0.f : expf(lse[k] - shift);
+    sums.weight_sum += lse[k] == -INFINITY ? 0.f : expf(lse[k] - max_lse);
+    sums.shifted_weight_sum += weight;
+    if (weight != 0.f) {
+      sums.accumulated.x += weight * partial[k].x;
+      sums.accumulated.y += weight * partial[k].y;
+      sums.accumulated.z += weight * partial[k].z;
+      sums.accumulated.w += weight * partial[k].w;
+    }
+  }
+}
+
+// The row's out (this thread's 4 dims, bf16) and, from thread `column` 0, its lse.
+__device__ __forceinline__ void store_combined_row(const DecodeParams& params, int batch, int seq, int head,
+                                                   unsigned column, const CombineSums& sums, float max_lse,
+                                                   float shift, float sink) {
+  const bool empty = max_lse == -INFINITY;
+  // The row's store, spelled out rather than through store_combined_row: with that call the multi-batch
+  // variants compile to different machine code, and theirs is kept as measured (the note above).
+  float inverse = 0.f;
+  if (!empty && sink != INFINITY) {
+    const float sink_weight = isfinite(sink) ? expf(sink - shift) : 0.f;
+    inverse = 1.f / (sums.shifted_weight_sum + sink_weight);
+  }
+  const float4& accumulated = sums.accumulated;
+  const __nv_bfloat162 low = __floats2bfloat162_rn(accumulated.x * inverse, accumulated.y * inverse);
+  const __nv_bfloat162 high = __floats2bfloat162_rn(accumulated.z * inverse, accumulated.w * inverse);
+  uint2 packed;
+  __builtin_memcpy(&packed.x, &low, 4);
+  __builtin_memcpy(&packed.y, &high, 4);
+  uint16_t* out_row = params.out + batch * params.out_stride_batch + seq * params.out_stride_seq +
+                      head * params.out_stride_head;
+  reinterpret_cast<uint2*>(out_row)[column] = packed;
+  if (column == 0) {
+    *decode::lse_address(params, batch, seq, head) =
+        empty ? decode::empty_row_lse() : max_lse + logf(sums.weight_sum);
+  }
 }
 
 template <int LoadsInFlight, int MinBlocksPerSm, bool OneBatch>
@@ -77,12 +145,9 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
   const float4* partial_rows = reinterpret_cast<const float4*>(params.partial_out + first_partial * kHeadDim);
   const int64_t partial_row_step = split_step * (kHeadDim / 4);  // float4 per split
   if constexpr (OneBatch) wait_for_prerequisite_grids();
-  // One batch: the sink's load unconditional as well (a valid address stands in when there are no sinks),
-  // so that no branch join waits for it before the split loads are issued.
   float sink;
   if constexpr (OneBatch) {
-    const float sink_loaded = *(params.attn_sink != nullptr ? params.attn_sink + head : split_lse);
-    sink = params.attn_sink != nullptr ? sink_loaded : -INFINITY;
+    sink = load_sink_unconditionally(params, head, split_lse);
   } else {
     sink = params.attn_sink != nullptr ? params.attn_sink[head] : -INFINITY;
   }
@@ -121,21 +186,12 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
       max_lse = fmaxf(max_lse, lse[k]);
     }
     empty = max_lse == -INFINITY;
-    shift = (isfinite(sink) && sink > max_lse) ? sink : max_lse;
-    // In split order; a split of zero weight (empty, or underflowed against the sink) adds nothing,
-    // whatever its partial holds.
-#pragma unroll
-    for (int k = 0; k < kLoadsInFlight; ++k) {
-      const float weight = lse[k] == -INFINITY ? 0.f : expf(lse[k] - shift);
-      weight_sum += lse[k] == -INFINITY ? 0.f : expf(lse[k] - max_lse);
-      shifted_weight_sum += weight;
-      if (weight != 0.f) {
-        accumulated.x += weight * partial[k].x;
-        accumulated.y += weight * partial[k].y;
-        accumulated.z += weight * partial[k].z;
-        accumulated.w += weight * partial[k].w;
-      }
-    }
+    shift = combine_shift(sink, max_lse);
+    CombineSums sums;
+    add_loaded_splits(lse, partial, max_lse, shift, sums);
+    accumulated = sums.accumulated;
+    weight_sum = sums.weight_sum;
+    shifted_weight_sum = sums.shifted_weight_sum;
   } else {
     for (int first_split = 0; first_split < num_splits; first_split += kLoadsInFlight) {
       float lse[kLoadsInFlight];
@@ -190,6 +246,117 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
   }
 }
 
+// The one-batch combine with the splits dealt to Groups groups of 128 threads: group g loads splits g,
+// g + Groups, ... (at most Slots each), so a thread waits for 1 / Groups of the requests of the 128-thread
+// kernel (its load time scales with the requests a thread waits for, not the bytes: docs/perf.md,
+// fresh_partials_read). The groups swap their lse maxima through shared memory, weight their splits by the
+// same rule as split_combine_kernel, and hand their sums to group 0, which adds them in group order and
+// writes the row.
+template <int Groups, int Slots>
+__global__ void __launch_bounds__(Groups* kCombineThreads, 1)
+    split_combine_groups_kernel(const DecodeParams params) {
+  const unsigned row_head = blockIdx.x;
+  const int head = static_cast<int>(row_head % static_cast<unsigned>(params.num_heads));
+  const int row = static_cast<int>(row_head / static_cast<unsigned>(params.num_heads));
+  const int batch = row / params.seq_q;
+  const int seq = row % params.seq_q;
+  const int group = static_cast<int>(threadIdx.x) / kCombineThreads;
+  const int column = static_cast<int>(threadIdx.x) % kCombineThreads;
+  const int num_splits = params.num_splits;
+  const int64_t first_partial = decode::partial_index(params, row, 0, head);
+  const int64_t split_step = params.num_heads;
+  const float* split_lse = params.partial_lse + first_partial;
+  const float4* partial_rows = reinterpret_cast<const float4*>(params.partial_out + first_partial * kHeadDim);
+  const int64_t partial_row_step = split_step * (kHeadDim / 4);
+  static_assert(Groups >= 2, "one group is split_combine_kernel's one-batch variant");
+  __shared__ float group_maxima[Groups];
+  __shared__ float4 handed_sums[Groups - 1][kCombineThreads];
+  __shared__ float handed_weights[Groups - 1][2];  // weight_sum, shifted_weight_sum
+  wait_for_prerequisite_grids();
+  const float sink = load_sink_unconditionally(params, head, split_lse);
+  // Split group + Groups k, clamped into [0, num_splits) like split_combine_kernel's one-batch loads (the
+  // slots past num_splits get lse -inf, weight 0).
+  const auto split_of = [&](int k) {
+    const int split = group + Groups * k;
+    return split < num_splits ? split : num_splits - 1;
+  };
+  float lse[Slots];
+  float4 partial[Slots];
+#pragma unroll
+  for (int k = 0; k < Slots; ++k) {
+    lse[k] = split_lse[split_of(k) * split_step];
+    partial[k] = partial_rows[split_of(k) * partial_row_step + column];
+  }
+  float group_max = -INFINITY;
+#pragma unroll
+  for (int k = 0; k < Slots; ++k) {
+    if (group + Groups * k >= num_splits) lse[k] = -INFINITY;
+    group_max = fmaxf(group_max, lse[k]);
+  }
+  if (column == 0) group_maxima[group] = group_max;
+  __syncthreads();  // every group's maximum is published
+  float max_lse = group_maxima[0];
+#pragma unroll
+  for (int g = 1; g < Groups; ++g) max_lse = fmaxf(max_lse, group_maxima[g]);
+  const float shift = combine_shift(sink, max_lse);
+  CombineSums sums;
+  add_loaded_splits(lse, partial, max_lse, shift, sums);
+  if (group > 0) {
+    handed_sums[group - 1][column] = sums.accumulated;
+    if (column == 0) {
+      handed_weights[group - 1][0] = sums.weight_sum;
+      handed_weights[group - 1][1] = sums.shifted_weight_sum;
+    }
+  }
+  __syncthreads();  // groups 1.. handed their sums over
+  if (group > 0) return;
+#pragma unroll
+  for (int g = 0; g < Groups - 1; ++g) {
+    const float4 other = handed_sums[g][column];
+    sums.accumulated.x += other.x;
+    sums.accumulated.y += other.y;
+    sums.accumulated.z += other.z;
+    sums.accumulated.w += other.w;
+    sums.weight_sum += handed_weights[g][0];
+    sums.shifted_weight_sum += handed_weights[g][1];
+  }
+  store_combined_row(params, batch, seq, head, static_cast<unsigned>(column), sums, max_lse, shift, sink);
+}
+
+// The grouped kernel of Groups groups, with the fewest compiled slots that hold ceil(num_splits / Groups)
+// (up to kMaxOneBatchSplits splits).
+template <int Groups>
+Status launch_grouped_combine(cudaLaunchConfig_t config, const DecodeParams& params) {
+  config.blockDim = dim3(Groups * kCombineThreads);
+  const int slots = (params.num_splits + Groups - 1) / Groups;
+  if (slots <= 2) {
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 2>, params));
+  } else if (slots <= 3) {
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 3>, params));
+  } else if (slots <= 4) {
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 4>, params));
+  } else if constexpr (Groups <= 4) {
+    if (slots <= 5) {
+      SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 5>, params));
+    } else if (slots <= 6) {
+      SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 6>, params));
+    } else if (slots <= 8) {
+      SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 8>, params));
+    } else if constexpr (Groups <= 2) {
+      if (slots <= 12) {
+        SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 12>, params));
+      } else {
+        SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 16>, params));
+      }
+    } else {
+      return Status::Internal("grouped combine: too many splits");
+    }
+  } else {
+    return Status::Internal("grouped combine: too many splits");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t stream) {
@@ -211,23 +378,20 @@ Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t
   // Up to 16 splits with few blocks: all of them in flight at once (flash-c4 b = 1: 10 splits), in the
   // smallest batch that holds them: slots past num_splits re-read the last split, so 16 slots for 10 splits
   // would send 6 redundant pairs of loads per thread (v42, docs/perf.md).
+  // 5..32 splits with few blocks: the grouped kernel, 4 groups up to 256 blocks, 2 up to 512 (flash-c4 b = 1,
+  // 10 splits, 64 blocks: 4 groups -5.9 % against 2 groups' -4.5 % for the C4 layers; flash-c4 b = 8, 512
+  // blocks: 2 groups -5.5 %, 4 groups -4.8 %; docs/perf.md, v68).
   constexpr int64_t kFewBlocks = 512;
+  constexpr int64_t kFourGroupBlocks = 256;
   if (params.num_splits <= 2) {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<2, 16, true>, params));
   } else if (params.num_splits <= 4) {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<4, 8, true>, params));
   } else if (blocks > kFewBlocks) {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<4, 8, false>, params));
-  } else if (params.num_splits <= 6) {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<6, 1, true>, params));
-  } else if (params.num_splits <= 8) {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<8, 1, true>, params));
-  } else if (params.num_splits <= 10) {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<10, 1, true>, params));
-  } else if (params.num_splits <= 12) {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<12, 1, true>, params));
-  } else if (params.num_splits <= 16) {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<16, 1, true>, params));
+  } else if (params.num_splits <= kMaxOneBatchSplits) {
+    SMLA_RETURN_IF_ERROR(blocks <= kFourGroupBlocks ? launch_grouped_combine<4>(config, params)
+                                                    : launch_grouped_combine<2>(config, params));
   } else {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<8, 1, false>, params));
   }

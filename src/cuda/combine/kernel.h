@@ -15,6 +15,11 @@ namespace smla::detail {
 // planner (cuda/decode/schedule.cpp) charges a combine of at most one block per SM by this count.
 constexpr int64_t split_combine_blocks(int64_t query_rows, int num_heads) { return query_rows * num_heads; }
 
+// The most splits a combine of few blocks (at most 512) loads in one batch, every split's loads in flight
+// at once (the grouped kernel: 2 or 4 groups of threads, each waiting for its share of the splits). The
+// planner's small-call half-tile splits stay within it.
+constexpr int kMaxOneBatchSplits = 32;
+
 // Reads params.partial_out / partial_lse ([row][split][head], num_splits > 1) and writes params.out
 // (bf16) and params.lse. One launch on `stream` of `device` (the current device), as a programmatic
 // dependent of the decode kernel where the device supports it; no allocation, no host synchronization.

@@ -11,7 +11,7 @@
 // statically empty.
 //
 // Small calls of the 99 KB-class kernels (32-entry compute tiles) may then split at half-tile grain: when
-// the 64-entry schedule is one wave and half tiles give each split less work in one wave with at most 16
+// the 64-entry schedule is one wave and half tiles give each split less work in one wave with at most 32
 // splits, every split walks fewer 32-entry tiles. Such a call is a latency chain (lengths, indices, rows,
 // then per compute tile the gather, dequantization, S, softmax and P V of one CTA), so a CTA's compute tiles
 // are its critical path; the combine reads twice the (L2-resident) partials. DSv4-Flash at b = 1: an SWA
@@ -36,10 +36,10 @@ bool half_tiles_fill_the_list(int64_t width) { return width <= 0 || width % 64 =
 void split_small_compact_call_in_half_tiles(const DecodeShape& shape, const CudaDeviceInfo& device,
                                             const KernelChoice& kernel, SplitSchedule* schedule) {
   constexpr int kHalfTilesPerTile = 2;
-  // At most 16 splits (the combine's one-batch limit): the DSv4-Flash C4 layer at b = 1 measured 10.7 us a
-  // layer in 20 splits of one half tile against 9.9 in 10 of one tile (docs/perf.md, v36), while 2 -> 4,
-  // 3 -> 6 and 9 -> 12 splits gained.
-  constexpr int64_t kMaxHalfTileSplits = 16;
+  // At most the combine's one-batch limit (32 splits since its grouped kernel, v68 in docs/perf.md: the
+  // DSv4-Flash C4 layer at b = 1 then gains from 20 splits of one half tile over 10 of one tile, 177.5 ->
+  // 174.5 us for the 21 layers, where with the 128-thread combine it had lost, 9.9 -> 10.7 us a layer: v36).
+  constexpr int64_t kMaxHalfTileSplits = kMaxOneBatchSplits;
   const bool compact_kernel =
       kernel.kernel == DecodeKernel::kCompactHeads16 || kernel.kernel == DecodeKernel::kCompactHeads32;
   if (!compact_kernel || device.sm_count <= 0 || !half_tiles_fill_the_list(shape.topk) ||
