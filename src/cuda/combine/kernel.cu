@@ -21,6 +21,8 @@ namespace {
 
 constexpr int kCombineThreads = kHeadDim / 4;  // one float4 of the 512 dims per thread
 
+constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
 // LoadsInFlight: split lse / partial loads each thread keeps in flight. Few splits use a small count with
 // a register cap for 16 (8) blocks per SM: at 2 splits flash-c4 b=64 has 4096 blocks and occupancy decides
 // (8 loads in flight at 92 registers, ~5 blocks per SM, measured 55 us against 49.6 for the serial v6
@@ -62,6 +64,35 @@ __device__ __forceinline__ float load_sink_unconditionally(const DecodeParams& p
   return params.attn_sink != nullptr ? loaded : -INFINITY;
 }
 
+// Loads splits first, first + stride, ... (Slots of them) of a (query row, head): each lse (-inf past
+// num_splits) and this thread's partial vector. Every load is unconditional, its split clamped into
+// [0, num_splits) (a slot past it re-reads the last split's lines): a load under `split < num_splits`
+// compiles to a branch around it, and a register copy where the paths join can wait for it before the next
+// load issues (10 splits: 3,320 cycles from the sink's arrival to the last partial's with the branches,
+// 2,825 without; one L2 round trip: ~630; v40, docs/perf.md). Returns the largest lse.
+template <int Slots, class Column>
+__device__ __forceinline__ float load_split_batch(const float* split_lse, const float4* partial_rows,
+                                                  int64_t split_step, int64_t partial_row_step, int first,
+                                                  int stride, int num_splits, Column column,
+                                                  float (&lse)[Slots], float4 (&partial)[Slots]) {
+  const auto clamped_split = [&](int k) {
+    const int split = first + stride * k;
+    return split < num_splits ? split : num_splits - 1;
+  };
+#pragma unroll
+  for (int k = 0; k < Slots; ++k) {
+    lse[k] = split_lse[clamped_split(k) * split_step];
+    partial[k] = partial_rows[clamped_split(k) * partial_row_step + column];
+  }
+  float max_lse = -INFINITY;
+#pragma unroll
+  for (int k = 0; k < Slots; ++k) {
+    if (first + stride * k >= num_splits) lse[k] = -INFINITY;
+    max_lse = fmaxf(max_lse, lse[k]);
+  }
+  return max_lse;
+}
+
 // Adds loaded splits to `sums` in slot order (slots past num_splits hold lse -inf). A split of zero weight
 // (empty, or underflowed against the sink) adds nothing, whatever its partial holds.
 template <int Slots>
@@ -81,6 +112,16 @@ __device__ __forceinline__ void add_loaded_splits(const float (&lse)[Slots], con
   }
 }
 
+// v * scale as 4 bf16 (round to nearest), in dim order.
+__device__ __forceinline__ uint2 scaled_bf16x4(const float4& v, float scale) {
+  const __nv_bfloat162 low = __floats2bfloat162_rn(v.x * scale, v.y * scale);
+  const __nv_bfloat162 high = __floats2bfloat162_rn(v.z * scale, v.w * scale);
+  uint2 packed;
+  __builtin_memcpy(&packed.x, &low, 4);
+  __builtin_memcpy(&packed.y, &high, 4);
+  return packed;
+}
+
 // The row's out (this thread's 4 dims, bf16) and, from thread `column` 0, its lse.
 __device__ __forceinline__ void store_combined_row(const DecodeParams& params, int batch, int seq, int head,
                                                    unsigned column, const CombineSums& sums, float max_lse,
@@ -93,12 +134,7 @@ __device__ __forceinline__ void store_combined_row(const DecodeParams& params, i
     const float sink_weight = isfinite(sink) ? expf(sink - shift) : 0.f;
     inverse = 1.f / (sums.shifted_weight_sum + sink_weight);
   }
-  const float4& accumulated = sums.accumulated;
-  const __nv_bfloat162 low = __floats2bfloat162_rn(accumulated.x * inverse, accumulated.y * inverse);
-  const __nv_bfloat162 high = __floats2bfloat162_rn(accumulated.z * inverse, accumulated.w * inverse);
-  uint2 packed;
-  __builtin_memcpy(&packed.x, &low, 4);
-  __builtin_memcpy(&packed.y, &high, 4);
+  const uint2 packed = scaled_bf16x4(sums.accumulated, inverse);
   uint16_t* out_row = params.out + batch * params.out_stride_batch + seq * params.out_stride_seq +
                       head * params.out_stride_head;
   reinterpret_cast<uint2*>(out_row)[column] = packed;
@@ -165,26 +201,11 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
   float weight_sum = 0.f;  // sum_s exp(L_s - max_lse), >= 1 when not empty
   float shifted_weight_sum = 0.f;
   if constexpr (OneBatch) {
-    // Every load unconditional, its split index clamped into [0, num_splits): a load under `k < num_splits`
-    // compiles to a branch around it, and a register copy where the paths join can wait for it before the
-    // next load issues. 10 splits: 3,320 cycles from the sink's arrival to the last partial's with the
-    // branches, 2,825 without (one L2 round trip: ~630; v40, docs/perf.md). Loads past num_splits re-read
-    // the last split (the same lines); their lse is set to -inf, so their weight is 0.
-    const auto clamped_split = [num_splits](int split) {
-      return split < num_splits ? split : num_splits - 1;
-    };
+    // Every split's loads at once (load_split_batch); slots past num_splits get weight 0.
     float lse[kLoadsInFlight];
     float4 partial[kLoadsInFlight];
-#pragma unroll
-    for (int k = 0; k < kLoadsInFlight; ++k) {
-      lse[k] = split_lse[clamped_split(k) * split_step];
-      partial[k] = partial_rows[clamped_split(k) * partial_row_step + threadIdx.x];
-    }
-#pragma unroll
-    for (int k = 0; k < kLoadsInFlight; ++k) {
-      if (k >= num_splits) lse[k] = -INFINITY;
-      max_lse = fmaxf(max_lse, lse[k]);
-    }
+    max_lse = load_split_batch(split_lse, partial_rows, split_step, partial_row_step, 0, 1, num_splits,
+                               threadIdx.x, lse, partial);
     empty = max_lse == -INFINITY;
     shift = combine_shift(sink, max_lse);
     CombineSums sums;
@@ -274,25 +295,10 @@ __global__ void __launch_bounds__(Groups* kCombineThreads, 1)
   __shared__ float handed_weights[Groups - 1][2];  // weight_sum, shifted_weight_sum
   wait_for_prerequisite_grids();
   const float sink = load_sink_unconditionally(params, head, split_lse);
-  // Split group + Groups k, clamped into [0, num_splits) like split_combine_kernel's one-batch loads (the
-  // slots past num_splits get lse -inf, weight 0).
-  const auto split_of = [&](int k) {
-    const int split = group + Groups * k;
-    return split < num_splits ? split : num_splits - 1;
-  };
   float lse[Slots];
   float4 partial[Slots];
-#pragma unroll
-  for (int k = 0; k < Slots; ++k) {
-    lse[k] = split_lse[split_of(k) * split_step];
-    partial[k] = partial_rows[split_of(k) * partial_row_step + column];
-  }
-  float group_max = -INFINITY;
-#pragma unroll
-  for (int k = 0; k < Slots; ++k) {
-    if (group + Groups * k >= num_splits) lse[k] = -INFINITY;
-    group_max = fmaxf(group_max, lse[k]);
-  }
+  const float group_max = load_split_batch(split_lse, partial_rows, split_step, partial_row_step, group,
+                                           Groups, num_splits, column, lse, partial);
   if (column == 0) group_maxima[group] = group_max;
   __syncthreads();  // every group's maximum is published
   float max_lse = group_maxima[0];
@@ -323,37 +329,17 @@ __global__ void __launch_bounds__(Groups* kCombineThreads, 1)
   store_combined_row(params, batch, seq, head, static_cast<unsigned>(column), sums, max_lse, shift, sink);
 }
 
-// The grouped kernel of Groups groups, with the fewest compiled slots that hold ceil(num_splits / Groups)
-// (up to kMaxOneBatchSplits splits).
-template <int Groups>
-Status launch_grouped_combine(cudaLaunchConfig_t config, const DecodeParams& params) {
-  config.blockDim = dim3(Groups * kCombineThreads);
-  const int slots = (params.num_splits + Groups - 1) / Groups;
-  if (slots <= 2) {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 2>, params));
-  } else if (slots <= 3) {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 3>, params));
-  } else if (slots <= 4) {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 4>, params));
-  } else if constexpr (Groups <= 4) {
-    if (slots <= 5) {
-      SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 5>, params));
-    } else if (slots <= 6) {
-      SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 6>, params));
-    } else if (slots <= 8) {
-      SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 8>, params));
-    } else if constexpr (Groups <= 2) {
-      if (slots <= 12) {
-        SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 12>, params));
-      } else {
-        SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, 16>, params));
-      }
-    } else {
-      return Status::Internal("grouped combine: too many splits");
-    }
+// The grouped kernel of Groups groups with the first compiled slot count of Slots... that holds `slots`
+// (ceil(num_splits / Groups); the launcher keeps num_splits <= kMaxOneBatchSplits, which the last holds).
+template <int Groups, int Slots, int... MoreSlots>
+Status launch_grouped_combine(cudaLaunchConfig_t config, const DecodeParams& params, int slots) {
+  if constexpr (sizeof...(MoreSlots) > 0) {
+    if (slots > Slots) return launch_grouped_combine<Groups, MoreSlots...>(config, params, slots);
   } else {
-    return Status::Internal("grouped combine: too many splits");
+    if (slots > Slots) return Status::Internal("grouped combine: more splits than its slots hold");
   }
+  config.blockDim = dim3(Groups * kCombineThreads);
+  SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, Slots>, params));
   return Status::Ok();
 }
 
@@ -390,8 +376,13 @@ Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t
   } else if (blocks > kFewBlocks) {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<4, 8, false>, params));
   } else if (params.num_splits <= kMaxOneBatchSplits) {
-    SMLA_RETURN_IF_ERROR(blocks <= kFourGroupBlocks ? launch_grouped_combine<4>(config, params)
-                                                    : launch_grouped_combine<2>(config, params));
+    static_assert(kMaxOneBatchSplits <= 4 * 8 && kMaxOneBatchSplits <= 2 * 16,
+                  "the last slot counts hold them");
+    if (blocks <= kFourGroupBlocks) {
+      return launch_grouped_combine<4, 2, 3, 4, 5, 6, 8>(config, params, ceil_div(params.num_splits, 4));
+    }
+    return launch_grouped_combine<2, 2, 3, 4, 5, 6, 8, 12, 16>(config, params,
+                                                               ceil_div(params.num_splits, 2));
   } else {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<8, 1, false>, params));
   }
