@@ -22,6 +22,7 @@ namespace {
 constexpr int kCombineThreads = kHeadDim / 4;  // one float4 of the 512 dims per thread
 
 constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
+constexpr int grouped_combine_threads(int groups) { return groups * kCombineThreads; }
 
 // LoadsInFlight: split lse / partial loads each thread keeps in flight. Few splits use a small count with
 // a register cap for 16 (8) blocks per SM: at 2 splits flash-c4 b=64 has 4096 blocks and occupancy decides
@@ -127,8 +128,6 @@ __device__ __forceinline__ void store_combined_row(const DecodeParams& params, i
                                                    unsigned column, const CombineSums& sums, float max_lse,
                                                    float shift, float sink) {
   const bool empty = max_lse == -INFINITY;
-  // The row's store, spelled out rather than through store_combined_row: with that call the multi-batch
-  // variants compile to different machine code, and theirs is kept as measured (the note above).
   float inverse = 0.f;
   if (!empty && sink != INFINITY) {
     const float sink_weight = isfinite(sink) ? expf(sink - shift) : 0.f;
@@ -248,6 +247,8 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
       }
     }
   }
+  // The row's store, spelled out rather than through store_combined_row: with that call the multi-batch
+  // variants compile to different machine code, and theirs is kept as measured (the note above).
   float inverse = 0.f;
   if (!empty && sink != INFINITY) {
     const float sink_weight = isfinite(sink) ? expf(sink - shift) : 0.f;
@@ -274,7 +275,7 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
 // same rule as split_combine_kernel, and hand their sums to group 0, which adds them in group order and
 // writes the row.
 template <int Groups, int Slots>
-__global__ void __launch_bounds__(Groups* kCombineThreads, 1)
+__global__ void __launch_bounds__(grouped_combine_threads(Groups), 1)
     split_combine_groups_kernel(const DecodeParams params) {
   const unsigned row_head = blockIdx.x;
   const int head = static_cast<int>(row_head % static_cast<unsigned>(params.num_heads));
@@ -338,7 +339,7 @@ Status launch_grouped_combine(cudaLaunchConfig_t config, const DecodeParams& par
   } else {
     if (slots > Slots) return Status::Internal("grouped combine: more splits than its slots hold");
   }
-  config.blockDim = dim3(Groups * kCombineThreads);
+  config.blockDim = dim3(grouped_combine_threads(Groups));
   SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, Slots>, params));
   return Status::Ok();
 }
@@ -361,12 +362,11 @@ Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t
   // Blocks = rows x h. Up to 2 splits: 32 registers, 16 blocks per SM (thousands of blocks); more splits
   // with many blocks (flash-c4-mtp b=8: 5 splits, 1024 blocks): 4 loads in flight at 8 blocks per SM (8 in
   // flight at 5 blocks per SM measured 1-2 us slower there); a few hundred blocks: 8 in flight.
-  // Up to 16 splits with few blocks: all of them in flight at once (flash-c4 b = 1: 10 splits), in the
-  // smallest batch that holds them: slots past num_splits re-read the last split, so 16 slots for 10 splits
-  // would send 6 redundant pairs of loads per thread (v42, docs/perf.md).
-  // 5..32 splits with few blocks: the grouped kernel, 4 groups up to 256 blocks, 2 up to 512 (flash-c4 b = 1,
-  // 10 splits, 64 blocks: 4 groups -5.9 % against 2 groups' -4.5 % for the C4 layers; flash-c4 b = 8, 512
-  // blocks: 2 groups -5.5 %, 4 groups -4.8 %; docs/perf.md, v68).
+  // 5..32 splits with few blocks: every split's loads in flight at once, dealt to the groups of the grouped
+  // kernel, 4 groups up to 256 blocks, 2 up to 512 (flash-c4 b = 1, 10 splits, 64 blocks: 4 groups -5.9 %
+  // against 2 groups' -4.5 % for the C4 layers; flash-c4 b = 8, 512 blocks: 2 groups -5.5 %, 4 groups
+  // -4.8 %; docs/perf.md, v68), each in the fewest compiled slots that hold its share (slots past num_splits
+  // re-read the last split: v42 measured what redundant loads cost).
   constexpr int64_t kFewBlocks = 512;
   constexpr int64_t kFourGroupBlocks = 256;
   if (params.num_splits <= 2) {
