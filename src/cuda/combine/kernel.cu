@@ -113,16 +113,6 @@ __device__ __forceinline__ void add_loaded_splits(const float (&lse)[Slots], con
   }
 }
 
-// v * scale as 4 bf16 (round to nearest), in dim order.
-__device__ __forceinline__ uint2 scaled_bf16x4(const float4& v, float scale) {
-  const __nv_bfloat162 low = __floats2bfloat162_rn(v.x * scale, v.y * scale);
-  const __nv_bfloat162 high = __floats2bfloat162_rn(v.z * scale, v.w * scale);
-  uint2 packed;
-  __builtin_memcpy(&packed.x, &low, 4);
-  __builtin_memcpy(&packed.y, &high, 4);
-  return packed;
-}
-
 // The row's out (this thread's 4 dims, bf16) and, from thread `column` 0, its lse.
 __device__ __forceinline__ void store_combined_row(const DecodeParams& params, int batch, int seq, int head,
                                                    unsigned column, const CombineSums& sums, float max_lse,
@@ -133,7 +123,9 @@ __device__ __forceinline__ void store_combined_row(const DecodeParams& params, i
     const float sink_weight = isfinite(sink) ? expf(sink - shift) : 0.f;
     inverse = 1.f / (sums.shifted_weight_sum + sink_weight);
   }
-  const uint2 packed = scaled_bf16x4(sums.accumulated, inverse);
+  const float4& accumulated = sums.accumulated;
+  const uint2 packed = make_uint2(decode::pack_bf16x2(accumulated.x * inverse, accumulated.y * inverse),
+                                  decode::pack_bf16x2(accumulated.z * inverse, accumulated.w * inverse));
   uint16_t* out_row = params.out + batch * params.out_stride_batch + seq * params.out_stride_seq +
                       head * params.out_stride_head;
   reinterpret_cast<uint2*>(out_row)[column] = packed;
@@ -222,7 +214,7 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
       for (int k = 0; k < kLoadsInFlight; ++k) max_lse = fmaxf(max_lse, lse[k]);
     }
     empty = max_lse == -INFINITY;
-    shift = (isfinite(sink) && sink > max_lse) ? sink : max_lse;
+    shift = combine_shift(sink, max_lse);
     // The weighted sum of the partials, in split order, kLoadsInFlight partial vectors in flight per thread.
     // A split of zero weight (empty, or underflowed against the sink) is not read.
     for (int first_split = 0; first_split < num_splits && !empty; first_split += kLoadsInFlight) {
