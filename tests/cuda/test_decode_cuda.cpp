@@ -798,11 +798,12 @@ TEST(DecodeCuda, CombineOneBatchEverySplitCountMatchesReference) {
   }
 }
 
-// The grouped combine's two-group form (257..512 combine blocks): 6 rows x 48 heads, 5..32 splits.
+// The grouped combine's two-group form (257..512 combine blocks): 6 rows x 48 heads, 3..32 splits (3 and 4
+// in 2 groups of 2 slots, v68c).
 TEST(DecodeCuda, CombineTwoGroupSplitCountsMatchReference) {
   SMLA_SKIP_WITHOUT_CUDA();
-  for (int splits : {5, 9, 13, 17, 24, detail::kMaxOneBatchSplits}) {
-    if (test::quick_mode() && splits != 9 && splits != detail::kMaxOneBatchSplits) continue;
+  for (int splits : {3, 4, 5, 9, 13, 17, 24, detail::kMaxOneBatchSplits}) {
+    if (test::quick_mode() && splits != 3 && splits != 9 && splits != detail::kMaxOneBatchSplits) continue;
     EXPECT_GE(expect_combined_splits_match_reference(6, splits, 1600 + splits), 1) << "splits=" << splits;
   }
 }
