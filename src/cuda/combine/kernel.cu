@@ -28,10 +28,10 @@ constexpr int grouped_combine_threads(int groups) { return groups * kCombineThre
 // a register cap for 16 (8) blocks per SM: at 2 splits flash-c4 b=64 has 4096 blocks and occupancy decides
 // (8 loads in flight at 92 registers, ~5 blocks per SM, measured 55 us against 49.6 for the serial v6
 // loop at 32 registers); many splits with few blocks use 8 or 16.
-// OneBatch (num_splits <= LoadsInFlight, the launcher's promise; 2 and 4 splits, larger counts of few
-// blocks go to split_combine_groups_kernel): every split's lse and partial vector are loaded together, one
-// memory round trip after the wait; otherwise the lse pass comes first and a split of zero weight is never
-// read, two round trips per LoadsInFlight splits.
+// OneBatch (num_splits <= LoadsInFlight, the launcher's promise; up to 4 splits, except 3-4 over 257..512
+// blocks, which like larger counts of few blocks go to split_combine_groups_kernel): every split's lse and
+// partial vector are loaded together, one memory round trip after the wait; otherwise the lse pass comes
+// first and a split of zero weight is never read, two round trips per LoadsInFlight splits.
 // Resident threads per SM of the architecture being compiled: sm_86, sm_87, sm_89 and sm_120 hold 1536,
 // the others 2048. The occupancy hint asks for no more blocks than fit (else ptxas drops it with a warning).
 #if defined(__CUDA_ARCH__) && \
