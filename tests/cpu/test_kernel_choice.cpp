@@ -74,10 +74,10 @@ TEST(KernelChoice, EveryCompactConfigurationFitsThe99KbClass) {
   EXPECT_GT(detail::decode::DecodeConfigHeads64::kSharedBytes, 166912u);
 }
 
-// Where both run, the planner gives 64-head calls of few query rows and little tile work the 32-head
-// 99 KB-class kernel instead of the sm_90a kernel (kernel_choice.cpp: at most 16 rows and 80 row-tiles,
-// h <= 64), as measured on the H200; every other wide call keeps sm90-h64, and without the sm_90a kernel
-// the portable mma-h64 keeps its calls.
+// Where both run, the planner gives wide calls of few query rows and little tile work the 32-head 99 KB-class
+// kernel instead of the sm_90a kernel (kernel_choice.cpp: at most 16 rows of 64 heads or 4 of 128, and at
+// most 160 rows x 64-head blocks x 64-entry tiles), as measured on the H200 (v43, v69); every other wide call
+// keeps sm90-h64, and without the sm_90a kernel the portable mma-h64 keeps its calls.
 TEST(KernelChoice, FewRowWideCallsRunTheCompactKernelOnHopper) {
   struct Case {
     const char* shape;
@@ -89,11 +89,16 @@ TEST(KernelChoice, FewRowWideCallsRunTheCompactKernelOnHopper) {
       {"flash-c128-64k", 8, "mma99-h32"},  // the same lists
       {"flash-c4-mtp", 4, "mma99-h32"},    // 8 rows (s_q = 2)
       {"flash-swa", 16, "mma99-h32"},      // 16 rows x 2 tiles
-      {"flash-c4", 16, "sm90-h64"},        // 160 row-tiles
-      {"flash-c4-mtp", 8, "sm90-h64"},     // 16 rows x 10 tiles
+      {"flash-c4", 16, "mma99-h32"},       // 16 rows x 10 tiles = 160
+      {"flash-c4-mtp", 8, "mma99-h32"},    // 16 rows (s_q = 2) x 10 tiles
+      {"flash-c4", 17, "sm90-h64"},        // more than 16 rows
+      {"flash-c4-mtp", 16, "sm90-h64"},    // 32 rows
       {"flash-swa", 32, "sm90-h64"},       // more than 16 rows
       {"flash-c4", 64, "sm90-h64"},        // 640 row-tiles
-      {"pro-c4", 8, "sm90-h64"},           // 128 heads
+      {"pro-c4", 3, "mma99-h32"},          // 3 rows x 2 blocks x 18 tiles = 108
+      {"pro-c4", 4, "mma99-h32"},          // 4 x 2 x 18 = 144
+      {"pro-c4", 8, "sm90-h64"},           // more than 4 rows of 128 heads
+      {"pro-c128-1m", 1, "sm90-h64"},      // 1 x 2 x 130 = 260
       {"flash-c4", 4, "mma99-h16"},        // a small call: the 16-head block first
   };
   const detail::CudaDeviceInfo hopper = device_info(kDevices[5]);
@@ -118,19 +123,29 @@ TEST(KernelChoice, FewRowWideCallsRunTheCompactKernelOnHopper) {
 }
 
 // The small-call threshold (kSmallCallTileWork) sits between the calls it was measured on (v45, H200):
-// pro-c4 at b = 2 (288 tile-work) is faster on 16-head blocks, at b = 3 (432) and b = 4 (576) it is not.
+// pro-c4 at b = 2 (288 tile-work) is faster on 16-head blocks, at b = 3 (432) and b = 4 (576) it is not:
+// those take the wide block's kernel, which at up to 4 rows of 128 heads is the 32-head one (v69), from 5
+// rows sm90-h64.
 TEST(KernelChoice, SmallCallThresholdSitsBetweenItsMeasuredCalls) {
   const detail::CudaDeviceInfo hopper = device_info(kDevices[5]);
   const struct {
     int32_t batch;
     const char* kernel;
-  } cases[] = {{1, "mma99-h16"}, {2, "mma99-h16"}, {3, "sm90-h64"}, {4, "sm90-h64"}};
+    int head_block;
+  } cases[] = {{1, "mma99-h16", 16},
+               {2, "mma99-h16", 16},
+               {3, "mma99-h32", 32},
+               {4, "mma99-h32", 32},
+               {5, "sm90-h64", 64}};
   for (const auto& test_case : cases) {
     const DecodeShape shape{test_case.batch, 1, 128, 128, 1024};  // pro-c4
     const detail::KernelChoice choice = detail::choose_decode_kernel(shape, hopper);
     EXPECT_STREQ(detail::decode_kernel_name(choice.kernel), test_case.kernel)
         << "pro-c4 b=" << test_case.batch;
-    EXPECT_EQ(choice.head_block, test_case.batch <= 2 ? 16 : 64) << "pro-c4 b=" << test_case.batch;
+    EXPECT_EQ(choice.head_block, test_case.head_block) << "pro-c4 b=" << test_case.batch;
+    EXPECT_EQ(detail::decode::head_block_for(128, test_case.batch, 18) == detail::decode::kWideHeadBlock,
+              test_case.batch > 2)
+        << "pro-c4 b=" << test_case.batch << ": the small-call threshold";
   }
 }
 
@@ -145,10 +160,10 @@ TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
         const int64_t rows = static_cast<int64_t>(batch) * named.seq_q;
         const int total_tiles = (named.topk + 63) / 64 + (named.extra_topk + 63) / 64;
         const bool wide = detail::decode::head_block_for(named.num_heads, rows, total_tiles) == 64;
-        // On Hopper the 8-row flash-c4 and flash-c128-64k calls (80 row-tiles) take the 32-head
-        // kernel (FewRowWideCallsRunTheCompactKernelOnHopper above).
-        const bool few_row_compact = device.sm90_kernel && wide && batch == 8 && named.seq_q == 1 &&
-                                     named.num_heads == 64 && total_tiles == 10;
+        // On Hopper the 8-row flash-c4 and flash-c128-64k calls and the 16-row flash-c4-mtp call (at most
+        // 160 row-tiles) take the 32-head kernel (FewRowWideCallsRunTheCompactKernelOnHopper above).
+        const bool few_row_compact =
+            device.sm90_kernel && wide && batch == 8 && named.num_heads == 64 && total_tiles == 10;
         EXPECT_STREQ(detail::decode_kernel_name(choice.kernel),
                      few_row_compact ? "mma99-h32" : (wide ? device.wide_kernel : device.narrow_kernel))
             << label;

@@ -436,11 +436,13 @@ TEST(DecodeCudaSchedule, WarpSpecializedKernelPlansClustersWithinResidency) {
       // 8 rows x 10 tiles: few enough rows for the 32-head 99 KB-class kernel (kernel_choice.cpp), 20 half
       // tiles in 7 splits of 3
       {{8, 1, 64, 128, 512}, 7, 32},
-      {{16, 1, 64, 128, 512}, 5, 64},    // 16 clusters of 5 (<= 22): 2 + 1 + 0.4
-      {{32, 1, 64, 128, 512}, 3, 64},    // 32 clusters of 3 (<= 39): 4 + 1 + 0.4; 4 per cluster: 2 waves
-      {{64, 1, 64, 128, 512}, 2, 64},    // 64 clusters of 2: 5 + 1 + 0.4 = 6.4 beats unsplit 11
-      {{128, 1, 64, 128, 512}, 1, 64},   // 128 CTAs fill the device: unsplit
-      {{8, 1, 128, 128, 1024}, 6, 64},   // 16 clusters of 6 (<= 17): 3 + 1 + 0.4
+      // 16 rows x 10 tiles = 160: the 32-head kernel (v69), 128 CTAs of 5 tiles
+      {{16, 1, 64, 128, 512}, 4, 32},
+      {{20, 1, 64, 128, 512}, 5, 64},   // more than 16 rows: sm90-h64, 20 clusters of 5 (<= 22), 2 tiles each
+      {{32, 1, 64, 128, 512}, 3, 64},   // 32 clusters of 3 (<= 39): 4 + 1 + 0.4; 4 per cluster: 2 waves
+      {{64, 1, 64, 128, 512}, 2, 64},   // 64 clusters of 2: 5 + 1 + 0.4 = 6.4 beats unsplit 11
+      {{128, 1, 64, 128, 512}, 1, 64},  // 128 CTAs fill the device: unsplit
+      {{8, 1, 128, 128, 1024}, 6, 64},  // 16 clusters of 6 (<= 17): 3 + 1 + 0.4
       {{32, 1, 128, 128, 1024}, 2, 64},  // 64 clusters of 2: 9 + 1 + 0.4
       {{64, 1, 128, 128, 0}, 1, 64},     // flash-swa h=128: 2 tiles, 128 CTAs
   };
@@ -567,7 +569,7 @@ TEST(DecodeCuda, FarApartMagnitudesMatchReference) {
   std::vector<ProblemConfig> shapes;
   shapes.push_back(test::problem_config(1, 1, 16, 128, 512, 64, 64));  // mma99-h16, 20 half tiles
   shapes.push_back(test::problem_config(2, 3, 32, 256, 384, 256, 2));  // MTP, P = 2 extra cache
-  shapes.push_back(test::problem_config(16, 1, 64, 576, 0, 61, 64));   // sm90-h64 / mma99-h32, odd P
+  shapes.push_back(test::problem_config(17, 1, 64, 576, 0, 61, 64));   // sm90-h64 / mma99-h32, odd P
   shapes.push_back(test::problem_config(9, 1, 128, 128, 1024, 256, 64));
   int case_id = 0;
   for (const Magnitudes& m : magnitudes) {
@@ -785,8 +787,8 @@ int expect_combined_splits_match_reference(int batch, int splits, uint64_t seed)
 
 // The combine kernel's one-batch variants (few blocks: every split's loads at once; 2 and 4 splits in one
 // group of 128 threads, 5..32 in the grouped kernel, here 4 groups of 2..8 slots) at every split count 2..16
-// and at 20, 24, 28 and 32 splits of 2 rows (96 combine blocks; from 28 splits the call is no longer small:
-// sm90-h64 uncapped, mma99-h32 capped, both through the combine kernel).
+// and at 20, 24, 28 and 32 splits of 2 rows (96 combine blocks; from 28 splits the call is no longer small
+// and runs mma99-h32, uncapped by the few-row rule, through the combine kernel).
 TEST(DecodeCuda, CombineOneBatchEverySplitCountMatchesReference) {
   SMLA_SKIP_WITHOUT_CUDA();
   std::vector<int> split_counts;

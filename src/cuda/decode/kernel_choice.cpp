@@ -64,19 +64,27 @@ constexpr KernelChoice kNarrowChoices[] = {
 constexpr KernelChoice kCompactWide = std::end(kWideChoices)[-1];
 constexpr KernelChoice kCompactNarrow = std::end(kNarrowChoices)[-1];
 
-// Few-row 64-head calls run the 32-head 99 KB-class kernel where the sm_90a kernel would run them: two
-// 32-head CTAs per row and split reach more SMs than one 64-head CTA, and its 32-entry compute tiles let a
-// split walk less. Same-process A/B on the H200 (2026-12-02, docs/perf.md, v43): at 8 query rows flash-c4,
-// flash-c4-mtp (b = 4) and flash-c128-64k 6.1-6.4 % faster than sm90-h64 and the DSv4-Flash step at b = 8
-// 2.4 %; at 16 rows flash-swa (2 tiles) 13.7 % faster, the C128 layers (3 tiles) even, but flash-c4 (10
-// tiles) even and its step layers 3.3 % slower. Hence: at most 16 rows, at most 80 row-tiles, h <= 64.
+// Few-row wide calls run the 32-head 99 KB-class kernel where the sm_90a kernel would run them: two
+// 32-head CTAs per 64 heads of a row and split reach more SMs than one 64-head CTA, and its 32-entry
+// compute tiles let a split walk less. Same-process A/Bs on the H200 (docs/perf.md, v43 and v69):
+// - v43 (2026-12-02): at 8 query rows of 64 heads flash-c4, flash-c4-mtp (b = 4) and flash-c128-64k 6.1-6.4 %
+//   faster than sm90-h64 and the DSv4-Flash step at b = 8 2.4 %; at 16 rows flash-swa (2 tiles) 13.7 %
+//   faster; flash-c4 (10 tiles) then even, and its step layers 3.3 % slower, so the rule stopped at 80
+//   row-tiles.
+// - v69 (2026-12-04, after the 99 KB-class epilogue and prologue work of v59-v62): 16 rows of 10 tiles
+//   (flash-c4 b = 16, flash-c4-mtp b = 8, flash-c128-64k b = 16) 2.5-2.9 % faster, the DSv4-Flash step at
+//   b = 16 1.6 %; 128-head rows: pro-c4 b = 3 / 4 14.9 / 2.4 % faster, the DSv4-Pro step (context 65536) at
+//   b = 4 3.4 %, but its C128 layers at b = 8 (10 tiles) 1.9 % slower.
+// Hence: h <= 64 at most 16 rows, h = 65..128 at most 4; at most 160 rows x 64-head blocks x tiles.
 constexpr int64_t kFewRowsForCompactWide = 16;
-constexpr int64_t kFewRowTilesForCompactWide = 80;
+constexpr int64_t kFewRowsOf128HeadsForCompactWide = 4;
+constexpr int64_t kFewWideRowTilesForCompactWide = 160;
 
 bool few_rows_for_compact_wide_block(const DecodeShape& shape) {
   const int64_t rows = query_rows_of(shape);
-  return shape.num_heads <= decode::kWideHeadBlock && rows <= kFewRowsForCompactWide &&
-         rows * total_tiles_of(shape) <= kFewRowTilesForCompactWide;
+  const int64_t wide_blocks = (shape.num_heads + decode::kWideHeadBlock - 1) / decode::kWideHeadBlock;
+  const int64_t most_rows = wide_blocks == 1 ? kFewRowsForCompactWide : kFewRowsOf128HeadsForCompactWide;
+  return rows <= most_rows && rows * wide_blocks * total_tiles_of(shape) <= kFewWideRowTilesForCompactWide;
 }
 
 }  // namespace
