@@ -82,7 +82,7 @@ constexpr int64_t kFewWideRowTilesForCompactWide = 160;
 
 bool few_rows_for_compact_wide_block(const DecodeShape& shape) {
   const int64_t rows = query_rows_of(shape);
-  const int64_t wide_blocks = (shape.num_heads + decode::kWideHeadBlock - 1) / decode::kWideHeadBlock;
+  const int64_t wide_blocks = head_block_count(shape.num_heads, decode::kWideHeadBlock);
   const int64_t most_rows = wide_blocks == 1 ? kFewRowsForCompactWide : kFewRowsOf128HeadsForCompactWide;
   return rows <= most_rows && rows * wide_blocks * total_tiles_of(shape) <= kFewWideRowTilesForCompactWide;
 }
