@@ -354,32 +354,28 @@ Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t
   // Blocks = rows x h. Up to 2 splits: 32 registers, 16 blocks per SM (thousands of blocks); more splits
   // with many blocks (flash-c4-mtp b=8: 5 splits, 1024 blocks): 4 loads in flight at 8 blocks per SM (8 in
   // flight at 5 blocks per SM measured 1-2 us slower there); a few hundred blocks: 8 in flight.
-  // 5..32 splits with few blocks (3..4 from 257 blocks): every split's loads in flight at once, dealt to the
-  // groups of the grouped kernel, 4 groups up to 256 blocks, 2 up to 512 (flash-c4 b = 1, 10 splits, 64
+  // Few blocks: every split's loads in flight at once, dealt to the groups of the grouped kernel, 2 groups
+  // from 3 splits over 257..512 blocks, 4 groups from 5 splits up to 256 (flash-c4 b = 1, 10 splits, 64
   // blocks: 4 groups -5.9 % against 2 groups' -4.5 % for the C4 layers; flash-c4 b = 8, 512 blocks: 2 groups
-  // -5.5 %, 4 groups -4.8 %; docs/perf.md, v68), each in the fewest compiled slots that hold its share (slots
-  // past num_splits re-read the last split: v42 measured what redundant loads cost).
+  // -5.5 %, 4 groups -4.8 %; docs/perf.md, v68; flash-swa b = 8, 4 splits over 512 blocks: -2.6 to -3.9 %,
+  // v68c, where 3-4 splits over 128 and 256 blocks lost 2-3 % in 2 groups and keep the 128-thread kernel),
+  // each in the fewest compiled slots that hold its share (slots past num_splits re-read the last split: v42
+  // measured what redundant loads cost).
   constexpr int64_t kFewBlocks = 512;
   constexpr int64_t kFourGroupBlocks = 256;
-  if (params.num_splits <= 2) {
+  static_assert(kMaxOneBatchSplits <= 4 * 8 && kMaxOneBatchSplits <= 2 * 16,
+                "the last slot counts hold them");
+  const int splits = params.num_splits;
+  if (splits <= 2) {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<2, 16, true>, params));
-  } else if (params.num_splits <= 4 && blocks > kFourGroupBlocks && blocks <= kFewBlocks) {
-    // v68c: 3-4 splits over 257..512 blocks in 2 groups of 2 slots (flash-swa b = 8, 4 splits over 512
-    // blocks: -2.6 to -3.9 %; docs/perf.md, v68c). At 128 and 256 blocks (b = 2 and 4) grouping them lost
-    // 2-3 % in v68's A/B.
-    return launch_grouped_combine<2, 2>(config, params, ceil_div(params.num_splits, 2));
-  } else if (params.num_splits <= 4) {
+  } else if (blocks > kFourGroupBlocks && blocks <= kFewBlocks && splits <= kMaxOneBatchSplits) {
+    return launch_grouped_combine<2, 2, 3, 4, 5, 6, 8, 12, 16>(config, params, ceil_div(splits, 2));
+  } else if (splits <= 4) {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<4, 8, true>, params));
   } else if (blocks > kFewBlocks) {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<4, 8, false>, params));
-  } else if (params.num_splits <= kMaxOneBatchSplits) {
-    static_assert(kMaxOneBatchSplits <= 4 * 8 && kMaxOneBatchSplits <= 2 * 16,
-                  "the last slot counts hold them");
-    if (blocks <= kFourGroupBlocks) {
-      return launch_grouped_combine<4, 2, 3, 4, 5, 6, 8>(config, params, ceil_div(params.num_splits, 4));
-    }
-    return launch_grouped_combine<2, 2, 3, 4, 5, 6, 8, 12, 16>(config, params,
-                                                               ceil_div(params.num_splits, 2));
+  } else if (splits <= kMaxOneBatchSplits) {
+    return launch_grouped_combine<4, 2, 3, 4, 5, 6, 8>(config, params, ceil_div(splits, 4));
   } else {
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<8, 1, false>, params));
   }
