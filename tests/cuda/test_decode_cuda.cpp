@@ -430,9 +430,8 @@ TEST(DecodeCudaSchedule, WarpSpecializedKernelPlansClustersWithinResidency) {
     int auto_splits, head_block;
   };
   const Case cases[] = {
-      {{1, 1, 64, 128, 512},
-       20,
-       16},  // small call: 16-head blocks, half tiles (as without the sm_90a kernel)
+      // small call: 16-head blocks, half tiles (as without the sm_90a kernel)
+      {{1, 1, 64, 128, 512}, 20, 16},
       // 8 rows x 10 tiles: few enough rows for the 32-head 99 KB-class kernel (kernel_choice.cpp), 20 half
       // tiles in 7 splits of 3
       {{8, 1, 64, 128, 512}, 7, 32},
