@@ -4,8 +4,10 @@
 // (cudaDevAttrMaxSharedMemoryPerBlockOptin and multiprocessor counts).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -49,6 +51,12 @@ detail::CudaDeviceInfo device_info(const SimulatedDevice& device) {
   info.compute_capability = device.compute_capability;
   info.warp_specialized_decode = device.sm90_kernel;
   info.max_shared_bytes = device.max_shared_bytes;
+  if (device.sm90_kernel) {
+    // The H200's cudaOccupancyMaxActiveClusters for 2..8-CTA clusters (gpu-check, 2026-12-04): the sm_90a
+    // kernel's split schedule counts waves against them, and the one-wave rule compares schedules.
+    const int resident[9] = {0, 0, 66, 39, 30, 22, 17, 15, 15};
+    std::copy(std::begin(resident), std::end(resident), std::begin(info.max_active_clusters));
+  }
   return info;
 }
 
@@ -93,7 +101,7 @@ TEST(KernelChoice, FewRowWideCallsRunTheCompactKernelOnHopper) {
       {"flash-c4-mtp", 8, "mma99-h32"},    // 16 rows (s_q = 2) x 10 tiles
       {"flash-c4", 17, "sm90-h64"},        // more than 16 rows
       {"flash-c4-mtp", 16, "sm90-h64"},    // 32 rows
-      {"flash-swa", 32, "sm90-h64"},       // more than 16 rows
+      {"flash-swa", 32, "mma99-h32"},      // 64 32-head CTAs of 2 tiles: one wave (OneWave... below)
       {"flash-c4", 64, "sm90-h64"},        // 640 row-tiles
       {"pro-c4", 3, "mma99-h32"},          // 3 rows x 2 blocks x 18 tiles = 108
       {"pro-c4", 4, "mma99-h32"},          // 4 x 2 x 18 = 144
@@ -119,6 +127,49 @@ TEST(KernelChoice, FewRowWideCallsRunTheCompactKernelOnHopper) {
                    "mma-h64")
           << label << ": the rule is measured against sm90-h64 only";
     }
+  }
+}
+
+// Wide calls of at most 3 tiles a row whose 32-head CTAs fit one wave unsplit run the 32-head kernel on
+// Hopper (v69e in docs/perf.md): 2-tile rows always; 3-tile rows (the DSv4-Flash C128 layers at context
+// 8192: 128 + 64 entries) when both kernels' schedules give a CTA the same grain, one tile (up to 22 rows on
+// 132 SMs: 32-head CTAs in 3 splits fit) or more (from 40 rows, beyond the 39 resident 3-CTA clusters of the
+// sm_90a kernel). Between them, and beyond one wave of 32-head CTAs, sm90-h64 keeps the call.
+TEST(KernelChoice, OneWaveFewTileCallsRunTheCompactKernelOnHopper) {
+  struct Case {
+    DecodeShape shape;
+    const char* kernel;
+    const char* why;
+  };
+  const Case cases[] = {
+      {{17, 1, 64, 128, 0}, "mma99-h32", "SWA, 17 rows (past the few-row rule)"},
+      {{66, 1, 64, 128, 0}, "mma99-h32", "SWA, 132 32-head CTAs"},
+      {{67, 1, 64, 128, 0}, "sm90-h64", "SWA, 134 32-head CTAs: two waves"},
+      {{33, 2, 64, 128, 0}, "mma99-h32", "SWA with s_q = 2: 66 rows"},
+      {{34, 2, 64, 128, 0}, "sm90-h64", "SWA with s_q = 2: 68 rows"},
+      {{17, 1, 64, 128, 64}, "mma99-h32", "C128: both one tile a CTA"},
+      {{22, 1, 64, 128, 64}, "mma99-h32", "C128: 132 32-head CTAs of one tile"},
+      {{23, 1, 64, 128, 64}, "sm90-h64", "C128: only sm90-h64 one tile a CTA"},
+      {{39, 1, 64, 128, 64}, "sm90-h64", "C128: 39 resident 3-CTA clusters"},
+      {{40, 1, 64, 128, 64}, "mma99-h32", "C128: neither one tile a CTA"},
+      {{66, 1, 64, 128, 64}, "mma99-h32", "C128: 132 32-head CTAs unsplit"},
+      {{67, 1, 64, 128, 64}, "sm90-h64", "C128: two waves of 32-head CTAs"},
+      {{40, 1, 64, 128, 128}, "sm90-h64", "4 tiles a row: outside the rule"},
+      {{20, 1, 128, 128, 0}, "sm90-h64", "128 heads: outside the rule"},
+  };
+  const detail::CudaDeviceInfo hopper = device_info(kDevices[5]);
+  const detail::CudaDeviceInfo portable = device_info(kDevices[6]);
+  for (const Case& test_case : cases) {
+    const DecodeShape& shape = test_case.shape;
+    const std::string label = std::string(test_case.why) + " (b=" + std::to_string(shape.batch) +
+                              " s_q=" + std::to_string(shape.seq_q) +
+                              " h=" + std::to_string(shape.num_heads) +
+                              " extra=" + std::to_string(shape.extra_topk) + ")";
+    EXPECT_STREQ(detail::decode_kernel_name(detail::choose_decode_kernel(shape, hopper).kernel),
+                 test_case.kernel)
+        << label;
+    EXPECT_STREQ(detail::decode_kernel_name(detail::choose_decode_kernel(shape, portable).kernel), "mma-h64")
+        << label << ": the rule is measured against sm90-h64 only";
   }
 }
 
@@ -162,8 +213,9 @@ TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
         const bool wide = detail::decode::head_block_for(named.num_heads, rows, total_tiles) == 64;
         // On Hopper the 8-row flash-c4 and flash-c128-64k calls and the 16-row flash-c4-mtp call (at most
         // 160 row-tiles) take the 32-head kernel (FewRowWideCallsRunTheCompactKernelOnHopper above).
-        const bool few_row_compact =
-            device.sm90_kernel && wide && batch == 8 && named.num_heads == 64 && total_tiles == 10;
+        // So do flash-swa's 64 rows (2 tiles: 128 32-head CTAs fit one wave, OneWaveFewTileCalls... below).
+        const bool few_row_compact = device.sm90_kernel && wide && named.num_heads == 64 &&
+                                     ((batch == 8 && total_tiles == 10) || (batch == 64 && total_tiles == 2));
         EXPECT_STREQ(detail::decode_kernel_name(choice.kernel),
                      few_row_compact ? "mma99-h32" : (wide ? device.wide_kernel : device.narrow_kernel))
             << label;

@@ -87,6 +87,36 @@ bool few_rows_for_compact_wide_block(const DecodeShape& shape) {
   return rows <= most_rows && rows * wide_blocks * total_tiles_of(shape) <= kFewWideRowTilesForCompactWide;
 }
 
+// One-wave wide calls of at most 3 tiles a row (the DSv4-Flash SWA layers; its C128 layers up to a context
+// of 8192) also run the 32-head kernel when its CTAs fit one wave unsplit. Same-process A/Bs on the H200
+// (docs/perf.md, v69b..v69e, 2026-12-04):
+// - 2-tile rows (flash-swa, the step's SWA layers) gained 5-13 % at every row count from 17 to 66.
+// - 3-tile rows gained 4-8 % where both kernels' own schedules give a CTA the same grain: one tile (17..22
+//   rows, 3 splits of 32-head CTAs still fit one wave) or more (40..66 rows: past the 39 resident 3-CTA
+//   clusters the sm_90a kernel splits in 2, and one CTA of each pair walks 2 tiles). In between (23..32
+//   rows measured) the sm_90a kernel's 3-CTA clusters give every tile its own CTA while the 32-head kernel
+//   walks 2 tiles a CTA and launches a combine, and it was 5-7 % slower.
+constexpr int64_t kMostTilesForOneWaveCompactWide = 3;
+
+// Whether a kernel's own split schedule gives every CTA of the call at most one 64-entry tile.
+bool one_tile_per_cta(const DecodeShape& shape, const CudaDeviceInfo& device, const KernelChoice& kernel) {
+  const SplitSchedule schedule = plan_cuda_decode_splits(shape, device, kernel, /*requested_splits=*/0);
+  return int64_t{schedule.tiles_per_split} * schedule.tile_tokens <= kTileTokens;
+}
+
+bool one_wave_of_few_tile_rows(const DecodeShape& shape, const CudaDeviceInfo& device,
+                               const KernelChoice& sm90) {
+  const int64_t tiles = total_tiles_of(shape);
+  if (head_block_count(shape.num_heads, decode::kWideHeadBlock) != 1 ||
+      tiles > kMostTilesForOneWaveCompactWide)
+    return false;
+  const int64_t compact_ctas =
+      query_rows_of(shape) * head_block_count(shape.num_heads, kCompactWide.head_block);
+  if (device.sm_count <= 0 || compact_ctas > device.sm_count) return false;
+  return tiles < kMostTilesForOneWaveCompactWide ||
+         one_tile_per_cta(shape, device, kCompactWide) == one_tile_per_cta(shape, device, sm90);
+}
+
 }  // namespace
 
 KernelChoice choose_decode_kernel(const DecodeShape& shape, const CudaDeviceInfo& device) {
@@ -100,7 +130,8 @@ KernelChoice choose_decode_kernel(const DecodeShape& shape, const CudaDeviceInfo
   };
   if (!wants_wide_block(shape)) return pick(kNarrowChoices);
   const KernelChoice wide = pick(kWideChoices);
-  if (wide.kernel == DecodeKernel::kSm90Heads64 && few_rows_for_compact_wide_block(shape))
+  if (wide.kernel == DecodeKernel::kSm90Heads64 &&
+      (few_rows_for_compact_wide_block(shape) || one_wave_of_few_tile_rows(shape, device, wide)))
     return kCompactWide;
   return wide;
 }
