@@ -4,15 +4,14 @@
 // (cudaDevAttrMaxSharedMemoryPerBlockOptin and multiprocessor counts).
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <iterator>
 #include <string>
 #include <vector>
 
 #include "common/backend_entry.h"
 #include "common/decode_params.h"
+#include "common/hopper_clusters.h"
 #include "cuda/decode/config.h"
 #include "cuda/decode/config_compact.h"
 #include "cuda/decode/config_sm90.h"
@@ -51,12 +50,9 @@ detail::CudaDeviceInfo device_info(const SimulatedDevice& device) {
   info.compute_capability = device.compute_capability;
   info.warp_specialized_decode = device.sm90_kernel;
   info.max_shared_bytes = device.max_shared_bytes;
-  if (device.sm90_kernel) {
-    // The H200's cudaOccupancyMaxActiveClusters for 2..8-CTA clusters (gpu-check, 2026-12-04): the sm_90a
-    // kernel's split schedule counts waves against them, and the one-wave rule compares schedules.
-    const int resident[9] = {0, 0, 66, 39, 30, 22, 17, 15, 15};
-    std::copy(std::begin(resident), std::end(resident), std::begin(info.max_active_clusters));
-  }
+  // The one-wave rule compares the kernels' split schedules, which count the sm_90a kernel's waves against
+  // its resident clusters.
+  if (device.sm90_kernel) test::set_hopper_resident_clusters(&info);
   return info;
 }
 

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/backend_entry.h"
+#include "common/hopper_clusters.h"
 #include "common/test_support.h"
 #include "cuda/combine/kernel.h"
 #include "cuda/decode/config.h"
@@ -412,10 +413,11 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
 }
 
 // The same planner on a device that runs the sm_90a kernel (64-head blocks): clusters of 2..8 CTAs
-// combine in the kernel, charged 0.4 tile times, with waves counted against the resident clusters (the
-// H100's measured cudaOccupancyMaxActiveClusters); more splits pay 0.3 tile times of combine launch plus
-// partials at 56 KiB per SM per tile time, a tenth of that when <= 20 MB of partials are written (L2).
-// Small calls and h <= 16 keep 16-head blocks and the serialized kernel's costs (cases above).
+// combine in the kernel, charged 0.4 tile times, with waves counted against the resident clusters (a
+// 132-SM Hopper GPU's measured cudaOccupancyMaxActiveClusters, common/hopper_clusters.h); more splits pay 0.3
+// tile times of combine launch plus partials at 56 KiB per SM per tile time, a tenth of that when <= 20 MB of
+// partials are written (L2). Small calls and h <= 16 keep 16-head blocks and the serialized kernel's costs
+// (cases above).
 TEST(DecodeCudaSchedule, WarpSpecializedKernelPlansClustersWithinResidency) {
   detail::CudaDeviceInfo h100;
   h100.ordinal = 0;
@@ -423,8 +425,7 @@ TEST(DecodeCudaSchedule, WarpSpecializedKernelPlansClustersWithinResidency) {
   h100.compute_capability = 90;
   h100.warp_specialized_decode = true;
   h100.max_shared_bytes = 232448;
-  const int resident[9] = {0, 0, 66, 39, 30, 22, 17, 15, 15};
-  std::copy(std::begin(resident), std::end(resident), std::begin(h100.max_active_clusters));
+  test::set_hopper_resident_clusters(&h100);
   struct Case {
     DecodeShape shape;
     int auto_splits, head_block;
