@@ -318,6 +318,46 @@ TEST(KernelChoice, SmallCompactCallsSplitHalfTiles) {
   }
 }
 
+// The 99 KB-class kernels' combine is charged 0.59 of a 64-entry tile besides its bytes (schedule.cpp, v70),
+// which sets three boundaries measured on the H200 (same-process A/Bs, 2026-12-04), uncapped and capped
+// alike: flash-swa splits half tiles up to 16 rows and runs unsplit from 17 (2 splits of one tile before:
+// 2-8 % slower); flash-c4-tp4 at 80..88 rows runs unsplit (3 splits of 4 tiles before: 2-3 % slower; 79
+// rows keep 5 splits of 2 in 3 waves);
+// flash-c4-tp8 there keeps its 3 splits (2-3 % faster than unsplit).
+TEST(KernelChoice, CompactCombineChargeSetsTheMeasuredSplitBoundaries) {
+  struct Case {
+    const char* name;
+    DecodeShape shape;
+    int splits, tile_tokens;
+  };
+  const Case cases[] = {
+      {"flash-swa b=16", {16, 1, 64, 128, 0}, 4, 32},
+      {"flash-swa b=17", {17, 1, 64, 128, 0}, 1, 64},
+      {"flash-swa b=33", {33, 1, 64, 128, 0}, 1, 64},
+      {"flash-swa b=34", {34, 1, 64, 128, 0}, 1, 64},
+      {"flash-c4-tp4 b=79", {79, 1, 16, 128, 512}, 5, 64},
+      {"flash-c4-tp4 b=80", {80, 1, 16, 128, 512}, 1, 64},
+      {"flash-c4-tp4 b=88", {88, 1, 16, 128, 512}, 1, 64},
+      {"flash-c4-tp8 b=80", {80, 1, 8, 128, 512}, 3, 64},
+      {"flash-c4-tp8 b=88", {88, 1, 8, 128, 512}, 3, 64},
+  };
+  for (const int64_t cap : {int64_t{0}, int64_t{101376}}) {
+    detail::CudaDeviceInfo hopper = device_info(kDevices[5]);
+    detail::apply_planner_overrides(cap, 0, &hopper);
+    for (const Case& test_case : cases) {
+      const std::string label = std::string(test_case.name) + " cap=" + std::to_string(cap);
+      const detail::KernelChoice choice = detail::choose_decode_kernel(test_case.shape, hopper);
+      ASSERT_TRUE(choice.kernel == detail::DecodeKernel::kCompactHeads32 ||
+                  choice.kernel == detail::DecodeKernel::kCompactHeads16)
+          << label << ": " << detail::decode_kernel_name(choice.kernel);
+      const detail::SplitSchedule schedule =
+          detail::plan_cuda_decode_splits(test_case.shape, hopper, choice, 0);
+      EXPECT_EQ(schedule.num_splits, test_case.splits) << label;
+      EXPECT_EQ(schedule.tile_tokens, test_case.tile_tokens) << label;
+    }
+  }
+}
+
 TEST(KernelChoice, NothingFitsBelowTheSmallestKernel) {
   detail::CudaDeviceInfo info = device_info(kDevices[0]);
   const DecodeShape wide{64, 1, 64, 128, 512};

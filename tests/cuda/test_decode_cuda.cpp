@@ -347,8 +347,11 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
       // 16-head blocks: 8 CTAs, 18 tiles: 9 splits of 2 (18 of 1: 2 waves); then 16 splits fit one wave:
       // 36 half tiles in 12 splits of 3
       {{1, 1, 128, 128, 1024}, 12, 32},
-      {{74, 1, 128, 128, 512}, 2, 64},   // 148 CTAs: 2 waves x 11 = 22 vs 2 splits: 3 waves x 6 + 3.6 = 21.6
-      {{1, 1, 8, 64, 0}, 2, 32},         // one tile cannot be split; its two half tiles can
+      {{74, 1, 128, 128, 512}, 2, 64},  // 148 CTAs: 2 waves x 11 = 22 vs 2 splits: 3 waves x 6 + 3.6 = 21.6
+      // One tile in one CTA: two half-tile splits would save half a tile against a combine charged 0.59
+      // of a tile for the 99 KB-class kernels (schedule.cpp): unsplit. Two tiles: 4 splits of a half tile.
+      {{1, 1, 8, 64, 0}, 1, 64},
+      {{1, 1, 8, 128, 0}, 4, 32},
       {{1, 1, 128, 128, 8192}, 65, 64},  // 130 tiles are too much work for 16-head blocks: 65 splits of 2
       // 12 CTAs, 25 tiles: 9 splits of 3 (108 CTAs) beat 13 of 2 (2 waves); then 11 splits fit one wave:
       // 50 half tiles in 10 splits of 5

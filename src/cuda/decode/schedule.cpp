@@ -28,11 +28,70 @@ namespace smla::detail {
 namespace {
 int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
+bool is_compact_kernel(const KernelChoice& kernel) {
+  return kernel.kernel == DecodeKernel::kCompactHeads16 || kernel.kernel == DecodeKernel::kCompactHeads32;
+}
+
+// The cost model of the header comment, in 64-entry tile times: `splits` splits of `tiles_per_split` tiles
+// (a fraction for half tiles) each, waves of one CTA per SM, plus the combine when splits > 1.
+double split_cost(const DecodeShape& shape, const CudaDeviceInfo& device, const KernelChoice& kernel,
+                  int splits, double tiles_per_split) {
+  constexpr double kFixedCostTiles = 1;
+  // The call runs the warp-specialized kernel (else a serialized mma.sync kernel).
+  const bool sm90_kernel = kernel.kernel == DecodeKernel::kSm90Heads64;
+  // DRAM bytes an SM moves in one tile time (~22 GB/s per SM on an H100): the serialized kernels take
+  // ~7 us a tile, the warp-specialized one ~2.5 us.
+  const double partial_bytes_per_sm_tile = (sm90_kernel ? 56.0 : 160.0) * 1024;
+  // The combine kernel's launch and drain in tile times, and the in-cluster combine (stage, three
+  // cluster barriers, the distributed sum). On the sm_90a kernel partials that fit the L2 with room to
+  // spare (<= 20 MB written) are read back from it: charged a tenth (flash-c4 b=8: 10 splits + combine
+  // measured 20.2 us against 23.0 for 5-CTA clusters of 2 tiles). The 99 KB-class kernels' split
+  // epilogue (fp32 rows, twice the bytes of bf16 out) and the combine behind it: 0.59 of their 64-entry
+  // tile besides the bytes (v70 in docs/perf.md; H200, 2026-12-04, same-process A/Bs): flash-swa at 17..33
+  // rows ran 2-8 % faster unsplit than in 2 splits (so > 0.586, from 17 rows), flash-c4-tp4 at 80..88 rows
+  // 2-3 % faster unsplit than in 3 splits, while flash-c4-tp8 at 80..88 rows, half the partial bytes,
+  // stayed 2-3 % faster in 3 splits (so < 0.599, from 88 rows). The window is narrow: the tile unit of
+  // these short and long calls is not the same time, which this one-constant model does not see.
+  const double combine_launch_tiles = sm90_kernel ? 0.3 : is_compact_kernel(kernel) ? 0.59 : 0.0;
+  constexpr double kClusterCombineTiles = 0.4;
+  constexpr double kL2ResidentPartialBytes = 20.0 * 1024 * 1024;
+  constexpr double kL2ResidentPartialFactor = 0.1;
+  constexpr double kPartialBytesPerRowHeadSplit = 2.0 * (kHeadDim * 4 + 4);  // written + read back
+  // A combine grid of at most one block per SM (rows x h <= SMs: pro-c128-1m at b = 1) is not a
+  // throughput sum over the GPU but one block per (row, head) reading its splits' partial rows in turn:
+  // each split adds a share of a tile to the call. Measured (H200, 2026-12-02, v46) at 130 tiles: 65
+  // splits of 2 tiles 33.3 us, 44 of 3 30.2, 33 of 4 30.7, 22 of 6 34.6, where the model without this
+  // term picked 65; 0.07 tile a split puts the minimum at 44.
+  constexpr double kSerialCombineTilesPerSplit = 0.07;
+  const int64_t query_rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
+  const int64_t ctas_per_split = query_rows * ceil_div(shape.num_heads, kernel.head_block);
+  int64_t waves = ceil_div(ctas_per_split * splits, device.sm_count);
+  double combine_tiles = 0.0;
+  if (splits > 1 && sm90_kernel && decode::sm90_combines_in_cluster(splits)) {
+    combine_tiles = kClusterCombineTiles;
+    // One cluster per (row, head block); GPC boundaries leave fewer resident clusters than
+    // sm_count / splits (e.g. 4-CTA clusters: a second wave at 128 CTAs on an H100).
+    const int resident = device.max_active_clusters[splits];
+    if (resident > 0) waves = std::max(waves, static_cast<int64_t>(ceil_div(ctas_per_split, resident)));
+  } else if (splits > 1) {
+    const double partial_bytes =
+        static_cast<double>(query_rows) * shape.num_heads * splits * kPartialBytesPerRowHeadSplit;
+    const double l2_factor =
+        sm90_kernel && partial_bytes / 2 <= kL2ResidentPartialBytes ? kL2ResidentPartialFactor : 1.0;
+    combine_tiles =
+        combine_launch_tiles + l2_factor * partial_bytes / device.sm_count / partial_bytes_per_sm_tile;
+    if (sm90_kernel && split_combine_blocks(query_rows, shape.num_heads) <= device.sm_count)
+      combine_tiles += kSerialCombineTilesPerSplit * splits;
+  }
+  return static_cast<double>(waves) * (tiles_per_split + kFixedCostTiles) + combine_tiles;
+}
+
 // True when a list of `width` entries has no 32-entry half tile past its end inside its last 64-entry
 // tile (width % 64 is 0 or above 32), so half-tile splits are never statically empty.
 bool half_tiles_fill_the_list(int64_t width) { return width <= 0 || width % 64 == 0 || width % 64 > 32; }
 
-// The half-tile rule of the header comment, applied to a finished 64-entry schedule.
+// The half-tile rule of the header comment, applied to a finished 64-entry schedule: taken when the
+// model charges it less than that schedule (it may add a combine to an unsplit call).
 void split_small_compact_call_in_half_tiles(const DecodeShape& shape, const CudaDeviceInfo& device,
                                             const KernelChoice& kernel, SplitSchedule* schedule) {
   constexpr int kHalfTilesPerTile = 2;
@@ -40,9 +99,7 @@ void split_small_compact_call_in_half_tiles(const DecodeShape& shape, const Cuda
   // DSv4-Flash C4 layer at b = 1 then gains from 20 splits of one half tile over 10 of one tile, 177.5 ->
   // 174.5 us for the 21 layers, where with the 128-thread combine it had lost, 9.9 -> 10.7 us a layer: v36).
   constexpr int64_t kMaxHalfTileSplits = kMaxOneBatchSplits;
-  const bool compact_kernel =
-      kernel.kernel == DecodeKernel::kCompactHeads16 || kernel.kernel == DecodeKernel::kCompactHeads32;
-  if (!compact_kernel || device.sm_count <= 0 || !half_tiles_fill_the_list(shape.topk) ||
+  if (!is_compact_kernel(kernel) || device.sm_count <= 0 || !half_tiles_fill_the_list(shape.topk) ||
       !half_tiles_fill_the_list(shape.extra_topk))
     return;
   const int64_t query_rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
@@ -53,10 +110,15 @@ void split_small_compact_call_in_half_tiles(const DecodeShape& shape, const Cuda
   const int half_tiles_per_split =
       ceil_div(half_tiles, std::min<int64_t>(most_splits, static_cast<int64_t>(half_tiles)));
   if (half_tiles_per_split >= schedule->tiles_per_split * kHalfTilesPerTile) return;  // no shorter
+  const int half_tile_splits = ceil_div(half_tiles, half_tiles_per_split);
+  if (split_cost(shape, device, kernel, half_tile_splits,
+                 static_cast<double>(half_tiles_per_split) / kHalfTilesPerTile) >=
+      split_cost(shape, device, kernel, schedule->num_splits, schedule->tiles_per_split))
+    return;
   schedule->tile_tokens = decode::DecodeConfigHeads64::kTileTokens / kHalfTilesPerTile;
   schedule->total_tiles = half_tiles;
   schedule->tiles_per_split = half_tiles_per_split;
-  schedule->num_splits = ceil_div(half_tiles, half_tiles_per_split);
+  schedule->num_splits = half_tile_splits;
 }
 }  // namespace
 
@@ -67,58 +129,17 @@ SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDevice
   schedule.total_tiles =
       ceil_div(shape.topk, kTileTokens) + ceil_div(std::max(shape.extra_topk, 0), kTileTokens);
   schedule.head_block = kernel.head_block;
-  // The call runs the warp-specialized kernel (else a serialized mma.sync kernel).
-  const bool sm90_kernel = kernel.kernel == DecodeKernel::kSm90Heads64;
   const int total_tiles = std::max(schedule.total_tiles, 1);
 
   int num_splits = 1;
   if (requested_splits > 0) {
     num_splits = std::clamp(requested_splits, 1, total_tiles);
   } else if (device.sm_count > 0) {
-    constexpr double kFixedCostTiles = 1;
-    // DRAM bytes an SM moves in one tile time (~22 GB/s per SM on an H100): the serialized kernels take
-    // ~7 us a tile, the warp-specialized one ~2.5 us.
-    const double partial_bytes_per_sm_tile = (sm90_kernel ? 56.0 : 160.0) * 1024;
-    // The combine kernel's launch and drain in tile times, and the in-cluster combine (stage, three
-    // cluster barriers, the distributed sum). On the sm_90a kernel partials that fit the L2 with room to
-    // spare (<= 20 MB written) are read back from it: charged a tenth (flash-c4 b=8: 10 splits + combine
-    // measured 20.2 us against 23.0 for 5-CTA clusters of 2 tiles).
-    const double combine_launch_tiles = sm90_kernel ? 0.3 : 0.0;
-    constexpr double kClusterCombineTiles = 0.4;
-    constexpr double kL2ResidentPartialBytes = 20.0 * 1024 * 1024;
-    constexpr double kL2ResidentPartialFactor = 0.1;
-    constexpr double kPartialBytesPerRowHeadSplit = 2.0 * (kHeadDim * 4 + 4);  // written + read back
-    // A combine grid of at most one block per SM (rows x h <= SMs: pro-c128-1m at b = 1) is not a
-    // throughput sum over the GPU but one block per (row, head) reading its splits' partial rows in turn:
-    // each split adds a share of a tile to the call. Measured (H200, 2026-12-02, v46) at 130 tiles: 65
-    // splits of 2 tiles 33.3 us, 44 of 3 30.2, 33 of 4 30.7, 22 of 6 34.6, where the model without this
-    // term picked 65; 0.07 tile a split puts the minimum at 44.
-    constexpr double kSerialCombineTilesPerSplit = 0.07;
-    const int64_t query_rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
-    const int64_t ctas_per_split = query_rows * ceil_div(shape.num_heads, schedule.head_block);
     double best_cost = -1;
     for (int splits = 1; splits <= total_tiles; ++splits) {
       const int tiles_per_split = ceil_div(total_tiles, splits);
       if (ceil_div(total_tiles, tiles_per_split) != splits) continue;  // same as a smaller count
-      int64_t waves = ceil_div(ctas_per_split * splits, device.sm_count);
-      double combine_tiles = 0.0;
-      if (splits > 1 && sm90_kernel && decode::sm90_combines_in_cluster(splits)) {
-        combine_tiles = kClusterCombineTiles;
-        // One cluster per (row, head block); GPC boundaries leave fewer resident clusters than
-        // sm_count / splits (e.g. 4-CTA clusters: a second wave at 128 CTAs on an H100).
-        const int resident = device.max_active_clusters[splits];
-        if (resident > 0) waves = std::max(waves, static_cast<int64_t>(ceil_div(ctas_per_split, resident)));
-      } else if (splits > 1) {
-        const double partial_bytes =
-            static_cast<double>(query_rows) * shape.num_heads * splits * kPartialBytesPerRowHeadSplit;
-        const double l2_factor =
-            sm90_kernel && partial_bytes / 2 <= kL2ResidentPartialBytes ? kL2ResidentPartialFactor : 1.0;
-        combine_tiles =
-            combine_launch_tiles + l2_factor * partial_bytes / device.sm_count / partial_bytes_per_sm_tile;
-        if (sm90_kernel && split_combine_blocks(query_rows, shape.num_heads) <= device.sm_count)
-          combine_tiles += kSerialCombineTilesPerSplit * splits;
-      }
-      const double cost = static_cast<double>(waves) * (tiles_per_split + kFixedCostTiles) + combine_tiles;
+      const double cost = split_cost(shape, device, kernel, splits, tiles_per_split);
       if (best_cost < 0 || cost < best_cost) {
         best_cost = cost;
         num_splits = splits;
