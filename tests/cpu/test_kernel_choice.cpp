@@ -170,9 +170,10 @@ TEST(KernelChoice, OneWaveFewTileCallsRunTheCompactKernelOnHopper) {
 }
 
 // The small-call threshold (kSmallCallTileWork) sits between the calls it was measured on (v45, H200):
-// pro-c4 at b = 2 (288 tile-work) is faster on 16-head blocks, at b = 3 (432) and b = 4 (576) it is not:
-// those take the wide block's kernel, which at up to 4 rows of 128 heads is the 32-head one (v69), from 5
-// rows sm90-h64.
+// pro-c4 at b = 2 (288 tile-work) is faster on 16-head blocks than on sm90-h64, at b = 3 (432) and b = 4
+// (576) it is not: those take the wide block's kernel, which at up to 4 rows of 128 heads is the 32-head one
+// (v69), from 5 rows sm90-h64. At b = 2 the narrow call's 16-head CTAs would walk 160 entries each, so since
+// v71 it runs the 32-head kernel (96 entries a CTA; 9.7 % faster).
 TEST(KernelChoice, SmallCallThresholdSitsBetweenItsMeasuredCalls) {
   const detail::CudaDeviceInfo hopper = device_info(kDevices[5]);
   const struct {
@@ -180,7 +181,7 @@ TEST(KernelChoice, SmallCallThresholdSitsBetweenItsMeasuredCalls) {
     const char* kernel;
     int head_block;
   } cases[] = {{1, "mma99-h16", 16},
-               {2, "mma99-h16", 16},
+               {2, "mma99-h32", 32},
                {3, "mma99-h32", 32},
                {4, "mma99-h32", 32},
                {5, "sm90-h64", 64}};
@@ -210,8 +211,14 @@ TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
         // On Hopper the 8-row flash-c4 and flash-c128-64k calls and the 16-row flash-c4-mtp call (at most
         // 160 row-tiles) take the 32-head kernel (FewRowWideCallsRunTheCompactKernelOnHopper above).
         // So do flash-swa's 64 rows (2 tiles: 128 32-head CTAs fit one wave, OneWaveFewTileCalls... below).
-        const bool few_row_compact = device.sm90_kernel && wide && named.num_heads == 64 &&
-                                     ((batch == 8 && total_tiles == 10) || (batch == 64 && total_tiles == 2));
+        // On the RTX 3090 (82 SMs) pro-c4's one row would walk 128 entries a 16-head CTA, and the 32-head
+        // kernel's schedule 64 (LongNarrowCallsRunTheCompactWideKernel below).
+        const bool long_narrow_ctas = !wide && std::string(device.name) == "RTX 3090" &&
+                                      std::string(named.name) == "pro-c4" && batch == 1;
+        const bool few_row_compact =
+            (device.sm90_kernel && wide && named.num_heads == 64 &&
+             ((batch == 8 && total_tiles == 10) || (batch == 64 && total_tiles == 2))) ||
+            long_narrow_ctas;
         EXPECT_STREQ(detail::decode_kernel_name(choice.kernel),
                      few_row_compact ? "mma99-h32" : (wide ? device.wide_kernel : device.narrow_kernel))
             << label;
@@ -354,6 +361,45 @@ TEST(KernelChoice, CompactCombineChargeSetsTheMeasuredSplitBoundaries) {
           detail::plan_cuda_decode_splits(test_case.shape, hopper, choice, 0);
       EXPECT_EQ(schedule.num_splits, test_case.splits) << label;
       EXPECT_EQ(schedule.tile_tokens, test_case.tile_tokens) << label;
+    }
+  }
+}
+
+// Narrow (small) calls of more than 16 heads whose 16-head CTAs would walk at least two 64-entry tiles run
+// the 32-head kernel when its schedule gives a CTA fewer entries (kernel_choice.cpp, v71; H200 A/Bs, capped
+// and uncapped alike). Boundaries on both sides on the H200, uncapped and capped: flash-c4 at 4 rows (96
+// entries a 16-head CTA) stays, at 5..7 moves (128 / 128 / 160 -> 64 / 64 / 96); flash-c4-mtp at 2 / 3
+// batch rows (4 / 6 query rows); pro-c4 at 1 / 2 rows (96 stays; 160 -> 96); the DSv4-Flash C128 layer at
+// context 8192 (3 tiles) stays at 8 rows (64 entries); 16 heads never move (no narrower block to leave).
+TEST(KernelChoice, LongNarrowCallsRunTheCompactWideKernel) {
+  struct Case {
+    const char* name;
+    DecodeShape shape;
+    const char* kernel;
+  };
+  const Case cases[] = {
+      {"flash-c4 b=4", {4, 1, 64, 128, 512}, "mma99-h16"},
+      {"flash-c4 b=5", {5, 1, 64, 128, 512}, "mma99-h32"},
+      {"flash-c4 b=7", {7, 1, 64, 128, 512}, "mma99-h32"},
+      {"flash-c4-mtp b=2", {2, 2, 64, 128, 512}, "mma99-h16"},
+      {"flash-c4-mtp b=3", {3, 2, 64, 128, 512}, "mma99-h32"},
+      {"pro-c4 b=1", {1, 1, 128, 128, 1024}, "mma99-h16"},
+      {"pro-c4 b=2", {2, 1, 128, 128, 1024}, "mma99-h32"},
+      {"C128 at 8192, b=8", {8, 1, 64, 128, 64}, "mma99-h16"},
+      {"flash-c4-tp4 b=7", {7, 1, 16, 128, 512}, "mma99-h16"},
+  };
+  for (const int64_t cap : {int64_t{0}, int64_t{101376}}) {
+    detail::CudaDeviceInfo hopper = device_info(kDevices[5]);
+    detail::apply_planner_overrides(cap, 0, &hopper);
+    for (const Case& test_case : cases) {
+      const std::string label = std::string(test_case.name) + " cap=" + std::to_string(cap);
+      const detail::KernelChoice choice = detail::choose_decode_kernel(test_case.shape, hopper);
+      EXPECT_STREQ(detail::decode_kernel_name(choice.kernel), test_case.kernel) << label;
+      const int rows = test_case.shape.batch * test_case.shape.seq_q;
+      const int tiles = (test_case.shape.topk + 63) / 64 + (test_case.shape.extra_topk + 63) / 64;
+      EXPECT_EQ(detail::decode::head_block_for(test_case.shape.num_heads, rows, tiles),
+                detail::decode::kNarrowHeadBlock)
+          << label << ": a narrow (small) call";
     }
   }
 }

@@ -104,6 +104,29 @@ bool one_tile_per_cta(const DecodeShape& shape, const CudaDeviceInfo& device, co
   return int64_t{schedule.tiles_per_split} * schedule.tile_tokens <= kTileTokens;
 }
 
+// Entries a CTA of the call walks under a kernel's own split schedule.
+int64_t entries_per_cta(const DecodeShape& shape, const CudaDeviceInfo& device, const KernelChoice& kernel) {
+  const SplitSchedule schedule = plan_cuda_decode_splits(shape, device, kernel, /*requested_splits=*/0);
+  return int64_t{schedule.tiles_per_split} * schedule.tile_tokens;
+}
+
+// Small calls (decode::head_block_for's narrow block) of more than 16 heads whose 16-head CTAs would each
+// walk at least two 64-entry tiles run the 32-head kernel when its schedule gives a CTA fewer entries. Its
+// CTAs are half as many per row, so its splits reach further; where the 16-head CTAs walk one tile or 1.5,
+// the 32-head kernel's larger tile costs more than the shorter walk saves. Same-process A/B on the H200
+// (docs/perf.md, v71; 2026-12-04): 128 -> 64 entries a CTA (flash-c4 b = 5 / 6, flash-c4-mtp b = 3,
+// flash-c128-64k b = 6) -4.6 to -6.8 %, 160 -> 96 (flash-c4 b = 7, pro-c4 b = 2) -4.2 / -9.3 %, the
+// DSv4-Pro step at b = 2 (context 8192) -7.4 %; 96 -> 64 -0.9 to +4.8 % (pro-c4 b = 1), 64 -> 32 +1.2 to
+// +7.8 %.
+constexpr int64_t kLeastNarrowEntriesForCompactWide = 2 * kTileTokens;
+
+bool narrow_call_walks_long_ctas(const DecodeShape& shape, const CudaDeviceInfo& device,
+                                 const KernelChoice& narrow) {
+  const int64_t narrow_entries = entries_per_cta(shape, device, narrow);
+  return narrow_entries >= kLeastNarrowEntriesForCompactWide &&
+         entries_per_cta(shape, device, kCompactWide) < narrow_entries;
+}
+
 bool one_wave_of_few_tile_rows(const DecodeShape& shape, const CudaDeviceInfo& device,
                                const KernelChoice& sm90) {
   const int64_t tiles = total_tiles_of(shape);
@@ -128,7 +151,14 @@ KernelChoice choose_decode_kernel(const DecodeShape& shape, const CudaDeviceInfo
     }
     return KernelChoice{};
   };
-  if (!wants_wide_block(shape)) return pick(kNarrowChoices);
+  if (!wants_wide_block(shape)) {
+    const KernelChoice narrow = pick(kNarrowChoices);
+    if (narrow.kernel == DecodeKernel::kCompactHeads16 && shape.num_heads > decode::kNarrowHeadBlock &&
+        kCompactWide.shared_bytes <= device.max_shared_bytes &&
+        narrow_call_walks_long_ctas(shape, device, narrow))
+      return kCompactWide;
+    return narrow;
+  }
   const KernelChoice wide = pick(kWideChoices);
   if (wide.kernel == DecodeKernel::kSm90Heads64 &&
       (few_rows_for_compact_wide_block(shape) || one_wave_of_few_tile_rows(shape, device, wide)))
