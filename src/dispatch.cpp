@@ -359,6 +359,7 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
       result.tiles_per_split_ = schedule.tiles_per_split;
       result.total_tiles_ = schedule.total_tiles;
       result.split_tile_tokens_ = schedule.tile_tokens;
+      result.cluster_combine_ = schedule.cluster_combine;
     }
     result.workspace_bytes_ =
         detail::WorkspaceLayout::make(rows, shape.num_heads, result.num_splits_).total_bytes;
@@ -498,6 +499,7 @@ DecodeParams build_decode_params(const Plan& plan, const DecodeArgs& args, void*
   params.num_splits = plan.num_splits();
   params.tiles_per_split = plan.tiles_per_split();
   params.split_tile_tokens = plan.split_tile_tokens();
+  params.cluster_combine = plan.cluster_combine() ? 1 : 0;
 
   if (workspace != nullptr && plan.workspace_bytes() > 0) {
     const int64_t rows = static_cast<int64_t>(shape.batch) * shape.seq_q;

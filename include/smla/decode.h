@@ -64,6 +64,8 @@ class Plan {
   int64_t max_shared_bytes() const { return max_shared_bytes_; }
   // Internal: which tensor-core kernel run() launches (a detail::DecodeKernel value; 0 = none).
   int32_t kernel_id() const { return kernel_id_; }
+  // Internal: the sm_90a kernel's splits combine inside its thread-block clusters (no combine launch).
+  bool cluster_combine() const { return cluster_combine_; }
 
  private:
   friend Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* plan);
@@ -82,6 +84,7 @@ class Plan {
   const char* kernel_name_ = "none";
   int64_t max_shared_bytes_ = 0;
   int32_t kernel_id_ = 0;
+  bool cluster_combine_ = false;
 };
 
 // Resolves the backend, chooses the kernel and the split schedule and sizes the workspace. With the cuda

@@ -55,6 +55,9 @@ struct DecodeParams {
   int32_t num_splits = 1;
   int32_t tiles_per_split = 0;  // ceil(total_tiles / num_splits)
   int32_t split_tile_tokens = 64;
+  // sm90-h64 with 2..kMaxClusterSplits splits: 1 when the plan's clusters combine the splits in the kernel
+  // (SplitSchedule::cluster_combine), 0 when they write partials for the combine kernel.
+  int32_t cluster_combine = 0;
 
   // Workspace pieces (CUDA backends). See WorkspaceLayout.
   float* partial_out = nullptr;       // [b*s_q][num_splits][h][512]

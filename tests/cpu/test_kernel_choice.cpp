@@ -404,6 +404,54 @@ TEST(KernelChoice, LongNarrowCallsRunTheCompactWideKernel) {
   }
 }
 
+// The sm_90a kernel's splits combine in its clusters or through the combine kernel, whichever the model
+// charges less (schedule.cpp, v72): the combine launch 1.1 tiles, clusters queued behind the resident ones
+// 1.25x their waves. Measured boundaries on the H200 (same-process A/Bs, 2026-12-04): flash-c4 keeps 4-CTA
+// clusters at 23 / 24 rows and 3-CTA ones at 32, and runs unsplit at 70 (3-CTA clusters queued: 18 %
+// slower); pro-c4 takes 6-CTA clusters at 7 rows (9 splits through the combine kernel: 6 % slower), 3 splits
+// through the combine kernel at 21 (2-CTA clusters: 12 % slower), unsplit at 40 (queued 4-CTA clusters:
+// 23 % slower), and keeps queued 3-CTA clusters at 36 (0.3 % faster than unsplit); pro-c128-1m at 48 rows
+// takes 4 splits through the combine kernel (queued 8-CTA clusters: 24 % slower).
+TEST(KernelChoice, Sm90CombineInClustersOnlyWhereTheyPay) {
+  struct Case {
+    const char* name;
+    DecodeShape shape;
+    int splits;
+    bool cluster_combine;
+  };
+  const Case cases[] = {
+      {"flash-c4 b=23", {23, 1, 64, 128, 512}, 4, true},
+      {"flash-c4 b=24", {24, 1, 64, 128, 512}, 4, true},
+      {"flash-c4 b=32", {32, 1, 64, 128, 512}, 3, true},
+      {"flash-c4 b=70", {70, 1, 64, 128, 512}, 1, false},
+      {"pro-c4 b=7", {7, 1, 128, 128, 1024}, 6, true},
+      {"pro-c4 b=21", {21, 1, 128, 128, 1024}, 3, false},
+      {"pro-c4 b=36", {36, 1, 128, 128, 1024}, 3, true},
+      {"pro-c4 b=40", {40, 1, 128, 128, 1024}, 1, false},
+      {"pro-c128-1m b=48", {48, 1, 128, 128, 8192}, 4, false},
+  };
+  const detail::CudaDeviceInfo hopper = device_info(kDevices[5]);
+  for (const Case& test_case : cases) {
+    const detail::KernelChoice choice = detail::choose_decode_kernel(test_case.shape, hopper);
+    ASSERT_STREQ(detail::decode_kernel_name(choice.kernel), "sm90-h64") << test_case.name;
+    const detail::SplitSchedule schedule =
+        detail::plan_cuda_decode_splits(test_case.shape, hopper, choice, 0);
+    EXPECT_EQ(schedule.num_splits, test_case.splits) << test_case.name;
+    EXPECT_EQ(schedule.cluster_combine, test_case.cluster_combine) << test_case.name;
+  }
+  // Other kernels never combine in clusters, and a forced count keeps the choice the model prices.
+  const DecodeShape pro_c4_b40{40, 1, 128, 128, 1024};
+  detail::CudaDeviceInfo capped = hopper;
+  capped.max_shared_bytes = 101376;
+  const detail::KernelChoice compact = detail::choose_decode_kernel(pro_c4_b40, capped);
+  EXPECT_FALSE(detail::plan_cuda_decode_splits(pro_c4_b40, capped, compact, 4).cluster_combine);
+  const detail::KernelChoice sm90 = detail::choose_decode_kernel(pro_c4_b40, hopper);
+  const detail::SplitSchedule forced = detail::plan_cuda_decode_splits(pro_c4_b40, hopper, sm90, 4);
+  EXPECT_EQ(forced.num_splits, 4);
+  EXPECT_TRUE(forced.cluster_combine);  // queued clusters (22.9 tiles) still below the combine kernel's 30
+  EXPECT_FALSE(detail::plan_cuda_decode_splits(pro_c4_b40, hopper, sm90, 9).cluster_combine);  // > 8 splits
+}
+
 TEST(KernelChoice, NothingFitsBelowTheSmallestKernel) {
   detail::CudaDeviceInfo info = device_info(kDevices[0]);
   const DecodeShape wide{64, 1, 64, 128, 512};

@@ -688,6 +688,45 @@ TEST(DecodeCuda, SmCountOptionPlansAnotherGpusSchedule) {
   }
 }
 
+// sm90-h64 split calls of at most kMaxClusterSplits splits whose clusters do not all fit at once write
+// partials for the combine kernel (schedule.cpp, v72); the others combine in their clusters. On this GPU's
+// own schedule: 128-head calls of 20 rows (3 splits: 40 clusters, past the H200's 39 resident 3-CTA
+// clusters) and 7 rows (6 splits, 14 clusters), both against the reference, an empty row and sinks with
+// +-inf included; the plan's choice is the planner's for the device.
+TEST(DecodeCuda, Sm90SplitsCombineInClustersOrThroughTheCombineKernel) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  detail::CudaDeviceInfo info;
+  ASSERT_TRUE(detail::query_cuda_device(-1, &info).ok());
+  if (!info.warp_specialized_decode) GTEST_SKIP() << "no sm_90a kernel on this device";
+  int through_combine_kernel = 0;
+  for (const int batch : {20, 7}) {
+    ProblemConfig config = test::problem_config(batch, 1, 128, 128, 1024, 256, 64);
+    config.sink_inf_fraction = 0.5;
+    Rng rng = Rng::ForTest(900 + batch);
+    DecodeProblem problem = make_problem(rng, config);
+    empty_first_row(problem);
+    const Plan plan = make_cuda_plan(problem.shape, 0);
+    const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(
+        problem.shape, info, detail::choose_decode_kernel(problem.shape, info), 0);
+    const std::string label = describe(config) + " " + plan.kernel_name() +
+                              " splits=" + std::to_string(plan.num_splits()) +
+                              (plan.cluster_combine() ? " in clusters" : " through the combine kernel");
+    if (std::string(plan.kernel_name()) != "sm90-h64") continue;  // another planner rule took the call
+    EXPECT_EQ(plan.cluster_combine(), schedule.cluster_combine) << label;
+    if (plan.cluster_combine())
+      EXPECT_TRUE(detail::decode::sm90_combines_in_cluster(plan.num_splits())) << label;
+    if (!plan.cluster_combine() && detail::decode::sm90_combines_in_cluster(plan.num_splits()))
+      ++through_combine_kernel;
+    const Reference reference = reference_decode(problem);
+    DeviceProblem device(problem);
+    const DeviceResult result = run_on_device(plan, problem, device);
+    expect_matches(reference, result, label);
+    EXPECT_EQ(result.error_count, 0u) << label;
+  }
+  // On a 132-SM Hopper part (H100 / H200) the 20-row call is the one through the combine kernel.
+  if (info.sm_count == 132 && info.max_active_clusters[3] < 40) EXPECT_GE(through_combine_kernel, 1);
+}
+
 // Forced 1 split, the planner's choice and the maximum (one tile per split) agree with each other and
 // with the reference.
 TEST(DecodeCuda, SplitCountsAgree) {
@@ -776,7 +815,7 @@ int expect_combined_splits_match_reference(int batch, int splits, uint64_t seed)
     const Plan plan = make_cuda_plan(problem.shape, splits, cap);
     EXPECT_EQ(plan.num_splits(), splits);
     const std::string kernel = plan.kernel_name();
-    if (kernel == "sm90-h64" && detail::decode::sm90_combines_in_cluster(splits)) continue;
+    if (kernel == "sm90-h64" && plan.cluster_combine()) continue;
     EXPECT_TRUE(kernel.rfind("mma99-", 0) == 0 || kernel == "sm90-h64") << kernel;
     const DeviceResult result = run_on_device(plan, problem, device);
     expect_matches(reference, result,

@@ -19,8 +19,8 @@ Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* strea
   switch (static_cast<DecodeKernel>(plan.kernel_id())) {
     case DecodeKernel::kSm90Heads64:
       SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads64_sm90(params, plan.device(), cuda_stream));
-      // Up to kMaxClusterSplits splits are combined inside the kernel's clusters.
-      if (decode::sm90_combines_in_cluster(params.num_splits)) return Status::Ok();
+      // The plan's clusters (2..kMaxClusterSplits splits) combine the splits inside the kernel.
+      if (params.cluster_combine != 0) return Status::Ok();
       break;
     case DecodeKernel::kMmaHeads64:
       SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads64(params, plan.device(), cuda_stream));

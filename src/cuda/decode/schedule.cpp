@@ -6,9 +6,9 @@
 // ceil(CTAs / SMs) and the fixed cost (Q load, pipeline fill, epilogue) is about one tile. Splits are
 // combined either by the combine kernel, which reads back fp32 partials (2 KiB + lse per row, head and
 // split; charged in tile times from the DRAM an SM moves in one tile time, plus the second launch), or,
-// on the sm_90a kernel with at most kMaxClusterSplits splits, inside the kernel's clusters (a small fixed
-// cost). We pick the split count with the lowest cost (fewest splits on ties), never leaving a split
-// statically empty.
+// on the sm_90a kernel with at most kMaxClusterSplits splits whose clusters are all resident at once,
+// inside the kernel's clusters (a small fixed cost). We pick the split count with the lowest cost (fewest
+// splits on ties), never leaving a split statically empty.
 //
 // Small calls of the 99 KB-class kernels (32-entry compute tiles) may then split at half-tile grain: when
 // the 64-entry schedule is one wave and half tiles give each split less work in one wave with at most 32
@@ -32,10 +32,15 @@ bool is_compact_kernel(const KernelChoice& kernel) {
   return kernel.kernel == DecodeKernel::kCompactHeads16 || kernel.kernel == DecodeKernel::kCompactHeads32;
 }
 
+// Whether the sm_90a kernel's `splits` splits may combine inside its thread-block clusters.
+bool cluster_combine_possible(const KernelChoice& kernel, int splits) {
+  return kernel.kernel == DecodeKernel::kSm90Heads64 && decode::sm90_combines_in_cluster(splits);
+}
+
 // The cost model of the header comment, in 64-entry tile times: `splits` splits of `tiles_per_split` tiles
 // (a fraction for half tiles) each, waves of one CTA per SM, plus the combine when splits > 1.
 double split_cost(const DecodeShape& shape, const CudaDeviceInfo& device, const KernelChoice& kernel,
-                  int splits, double tiles_per_split) {
+                  int splits, double tiles_per_split, bool cluster_combine) {
   constexpr double kFixedCostTiles = 1;
   // The call runs the warp-specialized kernel (else a serialized mma.sync kernel).
   const bool sm90_kernel = kernel.kernel == DecodeKernel::kSm90Heads64;
@@ -44,15 +49,18 @@ double split_cost(const DecodeShape& shape, const CudaDeviceInfo& device, const 
   const double partial_bytes_per_sm_tile = (sm90_kernel ? 56.0 : 160.0) * 1024;
   // The combine kernel's launch and drain in tile times, and the in-cluster combine (stage, three
   // cluster barriers, the distributed sum). On the sm_90a kernel partials that fit the L2 with room to
-  // spare (<= 20 MB written) are read back from it: charged a tenth (flash-c4 b=8: 10 splits + combine
-  // measured 20.2 us against 23.0 for 5-CTA clusters of 2 tiles). The 99 KB-class kernels' split
+  // spare (<= 20 MB written) are read back from it: charged a tenth. Its combine launch is charged 1.1
+  // tiles (v72 in docs/perf.md; 0.3 before): flash-c4 b = 20 in 5 splits took 21.7 us combined in clusters
+  // and 24.8 through the combine kernel (H200, 2026-12-04), ~1.2 tiles more where the model said 0.25;
+  // 1.0 would have sent flash-c4 b = 23 from 4-CTA clusters to 5 splits through the combine kernel (+6.8 %)
+  // and pro-c4 b = 9 from 5-CTA clusters to 6 splits (+1.6 %). The 99 KB-class kernels' split
   // epilogue (fp32 rows, twice the bytes of bf16 out) and the combine behind it: 0.59 of their 64-entry
   // tile besides the bytes (v70 in docs/perf.md; H200, 2026-12-04, same-process A/Bs): flash-swa at 17..33
   // rows ran 2-8 % faster unsplit than in 2 splits (so > 0.586, from 17 rows), flash-c4-tp4 at 80..88 rows
   // 2-3 % faster unsplit than in 3 splits, while flash-c4-tp8 at 80..88 rows, half the partial bytes,
   // stayed 2-3 % faster in 3 splits (so < 0.599, from 88 rows). The window is narrow: the tile unit of
   // these short and long calls is not the same time, which this one-constant model does not see.
-  const double combine_launch_tiles = sm90_kernel ? 0.3 : is_compact_kernel(kernel) ? 0.59 : 0.0;
+  const double combine_launch_tiles = sm90_kernel ? 1.1 : is_compact_kernel(kernel) ? 0.59 : 0.0;
   constexpr double kClusterCombineTiles = 0.4;
   constexpr double kL2ResidentPartialBytes = 20.0 * 1024 * 1024;
   constexpr double kL2ResidentPartialFactor = 0.1;
@@ -66,13 +74,21 @@ double split_cost(const DecodeShape& shape, const CudaDeviceInfo& device, const 
   const int64_t query_rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
   const int64_t ctas_per_split = query_rows * ceil_div(shape.num_heads, kernel.head_block);
   int64_t waves = ceil_div(ctas_per_split * splits, device.sm_count);
+  double wave_factor = 1.0;
   double combine_tiles = 0.0;
-  if (splits > 1 && sm90_kernel && decode::sm90_combines_in_cluster(splits)) {
+  if (cluster_combine) {
     combine_tiles = kClusterCombineTiles;
     // One cluster per (row, head block); GPC boundaries leave fewer resident clusters than
-    // sm_count / splits (e.g. 4-CTA clusters: a second wave at 128 CTAs on an H100).
+    // sm_count / splits (e.g. 4-CTA clusters: a second wave at 128 CTAs on an H100). Clusters queued behind
+    // resident ones measured slower than these waves: pro-c4 at b = 36 / 70 / 90 in 3- / 3- / 2-CTA
+    // clusters took 1.31 / 1.29 / 1.19x the modelled waves' time (from the unsplit call's), at b = 40 in
+    // 4-CTA clusters 1.37x, 82.1 us against 63.0 unsplit (H200, 2026-12-04, v72 in docs/perf.md).
+    constexpr double kQueuedClusterWaveFactor = 1.25;
     const int resident = device.max_active_clusters[splits];
-    if (resident > 0) waves = std::max(waves, static_cast<int64_t>(ceil_div(ctas_per_split, resident)));
+    if (resident > 0 && ctas_per_split > resident) {
+      waves = std::max(waves, static_cast<int64_t>(ceil_div(ctas_per_split, resident)));
+      wave_factor = kQueuedClusterWaveFactor;
+    }
   } else if (splits > 1) {
     const double partial_bytes =
         static_cast<double>(query_rows) * shape.num_heads * splits * kPartialBytesPerRowHeadSplit;
@@ -83,7 +99,7 @@ double split_cost(const DecodeShape& shape, const CudaDeviceInfo& device, const 
     if (sm90_kernel && split_combine_blocks(query_rows, shape.num_heads) <= device.sm_count)
       combine_tiles += kSerialCombineTilesPerSplit * splits;
   }
-  return static_cast<double>(waves) * (tiles_per_split + kFixedCostTiles) + combine_tiles;
+  return wave_factor * static_cast<double>(waves) * (tiles_per_split + kFixedCostTiles) + combine_tiles;
 }
 
 // True when a list of `width` entries has no 32-entry half tile past its end inside its last 64-entry
@@ -112,8 +128,9 @@ void split_small_compact_call_in_half_tiles(const DecodeShape& shape, const Cuda
   if (half_tiles_per_split >= schedule->tiles_per_split * kHalfTilesPerTile) return;  // no shorter
   const int half_tile_splits = ceil_div(half_tiles, half_tiles_per_split);
   if (split_cost(shape, device, kernel, half_tile_splits,
-                 static_cast<double>(half_tiles_per_split) / kHalfTilesPerTile) >=
-      split_cost(shape, device, kernel, schedule->num_splits, schedule->tiles_per_split))
+                 static_cast<double>(half_tiles_per_split) / kHalfTilesPerTile, /*cluster_combine=*/false) >=
+      split_cost(shape, device, kernel, schedule->num_splits, schedule->tiles_per_split,
+                 /*cluster_combine=*/false))
     return;
   schedule->tile_tokens = decode::DecodeConfigHeads64::kTileTokens / kHalfTilesPerTile;
   schedule->total_tiles = half_tiles;
@@ -131,23 +148,39 @@ SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDevice
   schedule.head_block = kernel.head_block;
   const int total_tiles = std::max(schedule.total_tiles, 1);
 
+  // The cheapest (split count, combine) pair; fewest splits, then the in-cluster combine, on ties.
   int num_splits = 1;
-  if (requested_splits > 0) {
-    num_splits = std::clamp(requested_splits, 1, total_tiles);
-  } else if (device.sm_count > 0) {
-    double best_cost = -1;
-    for (int splits = 1; splits <= total_tiles; ++splits) {
-      const int tiles_per_split = ceil_div(total_tiles, splits);
-      if (ceil_div(total_tiles, tiles_per_split) != splits) continue;  // same as a smaller count
-      const double cost = split_cost(shape, device, kernel, splits, tiles_per_split);
+  bool cluster_combine = false;
+  double best_cost = -1;
+  const auto consider = [&](int splits) {
+    const int tiles_per_split = ceil_div(total_tiles, splits);
+    for (const bool cluster : {true, false}) {
+      if (cluster && !cluster_combine_possible(kernel, splits)) continue;
+      const double cost = split_cost(shape, device, kernel, splits, tiles_per_split, cluster);
       if (best_cost < 0 || cost < best_cost) {
         best_cost = cost;
         num_splits = splits;
+        cluster_combine = cluster;
       }
+    }
+  };
+  if (requested_splits > 0) {
+    // The count that covers the tiles with the same tiles per split.
+    const int splits =
+        ceil_div(total_tiles, ceil_div(total_tiles, std::clamp(requested_splits, 1, total_tiles)));
+    num_splits = splits;
+    cluster_combine = cluster_combine_possible(kernel, splits);  // where no SM count prices the two
+    if (device.sm_count > 0) consider(splits);
+  } else if (device.sm_count > 0) {
+    for (int splits = 1; splits <= total_tiles; ++splits) {
+      const int tiles_per_split = ceil_div(total_tiles, splits);
+      if (ceil_div(total_tiles, tiles_per_split) != splits) continue;  // same as a smaller count
+      consider(splits);
     }
   }
   schedule.tiles_per_split = ceil_div(total_tiles, num_splits);
   schedule.num_splits = ceil_div(total_tiles, schedule.tiles_per_split);
+  schedule.cluster_combine = cluster_combine;
   if (requested_splits <= 0) split_small_compact_call_in_half_tiles(shape, device, kernel, &schedule);
   return schedule;
 }

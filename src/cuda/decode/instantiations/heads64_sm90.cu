@@ -2,6 +2,7 @@
 // pass, but only the sm_90a pass emits its instructions (the others compile a trap); the launcher runs
 // it only on a compute capability 9.0 device whose loaded binary for it is the sm_90 one.
 #include <atomic>
+#include <string>
 
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/shared_memory_limit.h"
@@ -83,7 +84,11 @@ int sm90_max_active_clusters(int device, int cluster_size) {
 Status launch_sparse_decode_heads64_sm90(const DecodeParams& params, int device, cudaStream_t stream) {
   using Config = DecodeConfigSm90;
   DecodeLaunch launch(params, Config::kHeadBlock, Config::kThreads, Config::kSharedBytes, device, stream);
-  if (!sm90_combines_in_cluster(params.num_splits)) {
+  if (params.cluster_combine != 0 && !sm90_combines_in_cluster(params.num_splits)) {
+    return Status::Internal("sm90-h64: a cluster combine of " + std::to_string(params.num_splits) +
+                            " splits (at most " + std::to_string(kMaxClusterSplits) + " CTAs a cluster)");
+  }
+  if (params.cluster_combine == 0) {
     SMLA_RETURN_IF_ERROR(ensure_sm90_kernel_configured<false>(device));
     SMLA_CUDA_CHECK(cudaLaunchKernelEx(launch.config(), sparse_mla_decode_sm90_kernel<false>, params));
     return Status::Ok();
