@@ -698,7 +698,7 @@ TEST(DecodeCuda, Sm90SplitsCombineInClustersOrThroughTheCombineKernel) {
   detail::CudaDeviceInfo info;
   ASSERT_TRUE(detail::query_cuda_device(-1, &info).ok());
   if (!info.warp_specialized_decode) GTEST_SKIP() << "no sm_90a kernel on this device";
-  int through_combine_kernel = 0;
+  int through_combine_kernel = 0, on_sm90 = 0;
   for (const int batch : {20, 7}) {
     ProblemConfig config = test::problem_config(batch, 1, 128, 128, 1024, 256, 64);
     config.sink_inf_fraction = 0.5;
@@ -711,7 +711,9 @@ TEST(DecodeCuda, Sm90SplitsCombineInClustersOrThroughTheCombineKernel) {
     const std::string label = describe(config) + " " + plan.kernel_name() +
                               " splits=" + std::to_string(plan.num_splits()) +
                               (plan.cluster_combine() ? " in clusters" : " through the combine kernel");
-    if (std::string(plan.kernel_name()) != "sm90-h64") continue;  // another planner rule took the call
+    // Under SMLA_MAX_SHARED_BYTES (the capped pass) the 99 KB-class kernel takes the calls.
+    if (std::string(plan.kernel_name()) != "sm90-h64") continue;
+    ++on_sm90;
     EXPECT_EQ(plan.cluster_combine(), schedule.cluster_combine) << label;
     if (plan.cluster_combine())
       EXPECT_TRUE(detail::decode::sm90_combines_in_cluster(plan.num_splits())) << label;
@@ -723,8 +725,10 @@ TEST(DecodeCuda, Sm90SplitsCombineInClustersOrThroughTheCombineKernel) {
     expect_matches(reference, result, label);
     EXPECT_EQ(result.error_count, 0u) << label;
   }
+  if (on_sm90 == 0) GTEST_SKIP() << "no call planned on sm90-h64 (capped by SMLA_MAX_SHARED_BYTES?)";
   // On a 132-SM Hopper part (H100 / H200) the 20-row call is the one through the combine kernel.
-  if (info.sm_count == 132 && info.max_active_clusters[3] < 40) EXPECT_GE(through_combine_kernel, 1);
+  if (on_sm90 == 2 && info.sm_count == 132 && info.max_active_clusters[3] < 40)
+    EXPECT_GE(through_combine_kernel, 1);
 }
 
 // Forced 1 split, the planner's choice and the maximum (one tile per split) agree with each other and
