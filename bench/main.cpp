@@ -37,6 +37,9 @@ struct RowResult {
   int64_t main_page_block_size = 0, extra_page_block_size = 0;
   int layers = 1;
   int splits = 1;  // of the first call; a whole step reports its first layer's plan
+  // How that plan merges its splits: "cluster" (inside the sm_90a kernel's clusters), "kernel" (the combine
+  // kernel) or "none" (one split).
+  std::string combine = "none";
   double median_us = 0, p10_us = 0, p90_us = 0;
   double bytes = 0, flops = 0;
   double copy_bytes_per_second = 0;
@@ -110,6 +113,7 @@ smla::Status time_group(BenchDevice& device, const std::vector<PlannedLayer>& gr
   row->floor_us = group_floor_us(group, settings);
   row->layers = static_cast<int>(group.size());
   row->splits = group.front().plan->num_splits();
+  row->combine = row->splits == 1 ? "none" : group.front().plan->cluster_combine() ? "cluster" : "kernel";
   row->kernel.clear();
   for (const PlannedLayer& planned : group) {
     const std::string name = planned.plan->kernel_name();
@@ -384,10 +388,11 @@ smla::Status run_model(BenchDevice& device, const DeviceSettings& settings, cons
 
 Table results_table(const std::vector<RowResult>& rows) {
   Table table;
-  table.columns = {
-      "shape",        "backend",  "kernel",   "b",        "h",           "s_q",      "topk",        "extra_topk",
-      "P_main",       "P_extra",  "layers",   "splits",      "time_us",  "p10_us",      "p90_us",
-      "us_per_layer", "GB_per_s", "copy_pct", "TFLOP_per_s", "floor_us", "max_err_out", "max_err_lse"};
+  table.columns = {"shape",    "backend",      "kernel",     "b",        "h",
+                   "s_q",      "topk",         "extra_topk", "P_main",   "P_extra",
+                   "layers",   "splits",       "combine",    "time_us",  "p10_us",
+                   "p90_us",   "us_per_layer", "GB_per_s",   "copy_pct", "TFLOP_per_s",
+                   "floor_us", "max_err_out",  "max_err_lse"};
   for (const RowResult& row : rows) {
     const double seconds = row.median_us * 1e-6;
     const double bytes_per_second = row.bytes / seconds;
@@ -407,6 +412,7 @@ Table results_table(const std::vector<RowResult>& rows) {
                    per_call(integer_cell(row.extra_page_block_size)),
                    integer_cell(row.layers),
                    per_call(integer_cell(row.splits)),
+                   per_call(text_cell(row.combine)),
                    number_cell(row.median_us, 2),
                    number_cell(row.p10_us, 2),
                    number_cell(row.p90_us, 2),

@@ -113,7 +113,9 @@ std::string usage_text() {
          "bandwidth,\n"
          "FLOPs / 800e12) summed over the calls (the 800 TFLOP/s is the spec's number, not measured; the "
          "cpu\n"
-         "rows use the host memcpy bandwidth and no compute floor).\n";
+         "rows use the host memcpy bandwidth and no compute floor). combine says how a split call merges\n"
+         "its splits: cluster (inside the sm_90a kernel's thread-block clusters), kernel (the combine\n"
+         "kernel) or none (one split).\n";
 }
 
 smla::Status parse_options(int argc, char** argv, BenchOptions* options) {

@@ -10,7 +10,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPT = os.path.join(REPO, "scripts", "batch-sweep")
 
 # Prints smla-bench's csv (progress and metadata lines, a header, one row per batch with the columns
-# batch-sweep reads by name). Times are 8 + b us except b = 40 (90 us, above every larger batch's) and b = 6
+# batch-sweep reads by name; b = 40 in 4 splits combined in clusters, b = 48 in 2 through the combine kernel).
+# Times are 8 + b us except b = 40 (90 us, above every larger batch's) and b = 6
 # (16.2 us, 1.25 % above b = 8's 16); shape "broken" fails.
 STAND_IN = r"""#!/usr/bin/env python3
 import sys
@@ -24,11 +25,12 @@ with open(sys.argv[0] + ".calls", "a") as calls:
     calls.write(" ".join(args) + "\n")
 print("[1/3] progress line", file=sys.stderr)
 print("# smla_version: 0.1.0")
-print("shape,backend,kernel,b,splits,time_us,more")
+print("shape,backend,kernel,b,splits,combine,time_us,more")
 for b in map(int, args[args.index("--batch") + 1].split(",")):
     time_us = {40: 90.0, 6: 16.2}.get(b, 8.0 + b)
     kernel = "sm90-h64" if b >= 32 else "mma99-h16"
-    print(f"{shape},cuda,{kernel},{b},{4 if b == 40 else 1},{time_us:.2f},x")
+    splits, combine = {40: (4, "cluster"), 48: (2, "kernel")}.get(b, (1, "none"))
+    print(f"{shape},cuda,{kernel},{b},{splits},{combine},{time_us:.2f},x")
 """
 
 
@@ -51,9 +53,10 @@ def test_inversions_are_named_worst_first(tmp_path):
                       "--", "--iters", "5").stdout.splitlines()
     assert lines[:3] == ["pro-c4 b=1: 9.00 us (mma99-h16, 1 splits)", "pro-c4 b=2: 10.00 us (mma99-h16, 1 splits)",
                          "pro-c4 b=6: 16.20 us (mma99-h16, 1 splits)"]
-    assert "pro-c4 b=40: 90.00 us (sm90-h64, 4 splits)" in lines
+    assert "pro-c4 b=40: 90.00 us (sm90-h64, 4 splits, cluster)" in lines
+    assert "pro-c4 b=48: 56.00 us (sm90-h64, 2 splits, kernel)" in lines
     summary = lines.index("# inversions (a batch more than 1 % slower than a larger one): 2")
-    assert lines[summary + 1:] == ["pro-c4 b=40 90.00 us (sm90-h64, 4 splits) > b=48 56.00 us: +60.7 %",
+    assert lines[summary + 1:] == ["pro-c4 b=40 90.00 us (sm90-h64, 4 splits, cluster) > b=48 56.00 us: +60.7 %",
                                    "pro-c4 b=6 16.20 us (mma99-h16, 1 splits) > b=8 16.00 us: +1.2 %"]
     calls = (tmp_path / "build" / "smla-bench.calls").read_text().splitlines()
     assert calls == ["--shape pro-c4 --batch 1,2,6,8,32,40,48,56,64 --backend cuda --format csv --iters 5"]
@@ -64,8 +67,8 @@ def test_threshold_and_default_bench_arguments(tmp_path):
     summary = [line for line in lines if line.startswith("# inversions")]
     assert summary == ["# inversions (a batch more than 3 % slower than a larger one): 2"]
     named = lines[lines.index(summary[0]) + 1:]
-    assert named == ["flash-c4 b=40 90.00 us (sm90-h64, 4 splits) > b=64 72.00 us: +25.0 %",
-                     "pro-c4 b=40 90.00 us (sm90-h64, 4 splits) > b=64 72.00 us: +25.0 %"]
+    assert named == ["flash-c4 b=40 90.00 us (sm90-h64, 4 splits, cluster) > b=64 72.00 us: +25.0 %",
+                     "pro-c4 b=40 90.00 us (sm90-h64, 4 splits, cluster) > b=64 72.00 us: +25.0 %"]
     calls = (tmp_path / "build" / "smla-bench.calls").read_text().splitlines()
     assert calls[0] == "--shape flash-c4 --batch 4,6,8,40,64 --backend cuda --format csv --iters 50 --warmup 5"
 
