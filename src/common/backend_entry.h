@@ -92,8 +92,9 @@ struct SplitSchedule {
   // 64-entry splits would leave SMs idle (kernel_compact.cuh walks 32-entry tiles either way).
   int tile_tokens = 64;
   int head_block = 64;  // heads per CTA the kernel will use for this shape (the KernelChoice's)
-  // The sm_90a kernel's splits run as thread-block clusters that combine inside the kernel (2..8 splits
-  // whose clusters are all resident at once); other split calls write partials for the combine kernel.
+  // The sm_90a kernel's splits run as thread-block clusters that combine inside the kernel (2..8 splits,
+  // where the model charges that less than the combine kernel); other split calls write partials for the
+  // combine kernel.
   bool cluster_combine = false;
 };
 SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDeviceInfo& device,

@@ -93,7 +93,7 @@ struct DecodeConfigSm90 {
 
 // Split calls of the sm_90a kernel with at most this many splits can run as thread-block clusters of
 // `num_splits` CTAs that combine their splits in the kernel (kernel_sm90.cuh); the plan decides whether they
-// do (SplitSchedule::cluster_combine: only when all of the call's clusters are resident at once, schedule.cpp),
+// do (SplitSchedule::cluster_combine: where the model charges it less than the combine kernel, schedule.cpp),
 // else they write fp32 partials for the combine kernel. 8 is the portable cluster size (one CTA per SM, so 8
 // SMs of a GPC).
 inline constexpr int kMaxClusterSplits = 8;

@@ -6,9 +6,10 @@
 // ceil(CTAs / SMs) and the fixed cost (Q load, pipeline fill, epilogue) is about one tile. Splits are
 // combined either by the combine kernel, which reads back fp32 partials (2 KiB + lse per row, head and
 // split; charged in tile times from the DRAM an SM moves in one tile time, plus the second launch), or,
-// on the sm_90a kernel with at most kMaxClusterSplits splits whose clusters are all resident at once,
-// inside the kernel's clusters (a small fixed cost). We pick the split count with the lowest cost (fewest
-// splits on ties), never leaving a split statically empty.
+// on the sm_90a kernel with at most kMaxClusterSplits splits, inside the kernel's clusters (a small fixed
+// cost, but clusters queued behind the resident ones cost more than their waves). We pick the (split count,
+// combine) pair with the lowest cost (fewest splits, then clusters, on ties), never leaving a split
+// statically empty.
 //
 // Small calls of the 99 KB-class kernels (32-entry compute tiles) may then split at half-tile grain: when
 // the 64-entry schedule is one wave and half tiles give each split less work in one wave with at most 32
