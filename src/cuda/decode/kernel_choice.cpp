@@ -98,16 +98,15 @@ bool few_rows_for_compact_wide_block(const DecodeShape& shape) {
 //   walks 2 tiles a CTA and launches a combine, and it was 5-7 % slower.
 constexpr int64_t kMostTilesForOneWaveCompactWide = 3;
 
-// Whether a kernel's own split schedule gives every CTA of the call at most one 64-entry tile.
-bool one_tile_per_cta(const DecodeShape& shape, const CudaDeviceInfo& device, const KernelChoice& kernel) {
-  const SplitSchedule schedule = plan_cuda_decode_splits(shape, device, kernel, /*requested_splits=*/0);
-  return int64_t{schedule.tiles_per_split} * schedule.tile_tokens <= kTileTokens;
-}
-
 // Entries a CTA of the call walks under a kernel's own split schedule.
 int64_t entries_per_cta(const DecodeShape& shape, const CudaDeviceInfo& device, const KernelChoice& kernel) {
   const SplitSchedule schedule = plan_cuda_decode_splits(shape, device, kernel, /*requested_splits=*/0);
   return int64_t{schedule.tiles_per_split} * schedule.tile_tokens;
+}
+
+// Whether a kernel's own split schedule gives every CTA of the call at most one 64-entry tile.
+bool one_tile_per_cta(const DecodeShape& shape, const CudaDeviceInfo& device, const KernelChoice& kernel) {
+  return entries_per_cta(shape, device, kernel) <= kTileTokens;
 }
 
 // Small calls (decode::head_block_for's narrow block) of more than 16 heads whose 16-head CTAs would each
