@@ -29,6 +29,13 @@ namespace smla::detail {
 namespace {
 int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
+int64_t query_rows_of(const DecodeShape& shape) { return static_cast<int64_t>(shape.batch) * shape.seq_q; }
+
+// CTAs of one split: a (query row, head block) each.
+int64_t ctas_per_split_of(const DecodeShape& shape, int head_block) {
+  return query_rows_of(shape) * ceil_div(shape.num_heads, head_block);
+}
+
 bool is_compact_kernel(const KernelChoice& kernel) {
   return kernel.kernel == DecodeKernel::kCompactHeads16 || kernel.kernel == DecodeKernel::kCompactHeads32;
 }
@@ -72,8 +79,8 @@ double split_cost(const DecodeShape& shape, const CudaDeviceInfo& device, const 
   // splits of 2 tiles 33.3 us, 44 of 3 30.2, 33 of 4 30.7, 22 of 6 34.6, where the model without this
   // term picked 65; 0.07 tile a split puts the minimum at 44.
   constexpr double kSerialCombineTilesPerSplit = 0.07;
-  const int64_t query_rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
-  const int64_t ctas_per_split = query_rows * ceil_div(shape.num_heads, kernel.head_block);
+  const int64_t query_rows = query_rows_of(shape);
+  const int64_t ctas_per_split = ctas_per_split_of(shape, kernel.head_block);
   int64_t waves = ceil_div(ctas_per_split * splits, device.sm_count);
   double wave_factor = 1.0;
   double combine_tiles = 0.0;
@@ -119,8 +126,7 @@ void split_small_compact_call_in_half_tiles(const DecodeShape& shape, const Cuda
   if (!is_compact_kernel(kernel) || device.sm_count <= 0 || !half_tiles_fill_the_list(shape.topk) ||
       !half_tiles_fill_the_list(shape.extra_topk))
     return;
-  const int64_t query_rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
-  const int64_t ctas_per_split = query_rows * ceil_div(shape.num_heads, schedule->head_block);
+  const int64_t ctas_per_split = ctas_per_split_of(shape, schedule->head_block);
   if (ctas_per_split * schedule->num_splits > device.sm_count) return;  // not one wave: keep it
   const int64_t most_splits = std::min<int64_t>(device.sm_count / ctas_per_split, kMaxHalfTileSplits);
   const int half_tiles = schedule->total_tiles * kHalfTilesPerTile;
