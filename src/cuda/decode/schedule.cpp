@@ -82,20 +82,22 @@ double split_cost(const DecodeShape& shape, const CudaDeviceInfo& device, const 
   const int64_t query_rows = query_rows_of(shape);
   const int64_t ctas_per_split = ctas_per_split_of(shape, kernel.head_block);
   int64_t waves = ceil_div(ctas_per_split * splits, device.sm_count);
-  double wave_factor = 1.0;
   double combine_tiles = 0.0;
   if (cluster_combine) {
     combine_tiles = kClusterCombineTiles;
     // One cluster per (row, head block); GPC boundaries leave fewer resident clusters than
     // sm_count / splits (e.g. 4-CTA clusters: a second wave at 128 CTAs on an H100). Clusters queued behind
-    // resident ones measured slower than these waves: pro-c4 at b = 36 / 70 / 90 in 3- / 3- / 2-CTA
-    // clusters took 1.31 / 1.29 / 1.19x the modelled waves' time (from the unsplit call's), at b = 40 in
-    // 4-CTA clusters 1.37x, 82.1 us against 63.0 unsplit (H200, 2026-12-04, v72 in docs/perf.md).
-    constexpr double kQueuedClusterWaveFactor = 1.25;
+    // resident ones measured slower than these waves by about 3 tiles a queued wave (v72b): pro-c4 at
+    // b = 36 / 40 / 70 / 90 in 3- / 4- / 3- / 2-CTA clusters took 4.4 / 3.3 / 2.7 / 2.9 tiles a queued wave
+    // more than modelled (from the unsplit call's time; H200, 2026-12-04, v72 in docs/perf.md), where v72's
+    // 1.25x of every wave overcharged long calls (pro-c128-1m at 70 rows: 4-CTA clusters 1.8 % faster than
+    // the 5 splits through the combine kernel it chose).
+    constexpr double kQueuedClusterWaveTiles = 3.0;
     const int resident = device.max_active_clusters[splits];
     if (resident > 0 && ctas_per_split > resident) {
-      waves = std::max(waves, static_cast<int64_t>(ceil_div(ctas_per_split, resident)));
-      wave_factor = kQueuedClusterWaveFactor;
+      const int64_t cluster_waves = ceil_div(ctas_per_split, resident);
+      waves = std::max(waves, cluster_waves);
+      combine_tiles += kQueuedClusterWaveTiles * static_cast<double>(cluster_waves - 1);
     }
   } else if (splits > 1) {
     const double partial_bytes =
@@ -107,7 +109,7 @@ double split_cost(const DecodeShape& shape, const CudaDeviceInfo& device, const 
     if (sm90_kernel && split_combine_blocks(query_rows, shape.num_heads) <= device.sm_count)
       combine_tiles += kSerialCombineTilesPerSplit * splits;
   }
-  return wave_factor * static_cast<double>(waves) * (tiles_per_split + kFixedCostTiles) + combine_tiles;
+  return static_cast<double>(waves) * (tiles_per_split + kFixedCostTiles) + combine_tiles;
 }
 
 // True when a list of `width` entries has no 32-entry half tile past its end inside its last 64-entry
