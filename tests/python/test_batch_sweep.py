@@ -1,6 +1,7 @@
 """scripts/batch-sweep against a stand-in smla-bench (no GPU): one smla-bench run per shape over the batch
-list, one line per batch, and every batch slower than a larger one (beyond the threshold) named, worst
-first; a failing smla-bench run and a malformed batch list are errors."""
+list, one line per batch, every batch whose time grows much faster than its rows over the previous one (a
+cliff) and every batch slower than a larger one (beyond the threshold) named, worst first; a failing
+smla-bench run and a malformed batch list are errors."""
 
 import os
 import stat
@@ -55,7 +56,11 @@ def test_inversions_are_named_worst_first(tmp_path):
                          "pro-c4 b=6: 16.20 us (mma99-h16, 1 splits)"]
     assert "pro-c4 b=40: 90.00 us (sm90-h64, 4 splits, cluster)" in lines
     assert "pro-c4 b=48: 56.00 us (sm90-h64, 2 splits, kernel)" in lines
+    cliffs = lines.index("# cliffs (a batch's time growing more than 20 % beyond its rows over the previous batch): 1")
+    assert lines[cliffs + 1] == ("pro-c4 b=40 90.00 us (sm90-h64, 4 splits, cluster) after b=32 40.00 us: "
+                                 "+80.0 % beyond the rows")
     summary = lines.index("# inversions (a batch more than 1 % slower than a larger one): 2")
+    assert summary == cliffs + 2
     assert lines[summary + 1:] == ["pro-c4 b=40 90.00 us (sm90-h64, 4 splits, cluster) > b=48 56.00 us: +60.7 %",
                                    "pro-c4 b=6 16.20 us (mma99-h16, 1 splits) > b=8 16.00 us: +1.2 %"]
     calls = (tmp_path / "build" / "smla-bench.calls").read_text().splitlines()
@@ -81,3 +86,17 @@ def test_a_failing_run_and_bad_arguments_are_errors(tmp_path):
         result = run_sweep(tmp_path, *args, check=False)
         assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
     assert run_sweep(tmp_path, "--help").stdout.startswith("Times named shapes")
+    assert run_sweep(tmp_path, "--cliff", "steep", check=False).stderr.strip().endswith("'steep' is not a number")
+
+
+def test_cliff_threshold(tmp_path):
+    # b = 6 after b = 2: 16.2 / 10 us against 3x the rows (no cliff at any threshold); b = 40 after b = 8:
+    # 90 / 16 = 5.625x against 5x the rows, 12.5 % beyond them.
+    for cliff, expected in (("20", 0), ("10", 1)):
+        lines = run_sweep(tmp_path, "--shapes", "pro-c4", "--batches", "2,6,8,40", "--cliff", cliff).stdout.splitlines()
+        header = [line for line in lines if line.startswith("# cliffs")]
+        assert header == [f"# cliffs (a batch's time growing more than {cliff} % beyond its rows over the previous "
+                          f"batch): {expected}"]
+        if expected:
+            assert lines[lines.index(header[0]) + 1] == (
+                "pro-c4 b=40 90.00 us (sm90-h64, 4 splits, cluster) after b=8 16.00 us: +12.5 % beyond the rows")
