@@ -116,10 +116,11 @@ double split_cost(const DecodeShape& shape, const CudaDeviceInfo& device, const 
 // tile (width % 64 is 0 or above 32), so half-tile splits are never statically empty.
 bool half_tiles_fill_the_list(int64_t width) { return width <= 0 || width % 64 == 0 || width % 64 > 32; }
 
-// The half-tile rule of the header comment, applied to a finished 64-entry schedule: taken when the
-// model charges it less than that schedule (it may add a combine to an unsplit call).
+// The half-tile rule of the header comment, applied to a finished 64-entry schedule whose model cost is
+// `cost`: taken when the model charges it less than that schedule (it may add a combine to an unsplit call).
 void split_small_compact_call_in_half_tiles(const DecodeShape& shape, const CudaDeviceInfo& device,
-                                            const KernelChoice& kernel, SplitSchedule* schedule) {
+                                            const KernelChoice& kernel, double cost,
+                                            SplitSchedule* schedule) {
   constexpr int kHalfTilesPerTile = 2;
   // At most the combine's one-batch limit (32 splits since its grouped kernel, v68 in docs/perf.md: the
   // DSv4-Flash C4 layer at b = 1 then gains from 20 splits of one half tile over 10 of one tile, 177.5 ->
@@ -137,9 +138,8 @@ void split_small_compact_call_in_half_tiles(const DecodeShape& shape, const Cuda
   if (half_tiles_per_split >= schedule->tiles_per_split * kHalfTilesPerTile) return;  // no shorter
   const int half_tile_splits = ceil_div(half_tiles, half_tiles_per_split);
   if (split_cost(shape, device, kernel, half_tile_splits,
-                 static_cast<double>(half_tiles_per_split) / kHalfTilesPerTile, /*cluster_combine=*/false) >=
-      split_cost(shape, device, kernel, schedule->num_splits, schedule->tiles_per_split,
-                 /*cluster_combine=*/false))
+                 static_cast<double>(half_tiles_per_split) / kHalfTilesPerTile,
+                 /*cluster_combine=*/false) >= cost)
     return;
   schedule->tile_tokens = decode::DecodeConfigHeads64::kTileTokens / kHalfTilesPerTile;
   schedule->total_tiles = half_tiles;
@@ -190,7 +190,8 @@ SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDevice
   schedule.tiles_per_split = ceil_div(total_tiles, num_splits);
   schedule.num_splits = ceil_div(total_tiles, schedule.tiles_per_split);
   schedule.cluster_combine = cluster_combine;
-  if (requested_splits <= 0) split_small_compact_call_in_half_tiles(shape, device, kernel, &schedule);
+  if (requested_splits <= 0)
+    split_small_compact_call_in_half_tiles(shape, device, kernel, best_cost, &schedule);
   return schedule;
 }
 
