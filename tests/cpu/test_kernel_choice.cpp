@@ -6,12 +6,14 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include "common/backend_entry.h"
 #include "common/decode_params.h"
 #include "common/hopper_clusters.h"
+#include "cuda/combine/kernel.h"
 #include "cuda/decode/config.h"
 #include "cuda/decode/config_compact.h"
 #include "cuda/decode/config_sm90.h"
@@ -640,6 +642,59 @@ TEST(KernelChoice, MakePlanRejectsBadOverridesByName) {
   ASSERT_TRUE(make_plan(shape, options, &plan).ok());
   unsetenv("SMLA_SM_COUNT");
   EXPECT_EQ(plan.sm_count(), 0);  // the CPU backend schedules no SMs
+}
+
+// Every schedule the planner makes is one the launchers and kernels can run (the rules make_plan checks),
+// over random shapes on every simulated device and on random planned SM counts and caps: whole splits
+// that cover the tiles with none empty; half tiles only on the 99 KB-class kernels, in one wave and within
+// the one-batch combine; clusters only on the sm_90a kernel, 2..kMaxClusterSplits of them; a grid that
+// blockIdx.x can count.
+TEST(KernelChoice, EveryPlannedScheduleIsOneTheKernelsCanRun) {
+  uint64_t state = 0x5eed5eedULL;
+  const auto next = [&](int64_t low, int64_t high) {  // uniform in [low, high], a fixed sequence
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return low + static_cast<int64_t>((state >> 33) % static_cast<uint64_t>(high - low + 1));
+  };
+  for (int i = 0; i < 6000; ++i) {
+    detail::CudaDeviceInfo device = device_info(kDevices[next(0, std::size(kDevices) - 1)]);
+    if (next(0, 2) == 0) detail::apply_planner_overrides(next(0, 1) ? 101376 : 0, next(1, 300), &device);
+    const DecodeShape shape{static_cast<int32_t>(next(0, 3) ? next(1, 160) : next(1, 1024)),
+                            static_cast<int32_t>(next(1, 4)), static_cast<int32_t>(next(1, 128)),
+                            static_cast<int32_t>(next(0, 1) ? 128 : next(1, 2048)),
+                            static_cast<int32_t>(next(0, 2) ? 64 * next(0, 130) : next(0, 16384))};
+    const detail::KernelChoice kernel = detail::choose_decode_kernel(shape, device);
+    if (kernel.kernel == detail::DecodeKernel::kNone) continue;
+    const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(shape, device, kernel, 0);
+    const std::string label =
+        "b=" + std::to_string(shape.batch) + " s_q=" + std::to_string(shape.seq_q) +
+        " h=" + std::to_string(shape.num_heads) + " topk=" + std::to_string(shape.topk) +
+        " extra=" + std::to_string(shape.extra_topk) + " sms=" + std::to_string(device.sm_count) +
+        " shared=" + std::to_string(device.max_shared_bytes) + " " +
+        detail::decode_kernel_name(kernel.kernel);
+    const int64_t rows = int64_t{shape.batch} * shape.seq_q;
+    const int64_t head_blocks = detail::head_block_count(shape.num_heads, kernel.head_block);
+    const int total_tiles = schedule.total_tiles;
+    ASSERT_GE(total_tiles, 1) << label;
+    ASSERT_GE(schedule.num_splits, 1) << label;
+    ASSERT_GE(schedule.tiles_per_split, 1) << label;
+    EXPECT_GE(int64_t{schedule.num_splits} * schedule.tiles_per_split, total_tiles) << label;
+    EXPECT_LT(int64_t{schedule.num_splits - 1} * schedule.tiles_per_split, total_tiles) << label;
+    const bool compact = kernel.kernel == detail::DecodeKernel::kCompactHeads16 ||
+                         kernel.kernel == detail::DecodeKernel::kCompactHeads32;
+    if (schedule.tile_tokens == 32) {
+      EXPECT_TRUE(compact) << label;
+      EXPECT_LE(rows * head_blocks * schedule.num_splits, device.sm_count) << label;
+      EXPECT_LE(schedule.num_splits, detail::kMaxOneBatchSplits) << label;
+    } else {
+      EXPECT_EQ(schedule.tile_tokens, 64) << label;
+    }
+    if (schedule.cluster_combine) {
+      EXPECT_EQ(kernel.kernel, detail::DecodeKernel::kSm90Heads64) << label;
+      EXPECT_TRUE(detail::decode::sm90_combines_in_cluster(schedule.num_splits)) << label;
+    }
+    const int64_t ctas = rows * head_blocks * schedule.num_splits;
+    EXPECT_LE(ctas, int64_t{0x7fffffff}) << label;
+  }
 }
 
 // The grid's head blocks (launchers) and the kernels' decoding of blockIdx.x use this one count: every head
