@@ -55,6 +55,15 @@ struct KernelChoice {
   int head_block = 0;        // heads per CTA
   int64_t shared_bytes = 0;  // dynamic shared memory per CTA
 };
+// A call's query rows (b * s_q) and the 64-entry tiles of a query row's two lists, as the planner counts
+// them (kernel_choice.cpp, schedule.cpp).
+inline int64_t query_rows_of(const DecodeShape& shape) {
+  return static_cast<int64_t>(shape.batch) * shape.seq_q;
+}
+inline int64_t total_tiles_of(const DecodeShape& shape) {
+  const int64_t extra_topk = shape.extra_topk > 0 ? shape.extra_topk : 0;
+  return (shape.topk + kTileTokens - 1) / kTileTokens + (extra_topk + kTileTokens - 1) / kTileTokens;
+}
 // "sm90-h64", "mma-h64", "mma99-h32", "mma99-h16"; "none" for kNone.
 const char* decode_kernel_name(DecodeKernel kernel);
 // The fastest kernel whose shared memory fits device.max_shared_bytes: the sm_90a kernel where

@@ -32,14 +32,6 @@ const char* decode_kernel_name(DecodeKernel kernel) {
 
 namespace {
 
-int64_t query_rows_of(const DecodeShape& shape) { return static_cast<int64_t>(shape.batch) * shape.seq_q; }
-
-// 64-entry tiles of a query row's lists.
-int64_t total_tiles_of(const DecodeShape& shape) {
-  return (shape.topk + kTileTokens - 1) / kTileTokens +
-         (std::max(shape.extra_topk, 0) + kTileTokens - 1) / kTileTokens;
-}
-
 // Whether the shape wants the wide (64-head) block of decode::head_block_for, else the 16-head one.
 bool wants_wide_block(const DecodeShape& shape) {
   return decode::head_block_for(shape.num_heads, query_rows_of(shape), total_tiles_of(shape)) ==

@@ -29,11 +29,9 @@ namespace smla::detail {
 namespace {
 int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
-int64_t query_rows_of(const DecodeShape& shape) { return static_cast<int64_t>(shape.batch) * shape.seq_q; }
-
 // CTAs of one split: a (query row, head block) each.
 int64_t ctas_per_split_of(const DecodeShape& shape, int head_block) {
-  return query_rows_of(shape) * ceil_div(shape.num_heads, head_block);
+  return query_rows_of(shape) * head_block_count(shape.num_heads, head_block);
 }
 
 bool is_compact_kernel(const KernelChoice& kernel) {
@@ -150,10 +148,8 @@ void split_small_compact_call_in_half_tiles(const DecodeShape& shape, const Cuda
 
 SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDeviceInfo& device,
                                       const KernelChoice& kernel, int requested_splits) {
-  constexpr int kTileTokens = decode::DecodeConfigHeads64::kTileTokens;
   SplitSchedule schedule;
-  schedule.total_tiles =
-      ceil_div(shape.topk, kTileTokens) + ceil_div(std::max(shape.extra_topk, 0), kTileTokens);
+  schedule.total_tiles = static_cast<int>(total_tiles_of(shape));
   schedule.head_block = kernel.head_block;
   const int total_tiles = std::max(schedule.total_tiles, 1);
 
