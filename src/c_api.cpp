@@ -3,6 +3,7 @@
 // crosses the C boundary.
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <new>
 #include <string>
 #include <vector>
@@ -100,8 +101,9 @@ smla_status_t smla_resolve_backend(int32_t requested, int32_t device, smla_backe
 int smla_cuda_available(void) { return smla::cuda_device_available() ? 1 : 0; }
 
 int64_t smla_writer_page_stride_bytes(int64_t page_block_size) {
-  if (page_block_size < 1) {
-    report(smla::Status::InvalidArgument("page_block_size must be >= 1 (got " +
+  // Slot ids are int32, so no usable page holds more tokens (and P * 584 cannot overflow).
+  if (page_block_size < 1 || page_block_size > std::numeric_limits<int32_t>::max()) {
+    report(smla::Status::InvalidArgument("page_block_size must be in 1..2147483647 (got " +
                                          std::to_string(page_block_size) + ")"));
     return -1;
   }
@@ -229,6 +231,11 @@ int64_t smla_relayout_workspace_bytes(const smla_cache_layout_t* source) {
     null_argument("source");
     return -1;
   }
+  const smla::Status status = smla::validate_relayout_source(*source);
+  if (!status.ok()) {
+    report(status);
+    return -1;
+  }
   return smla::relayout_workspace_bytes(*source);
 }
 
@@ -239,6 +246,10 @@ smla_status_t smla_relayout_pages(const smla_cache_layout_t* source, const smla_
   if (destination == nullptr) return null_argument("destination");
   if (num_index_sets < 0) {
     return report(smla::Status::InvalidArgument("num_index_sets must be >= 0 (got " +
+                                                std::to_string(num_index_sets) + ")"));
+  }
+  if (num_index_sets > smla::kMaxRelayoutIndexSets) {  // checked before the sets are copied from the caller
+    return report(smla::Status::InvalidArgument("num_index_sets must be in [0, 8] (got " +
                                                 std::to_string(num_index_sets) + ")"));
   }
   if (num_index_sets > 0 && index_sets == nullptr) return null_argument("index_sets (num_index_sets > 0)");

@@ -59,7 +59,8 @@ smla_status_t smla_device_workspace_create(int32_t device, size_t bytes, void** 
   }
   const DeviceScope scope(device);
   if (scope.error() != cudaSuccess)
-    return cuda_failure(scope.error(), "cudaSetDevice", message, message_bytes);
+    return cuda_failure(scope.error(), ("cudaSetDevice(device " + std::to_string(device) + ")").c_str(),
+                        message, message_bytes);
   void* memory = nullptr;
   cudaError_t error = cudaMalloc(&memory, bytes > 0 ? bytes : 16);
   if (error != cudaSuccess) return cuda_failure(error, "cudaMalloc(workspace)", message, message_bytes);
@@ -83,9 +84,14 @@ smla_status_t smla_device_workspace_create(int32_t device, size_t bytes, void** 
 smla_status_t smla_device_workspace_destroy(int32_t device, void* workspace, char* message,
                                             size_t message_bytes) {
   if (workspace == nullptr) return SMLA_STATUS_OK;
+  if (device < 0) {
+    return fail(SMLA_STATUS_INVALID_ARGUMENT, "device must be >= 0 (got " + std::to_string(device) + ")",
+                message, message_bytes);
+  }
   const DeviceScope scope(device);
   if (scope.error() != cudaSuccess)
-    return cuda_failure(scope.error(), "cudaSetDevice", message, message_bytes);
+    return cuda_failure(scope.error(), ("cudaSetDevice(device " + std::to_string(device) + ")").c_str(),
+                        message, message_bytes);
   const cudaError_t error = cudaFree(workspace);
   if (error != cudaSuccess) return cuda_failure(error, "cudaFree(workspace)", message, message_bytes);
   return SMLA_STATUS_OK;

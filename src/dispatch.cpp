@@ -15,6 +15,7 @@
 
 #include "common/backend_entry.h"
 #include "common/build_params.h"
+#include "common/byte_range.h"
 #include "common/decode_params.h"
 #include "common/memory_space.h"
 #include "cuda/common/cuda_check.h"
@@ -24,11 +25,20 @@
 namespace smla {
 namespace {
 
+using detail::ByteRange;
+
 // Kernels index q/out elements, index-list entries and (row, head) pairs with int32 arithmetic
 // (cheaper address math, fewer registers). So every flat element count of a call must fit int32:
 // b*s_q*h*512 (q, out) and b*s_q*topk, b*s_q*extra_topk (index lists). 2^31-1 q elements is 4 GiB
 // of bf16, far above any decode batch.
 constexpr int64_t kMaxFlatElements = std::numeric_limits<int32_t>::max();
+// Entries of one index list. Tile counts and token positions are int32 (ceil(width / 64) tiles of 64
+// tokens), so a width near 2^31 would wrap them; 2^24 entries (9.8 GB of records a query row) is far above
+// any model's list (DSv4: 512-8,192).
+constexpr int64_t kMaxListWidth = int64_t{1} << 24;
+// CPU backend threads: more than this only costs thread creation (and a failed creation must be handled
+// before it happens); 0 still means one per hardware thread.
+constexpr int64_t kMaxCpuThreads = 1024;
 // q and out are read/written with 16-byte vectors (8 bf16 values).
 constexpr int64_t kVectorBytes = 16;
 constexpr int64_t kBf16PerVector = kVectorBytes / 2;
@@ -176,6 +186,68 @@ Status check_memory_space(const Plan& plan, const DecodeArgs& args, const void* 
   return Status::Ok();
 }
 
+// The bytes each argument can touch (overflow-checked: a huge stride must not wrap an element's offset to
+// before its buffer), then the rule that out, lse and the workspace share memory with no other argument
+// (an aliased output is a race on the GPU and silently wrong on the CPU). Strides are >= 0 here.
+Status check_argument_ranges(const Plan& plan, const DecodeArgs& args, const void* workspace) {
+  const DecodeShape& shape = plan.shape();
+  const bool has_extra = shape.extra_topk > 0;
+  const auto lengths_count = [&](int32_t layout) {
+    return static_cast<int64_t>(shape.batch) * (layout == SMLA_LENGTHS_PER_QUERY ? shape.seq_q : 1);
+  };
+  ByteRange q, out, lse, indices, extra_indices, lengths, extra_lengths, sink, main_cache, extra_cache, work;
+  SMLA_RETURN_IF_ERROR(
+      detail::strided_byte_range("args.q", args.q,
+                                 {{"args.q_stride_batch", shape.batch, args.q_stride_batch},
+                                  {"args.q_stride_seq", shape.seq_q, args.q_stride_seq},
+                                  {"args.q_stride_head", shape.num_heads, args.q_stride_head},
+                                  {"the head dimension's stride", kHeadDim, 1}},
+                                 2, &q));
+  SMLA_RETURN_IF_ERROR(
+      detail::strided_byte_range("args.out", args.out,
+                                 {{"args.out_stride_batch", shape.batch, args.out_stride_batch},
+                                  {"args.out_stride_seq", shape.seq_q, args.out_stride_seq},
+                                  {"args.out_stride_head", shape.num_heads, args.out_stride_head},
+                                  {"the head dimension's stride", kHeadDim, 1}},
+                                 2, &out));
+  SMLA_RETURN_IF_ERROR(
+      detail::strided_byte_range("args.lse", args.lse,
+                                 {{"args.lse_stride_batch", shape.batch, args.lse_stride_batch},
+                                  {"args.lse_stride_seq", shape.seq_q, args.lse_stride_seq},
+                                  {"args.lse_stride_head", shape.num_heads, args.lse_stride_head}},
+                                 4, &lse));
+  SMLA_RETURN_IF_ERROR(
+      detail::strided_byte_range("args.indices", args.indices,
+                                 {{"args.indices_stride_batch", shape.batch, args.indices_stride_batch},
+                                  {"args.indices_stride_seq", shape.seq_q, args.indices_stride_seq},
+                                  {"the index list's stride", shape.topk, 1}},
+                                 4, &indices));
+  SMLA_RETURN_IF_ERROR(detail::sized_byte_range("args.topk_length", args.topk_length,
+                                                4 * lengths_count(args.topk_length_layout), &lengths));
+  SMLA_RETURN_IF_ERROR(
+      detail::sized_byte_range("args.attn_sink", args.attn_sink, 4 * int64_t{shape.num_heads}, &sink));
+  SMLA_RETURN_IF_ERROR(detail::sized_byte_range("args.main_cache.data", args.main_cache.data,
+                                                cache_pool_bytes(args.main_cache), &main_cache));
+  if (has_extra) {
+    SMLA_RETURN_IF_ERROR(detail::strided_byte_range(
+        "args.extra_indices", args.extra_indices,
+        {{"args.extra_indices_stride_batch", shape.batch, args.extra_indices_stride_batch},
+         {"args.extra_indices_stride_seq", shape.seq_q, args.extra_indices_stride_seq},
+         {"the extra index list's stride", shape.extra_topk, 1}},
+        4, &extra_indices));
+    SMLA_RETURN_IF_ERROR(detail::sized_byte_range("args.extra_topk_length", args.extra_topk_length,
+                                                  4 * lengths_count(args.extra_topk_length_layout),
+                                                  &extra_lengths));
+    SMLA_RETURN_IF_ERROR(detail::sized_byte_range("args.extra_cache.data", args.extra_cache.data,
+                                                  cache_pool_bytes(args.extra_cache), &extra_cache));
+  }
+  // The part of the workspace the backends write (a larger buffer's tail is never touched).
+  SMLA_RETURN_IF_ERROR(
+      detail::sized_byte_range("workspace", workspace, static_cast<int64_t>(plan.workspace_bytes()), &work));
+  return detail::check_outputs_disjoint(
+      {out, lse, work}, {q, indices, extra_indices, lengths, extra_lengths, sink, main_cache, extra_cache});
+}
+
 // The CPU backend reads indices on the host anyway, so it can afford to reject out-of-range slot ids
 // up front instead of masking and counting them like the CUDA backends.
 Status check_slot_ids_on_host(const detail::IndexListParams& list, int32_t batch, int32_t seq_q,
@@ -246,8 +318,8 @@ Status validate_decode_shape(const DecodeShape& shape) {
   SMLA_RETURN_IF_ERROR(check_min("shape.batch", shape.batch, 1));
   SMLA_RETURN_IF_ERROR(check_min("shape.seq_q", shape.seq_q, 1));
   SMLA_RETURN_IF_ERROR(check_range("shape.num_heads", shape.num_heads, 1, kMaxHeads));
-  SMLA_RETURN_IF_ERROR(check_min("shape.topk", shape.topk, 1));
-  SMLA_RETURN_IF_ERROR(check_min("shape.extra_topk", shape.extra_topk, 0));
+  SMLA_RETURN_IF_ERROR(check_range("shape.topk", shape.topk, 1, kMaxListWidth));
+  SMLA_RETURN_IF_ERROR(check_range("shape.extra_topk", shape.extra_topk, 0, kMaxListWidth));
   const int64_t rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
   // Bounding rows first keeps the products below within int64 (an overflow wrapped them to 0 and
   // let absurd shapes through).
@@ -289,7 +361,7 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
   *plan = Plan();  // a failed make_plan leaves an invalid plan behind
   SMLA_RETURN_IF_ERROR(validate_decode_shape(shape));
   SMLA_RETURN_IF_ERROR(check_min("options.num_splits", options.num_splits, 0));
-  SMLA_RETURN_IF_ERROR(check_min("options.cpu_threads", options.cpu_threads, 0));
+  SMLA_RETURN_IF_ERROR(check_range("options.cpu_threads", options.cpu_threads, 0, kMaxCpuThreads));
   SMLA_RETURN_IF_ERROR(check_min("options.device", options.device, -1));
   if (options.cpu_precision != SMLA_CPU_FLOAT64 && options.cpu_precision != SMLA_CPU_FLOAT32) {
     return Status::InvalidArgument(
@@ -402,6 +474,15 @@ Status validate_decode_args(const Plan& plan, const DecodeArgs& args, const void
   SMLA_RETURN_IF_ERROR(check_stride("args.lse_stride_batch", args.lse_stride_batch, 1));
   SMLA_RETURN_IF_ERROR(check_stride("args.lse_stride_seq", args.lse_stride_seq, 1));
   SMLA_RETURN_IF_ERROR(check_stride("args.lse_stride_head", args.lse_stride_head, 1));
+  SMLA_RETURN_IF_ERROR(check_lengths_layout(args.topk_length_layout, "args.topk_length_layout"));
+  if (has_extra) {
+    SMLA_RETURN_IF_ERROR(
+        check_lengths_layout(args.extra_topk_length_layout, "args.extra_topk_length_layout"));
+  }
+
+  // Every element offset fits the address range, and no output shares memory with another argument.
+  SMLA_RETURN_IF_ERROR(check_argument_ranges(plan, args, workspace));
+
   SMLA_RETURN_IF_ERROR(
       check_no_self_overlap<4>("args.out", {{{"args.out_stride_batch", shape.batch, args.out_stride_batch},
                                              {"args.out_stride_seq", shape.seq_q, args.out_stride_seq},
@@ -422,12 +503,6 @@ Status validate_decode_args(const Plan& plan, const DecodeArgs& args, const void
   if (has_extra) {
     SMLA_RETURN_IF_ERROR(check_alignment(args.extra_indices, 4, "args.extra_indices"));
     SMLA_RETURN_IF_ERROR(check_alignment(args.extra_topk_length, 4, "args.extra_topk_length"));
-  }
-
-  SMLA_RETURN_IF_ERROR(check_lengths_layout(args.topk_length_layout, "args.topk_length_layout"));
-  if (has_extra) {
-    SMLA_RETURN_IF_ERROR(
-        check_lengths_layout(args.extra_topk_length_layout, "args.extra_topk_length_layout"));
   }
 
   if (!std::isfinite(args.softmax_scale) || !(args.softmax_scale > 0.f)) {

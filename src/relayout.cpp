@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/backend_entry.h"
+#include "common/byte_range.h"
 #include "common/cuda_ops.h"
 
 namespace smla {
@@ -16,18 +17,12 @@ namespace {
 
 constexpr int64_t kRelayoutSourcePageBlockSize = 256;
 constexpr int64_t kSubPagesPerSourcePage = kRelayoutSourcePageBlockSize / kRelayoutPageBlockSize;  // 4
-constexpr int kMaxRelayoutIndexSets = 8;
-
 std::string set_field(int set_index, const char* member) {
   return "index_sets[" + std::to_string(set_index) + "]." + member;
 }
 
 Status validate_geometry(const CacheLayout& source, const CacheLayout& destination) {
-  SMLA_RETURN_IF_ERROR(validate_cache_layout(source, "source"));
-  if (source.page_block_size != kRelayoutSourcePageBlockSize) {
-    return Status::InvalidArgument("source.page_block_size must be 256 (got " +
-                                   std::to_string(source.page_block_size) + ")");
-  }
+  SMLA_RETURN_IF_ERROR(validate_relayout_source(source));
   SMLA_RETURN_IF_ERROR(validate_cache_layout(destination, "destination"));
   if (destination.page_block_size != kRelayoutPageBlockSize) {
     return Status::InvalidArgument("destination.page_block_size must be 64 (got " +
@@ -98,6 +93,32 @@ Status validate_index_sets(const RelayoutIndexSet* index_sets, int num_index_set
   return Status::Ok();
 }
 
+// The copy writes the destination and (touched-pages mode) the workspace's marks while it reads the source
+// and the index sets: no written buffer may share memory with another argument. Geometry and index sets
+// are valid here (their byte offsets fit int64).
+Status validate_no_aliasing(const CacheLayout& source, const CacheLayout& destination,
+                            const RelayoutIndexSet* index_sets, int num_index_sets, const void* workspace) {
+  static constexpr const char* kIndexSetNames[kMaxRelayoutIndexSets] = {
+      "index_sets[0].indices", "index_sets[1].indices", "index_sets[2].indices", "index_sets[3].indices",
+      "index_sets[4].indices", "index_sets[5].indices", "index_sets[6].indices", "index_sets[7].indices"};
+  detail::ByteRange outputs[2], inputs[1 + kMaxRelayoutIndexSets];
+  SMLA_RETURN_IF_ERROR(detail::sized_byte_range("destination.data", destination.data,
+                                                cache_pool_bytes(destination), &outputs[0]));
+  SMLA_RETURN_IF_ERROR(detail::sized_byte_range("workspace", num_index_sets > 0 ? workspace : nullptr,
+                                                relayout_workspace_bytes(source), &outputs[1]));
+  SMLA_RETURN_IF_ERROR(
+      detail::sized_byte_range("source.data", source.data, cache_pool_bytes(source), &inputs[0]));
+  for (int i = 0; i < num_index_sets; ++i) {
+    const RelayoutIndexSet& set = index_sets[i];
+    const bool empty = set.num_rows == 0 || set.width == 0;
+    SMLA_RETURN_IF_ERROR(
+        detail::strided_byte_range(kIndexSetNames[i], empty ? nullptr : set.indices,
+                                   {{"row_stride", set.num_rows, set.row_stride}, {"width", set.width, 1}},
+                                   sizeof(int32_t), &inputs[1 + i]));
+  }
+  return detail::check_outputs_disjoint(outputs, 2, inputs, 1 + static_cast<size_t>(num_index_sets));
+}
+
 // Device-memory checks come last: they need a CUDA device, the geometry checks above do not.
 Status validate_memory_spaces(const CacheLayout& source, const CacheLayout& destination,
                               const RelayoutIndexSet* index_sets, int num_index_sets, const void* workspace) {
@@ -126,6 +147,15 @@ Status validate_memory_spaces(const CacheLayout& source, const CacheLayout& dest
 }
 
 }  // namespace
+
+Status validate_relayout_source(const CacheLayout& source) {
+  SMLA_RETURN_IF_ERROR(validate_cache_layout(source, "source"));
+  if (source.page_block_size != kRelayoutSourcePageBlockSize) {
+    return Status::InvalidArgument("source.page_block_size must be 256 (got " +
+                                   std::to_string(source.page_block_size) + ")");
+  }
+  return Status::Ok();
+}
 
 int64_t relayout_workspace_bytes(const CacheLayout& source) {
   // One mark byte per destination (64-token) page, so only touched sub-pages are copied.
@@ -156,6 +186,7 @@ Status relayout_pages(const CacheLayout& source, const CacheLayout& destination,
           " (got " + std::to_string(workspace_bytes) + ")");
     }
   }
+  SMLA_RETURN_IF_ERROR(validate_no_aliasing(source, destination, index_sets, num_index_sets, workspace));
   SMLA_RETURN_IF_ERROR(validate_memory_spaces(source, destination, index_sets, num_index_sets, workspace));
   return detail::relayout_pages_cuda(source, destination, index_sets, num_index_sets, workspace, stream);
 }

@@ -18,9 +18,17 @@ struct RelayoutIndexSet {
   int64_t row_stride = 0;
 };
 
+// relayout_pages takes at most this many index sets.
+constexpr int kMaxRelayoutIndexSets = 8;
+
 // Bytes of device workspace relayout_pages needs for a source cache: one mark byte per destination
-// (64-token) page, so the touched-pages mode copies only the sub-pages the indices touch.
+// (64-token) page, so the touched-pages mode copies only the sub-pages the indices touch. 0 for a source
+// with no pages; validate_relayout_source says whether the source is one relayout_pages takes.
 int64_t relayout_workspace_bytes(const CacheLayout& source);
+
+// The checks relayout_pages makes of its source alone: a valid cache layout (validate_cache_layout) with
+// P = 256. Messages name "source".
+Status validate_relayout_source(const CacheLayout& source);
 
 // The destination layout for a P=256 source: 4x the pages, P=64, stride 37440, over `data`.
 CacheLayout relayout_destination_layout(const CacheLayout& source, void* data);

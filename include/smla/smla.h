@@ -47,6 +47,7 @@ smla_status_t smla_resolve_backend(int32_t requested, int32_t device, smla_backe
 int smla_cuda_available(void);
 
 /* Cache geometry. */
+/* ceil(P*584/576)*576, the page stride writers use; -1 (and the last error set) for P outside 1..2^31-1. */
 int64_t smla_writer_page_stride_bytes(int64_t page_block_size);
 smla_status_t smla_validate_cache_layout(const smla_cache_layout_t* cache);
 
@@ -92,6 +93,8 @@ typedef struct smla_relayout_index_set_t {
   int64_t width;
   int64_t row_stride;
 } smla_relayout_index_set_t;
+/* Workspace bytes of smla_relayout_pages with index sets; -1 (and the last error set) when `source` is not
+ * a valid P=256 cache layout. */
 int64_t smla_relayout_workspace_bytes(const smla_cache_layout_t* source);
 smla_status_t smla_relayout_pages(const smla_cache_layout_t* source, const smla_cache_layout_t* destination,
                                   const smla_relayout_index_set_t* index_sets, int32_t num_index_sets,

@@ -46,8 +46,8 @@ typedef struct smla_decode_shape_t {
   int32_t batch;      /* b >= 1 */
   int32_t seq_q;      /* s_q >= 1 (MTP: 2..8) */
   int32_t num_heads;  /* h in 1..128 */
-  int32_t topk;       /* main-cache index width >= 1 */
-  int32_t extra_topk; /* extra-cache index width; 0 = no extra cache */
+  int32_t topk;       /* main-cache index width, 1..2^24 */
+  int32_t extra_topk; /* extra-cache index width, 0..2^24; 0 = no extra cache */
 } smla_decode_shape_t;
 
 typedef enum smla_cpu_precision_t {
@@ -60,7 +60,7 @@ typedef struct smla_plan_options_t {
   int32_t device;        /* CUDA device ordinal; -1 = the current device */
   int32_t num_splits;    /* split-KV factor; 0 = chosen by the planner */
   int32_t cpu_precision; /* smla_cpu_precision_t; CPU backend only */
-  int32_t cpu_threads;   /* CPU backend only; 0 = all hardware threads */
+  int32_t cpu_threads;   /* CPU backend only, 0..1024; 0 = all hardware threads */
   /* Cap on the shared memory per block the planner may use (bytes); 0 = none, then the environment
    * variable SMLA_MAX_SHARED_BYTES applies. 101376 makes a Hopper GPU run the kernel and split schedule
    * of the 99 KB class (sm_120, sm_89, sm_86). CUDA backend only. */

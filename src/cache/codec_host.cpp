@@ -5,6 +5,7 @@
 // append kernel can replicate it bit for bit.
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
+#include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
@@ -12,7 +13,9 @@
 #include <limits>
 #include <string>
 
+#include "common/byte_range.h"
 #include "common/cuda_ops.h"
+#include "common/memory_space.h"
 #include "smla/codec.h"
 
 namespace smla {
@@ -124,6 +127,50 @@ Status check_slot_list(const CacheLayout& cache, const int32_t* slots, int64_t c
 
 uint8_t* cache_bytes(const CacheLayout& cache) { return static_cast<uint8_t*>(cache.data); }
 
+// The host paths dereference their pointers on the CPU: CUDA device memory there would be a segfault, not an
+// error. (Managed and registered host memory are host-accessible.)
+Status check_host_accessible(const void* ptr, const char* name, const char* entry) {
+  if (ptr != nullptr && detail::locate_pointer(ptr).space == detail::MemorySpace::kDevice) {
+    return Status::InvalidArgument(std::string(name) + " is CUDA device memory; " + entry +
+                                   " reads and writes it on the host and needs host memory");
+  }
+  return Status::Ok();
+}
+
+// The CUDA append kernel runs on the current device: every pointer must be that device's memory (or managed
+// memory), or the launch faults (or, under HMM, reads host memory at a crawl).
+Status check_on_current_device(const void* ptr, const char* name) {
+  int device = -1;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    cudaGetLastError();  // leave no trace for unrelated checks
+    return Status::NoDevice("append with memory_space CUDA needs a CUDA device (cudaGetDevice failed)");
+  }
+  const detail::PointerLocation location = detail::locate_pointer(ptr);
+  const bool on_device =
+      (location.space == detail::MemorySpace::kDevice || location.space == detail::MemorySpace::kManaged) &&
+      location.device == device;
+  if (!on_device) {
+    return Status::InvalidArgument(
+        std::string(name) + " must be CUDA device or managed memory on the current " + "device " +
+        std::to_string(device) + " (memory_space CUDA; pass host buffers with memory_space host)");
+  }
+  return Status::Ok();
+}
+
+// The cache is written (append) or read beside an output (dequantize): the written buffer must share no
+// memory with the other arguments.
+Status check_codec_buffers_disjoint(const CacheLayout& cache, bool cache_written, const void* values,
+                                    int64_t values_bytes, const char* values_name, const int32_t* slots,
+                                    int64_t num_slots) {
+  detail::ByteRange cache_range, values_range, slots_range;
+  SMLA_RETURN_IF_ERROR(
+      detail::sized_byte_range("cache.data", cache.data, cache_pool_bytes(cache), &cache_range));
+  SMLA_RETURN_IF_ERROR(detail::sized_byte_range(values_name, values, values_bytes, &values_range));
+  SMLA_RETURN_IF_ERROR(detail::sized_byte_range("slots", slots, num_slots * int64_t{4}, &slots_range));
+  if (cache_written) return detail::check_outputs_disjoint({cache_range}, {values_range, slots_range});
+  return detail::check_outputs_disjoint({values_range}, {cache_range, slots_range});
+}
+
 }  // namespace
 
 Status append_tokens(const CacheLayout& cache, const void* tokens_bf16, int64_t num_tokens,
@@ -143,13 +190,27 @@ Status append_tokens(const CacheLayout& cache, const void* tokens_bf16, int64_t 
   }
   if (tokens_bf16 == nullptr) return Status::InvalidArgument("tokens_bf16 must not be null");
   if (slots == nullptr) return Status::InvalidArgument("slots must not be null");
+  // The last token's row ends (num_tokens - 1) * token_stride + 512 elements in: its bytes fit int64.
+  const int64_t token_elements = (num_tokens - 1) * token_stride + kHeadDim;
+  if (token_elements > std::numeric_limits<int64_t>::max() / 2) {
+    return Status::InvalidArgument("num_tokens * token_stride overflows the address range (" +
+                                   std::to_string(num_tokens) + " * " + std::to_string(token_stride) + ")");
+  }
+  SMLA_RETURN_IF_ERROR(check_codec_buffers_disjoint(cache, true, tokens_bf16, 2 * token_elements,
+                                                    "tokens_bf16", slots, num_tokens));
 
   if (where == MemorySpace::kCuda) {
+    SMLA_RETURN_IF_ERROR(check_on_current_device(cache.data, "cache.data"));
+    SMLA_RETURN_IF_ERROR(check_on_current_device(tokens_bf16, "tokens_bf16"));
+    SMLA_RETURN_IF_ERROR(check_on_current_device(slots, "slots"));
     // Device slots cannot be inspected here without a sync; the kernel skips bad ones instead.
     return detail::append_tokens_cuda(cache, static_cast<const uint16_t*>(tokens_bf16), num_tokens,
                                       token_stride, slots, /*bad_slot_counter=*/nullptr, stream);
   }
 
+  SMLA_RETURN_IF_ERROR(check_host_accessible(cache.data, "cache.data", "append with memory_space host"));
+  SMLA_RETURN_IF_ERROR(check_host_accessible(tokens_bf16, "tokens_bf16", "append with memory_space host"));
+  SMLA_RETURN_IF_ERROR(check_host_accessible(slots, "slots", "append with memory_space host"));
   // Check every slot before the first write, so a bad call leaves the cache untouched.
   SMLA_RETURN_IF_ERROR(check_slot_list(cache, slots, num_tokens, "slots"));
   const uint16_t* tokens = static_cast<const uint16_t*>(tokens_bf16);
@@ -166,6 +227,8 @@ Status append_tokens(const CacheLayout& cache, const void* tokens_bf16, int64_t 
 Status dequantize_slot(const CacheLayout& cache, int64_t slot, float* out512) {
   SMLA_RETURN_IF_ERROR(validate_cache_layout(cache, "cache"));
   if (out512 == nullptr) return Status::InvalidArgument("out512 must not be null");
+  SMLA_RETURN_IF_ERROR(check_host_accessible(cache.data, "cache.data", "dequantize_slot"));
+  SMLA_RETURN_IF_ERROR(check_host_accessible(out512, "out512", "dequantize_slot"));
   const int64_t num_slots = cache_num_slots(cache);
   if (slot < 0 || slot >= num_slots) {
     return Status::InvalidArgument("slot = " + std::to_string(slot) + " is out of range [0, " +
@@ -185,6 +248,14 @@ Status dequantize_gather(const CacheLayout& cache, const int32_t* slots, int64_t
   if (num_slots == 0) return Status::Ok();
   if (slots == nullptr) return Status::InvalidArgument("slots must not be null");
   if (out == nullptr) return Status::InvalidArgument("out must not be null");
+  SMLA_RETURN_IF_ERROR(check_host_accessible(cache.data, "cache.data", "dequantize_gather"));
+  SMLA_RETURN_IF_ERROR(check_host_accessible(slots, "slots", "dequantize_gather"));
+  SMLA_RETURN_IF_ERROR(check_host_accessible(out, "out", "dequantize_gather"));
+  if (num_slots > std::numeric_limits<int64_t>::max() / (4 * kHeadDim)) {
+    return Status::InvalidArgument("num_slots = " + std::to_string(num_slots) + " overflows the size of out");
+  }
+  SMLA_RETURN_IF_ERROR(
+      check_codec_buffers_disjoint(cache, false, out, num_slots * 4 * kHeadDim, "out", slots, num_slots));
   SMLA_RETURN_IF_ERROR(check_slot_list(cache, slots, num_slots, "slots"));
   for (int64_t i = 0; i < num_slots; ++i) {
     float* row = out + i * kHeadDim;
@@ -206,6 +277,15 @@ Status dequantize_gather_bf16(const CacheLayout& cache, const int32_t* slots, in
   if (num_slots == 0) return Status::Ok();
   if (slots == nullptr) return Status::InvalidArgument("slots must not be null");
   if (out_bf16 == nullptr) return Status::InvalidArgument("out_bf16 must not be null");
+  SMLA_RETURN_IF_ERROR(check_host_accessible(cache.data, "cache.data", "dequantize_gather_bf16"));
+  SMLA_RETURN_IF_ERROR(check_host_accessible(slots, "slots", "dequantize_gather_bf16"));
+  SMLA_RETURN_IF_ERROR(check_host_accessible(out_bf16, "out_bf16", "dequantize_gather_bf16"));
+  if (num_slots > std::numeric_limits<int64_t>::max() / (2 * kHeadDim)) {
+    return Status::InvalidArgument("num_slots = " + std::to_string(num_slots) +
+                                   " overflows the size of out_bf16");
+  }
+  SMLA_RETURN_IF_ERROR(check_codec_buffers_disjoint(cache, false, out_bf16, num_slots * 2 * kHeadDim,
+                                                    "out_bf16", slots, num_slots));
   SMLA_RETURN_IF_ERROR(check_slot_list(cache, slots, num_slots, "slots"));
   float row[kHeadDim];
   for (int64_t i = 0; i < num_slots; ++i) {

@@ -53,6 +53,11 @@ Status validate_cache_layout(const CacheLayout& layout, const char* name) {
                                    std::to_string(layout.num_pages) + " * " +
                                    std::to_string(layout.page_stride_bytes) + ")");
   }
+  if (static_cast<uint64_t>(layout.num_pages * layout.page_stride_bytes) >
+      std::numeric_limits<uintptr_t>::max() - reinterpret_cast<uintptr_t>(layout.data)) {
+    return Status::InvalidArgument(field(name, "num_pages") + " * page_stride_bytes from " +
+                                   field(name, "data") + " runs past the end of the address range");
+  }
   // num_pages * P < num_pages * stride here, so it cannot overflow; slot ids are int32, so the
   // pool must not hold more slots than an int32 can name.
   const int64_t num_slots = layout.num_pages * page_block_size;

@@ -47,8 +47,9 @@ Status run_decode_cpu(const Plan& plan, const DecodeParams& params) {
                             " x 512 float64 scratch output");
   }
   // make_plan validated the raw value, so the conversion is defined.
-  reference_decode(params, static_cast<smla_cpu_precision_t>(plan.options().cpu_precision),
-                   plan.options().cpu_threads, out.data(), lse.data());
+  SMLA_RETURN_IF_ERROR(reference_decode(params,
+                                        static_cast<smla_cpu_precision_t>(plan.options().cpu_precision),
+                                        plan.options().cpu_threads, out.data(), lse.data()));
 
   for (int32_t b = 0; b < params.batch; ++b) {
     for (int32_t t = 0; t < params.seq_q; ++t) {

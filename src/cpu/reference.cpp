@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -136,40 +137,57 @@ std::vector<WorkItem> make_work_items(const DecodeParams& params, int num_thread
   return items;
 }
 
+// Workers stop at the first failure (a bad_alloc while holding a row's tokens) and report it: an exception
+// must not leave a worker thread, where it would terminate the process. A thread that cannot be created
+// leaves its share to the others.
 template <typename Acc>
-void reference_decode_with(const DecodeParams& params, int num_threads, double* out, double* lse) {
+bool reference_decode_with(const DecodeParams& params, int num_threads, double* out, double* lse) {
   const std::vector<WorkItem> items = make_work_items(params, num_threads);
   std::atomic<size_t> next_item{0};
-  auto worker = [&]() {
-    std::vector<float> tokens;
-    std::vector<Acc> logits;
-    for (size_t i = next_item.fetch_add(1); i < items.size(); i = next_item.fetch_add(1)) {
-      run_work_item<Acc>(params, items[i], tokens, logits, out, lse);
+  std::atomic<bool> failed{false};
+  auto worker = [&]() noexcept {
+    try {
+      std::vector<float> tokens;
+      std::vector<Acc> logits;
+      for (size_t i = next_item.fetch_add(1); i < items.size() && !failed.load(std::memory_order_relaxed);
+           i = next_item.fetch_add(1)) {
+        run_work_item<Acc>(params, items[i], tokens, logits, out, lse);
+      }
+    } catch (...) {
+      failed.store(true);
     }
   };
   const int threads = static_cast<int>(std::min<size_t>(num_threads, items.size()));
-  if (threads <= 1) {
-    worker();
-    return;
-  }
   std::vector<std::thread> pool;
-  pool.reserve(threads - 1);
-  for (int i = 1; i < threads; ++i) pool.emplace_back(worker);
+  try {
+    pool.reserve(threads > 1 ? threads - 1 : 0);
+    for (int i = 1; i < threads; ++i) pool.emplace_back(worker);
+  } catch (...) {
+    // No more threads (std::system_error, bad_alloc): the ones started and this one do all the work.
+  }
   worker();
   for (std::thread& thread : pool) thread.join();
+  return !failed.load();
 }
 
 }  // namespace
 
-void reference_decode(const DecodeParams& params, smla_cpu_precision_t precision, int num_threads,
-                      double* out, double* lse) {
+Status reference_decode(const DecodeParams& params, smla_cpu_precision_t precision, int num_threads,
+                        double* out, double* lse) {
   if (num_threads <= 0) num_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (params.batch <= 0 || params.seq_q <= 0 || params.num_heads <= 0) return;
-  if (precision == SMLA_CPU_FLOAT32) {
-    reference_decode_with<float>(params, num_threads, out, lse);
-  } else {
-    reference_decode_with<double>(params, num_threads, out, lse);
+  if (params.batch <= 0 || params.seq_q <= 0 || params.num_heads <= 0) return Status::Ok();
+  bool done = false;
+  try {
+    done = precision == SMLA_CPU_FLOAT32 ? reference_decode_with<float>(params, num_threads, out, lse)
+                                         : reference_decode_with<double>(params, num_threads, out, lse);
+  } catch (const std::bad_alloc&) {  // the work list itself
   }
+  if (!done) {
+    return Status::Internal(
+        "cpu backend: out of host memory (each worker thread holds one query row's dequantized tokens, "
+        "2 KB an index entry; fewer options.cpu_threads need less)");
+  }
+  return Status::Ok();
 }
 
 }  // namespace smla::detail

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "common/decode_params.h"
+#include "smla/status.h"
 #include "smla/types.h"
 
 namespace smla::detail {
@@ -14,7 +15,8 @@ namespace smla::detail {
 // double. precision FLOAT64 accumulates in double; FLOAT32 in float (then widened). Uses up to
 // `num_threads` threads (0 = hardware concurrency). Invalid or out-of-range slots are skipped
 // (the CPU backend rejects out-of-range slots before calling this).
-void reference_decode(const DecodeParams& params, smla_cpu_precision_t precision, int num_threads,
-                      double* out, double* lse);
+// Internal error (nothing else) when host memory runs out; out/lse are then incomplete.
+Status reference_decode(const DecodeParams& params, smla_cpu_precision_t precision, int num_threads,
+                        double* out, double* lse);
 
 }  // namespace smla::detail

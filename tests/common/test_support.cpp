@@ -3,6 +3,7 @@
 #include "common/test_support.h"
 
 #include <cuda_runtime.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
@@ -370,7 +371,9 @@ Reference reference_decode(const DecodeProblem& problem) {
   const size_t rows_heads = static_cast<size_t>(shape.batch) * shape.seq_q * shape.num_heads;
   reference.out.assign(rows_heads * kHeadDim, 0.0);
   reference.lse.assign(rows_heads, 0.0);
-  detail::reference_decode(params, SMLA_CPU_FLOAT64, 0, reference.out.data(), reference.lse.data());
+  const Status status =
+      detail::reference_decode(params, SMLA_CPU_FLOAT64, 0, reference.out.data(), reference.lse.data());
+  if (!status.ok()) ADD_FAILURE() << "the CPU reference failed: " << status.message();
   return reference;
 }
 

@@ -10,6 +10,7 @@
 
 #include "common/test_support.h"
 #include "smla/decode.h"
+#include "smla/device_workspace.h"
 #include "smla/smla.h"
 
 namespace {
@@ -84,6 +85,10 @@ TEST(CApi, CacheGeometry) {
   EXPECT_EQ(smla_writer_page_stride_bytes(2), 1728);
   EXPECT_EQ(smla_writer_page_stride_bytes(0), -1);
   EXPECT_TRUE(last_error_has("page_block_size"));
+  // P * 584 used to wrap for P near 2^63 (-448 came back, no error); slot ids are int32 anyway.
+  EXPECT_EQ(smla_writer_page_stride_bytes(std::numeric_limits<int64_t>::max()), -1);
+  EXPECT_TRUE(last_error_has("page_block_size must be in 1..2147483647"));
+  EXPECT_EQ(smla_writer_page_stride_bytes(2147483647), (2147483647LL * 584 + 575) / 576 * 576);
   alignas(16) static unsigned char pool[1728];
   smla_cache_layout_t cache{pool, 2, 1728, 1};
   EXPECT_EQ(smla_validate_cache_layout(&cache), SMLA_STATUS_OK);
@@ -207,6 +212,38 @@ TEST(CApi, NullHandlesAndOutParameters) {
   EXPECT_EQ(smla_relayout_pages(&cache, &cache, nullptr, -1, nullptr, 0, nullptr),
             SMLA_STATUS_INVALID_ARGUMENT);
   EXPECT_TRUE(last_error_has("num_index_sets"));
+}
+
+TEST(CApi, RelayoutChecksItsArgumentsBeforeReadingThem) {
+  // The workspace size of a source relayout_pages would reject is an error, not a number.
+  const smla_cache_layout_t not_p256{reinterpret_cast<void*>(0x100000), 7, 16, 5};
+  EXPECT_EQ(smla_relayout_workspace_bytes(&not_p256), -1);
+  EXPECT_TRUE(last_error_has("source.page_stride_bytes"));
+  const smla_cache_layout_t p64{reinterpret_cast<void*>(0x100000), 64, 37440, 5};
+  EXPECT_EQ(smla_relayout_workspace_bytes(&p64), -1);
+  EXPECT_TRUE(last_error_has("source.page_block_size must be 256"));
+  const smla_cache_layout_t p256{reinterpret_cast<void*>(0x100000), 256, 149760, 5};
+  EXPECT_EQ(smla_relayout_workspace_bytes(&p256), 20);  // one mark byte per 64-token page
+  // num_index_sets is checked before the sets are copied: one set and a count of 20,000,000 used to read
+  // (and crash) far past the caller's array.
+  const int32_t indices[1] = {0};
+  const smla_relayout_index_set_t one_set{indices, 1, 1, 1};
+  EXPECT_EQ(smla_relayout_pages(&p256, &p256, &one_set, 20000000, nullptr, 0, nullptr),
+            SMLA_STATUS_INVALID_ARGUMENT);
+  EXPECT_TRUE(last_error_has("num_index_sets must be in [0, 8] (got 20000000)"));
+  EXPECT_EQ(smla_relayout_pages(&p256, &p256, &one_set, 9, nullptr, 0, nullptr),
+            SMLA_STATUS_INVALID_ARGUMENT);
+  EXPECT_TRUE(last_error_has("num_index_sets must be in [0, 8] (got 9)"));
+}
+
+TEST(CApi, DeviceWorkspaceDestroyRejectsANegativeDevice) {
+  char message[256] = {};
+  int placeholder = 0;
+  EXPECT_EQ(smla_device_workspace_destroy(-1, &placeholder, message, sizeof(message)),
+            SMLA_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(message).find("device must be >= 0 (got -1)"), std::string::npos) << message;
+  EXPECT_EQ(smla_device_workspace_destroy(-1, nullptr, message, sizeof(message)),
+            SMLA_STATUS_OK);  // nothing to free
 }
 
 TEST(CApi, AppendRejectsUnknownMemorySpace) {

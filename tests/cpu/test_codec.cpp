@@ -349,6 +349,41 @@ TEST(Append, ValidatesScalarArgumentsAndPointers) {
   EXPECT_TRUE(append_tokens(cache.layout, nullptr, 0, kHeadDim, nullptr).ok());
 }
 
+// The written buffer shares memory with no other argument: tokens or slots inside the cache would be
+// overwritten while they are read.
+TEST(Append, RejectsTokensOrSlotsInsideTheCache) {
+  test::HostCache cache = test::make_host_cache(64, 2, 0, 0);
+  const std::vector<uint8_t> before = cache.storage;
+  int32_t* slots_in_cache = static_cast<int32_t*>(cache.layout.data) + 4;  // slot ids 0 (the pool is zeroed)
+  const uint16_t* tokens_in_cache = static_cast<const uint16_t*>(cache.layout.data);
+  const std::vector<uint16_t> tokens(kHeadDim, 0);
+  const int32_t slot = 3;
+  Status status = append_tokens(cache.layout, tokens_in_cache, 1, kHeadDim, &slot);
+  EXPECT_EQ(status.code(), SMLA_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(status.message().find("cache.data ["), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("overlaps tokens_bf16 ["), std::string::npos) << status.message();
+  status = append_tokens(cache.layout, tokens.data(), 1, kHeadDim, slots_in_cache);
+  EXPECT_NE(status.message().find("overlaps slots ["), std::string::npos) << status.message();
+  EXPECT_TRUE(cache.storage == before) << "a rejected append wrote to the cache";
+}
+
+TEST(Dequantize, RejectsAnOutputInsideTheCacheOrTheSlots) {
+  test::HostCache cache = test::make_host_cache(64, 2, 0, 0);
+  const std::vector<uint8_t> before = cache.storage;
+  std::vector<int32_t> slots = {0, 1};
+  Status status = dequantize_gather(cache.layout, slots.data(), 2, static_cast<float*>(cache.layout.data));
+  EXPECT_EQ(status.code(), SMLA_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(status.message().find("out ["), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("overlaps cache.data ["), std::string::npos) << status.message();
+  std::vector<uint16_t> wide(4 * kHeadDim);
+  std::memcpy(wide.data(), slots.data(), 8);
+  status =
+      dequantize_gather_bf16(cache.layout, reinterpret_cast<const int32_t*>(wide.data()), 2, wide.data());
+  EXPECT_NE(status.message().find("out_bf16 ["), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("overlaps slots ["), std::string::npos) << status.message();
+  EXPECT_TRUE(cache.storage == before);
+}
+
 TEST(Dequantize, GatherHandlesNegativeSlotsAndMatchesBf16) {
   test::Rng rng = test::Rng::ForTest(3);
   test::HostCache cache = test::make_host_cache(3, 4);

@@ -528,6 +528,9 @@ std::string describe(const ShapeCase& c) {
   return name.str();
 }
 
+// gtest prints a parameter without PrintTo byte by byte, padding included (uninitialized: valgrind flags it).
+void PrintTo(const ShapeCase& c, std::ostream* os) { *os << describe(c); }
+
 // double -> bf16 bits, round to nearest even, computed independently of the library: scale the value
 // to an integer with 8 significant bits (bf16's precision), round it in double (ties to even), scale
 // back. Finite values within the float range only (the outputs are convex combinations of K).

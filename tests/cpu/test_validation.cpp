@@ -57,8 +57,13 @@ TEST(ShapeValidation, RejectsEachFieldOutOfRange) {
       {"num_heads=0", [](DecodeShape& s) { s.num_heads = 0; }, "shape.num_heads must be in 1..128 (got 0)"},
       {"num_heads=129", [](DecodeShape& s) { s.num_heads = 129; },
        "shape.num_heads must be in 1..128 (got 129)"},
-      {"topk", [](DecodeShape& s) { s.topk = 0; }, "shape.topk must be >= 1 (got 0)"},
-      {"extra_topk", [](DecodeShape& s) { s.extra_topk = -1; }, "shape.extra_topk must be >= 0 (got -1)"},
+      {"topk", [](DecodeShape& s) { s.topk = 0; }, "shape.topk must be in 1..16777216 (got 0)"},
+      {"topk=2^24+1", [](DecodeShape& s) { s.topk = (1 << 24) + 1; },
+       "shape.topk must be in 1..16777216 (got 16777217)"},
+      {"extra_topk", [](DecodeShape& s) { s.extra_topk = -1; },
+       "shape.extra_topk must be in 0..16777216 (got -1)"},
+      {"extra_topk=2^31-1", [](DecodeShape& s) { s.extra_topk = 2147483647; },
+       "shape.extra_topk must be in 0..16777216 (got 2147483647)"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.field);
@@ -81,6 +86,16 @@ TEST(ShapeValidation, RejectsElementCountsBeyondInt32Indexing) {
   expect_invalid(validate_decode_shape(DecodeShape{1 << 16, 1, 1, 64, 1 << 15}), {"seq_q * extra_topk"});
 }
 
+TEST(ShapeValidation, WidestListsKeepTileCountsInInt32) {
+  // 2^24 entries a list is the most accepted; 2^31 - 1 used to pass (b = 1) and wrap the tile count.
+  const DecodeShape widest{1, 1, 8, 1 << 24, 1 << 24};
+  ASSERT_TRUE(validate_decode_shape(widest).ok());
+  Plan plan;
+  ASSERT_TRUE(make_plan(widest, cpu_options(), &plan).ok());
+  EXPECT_EQ(plan.total_tiles(), 2 * (1 << 24) / 64);
+  EXPECT_EQ(plan.tiles_per_split(), plan.total_tiles());
+}
+
 TEST(PlanValidation, RejectsBadOptions) {
   Plan plan;
   PlanOptions options = cpu_options();
@@ -89,6 +104,10 @@ TEST(PlanValidation, RejectsBadOptions) {
   options = cpu_options();
   options.cpu_threads = -2;
   expect_invalid(make_plan(valid_shape(), options, &plan), {"options.cpu_threads", "(got -2)"});
+  options = cpu_options();
+  options.cpu_threads = 1025;  // each would be a std::thread
+  expect_invalid(make_plan(valid_shape(), options, &plan),
+                 {"options.cpu_threads must be in 0..1024", "(got 1025)"});
   options = cpu_options();
   options.cpu_precision = 7;
   expect_invalid(make_plan(valid_shape(), options, &plan), {"options.cpu_precision", "(got 7)"});
@@ -307,6 +326,71 @@ TEST_F(ArgsValidation, RejectsOverlappingOutputs) {
   args = valid;
   args.lse_stride_seq = 2;  // seq rows overlap heads
   expect_invalid(check(), {"args.lse", "overlap"});
+}
+
+TEST_F(ArgsValidation, RejectsStridesWhoseByteOffsetsOverflow) {
+  // Each stride is >= 0 and a multiple of what its tensor needs; its offsets would wrap int64 and send
+  // the backend's reads and writes before the buffer (the audit of 2026-12-04 saw writes before out and lse).
+  struct Case {
+    const char* name;
+    int64_t DecodeArgs::*stride;
+    int64_t value;
+  };
+  const Case cases[] = {
+      {"args.out_stride_head", &DecodeArgs::out_stride_head, (int64_t{1} << 63) - 8},
+      {"args.out_stride_batch", &DecodeArgs::out_stride_batch, int64_t{1} << 62},
+      {"args.q_stride_seq", &DecodeArgs::q_stride_seq, int64_t{1} << 62},
+      {"args.lse_stride_head", &DecodeArgs::lse_stride_head, (int64_t{1} << 62) - 1},
+      {"args.indices_stride_batch", &DecodeArgs::indices_stride_batch, (int64_t{1} << 62) - 1},
+      {"args.extra_indices_stride_seq", &DecodeArgs::extra_indices_stride_seq, int64_t{1} << 62},
+  };
+  const DecodeArgs valid = args;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    args = valid;
+    args.*c.stride = c.value;
+    expect_invalid(check(), {c.name, "past the end of the address range"});
+    // run() writes nothing before failing.
+    const std::vector<uint16_t> out_before = out;
+    expect_invalid(run(plan, args, nullptr, 0, nullptr), {c.name});
+    EXPECT_EQ(out, out_before);
+  }
+}
+
+TEST_F(ArgsValidation, RejectsOutputsThatShareMemoryWithAnyArgument) {
+  const DecodeArgs valid = args;
+  args.lse = reinterpret_cast<float*>(args.out);
+  expect_invalid(check(), {"args.out [", "overlaps args.lse ["});
+  args = valid;
+  args.out = const_cast<void*>(args.q);  // in place
+  expect_invalid(check(), {"args.out [", "overlaps args.q ["});
+  args = valid;
+  args.out = args.main_cache.data;  // the KV cache would be overwritten
+  expect_invalid(check(), {"args.out [", "overlaps args.main_cache.data ["});
+  args = valid;
+  args.lse = reinterpret_cast<float*>(args.extra_cache.data);
+  expect_invalid(check(), {"args.lse [", "overlaps args.extra_cache.data ["});
+  args = valid;
+  args.lse = const_cast<float*>(args.attn_sink);
+  expect_invalid(check(), {"args.lse [", "overlaps args.attn_sink ["});
+  args = valid;
+  args.lse = reinterpret_cast<float*>(const_cast<int32_t*>(args.indices)) + 8;  // inside the list, aligned
+  expect_invalid(check(), {"args.lse [", "overlaps args.indices ["});
+  args = valid;
+  args.lse = reinterpret_cast<float*>(const_cast<int32_t*>(args.extra_topk_length));
+  expect_invalid(check(), {"args.lse [", "overlaps args.extra_topk_length ["});
+  // Inputs may share memory: the main list read a second time as the extra list is not an error.
+  args = valid;
+  args.extra_cache = args.main_cache;
+  args.extra_indices = args.indices;
+  args.extra_topk_length = args.topk_length;
+  EXPECT_TRUE(check().ok()) << check().message();
+  // A failed run writes nothing: out keeps its poison, the cache its bytes.
+  args = valid;
+  args.out = args.main_cache.data;
+  const std::vector<uint8_t> cache_before = problem.main_cache.storage;
+  expect_invalid(run(plan, args, nullptr, 0, nullptr), {"overlaps"});
+  EXPECT_EQ(problem.main_cache.storage, cache_before);
 }
 
 TEST_F(ArgsValidation, AcceptsTransposedLseView) {

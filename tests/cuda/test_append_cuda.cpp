@@ -219,5 +219,48 @@ TEST(AppendCuda, PublicEntryPointOnDevice) {
   EXPECT_TRUE(identical);
 }
 
+// Each memory space gets the pointers it can dereference, or an error naming the argument: host code
+// dereferencing device memory would crash the process, a kernel reading host memory would fault.
+TEST(AppendCuda, EachMemorySpaceRejectsTheOthersPointers) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  test::HostCache host_cache = test::make_host_cache(2, 2, 0, 0xFF);
+  const std::vector<uint16_t> tokens(kHeadDim, 0);
+  const std::vector<int32_t> slots = {1};
+  DeviceBuffer device_pool, device_tokens, device_slots;
+  ASSERT_NO_FATAL_FAILURE(
+      upload_append_inputs(host_cache, tokens, slots, &device_pool, &device_tokens, &device_slots));
+  CacheLayout device_layout = host_cache.layout;
+  device_layout.data = device_pool.as<void>();
+  const auto expect_invalid = [](const Status& status, const char* needle) {
+    EXPECT_EQ(status.code(), SMLA_STATUS_INVALID_ARGUMENT) << status.message();
+    EXPECT_NE(status.message().find(needle), std::string::npos) << status.message();
+  };
+  // Host mode, a device pointer in each argument.
+  expect_invalid(append_tokens(device_layout, tokens.data(), 1, kHeadDim, slots.data()),
+                 "cache.data is CUDA device memory");
+  expect_invalid(append_tokens(host_cache.layout, device_tokens.as<void>(), 1, kHeadDim, slots.data()),
+                 "tokens_bf16 is CUDA device memory");
+  expect_invalid(append_tokens(host_cache.layout, tokens.data(), 1, kHeadDim, device_slots.as<int32_t>()),
+                 "slots is CUDA device memory");
+  std::vector<float> row(kHeadDim);
+  expect_invalid(dequantize_gather(device_layout, slots.data(), 1, row.data()),
+                 "cache.data is CUDA device memory");
+  expect_invalid(dequantize_slot(device_layout, 1, row.data()), "cache.data is CUDA device memory");
+  // CUDA mode, a host pointer in each argument.
+  expect_invalid(append_tokens(host_cache.layout, device_tokens.as<void>(), 1, kHeadDim,
+                               device_slots.as<int32_t>(), MemorySpace::kCuda, nullptr),
+                 "cache.data must be CUDA device or managed memory");
+  expect_invalid(append_tokens(device_layout, tokens.data(), 1, kHeadDim, device_slots.as<int32_t>(),
+                               MemorySpace::kCuda, nullptr),
+                 "tokens_bf16 must be CUDA device or managed memory");
+  expect_invalid(append_tokens(device_layout, device_tokens.as<void>(), 1, kHeadDim, slots.data(),
+                               MemorySpace::kCuda, nullptr),
+                 "slots must be CUDA device or managed memory");
+  // Nothing reached the device pool: it still holds the NaN fill.
+  std::vector<uint8_t> pool(static_cast<size_t>(host_cache.pool_bytes()));
+  ASSERT_CUDA_OK(cudaMemcpy(pool.data(), device_pool.as<void>(), pool.size(), cudaMemcpyDeviceToHost));
+  EXPECT_TRUE(std::all_of(pool.begin(), pool.end(), [](uint8_t byte) { return byte == 0xFF; }));
+}
+
 }  // namespace
 }  // namespace smla
