@@ -66,6 +66,9 @@ def _torch_info(tensor):
 
 
 def _numpy_info(array, name):
+    if not array.dtype.isnative:  # the library reads native-endian values; '>u2' still has the name "uint16"
+        raise ValueError(f"{name}: expected native byte order, got dtype {array.dtype.str} (use "
+                         f"array.astype(array.dtype.newbyteorder('='))")
     itemsize = array.dtype.itemsize
     if any(stride % itemsize for stride in array.strides):
         raise ValueError(f"{name}: strides {array.strides} (bytes) are not multiples of the item size {itemsize}")
@@ -203,6 +206,13 @@ def check_device(info, name, device_type, device_index):
     if info.device_type != device_type or (device_type == "cuda" and info.device_index != device_index):
         want = "cpu" if device_type == "cpu" else f"cuda:{device_index}"
         raise ValueError(f"{name}: expected a tensor on {want} (the plan's device), got one on {info.device}")
+
+
+def check_writeable(info, name):
+    """Outputs and caches written to: a read-only NumPy array (or memmap) must not be written through its pointer.
+    torch tensors are writeable; DLPack's legacy capsule carries no read-only flag."""
+    if info.framework == "numpy" and not info.obj.flags.writeable:
+        raise ValueError(f"{name}: the array is read-only (flags.writeable is False); smla writes into it")
 
 
 def check_aligned(info, name, alignment):

@@ -45,6 +45,14 @@ def cache_geometry(cache, page_block_size=None, name="cache"):
         if strides[1] != 1 and shape[1] > 1:
             raise ValueError(f"{name}: the page dimension must be contiguous (stride 1), got strides {list(strides)}")
         tokens_per_page = int(page_block_size)
+        if tokens_per_page < 1:
+            raise ValueError(f"{name}: page_block_size must be >= 1, got {tokens_per_page}")
+        # The library reads and writes P*584 bytes from each page's start: the tensor must hold them (a
+        # narrower slice of a wider pool would let it touch bytes past the tensor's end).
+        if shape[1] * itemsize < tokens_per_page * RECORD_BYTES:
+            raise ValueError(f"{name}: each page row holds {shape[1] * itemsize} bytes, below P*584 = "
+                             f"{tokens_per_page * RECORD_BYTES} (P={tokens_per_page}); expected shape "
+                             f"[num_pages, >= {tokens_per_page * RECORD_BYTES}]")
     elif ndim in (3, 4):
         if shape[-1] != RECORD_BYTES or (ndim == 4 and shape[2] != 1):
             want = "[num_pages, P, 1, 584]" if ndim == 4 else "[num_pages, P, 584]"
@@ -52,6 +60,11 @@ def cache_geometry(cache, page_block_size=None, name="cache"):
         tokens_per_page = shape[1]
         if page_block_size is not None and int(page_block_size) != tokens_per_page:
             raise ValueError(f"{name}: page_block_size={page_block_size} disagrees with shape[1]={tokens_per_page}")
+        # A page is read as P*584 contiguous bytes: the view's records must lie that way (a transposed or
+        # strided view would be read as something else).
+        if strides[-1] * itemsize != 1 or (tokens_per_page > 1 and strides[1] * itemsize != RECORD_BYTES):
+            raise ValueError(f"{name}: each page must be P*584 contiguous bytes (record stride 584, byte stride "
+                             f"1), got strides {list(strides)} (in elements of {itemsize} bytes)")
     else:
         raise ValueError(f"{name}: expected [num_pages, page_stride] or [num_pages, P, 1, 584], got shape "
                          f"{list(shape)}")
@@ -165,9 +178,22 @@ def _current_stream(info, stream):
     return ctypes.c_void_p(None)
 
 
+def _int32_slot_ids(values, name):
+    """Integers as a contiguous int32 array, or a ValueError naming the argument: floats, or integers outside
+    int32, must not be cast (2**32 + 3 would become slot 3, 1.9 slot 1)."""
+    array = np.asarray(values)
+    if array.size and array.dtype.kind not in "iu":
+        raise ValueError(f"{name}: expected integer slot ids, got dtype {array.dtype}")
+    if array.size and (int(array.min()) < -2 ** 31 or int(array.max()) >= 2 ** 31):
+        raise ValueError(f"{name}: slot ids must fit int32, got values in [{array.min()}, {array.max()}]")
+    return np.ascontiguousarray(array, dtype=np.int32)
+
+
 def _as_int32_array(values, name):
+    """Python sequences become int32 arrays (checked); tensors and arrays are taken as they are (their dtype
+    is checked against int32 by the caller)."""
     if isinstance(values, (list, tuple, range)):
-        return np.ascontiguousarray(values, dtype=np.int32)
+        return _int32_slot_ids(values, name)
     return values
 
 
@@ -178,6 +204,8 @@ def append(cache, tokens, slots, page_block_size=None, stream=None):
     write is enqueued on `stream` (default: torch's current stream).
     """
     layout = as_cache_layout(cache, page_block_size)
+    if layout.tensor is not None:
+        T.check_writeable(T.tensor_info(layout.tensor, "cache"), "cache")
     token_info = T.tensor_info(tokens, "tokens")
     slot_info = T.tensor_info(_as_int32_array(slots, "slots"), "slots")
     T.check_bf16(token_info, "tokens")
@@ -203,8 +231,7 @@ def dequantize(cache, slots, page_block_size=None):
     layout = as_cache_layout(cache, page_block_size)
     if layout.device_type != "cpu":
         raise ValueError(f"cache: dequantize reads host memory only, got a cache on {layout.device}")
-    slot_array = np.ascontiguousarray(
-        slots.cpu().numpy() if T.is_torch_tensor(slots) else np.asarray(slots), dtype=np.int32).reshape(-1)
+    slot_array = _int32_slot_ids(slots.cpu().numpy() if T.is_torch_tensor(slots) else slots, "slots").reshape(-1)
     out = T.aligned_empty((slot_array.shape[0], HEAD_DIM), np.float32)
     struct = layout.to_struct()
     _lib.call("smla_dequantize_gather", ctypes.byref(struct), ctypes.c_void_p(slot_array.ctypes.data),
@@ -225,11 +252,16 @@ def _index_set_struct(indices, position):
     if len(info.shape) not in (2, 3):
         raise ValueError(f"{name}: expected [rows, width] or [b, s_q, width] int32, got shape {list(info.shape)}")
     T.check_last_dim_contiguous(info, name)
-    if len(info.shape) == 3 and info.shape[1] > 1 and info.strides[0] != info.shape[1] * info.strides[1]:
+    T.check_nonnegative_strides(info, name)
+    # The library walks rows [rows, width] at one row stride: the stride of the row dimensions that have
+    # more than one row (a size-1 dimension's stride says nothing about where the rows are).
+    row_dims = [(size, stride) for size, stride in zip(info.shape[:-1], info.strides[:-1]) if size > 1]
+    if len(row_dims) == 2 and row_dims[0][1] != row_dims[1][0] * row_dims[1][1]:
         raise ValueError(f"{name}: a [b, s_q, width] index tensor must have stride(0) == s_q * stride(1) so its "
                          f"rows are evenly spaced, got strides {list(info.strides)}")
+    row_stride = row_dims[-1][1] if row_dims else info.shape[-1]
     rows = int(np.prod(info.shape[:-1]))
-    return info, _lib.RelayoutIndexSetStruct(info.ptr, rows, info.shape[-1], info.strides[-2])
+    return info, _lib.RelayoutIndexSetStruct(info.ptr, rows, info.shape[-1], row_stride)
 
 
 def relayout_pages(source, destination, index_sets=None, workspace=None, stream=None,

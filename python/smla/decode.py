@@ -3,6 +3,7 @@
 import ctypes
 import itertools
 import math
+import operator
 import weakref
 
 import numpy as np
@@ -45,7 +46,7 @@ def _facts(value):
         return (CacheLayout, value.page_block_size, value.page_stride_bytes, value.num_pages, value.device_type,
                 value.device_index)
     if type(value) is np.ndarray:
-        return (value.shape, value.strides, value.dtype)
+        return (value.shape, value.strides, value.dtype, value.flags.writeable)
     try:
         return (value.shape, value.stride(), value.dtype, value.device)  # torch
     except (AttributeError, TypeError):
@@ -113,6 +114,18 @@ def cuda_available():
     return bool(_lib.library().smla_cuda_available())
 
 
+def _int32(name, value):
+    """An int32 field of the C structs: an integer (not a float or a string) in range, or a ValueError naming it.
+    ctypes would otherwise keep the low 32 bits of a larger value (2**32 + 1 became 1)."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name}: expected an integer, got {value!r}") from None
+    if not -2 ** 31 <= number < 2 ** 31:
+        raise ValueError(f"{name}: expected a value in the int32 range, got {number}")
+    return number
+
+
 class Plan:
     """A decode plan for one (batch, seq_q, num_heads, topk, extra_topk, device) and its workspace.
 
@@ -124,8 +137,9 @@ class Plan:
     def __init__(self, batch, seq_q, num_heads, topk, extra_topk=0, backend="auto", device=None, num_splits=0,
                  cpu_precision="float64", cpu_threads=0, max_shared_bytes=0, sm_count=0):
         self._handle = None
-        self.batch, self.seq_q, self.num_heads = int(batch), int(seq_q), int(num_heads)
-        self.topk, self.extra_topk = int(topk), int(extra_topk)
+        self.batch, self.seq_q, self.num_heads = _int32("batch", batch), _int32("seq_q", seq_q), _int32(
+            "num_heads", num_heads)
+        self.topk, self.extra_topk = _int32("topk", topk), _int32("extra_topk", extra_topk)
         if cpu_precision not in _CPU_PRECISIONS:
             raise ValueError(f"cpu_precision: expected 'float64' or 'float32', got {cpu_precision!r}")
         requested = backend_from_name(backend)
@@ -143,12 +157,12 @@ class Plan:
         options = _lib.PlanOptionsStruct()
         _lib.library().smla_default_plan_options(ctypes.byref(options))
         options.backend = requested
-        options.device = -1 if device_index is None else device_index
-        options.num_splits = int(num_splits)
+        options.device = -1 if device_index is None else _int32("device", device_index)
+        options.num_splits = _int32("num_splits", num_splits)
         options.cpu_precision = _CPU_PRECISIONS[cpu_precision]
-        options.cpu_threads = int(cpu_threads)
-        options.max_shared_bytes = int(max_shared_bytes)
-        options.sm_count = int(sm_count)
+        options.cpu_threads = _int32("cpu_threads", cpu_threads)
+        options.max_shared_bytes = _int32("max_shared_bytes", max_shared_bytes)
+        options.sm_count = _int32("sm_count", sm_count)
         handle = ctypes.c_void_p()
         _lib.call("smla_plan_create", ctypes.byref(shape), ctypes.byref(options), ctypes.byref(handle))
         self._handle = handle
@@ -446,6 +460,8 @@ class Plan:
         T.check_shape(lse, "lse", [b, s, h])
         for name in ("q", "out"):
             T.check_last_dim_contiguous(infos[name], name)
+        for name in ("out", "lse"):
+            T.check_writeable(infos[name], name)
         self._check_index_list(infos, "indices", "topk_length", self.topk, "topk")
         if self.extra_topk > 0:
             if extra_layout is None or infos["extra_indices"] is None:

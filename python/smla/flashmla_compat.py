@@ -190,6 +190,7 @@ def _prepare(q, k_cache, indices, topk_length, extra_k_cache, extra_indices, ext
     if len(index_shape) != 3:
         raise ValueError(f"indices: expected shape [b, s_q, topk], got {list(index_shape)}")
     cache_shape = _shape_of(k_cache, "k_cache")
+    _check_cache_view(cache_shape, "k_cache")
     extra_topk, extra_page_block_size = None, None
     if extra_indices is not None:
         extra_shape = _shape_of(extra_indices, "extra_indices_in_kvcache")
@@ -197,13 +198,17 @@ def _prepare(q, k_cache, indices, topk_length, extra_k_cache, extra_indices, ext
             raise ValueError(f"extra_indices_in_kvcache: expected shape [b, s_q, extra_topk], got {list(extra_shape)}")
         extra_topk = extra_shape[2]
         extra_cache_shape = _shape_of(extra_k_cache, "extra_k_cache")
+        _check_cache_view(extra_cache_shape, "extra_k_cache")
         extra_page_block_size = extra_cache_shape[1] if len(extra_cache_shape) >= 2 else None
     batch, seq_q, num_heads = q_shape[:3]
     plan = cached_plan(batch, seq_q, num_heads, index_shape[2], extra_topk or 0, _device_of(q))
     out, lse = _new_outputs(q, batch, seq_q, num_heads)
     lse_rows = lse.transpose(1, 2) if T.is_torch_tensor(lse) else lse.transpose(0, 2, 1)  # [b, s_q, h]
-    template, pointers = plan._prepared((q, k_cache, indices, topk_length, extra_k_cache, extra_indices,
-                                         extra_topk_length, attn_sink, out, lse_rows), softmax_scale, None, None)
+    try:
+        template, pointers = plan._prepared((q, k_cache, indices, topk_length, extra_k_cache, extra_indices,
+                                             extra_topk_length, attn_sink, out, lse_rows), softmax_scale, None, None)
+    except ValueError as error:
+        raise _in_flashmla_names(error) from None
     config = (batch, seq_q, num_heads, cache_shape[1] if len(cache_shape) >= 2 else None,
               cache_shape[2] if len(cache_shape) == 4 else 1, False, True, index_shape[2], extra_page_block_size,
               extra_topk)
@@ -216,6 +221,27 @@ def _prepare(q, k_cache, indices, topk_length, extra_k_cache, extra_indices, ext
         lse_like = torch.empty_strided(lse.shape, lse.stride(), dtype=lse.dtype, device=lse.device)
     entry = _CallEntry(plan, template, config, tuple(out.shape), out_like, lse_like, all_torch)
     return entry, out, lse, pointers
+
+
+# Plan.run's argument names -> flash_mla_with_kvcache's, for the messages of its checks (each begins "<name>: ").
+_FLASHMLA_NAMES = {"cache": "k_cache", "extra_cache": "extra_k_cache", "extra_indices": "extra_indices_in_kvcache"}
+
+
+def _in_flashmla_names(error):
+    """The same error, naming the argument as the caller of flash_mla_with_kvcache wrote it."""
+    text = str(error)
+    name, colon, rest = text.partition(":")
+    if colon and name in _FLASHMLA_NAMES:
+        return type(error)(_FLASHMLA_NAMES[name] + colon + rest)
+    return error
+
+
+def _check_cache_view(shape, name):
+    """FlashMLA's caches are views [num_pages, page_block_size, 1, 584] (or [num_pages, page_block_size, 584]):
+    the page block size comes from shape[1], so a flat [num_pages, page_stride] pool cannot be taken here."""
+    if len(shape) not in (3, 4):
+        raise ValueError(f"{name}: expected FlashMLA's view [num_pages, page_block_size, 1, 584], got shape "
+                         f"{list(shape)} (smla.Plan.run takes [num_pages, page_stride] pools with page_block_size)")
 
 
 def _check_metadata(meta, config):
@@ -374,6 +400,10 @@ def _run_through_plan(q, k_cache, indices, topk_length, extra_k_cache, extra_ind
     torch = T.torch_module()
     out = torch.empty((batch, seq_q, num_heads, HEAD_DIM), dtype=torch.bfloat16, device=q.device)
     lse = torch.empty((batch, seq_q, num_heads), dtype=torch.float32, device=q.device)
-    plan.run(q, k_cache, indices, topk_length=topk_length, extra_cache=extra_k_cache, extra_indices=extra_indices,
-             extra_topk_length=extra_topk_length, attn_sink=attn_sink, softmax_scale=softmax_scale, out=out, lse=lse)
+    try:
+        plan.run(q, k_cache, indices, topk_length=topk_length, extra_cache=extra_k_cache, extra_indices=extra_indices,
+                 extra_topk_length=extra_topk_length, attn_sink=attn_sink, softmax_scale=softmax_scale, out=out,
+                 lse=lse)
+    except ValueError as error:
+        raise _in_flashmla_names(error) from None
     return out, lse.transpose(1, 2)

@@ -231,3 +231,21 @@ def test_device_guard_runs_on_the_plans_device_and_restores_the_callers(monkeypa
     state["current"] = 0  # already current: no switch
     plan._launch_prepared_torch(None, (), None)
     assert state["launched_on"][-1] == (0, 1000) and state["current"] == 0
+
+
+def test_errors_name_the_arguments_as_flash_mla_with_kvcache_calls_them():
+    """The checks are Plan.run's; their messages name flash_mla_with_kvcache's arguments (k_cache, not cache)."""
+    compat.clear_plan_cache()
+    case, _ = _decode_case("test_errors_name_the_arguments_as_flash_mla_with_kvcache_calls_them")
+    changes = [
+        ("extra_indices_in_kvcache", case["extra_indices_in_kvcache"].astype(np.int64),
+         "^extra_indices_in_kvcache: expected dtype int32, got int64"),
+        ("k_cache", case["k_cache"].view(np.float32), "^k_cache: expected a byte tensor"),
+        ("extra_k_cache", np.zeros((4, 1728), np.uint8),
+         r"^extra_k_cache: expected FlashMLA's view \[num_pages, page_block_size, 1, 584\], got shape \[4, 1728\]"),
+        ("k_cache", np.zeros((2, 37440), np.uint8), r"^k_cache: expected FlashMLA's view"),
+        ("extra_topk_length", case["extra_topk_length"].astype(np.int64), "^extra_topk_length: expected dtype int32"),
+    ]
+    for name, value, message in changes:
+        with pytest.raises(ValueError, match=message):
+            compat.flash_mla_with_kvcache(**{**case, name: value})

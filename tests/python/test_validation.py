@@ -1,6 +1,7 @@
 """Every Python-side check names the argument and says what was expected; C-side errors arrive as
 smla.SmlaError carrying smla_last_error()."""
 
+import ctypes
 import os
 
 import numpy as np
@@ -185,3 +186,119 @@ def test_relayout_of_host_caches_is_refused():
     destination = smla.allocate_cache(4, 64)
     with pytest.raises(ValueError, match="relayout_pages runs on CUDA memory: source is on cpu"):
         smla.relayout_pages(source, destination)
+
+
+# ---- gaps an audit of the public entry points found (2026-12-04); each used to crash, write out of place or
+# compute garbage.
+
+def _guarded_pool(rows, row_bytes):
+    """A [rows, row_bytes] uint8 pool followed by an inaccessible page: an access past its end faults."""
+    import mmap
+
+    page = mmap.PAGESIZE
+    size = rows * row_bytes
+    total = (size + page - 1) // page * page + page
+    region = mmap.mmap(-1, total)
+    buffer = (ctypes.c_char * total).from_buffer(region)
+    base = ctypes.addressof(buffer)
+    libc = ctypes.CDLL(None)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    assert libc.mprotect(base + total - page, page, 0) == 0  # PROT_NONE
+    array = np.frombuffer(buffer, np.uint8, count=size, offset=total - page - size).reshape(rows, row_bytes)
+    return array, (region, buffer)
+
+
+def test_a_two_dimensional_cache_narrower_than_its_pages_is_refused(plan, good):
+    # A [pages, 112] slice of a [pages, 37552] pool, ending at a guard page: its stride(0) suggests pages of
+    # P = 64 records, but each row holds 112 bytes. The library would read (and append would write) past it.
+    pool, keep = _guarded_pool(4, 37552)
+    narrow = pool[:, 37552 - 112:]
+    message = r"cache: each page row holds 112 bytes, below P\*584 = 37376 \(P=64\)"
+    with pytest.raises(ValueError, match=message):
+        plan.run(**{**good, "cache": narrow}, page_block_size=64)
+    with pytest.raises(ValueError, match=message):
+        smla.dequantize(narrow, [4 * 64 - 1], page_block_size=64)
+    with pytest.raises(ValueError, match=message):
+        smla.append(narrow, np.zeros((1, 512), np.uint16), np.array([4 * 64 - 1], np.int32), page_block_size=64)
+    del keep
+
+
+def test_a_cache_view_whose_records_are_not_contiguous_is_refused(plan, good):
+    transposed = smla.allocate_cache(4, 64)[:, :64 * 584].reshape(4, 584, 64).transpose(0, 2, 1)
+    with pytest.raises(ValueError, match="cache: each page must be P\\*584 contiguous bytes"):
+        plan.run(**{**good, "cache": transposed})
+    every_other = np.zeros((4, 64, 2 * 584), np.uint8)[:, :, ::2]
+    with pytest.raises(ValueError, match="cache: each page must be P\\*584 contiguous bytes"):
+        smla.dequantize(every_other, [0])
+
+
+def test_read_only_outputs_and_caches_are_refused(plan, good):
+    out = np.zeros((B, S, H, 512), np.uint16)
+    lse = np.zeros((B, S, H), np.float32)
+    out.setflags(write=False)
+    with pytest.raises(ValueError, match="out: the array is read-only"):
+        plan.run(**good, out=out, lse=lse)
+    out = np.zeros((B, S, H, 512), np.uint16)
+    plan.run(**good, out=out, lse=lse)  # remembered signature: the read-only flag is part of it
+    lse.setflags(write=False)
+    with pytest.raises(ValueError, match="lse: the array is read-only"):
+        plan.run(**good, out=out, lse=lse)
+    cache = smla.allocate_cache(1, 64)
+    cache.setflags(write=False)
+    with pytest.raises(ValueError, match="cache: the array is read-only"):
+        smla.append(cache, np.zeros((1, 512), np.uint16), np.array([0], np.int32), page_block_size=64)
+
+
+def test_outputs_that_share_memory_with_an_argument_are_refused_by_the_library(plan, good):
+    out = np.zeros((B, S, H, 512), np.uint16)
+    with pytest.raises(smla.SmlaError, match=r"args.out \[.*overlaps args.lse \["):
+        plan.run(**good, out=out, lse=out.view(np.float32)[..., :1].reshape(B, S, H))
+    q = good["q"]
+    with pytest.raises(smla.SmlaError, match=r"args.out \[.*overlaps args.q \["):
+        plan.run(**good, out=q, lse=np.zeros((B, S, H), np.float32))
+
+
+def test_big_endian_arrays_are_refused():
+    with pytest.raises(ValueError, match="q: expected native byte order, got dtype >u2"):
+        smla.plan(B, S, H, TOPK, backend="cpu").run(np.zeros((B, S, H, 512), ">u2"), smla.allocate_cache(1, 64),
+                                                    np.zeros((B, S, TOPK), np.int32), page_block_size=64)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("batch", 2 ** 32 + 1, "batch: expected a value in the int32 range, got 4294967297"),
+    ("num_heads", 2 ** 32 + 64, "num_heads: expected a value in the int32 range"),
+    ("topk", 1.5, "topk: expected an integer, got 1.5"),
+    ("cpu_threads", -2 ** 32 + 1, "cpu_threads: expected a value in the int32 range"),
+    ("num_splits", 2 ** 31, "num_splits: expected a value in the int32 range"),
+])
+def test_plan_integers_outside_int32_are_refused_not_wrapped(field, value, message):
+    arguments = dict(batch=1, seq_q=1, num_heads=8, topk=64, backend="cpu")
+    arguments[field] = value
+    with pytest.raises(ValueError, match=message):
+        smla.plan(**arguments)
+
+
+def test_slot_ids_are_never_cast_into_other_slots():
+    cache = smla.allocate_cache(1, 64)
+    with pytest.raises(ValueError, match=r"slots: slot ids must fit int32, got values in \[4294967297"):
+        smla.dequantize(cache, np.array([2 ** 32 + 1], np.int64), page_block_size=64)
+    with pytest.raises(ValueError, match="slots: expected integer slot ids, got dtype float64"):
+        smla.dequantize(cache, [1.9], page_block_size=64)
+    with pytest.raises(ValueError, match="slots: slot ids must fit int32"):
+        smla.append(cache, np.zeros((1, 512), np.uint16), [2 ** 32 + 3], page_block_size=64)
+    assert smla.dequantize(cache, np.array([1], np.int64), page_block_size=64).shape == (1, 512)
+
+
+def test_relayout_index_sets_take_the_stride_of_their_real_rows():
+    from smla.cache import _index_set_struct
+
+    full = np.arange(2 * 4 * 8, dtype=np.int32).reshape(2, 4, 8)
+    _, one_query = _index_set_struct(full[:, 1:2, :], 0)  # [2, 1, 8]: rows 32 elements apart
+    assert (one_query.num_rows, one_query.width, one_query.row_stride) == (2, 8, 32)
+    permuted = np.ascontiguousarray(full[:, 0, :]).reshape(2, 8, 1).transpose(0, 2, 1)  # [2, 1, 8], strides (8, 1, 1)
+    _, rows = _index_set_struct(permuted, 0)
+    assert (rows.num_rows, rows.row_stride) == (2, 8)
+    _, flat = _index_set_struct(full.reshape(8, 8), 0)
+    assert (flat.num_rows, flat.row_stride) == (8, 8)
+    with pytest.raises(ValueError, match="rows are evenly spaced"):
+        _index_set_struct(full[:, ::2, :][:, :, :].transpose(1, 0, 2), 0)
