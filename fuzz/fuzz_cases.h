@@ -487,6 +487,10 @@ inline int run_c_api_validation_case(const uint8_t* data, size_t size) {
     default:
       break;
   }
+  // Or an output shares memory with another argument: lse inside out's buffer, or out over q (in place).
+  const bool aliased = pointer_bits % 16 == 11 || pointer_bits % 16 == 12;
+  if (pointer_bits % 16 == 11) args.lse = reinterpret_cast<float*>(out.begin());
+  if (pointer_bits % 16 == 12) args.out = const_cast<void*>(args.q);
 
   size_t workspace_bytes = 0;
   require(smla_plan_workspace_bytes(plan, &workspace_bytes) == SMLA_STATUS_OK, "workspace query failed");
@@ -506,6 +510,7 @@ inline int run_c_api_validation_case(const uint8_t* data, size_t size) {
   // --- properties that hold whatever the outcome ------------------------------------------------
   if (run_status != SMLA_STATUS_OK)
     require(smla_last_error()[0] != '\0', "smla_decode_run failed without a message");
+  require(!aliased || run_status != SMLA_STATUS_OK, "smla_decode_run accepted an output aliasing another argument");
   require(q.guards_intact() && main_list.indices.guards_intact() && main_cache.pool.guards_intact() &&
               extra_list.indices.guards_intact() && extra_cache.pool.guards_intact(),
           "an input buffer's guard bytes changed");
