@@ -92,8 +92,9 @@ class Plan {
 // uses cuda-ref (kernel_name() says so); asking for cuda explicitly there is SMLA_STATUS_UNSUPPORTED.
 Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* plan);
 
-// Validates `args` against the plan (pointers, strides, alignment, cache geometry, memory space)
-// and runs the decode. `workspace` must hold plan.workspace_bytes() bytes on the plan's device
+// Validates `args` against the plan (pointers, strides, alignment, cache geometry, memory space; every
+// element offset within the address range; out, lse and the workspace sharing no byte with each other or
+// with any input, so in-place calls are refused) and runs the decode. `workspace` must hold plan.workspace_bytes() bytes on the plan's device
 // (16-byte aligned); `stream` is a cudaStream_t (nullptr = default stream), ignored by the CPU
 // backend.
 Status run(const Plan& plan, const DecodeArgs& args, void* workspace, size_t workspace_bytes, void* stream);

@@ -67,7 +67,8 @@ smla_status_t smla_plan_kernel_name(smla_plan_t plan, const char** name);
 smla_status_t smla_plan_sm_count(smla_plan_t plan, int32_t* sm_count);
 /* Fills the strides of args for contiguous q, indices, out and lse of the plan's shape. */
 smla_status_t smla_set_contiguous_strides(smla_plan_t plan, smla_decode_args_t* args);
-/* Runs one decode: no allocation, no host synchronization, CUDA-graph capturable. */
+/* Runs one decode: no allocation, no host synchronization, CUDA-graph capturable. out, lse and the
+ * workspace must share no byte with each other or with any input (in-place calls are refused). */
 smla_status_t smla_decode_run(smla_plan_t plan, const smla_decode_args_t* args, void* workspace,
                               size_t workspace_bytes, void* stream);
 
