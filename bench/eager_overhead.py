@@ -173,9 +173,10 @@ def cpp_breakdown(name, batch, row):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shapes", default="flash-c4:1,flash-c4:64,pro-c4:1")
-    parser.add_argument("--calls", type=int, default=500)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--shapes", default="flash-c4:1,flash-c4:64,pro-c4:1",
+                        help="SHAPE:BATCH list (default: %(default)s)")
+    parser.add_argument("--calls", type=int, default=500, help="back-to-back calls a timing (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=5, help="timings a path, the best kept (default: %(default)s)")
     parser.add_argument("--cpp", default=None, help="path of smla-eager-overhead (default: newest build*/)")
     parser.add_argument("--device", default=None, help="cuda:N (default when a GPU is usable) or cpu")
     options = parser.parse_args()

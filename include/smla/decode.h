@@ -30,8 +30,8 @@ inline constexpr int kTileTokens = 64;  // tokens per KV tile (spec section 5)
 // Options with every field at its default (auto backend, current device, planner's splits).
 PlanOptions default_plan_options();
 
-// Checks a decode shape (b >= 1, s_q >= 1, 1 <= h <= 128, topk >= 1, extra_topk >= 0, sizes that fit
-// the int32 index arithmetic). The message names the field.
+// Checks a decode shape (b >= 1, s_q >= 1, 1 <= h <= 128, 1 <= topk <= 2^24, 0 <= extra_topk <= 2^24, sizes
+// that fit the int32 index arithmetic). The message names the field.
 Status validate_decode_shape(const DecodeShape& shape);
 
 class Plan {
@@ -94,9 +94,9 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
 
 // Validates `args` against the plan (pointers, strides, alignment, cache geometry, memory space; every
 // element offset within the address range; out, lse and the workspace sharing no byte with each other or
-// with any input, so in-place calls are refused) and runs the decode. `workspace` must hold plan.workspace_bytes() bytes on the plan's device
-// (16-byte aligned); `stream` is a cudaStream_t (nullptr = default stream), ignored by the CPU
-// backend.
+// with any input, so in-place calls are refused) and runs the decode. `workspace` must hold
+// plan.workspace_bytes() bytes on the plan's device (16-byte aligned); `stream` is a cudaStream_t (nullptr =
+// default stream), ignored by the CPU backend.
 Status run(const Plan& plan, const DecodeArgs& args, void* workspace, size_t workspace_bytes, void* stream);
 
 // Device error counter (CUDA backends). The first uint32 of the workspace counts the index-list

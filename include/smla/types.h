@@ -63,12 +63,14 @@ typedef struct smla_plan_options_t {
   int32_t cpu_threads;   /* CPU backend only, 0..1024; 0 = all hardware threads */
   /* Cap on the shared memory per block the planner may use (bytes); 0 = none, then the environment
    * variable SMLA_MAX_SHARED_BYTES applies. 101376 makes a Hopper GPU run the kernel and split schedule
-   * of the 99 KB class (sm_120, sm_89, sm_86). CUDA backend only. */
+   * of the 99 KB class (sm_120, sm_89, sm_86). Used by the CUDA backend only, but a bad value (here or in
+   * the variable) fails every plan, CPU ones included, so that a misconfiguration is never silent. */
   int32_t max_shared_bytes;
   /* The SM count the planner schedules for instead of the device's (1..1024); 0 = the device's own, then
    * the environment variable SMLA_SM_COUNT applies. With max_shared_bytes 101376, 188 makes a Hopper GPU
    * run the kernel and split schedule of an RTX PRO 6000 (170: an RTX 5090). Only the schedule changes:
-   * the kernels still run on the real device. CUDA backend only. */
+   * the kernels still run on the real device. Used by the CUDA backend only; a bad value (here or in the
+   * variable) fails every plan, as for max_shared_bytes. */
   int32_t sm_count;
 } smla_plan_options_t;
 

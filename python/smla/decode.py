@@ -129,9 +129,9 @@ def _int32(name, value):
 class Plan:
     """A decode plan for one (batch, seq_q, num_heads, topk, extra_topk, device) and its workspace.
 
-    The workspace is allocated and zeroed once here (a torch uint8 tensor on the plan's GPU for the
-    CUDA backends, a NumPy array for the CPU backend); `run` allocates nothing else unless it is
-    asked to create `out`/`lse`.
+    The workspace is allocated and zeroed once here (device memory of the plan's own on its GPU for the
+    CUDA backends, see _DeviceWorkspace; a NumPy array for the CPU backend); `run` allocates nothing else
+    unless it is asked to create `out`/`lse`.
     """
 
     def __init__(self, batch, seq_q, num_heads, topk, extra_topk=0, backend="auto", device=None, num_splits=0,

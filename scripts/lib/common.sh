@@ -6,6 +6,15 @@ SMLA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 smla_log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 
+# A build directory as an absolute path: as given when absolute, else under the repository root (where
+# the scripts run), so that --build-dir /abs/dir and --build-dir rel/dir both name the library.
+smla_abs_dir() {
+  case "$1" in
+    /*) printf '%s\n' "$1" ;;
+    *) printf '%s\n' "$SMLA_ROOT/$1" ;;
+  esac
+}
+
 # nvcc lives in /usr/local/cuda/bin on the machines we build on; it is often not on PATH.
 smla_setup_path() {
   if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
