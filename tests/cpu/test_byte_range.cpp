@@ -47,9 +47,10 @@ TEST(ByteRange, OverflowingStridesAreNamed) {
   ByteRange range;
   // The element offset itself overflows int64.
   expect_invalid_naming(
-      strided_byte_range(
-          "args.out", address(0x1000),
-          {{"args.out_stride_batch", 2, 8}, {"args.out_stride_head", 2, (int64_t{1} << 63) - 8}}, 2, &range),
+      strided_byte_range("args.out", address(0x1000),
+                         {{"args.out_stride_batch", 2, 8},
+                          {"args.out_stride_head", 2, std::numeric_limits<int64_t>::max() - 7}},
+                         2, &range),
       "args.out_stride_head = 9223372036854775800 (extent 2) puts args.out's elements past the end");
   // The offset fits, its bytes do not.
   expect_invalid_naming(strided_byte_range("args.lse", address(0x1000),

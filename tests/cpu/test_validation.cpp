@@ -337,7 +337,7 @@ TEST_F(ArgsValidation, RejectsStridesWhoseByteOffsetsOverflow) {
     int64_t value;
   };
   const Case cases[] = {
-      {"args.out_stride_head", &DecodeArgs::out_stride_head, (int64_t{1} << 63) - 8},
+      {"args.out_stride_head", &DecodeArgs::out_stride_head, std::numeric_limits<int64_t>::max() - 7},
       {"args.out_stride_batch", &DecodeArgs::out_stride_batch, int64_t{1} << 62},
       {"args.q_stride_seq", &DecodeArgs::q_stride_seq, int64_t{1} << 62},
       {"args.lse_stride_head", &DecodeArgs::lse_stride_head, (int64_t{1} << 62) - 1},
