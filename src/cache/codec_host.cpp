@@ -157,6 +157,14 @@ Status check_on_current_device(const void* ptr, const char* name) {
   return Status::Ok();
 }
 
+// The 512 values of `slot`, whose range, layout and memory space the caller has checked (the gathers check
+// the whole list once rather than each slot again).
+void decode_checked_slot(const CacheLayout& cache, int64_t slot, float* out512) {
+  const uint8_t* base = cache_bytes(cache);
+  decode_token(base + slot_row_offset(cache.page_block_size, cache.page_stride_bytes, slot),
+               base + slot_scale_offset(cache.page_block_size, cache.page_stride_bytes, slot), out512);
+}
+
 // The cache is written (append) or read beside an output (dequantize): the written buffer must share no
 // memory with the other arguments.
 Status check_codec_buffers_disjoint(const CacheLayout& cache, bool cache_written, const void* values,
@@ -234,9 +242,7 @@ Status dequantize_slot(const CacheLayout& cache, int64_t slot, float* out512) {
     return Status::InvalidArgument("slot = " + std::to_string(slot) + " is out of range [0, " +
                                    std::to_string(num_slots) + ")");
   }
-  const uint8_t* base = cache_bytes(cache);
-  decode_token(base + slot_row_offset(cache.page_block_size, cache.page_stride_bytes, slot),
-               base + slot_scale_offset(cache.page_block_size, cache.page_stride_bytes, slot), out512);
+  decode_checked_slot(cache, slot, out512);
   return Status::Ok();
 }
 
@@ -263,7 +269,7 @@ Status dequantize_gather(const CacheLayout& cache, const int32_t* slots, int64_t
       std::memset(row, 0, sizeof(float) * kHeadDim);
       continue;
     }
-    SMLA_RETURN_IF_ERROR(dequantize_slot(cache, slots[i], row));
+    decode_checked_slot(cache, slots[i], row);
   }
   return Status::Ok();
 }
@@ -292,7 +298,7 @@ Status dequantize_gather_bf16(const CacheLayout& cache, const int32_t* slots, in
     if (slots[i] < 0) {
       std::fill(row, row + kHeadDim, 0.f);
     } else {
-      SMLA_RETURN_IF_ERROR(dequantize_slot(cache, slots[i], row));
+      decode_checked_slot(cache, slots[i], row);
     }
     for (int d = 0; d < kHeadDim; ++d) out_bf16[i * kHeadDim + d] = float_to_bf16_bits(row[d]);
   }
