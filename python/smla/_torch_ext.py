@@ -127,17 +127,31 @@ def counters():
     return {} if module is None else module.counters()
 
 
+_python_path_lock = threading.Lock()
+_python_path_depth = 0  # python_path() blocks open, in every thread
+_python_path_saved = None  # the entry points the last one to leave puts back
+
+
 @contextlib.contextmanager
 def python_path():
     """Inside, eager calls take the Python path even when the extension is loaded (benchmarks and tests that
-    compare the two paths); nothing is remembered for the extension meanwhile."""
-    global plan_run, drop_in_run, suspended
-    saved = plan_run, drop_in_run, suspended
-    plan_run, drop_in_run, suspended = None, None, True
+    compare the two paths); nothing is remembered for the extension meanwhile. Nested or concurrent blocks
+    (several threads) are counted: the extension's entry points come back when the last one leaves, not when
+    the first does (which put back the None another block had saved, for good)."""
+    global plan_run, drop_in_run, suspended, _python_path_depth, _python_path_saved
+    with _python_path_lock:
+        if _python_path_depth == 0:
+            _python_path_saved = plan_run, drop_in_run, suspended
+            plan_run, drop_in_run, suspended = None, None, True
+        _python_path_depth += 1
     try:
         yield
     finally:
-        plan_run, drop_in_run, suspended = saved
+        with _python_path_lock:
+            _python_path_depth -= 1
+            if _python_path_depth == 0:
+                plan_run, drop_in_run, suspended = _python_path_saved
+                _python_path_saved = None
 
 
 @contextlib.contextmanager

@@ -188,3 +188,41 @@ def test_status_strings():
 def test_the_extension_source_ships_with_the_package():
     assert os.path.isfile(_torch_ext.SOURCE)
     assert _torch_ext.SOURCE.endswith(os.path.join("smla", "_ext", "smla_torch_ext.cpp"))
+
+
+def test_python_path_blocks_overlapping_in_threads_restore_the_entry_points_once(fresh_loader):
+    """Two threads' python_path() blocks that overlap (A enters, B enters, A leaves, B leaves): the Python path
+    holds until the last one leaves, and then the extension's entry points are back (the first form put back
+    the None that B had saved when A left... and B then restored None for good)."""
+    import threading
+
+    run_entry, drop_in_entry = object(), object()
+    _torch_ext.plan_run, _torch_ext.drop_in_run = run_entry, drop_in_entry
+    a_inside, b_inside, a_left = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def thread_a():
+        with _torch_ext.python_path():
+            a_inside.set()
+            b_inside.wait(5)
+        a_left.set()
+
+    def thread_b():
+        a_inside.wait(5)
+        with _torch_ext.python_path():
+            b_inside.set()
+            a_left.wait(5)
+            seen["inside after A left"] = (_torch_ext.plan_run, _torch_ext.drop_in_run, _torch_ext.suspended)
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert seen["inside after A left"] == (None, None, True)
+    assert (_torch_ext.plan_run, _torch_ext.drop_in_run, _torch_ext.suspended) == (run_entry, drop_in_entry, False)
+    with _torch_ext.python_path():  # nested in one thread
+        with _torch_ext.python_path():
+            pass
+        assert _torch_ext.plan_run is None and _torch_ext.suspended
+    assert _torch_ext.plan_run is run_entry and not _torch_ext.suspended
