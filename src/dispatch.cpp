@@ -381,7 +381,7 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
   result.backend_ = backend;
   result.shape_ = shape;
   result.options_ = options;
-  result.total_tiles_ = tiles_for(shape.topk) + tiles_for(shape.extra_topk);
+  result.total_tiles_ = static_cast<int32_t>(detail::total_tiles_of(shape));  // < 2^20: list widths <= 2^24
   const int64_t rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
   if (backend == SMLA_BACKEND_CPU) {
     result.kernel_name_ = "cpu";

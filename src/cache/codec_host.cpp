@@ -13,6 +13,7 @@
 #include <limits>
 #include <string>
 
+#include "common/backend_entry.h"
 #include "common/byte_range.h"
 #include "common/cuda_ops.h"
 #include "common/memory_space.h"
@@ -145,11 +146,7 @@ Status check_on_current_device(const void* ptr, const char* name) {
     cudaGetLastError();  // leave no trace for unrelated checks
     return Status::NoDevice("append with memory_space CUDA needs a CUDA device (cudaGetDevice failed)");
   }
-  const detail::PointerLocation location = detail::locate_pointer(ptr);
-  const bool on_device =
-      (location.space == detail::MemorySpace::kDevice || location.space == detail::MemorySpace::kManaged) &&
-      location.device == device;
-  if (!on_device) {
+  if (!detail::pointer_is_device_memory(ptr, device)) {
     return Status::InvalidArgument(
         std::string(name) + " must be CUDA device or managed memory on the current " + "device " +
         std::to_string(device) + " (memory_space CUDA; pass host buffers with memory_space host)");
