@@ -143,6 +143,11 @@ def _dlpack_info(obj, name):
 def tensor_info(obj, name):
     """TensorInfo of a torch tensor, NumPy array or DLPack producer; TypeError for anything else."""
     if is_torch_tensor(obj):
+        # A negative view (torch._neg_view, what conj().imag of a conjugate view gives) stores x and means -x;
+        # smla reads and writes the stored values, so it would silently flip every sign.
+        if getattr(obj, "is_neg", None) is not None and obj.is_neg():
+            raise ValueError(f"{name}: a negative view (is_neg() is True): smla reads and writes the stored "
+                             f"values; pass {name}.resolve_neg()")
         return _torch_info(obj)
     if isinstance(obj, np.ndarray):
         return _numpy_info(obj, name)
@@ -209,10 +214,15 @@ def check_device(info, name, device_type, device_index):
 
 
 def check_writeable(info, name):
-    """Outputs and caches written to: a read-only NumPy array (or memmap) must not be written through its pointer.
-    torch tensors are writeable; DLPack's legacy capsule carries no read-only flag."""
+    """Outputs and caches written to: a read-only NumPy array (or memmap) must not be written through its pointer;
+    a torch tensor that autograd tracks must not be written behind its back (torch itself refuses an in-place
+    write to a leaf that requires grad, and smla's write has no backward). DLPack's legacy capsule carries no
+    read-only flag."""
     if info.framework == "numpy" and not info.obj.flags.writeable:
         raise ValueError(f"{name}: the array is read-only (flags.writeable is False); smla writes into it")
+    if info.framework == "torch" and info.obj.requires_grad and torch_module().is_grad_enabled():
+        raise ValueError(f"{name}: requires grad while grad mode is on; smla writes {name} outside autograd, "
+                         f"which has no backward for it (pass {name}.detach(), or run under torch.no_grad())")
 
 
 def check_aligned(info, name, alignment):

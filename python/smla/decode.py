@@ -36,7 +36,8 @@ class _Unkeyed(Exception):
 def _facts(value):
     """Everything the validation reads from one argument except its data pointer, as a hashable key.
 
-    torch tensors: shape, strides, dtype, device; NumPy arrays: shape, byte strides, dtype; CacheLayouts:
+    torch tensors: shape, strides, dtype, device, the negative-view bit and whether autograd tracks them;
+    NumPy arrays: shape, byte strides, dtype; CacheLayouts:
     their geometry and device. Two arguments with equal facts pass or fail validation alike, so a call
     whose facts all match an earlier validated call needs only its pointers checked (by the library).
     """
@@ -48,7 +49,10 @@ def _facts(value):
     if type(value) is np.ndarray:
         return (value.shape, value.strides, value.dtype, value.flags.writeable)
     try:
-        return (value.shape, value.stride(), value.dtype, value.device)  # torch
+        # torch; a negative view, and a tensor autograd tracks while grad mode is on, fail validation
+        # (_tensors.tensor_info, check_writeable), so they are facts too.
+        return (value.shape, value.stride(), value.dtype, value.device, value.is_neg(),
+                value.requires_grad and T.torch_module().is_grad_enabled())
     except (AttributeError, TypeError):
         raise _Unkeyed() from None
 
@@ -379,8 +383,8 @@ class Plan:
     def _prepared(self, arguments, softmax_scale, page_block_size, extra_page_block_size):
         """(packed-argument template, data pointers) of one call, in _POINTER_SLOTS order.
 
-        The signature of a call is every argument's facts (_facts: shape, strides, dtype, device; cache
-        geometry), softmax_scale and the page block sizes. A signature seen before was validated with
+        The signature of a call is every argument's facts (_facts: shape, strides, dtype, device, for torch
+        the negative-view bit and autograd's tracking; cache geometry), softmax_scale and the page block sizes. A signature seen before was validated with
         exactly these facts, so only its data pointers are new, and the library checks pointers (null,
         alignment, memory space) on every call. A new signature runs the full validation, with the same
         messages, and is remembered.
@@ -389,8 +393,10 @@ class Plan:
             if type(arguments[0]) is np.ndarray:
                 facts = tuple(map(_facts, arguments))
             else:
-                try:  # torch tensors (and CacheLayouts) inline: this is most of the host time of a call
-                    facts = tuple([None if value is None else (value.shape, value.stride(), value.dtype, value.device)
+                try:  # torch tensors (and CacheLayouts) inline, as _facts has them: most of a call's host time
+                    facts = tuple([None if value is None else
+                                   (value.shape, value.stride(), value.dtype, value.device, value.is_neg(),
+                                    value.requires_grad and T.torch_module().is_grad_enabled())
                                    if type(value) is not CacheLayout else _facts(value) for value in arguments])
                 except AttributeError:
                     facts = tuple(map(_facts, arguments))

@@ -313,7 +313,14 @@ def flash_mla_with_kvcache(q, k_cache, block_table=None, cache_seqlens=None, hea
                 (extra_topk_length.shape, extra_topk_length.stride(), extra_topk_length.dtype,
                  extra_topk_length.device),
                 None if attn_sink is None else (attn_sink.shape, attn_sink.stride(), attn_sink.dtype, attn_sink.device),
-                softmax_scale)
+                softmax_scale,
+                # A negative view fails validation (_tensors.tensor_info): any one makes another signature.
+                q.is_neg() or k_cache.is_neg() or indices.is_neg() or
+                (topk_length is not None and topk_length.is_neg()) or
+                (extra_k_cache is not None and extra_k_cache.is_neg()) or
+                (extra_indices_in_kvcache is not None and extra_indices_in_kvcache.is_neg()) or
+                (extra_topk_length is not None and extra_topk_length.is_neg()) or
+                (attn_sink is not None and attn_sink.is_neg()))
             calls = _torch_call_cache
             entry = calls.get(signature)
         except (AttributeError, TypeError):  # an argument that is not a torch tensor, an unhashable scale

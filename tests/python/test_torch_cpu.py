@@ -82,7 +82,7 @@ def test_changed_torch_tensor_after_a_remembered_signature_is_refused():
         ("attn_sink", torch.empty(8, device="meta"), "unsupported torch device meta"),
         ("q", tensors["q"].float(), "q: expected dtype bfloat16"),
         ("extra_indices_in_kvcache", tensors["extra_indices_in_kvcache"].transpose(0, 1),
-         "extra_indices: expected shape|contiguous"),
+         "extra_indices_in_kvcache: expected shape|contiguous"),
     ]
     for name, value, message in changes:
         with pytest.raises(ValueError, match=message):

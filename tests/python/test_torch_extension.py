@@ -212,6 +212,64 @@ def test_errors_are_the_same_through_both_paths(extension, device, kind):
     case.check(out_again, lse_again)
 
 
+def test_negative_views_and_tracked_outputs_are_refused_through_both_paths(extension):
+    """A negative view stores x and means -x, so smla, which reads and writes the stored values, refuses one
+    (q, an index list, out); an output that autograd tracks (requires_grad with grad mode on) is refused as
+    torch refuses an in-place write to it. Same errors on the extension's path (a remembered signature of the
+    same shapes) and Python's, nothing run; under torch.no_grad() the tracked output is written."""
+    case = Case("test_negative_views_and_tracked_outputs_are_refused_through_both_paths")
+    plan = case.plan()
+    out, lse = case.outputs()
+    for _ in range(2):  # the good signature is known to the extension
+        case.plan_run(plan, out, lse)
+        case.drop_in()
+    negative = {name: torch._neg_view(case.tensors[name]) for name in ("q", "attn_sink")}
+    tracked_out = torch.empty_like(out).requires_grad_(True)
+    tracked_lse = torch.empty_like(lse.transpose(1, 2)).transpose(1, 2).requires_grad_(True)
+    calls = [(lambda: case.plan_run(plan, out, lse, q=negative["q"]), "q: a negative view"),
+             (lambda: case.drop_in(q=negative["q"]), "q: a negative view"),
+             (lambda: case.drop_in(attn_sink=negative["attn_sink"]), "attn_sink: a negative view"),
+             (lambda: case.plan_run(plan, torch._neg_view(out), lse), "out: a negative view"),
+             (lambda: case.plan_run(plan, tracked_out, lse), "out: requires grad while grad mode is on"),
+             (lambda: case.plan_run(plan, out, tracked_lse), "lse: requires grad while grad mode is on")]
+    for call, message in calls:
+        before = _torch_ext.counters()
+        through_extension = _error_of(call)
+        assert _hits(before, "plan") == 0 and _hits(before, "drop_in") == 0
+        with _torch_ext.python_path():
+            assert _error_of(call) == through_extension
+        assert through_extension[0] is ValueError and message in through_extension[1], through_extension
+    with torch.no_grad():
+        case.check(*case.plan_run(plan, tracked_out, tracked_lse))
+
+
+def test_clearing_the_drop_in_table_survives_a_finalizer_that_clears_it_again(extension):
+    """Releasing a remembered call's Plan runs Python code (here a finalizer that clears the table again, as
+    any code reached from a finalizer might): the table is empty before anything is released, so the nested
+    clear finds nothing to free twice."""
+    import weakref
+
+    compat.clear_plan_cache()
+    case = Case("test_clearing_the_drop_in_table_survives_a_finalizer_that_clears_it_again")
+    case.drop_in()
+    case.drop_in()
+    assert _torch_ext.module.drop_in_entry_count() == 1
+    plan = compat.cached_plan(*case.shape, "cpu")
+    finalized = []
+    weakref.finalize(plan, lambda: (_torch_ext.module.drop_in_clear(), finalized.append(True)))
+    # Only the extension's table keeps the plan now.
+    compat._plan_cache.clear()
+    compat._torch_call_cache.clear()
+    compat._call_cache.clear()
+    del plan
+    assert not finalized
+    _torch_ext.module.drop_in_clear()
+    assert finalized == [True] and _torch_ext.module.drop_in_entry_count() == 0
+    out, lse = case.drop_in()  # remembered afresh
+    case.check(out, lse.transpose(1, 2))
+    assert _torch_ext.module.drop_in_entry_count() == 1
+
+
 def test_sched_meta_rules_hold_through_the_extension(extension):
     compat.clear_plan_cache()
     case = Case("test_sched_meta_rules_hold_through_the_extension")

@@ -16,6 +16,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_strided.h>
+#include <c10/core/GradMode.h>
 #include <c10/core/impl/TorchDispatchModeTLS.h>
 #include <torch/csrc/Exceptions.h>
 #include <torch/csrc/autograd/python_variable.h>
@@ -106,14 +107,21 @@ bool same_facts(const TensorFacts& a, const TensorFacts& b) {
 }
 
 // The tensor behind `object` when the fast path takes it: a torch.Tensor or nn.Parameter (another subclass
-// may answer shape or data_ptr differently in Python), strided, without a Python dispatch key.
+// may answer shape or data_ptr differently in Python), strided, without a Python dispatch key, not a negative
+// view (Python refuses those: the stored values are the negated ones).
 const at::Tensor* plain_tensor(PyObject* object) {
   const PyTypeObject* type = Py_TYPE(object);
   if (type != library.tensor_type && type != library.parameter_type) return nullptr;
   const at::Tensor& tensor = THPVariable_Unpack(object);
-  if (!tensor.defined() || tensor.layout() != c10::kStrided || tensor.key_set().has(c10::DispatchKey::Python))
+  if (!tensor.defined() || tensor.layout() != c10::kStrided ||
+      tensor.key_set().has(c10::DispatchKey::Python) || tensor.is_neg())
     return nullptr;
   return &tensor;
+}
+
+// An output that autograd tracks while grad mode is on: Python refuses to write it (check_writeable).
+bool tracked_by_autograd(const at::Tensor& tensor) {
+  return tensor.requires_grad() && c10::GradMode::is_enabled();
 }
 
 // Facts of one argument (None gives absent facts when `optional`); false when the fast path does not take it.
@@ -323,6 +331,7 @@ bool read_plan_call(PyObject* const* call, PlanSignature* key, const at::Tensor*
   for (int i = 0; i < kPointers; ++i) {
     if (!read_facts(call[kPlanTensorArg[i]], !kRequired[i], &key->tensors[i], &tensors[i])) return false;
   }
+  if (tracked_by_autograd(*tensors[kOut]) || tracked_by_autograd(*tensors[kLse])) return false;
   return read_scale(call[8], &key->softmax_scale) && read_page_block_size(call[11], &key->page_block_size) &&
          read_page_block_size(call[12], &key->extra_page_block_size);
 }
@@ -388,18 +397,22 @@ PyObject* plan_remember(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   }
   PlanState* plan = plan_state_of(args[0]);
   if (plan == nullptr || !initialized("plan_remember")) return nullptr;
-  PlanSignature signature;
-  const at::Tensor* tensors[kPointers];
-  if (!read_plan_call(args + 2, &signature, tensors)) Py_RETURN_FALSE;
-  if (!read_args_template(args[1], &signature.args)) return nullptr;
-  for (PlanSignature& known : plan->signatures) {
-    if (same_plan_signature(known, signature)) {
-      known.args = std::move(signature.args);
-      Py_RETURN_TRUE;
+  try {  // no Python references here: out of memory leaves the table as it was, or empty
+    PlanSignature signature;
+    const at::Tensor* tensors[kPointers];
+    if (!read_plan_call(args + 2, &signature, tensors)) Py_RETURN_FALSE;
+    if (!read_args_template(args[1], &signature.args)) return nullptr;
+    for (PlanSignature& known : plan->signatures) {
+      if (same_plan_signature(known, signature)) {
+        known.args = std::move(signature.args);
+        Py_RETURN_TRUE;
+      }
     }
+    if (plan->signatures.size() >= kMaxPlanSignatures) plan->signatures.clear();
+    plan->signatures.push_back(std::move(signature));
+  } catch (const std::bad_alloc&) {
+    return PyErr_NoMemory();
   }
-  if (plan->signatures.size() >= kMaxPlanSignatures) plan->signatures.clear();
-  plan->signatures.push_back(std::move(signature));
   Py_RETURN_TRUE;
 }
 
@@ -409,7 +422,12 @@ PyObject* plan_state(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     PyErr_SetString(PyExc_TypeError, "plan_state: expected handle, workspace, workspace_bytes, device");
     return nullptr;
   }
-  auto state = std::make_unique<PlanState>();
+  std::unique_ptr<PlanState> state;
+  try {
+    state = std::make_unique<PlanState>();
+  } catch (const std::bad_alloc&) {
+    return PyErr_NoMemory();
+  }
   state->handle = PyLong_AsVoidPtr(args[0]);
   state->workspace = args[1] == Py_None ? nullptr : PyLong_AsVoidPtr(args[1]);
   state->workspace_bytes = PyLong_AsSize_t(args[2]);
@@ -607,6 +625,11 @@ PyObject* drop_in_run(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // drop_in_remember(plan, plan_state, packed_args, meta, <the 9 call arguments up to softmax_scale>) -> True
 // when remembered. Python calls it after a call it validated, checked `meta` for and ran (meta None when it
 // is not a FlashMLASchedMeta).
+//
+// Dropping a reference may run Python code (a Plan's finalizer, and any garbage collection it sets off),
+// which may call back into this extension. So the Python code this function runs (the metadata's attribute
+// lookups) runs before the table is touched, and every reference it drops is released at its end, with the
+// table consistent.
 PyObject* drop_in_remember(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs != 4 + kDropInCallArgs - 1) {
     PyErr_SetString(PyExc_TypeError,
@@ -618,62 +641,92 @@ PyObject* drop_in_remember(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   DropInKey key;
   const at::Tensor* tensors[kDropInInputs];
   if (!read_drop_in_call(args + 4, &key, tensors) || tensors[kQ]->dim() != 4) Py_RETURN_FALSE;
-  DropInEntry* entry = nullptr;
-  for (const auto& known : drop_in_entries) {
-    if (same_drop_in_key(*known, key)) entry = known.get();
+  PyObject* const meta = args[3];
+  VerifiedMeta verified;  // owns its references until it is stored
+  if (meta != Py_None) {
+    verified.config = PyObject_GetAttr(meta, library.name_config);
+    verified.num_splits =
+        verified.config == nullptr ? nullptr : PyObject_GetAttr(meta, library.name_num_splits);
+    if (verified.num_splits == nullptr) {
+      DropInEntry::release(&verified);
+      return nullptr;
+    }
+    Py_INCREF(meta);
+    verified.meta = meta;
   }
-  std::vector<uint8_t> packed;
-  if (!read_args_template(args[2], &packed)) return nullptr;
-  if (entry == nullptr || entry->plan != args[0]) {
+  // References this call drops, and entries it evicts: released last. Room for every reference it may
+  // drop is reserved first, so nothing below allocates once a reference has changed hands but `metas`'s
+  // growth, which the entry reserved when it was made.
+  std::vector<std::unique_ptr<DropInEntry>> evicted;
+  std::vector<PyObject*> dropped;
+  try {
+    dropped.reserve(3 * kMaxVerifiedMetas + 11);
+    std::vector<uint8_t> packed;
+    if (!read_args_template(args[2], &packed)) {
+      DropInEntry::release(&verified);
+      return nullptr;
+    }
+    DropInEntry* entry = nullptr;
+    for (const auto& known : drop_in_entries) {
+      if (same_drop_in_key(*known, key)) entry = known.get();
+    }
     if (entry == nullptr) {
-      if (drop_in_entries.size() >= kMaxDropInEntries) drop_in_entries.clear();
-      drop_in_entries.push_back(std::make_unique<DropInEntry>());
+      auto fresh = std::make_unique<DropInEntry>();
+      fresh->metas.reserve(kMaxVerifiedMetas);
+      std::memcpy(fresh->inputs, key.inputs, sizeof(key.inputs));
+      fresh->softmax_scale = key.softmax_scale;
+      if (drop_in_entries.size() >= kMaxDropInEntries) {
+        evicted.swap(drop_in_entries);
+        drop_in_entries.reserve(kMaxDropInEntries);
+      }
+      drop_in_entries.push_back(std::move(fresh));
       entry = drop_in_entries.back().get();
-      std::memcpy(entry->inputs, key.inputs, sizeof(key.inputs));
-      entry->softmax_scale = key.softmax_scale;
     }
-    for (VerifiedMeta& verified : entry->metas) DropInEntry::release(&verified);
-    entry->metas.clear();
-    Py_XDECREF(entry->plan);
-    Py_XDECREF(entry->plan_state);
-    Py_INCREF(args[0]);
-    Py_INCREF(args[1]);
-    entry->plan = args[0];
-    entry->plan_state = args[1];
-  }
-  entry->args = std::move(packed);
-  // Python checked `meta` against this entry just now: remember it (newest last, at most kMaxVerifiedMetas).
-  PyObject* meta = args[3];
-  if (meta == Py_None) Py_RETURN_TRUE;
-  VerifiedMeta verified;
-  verified.config = PyObject_GetAttr(meta, library.name_config);
-  if (verified.config == nullptr) return nullptr;
-  verified.num_splits = PyObject_GetAttr(meta, library.name_num_splits);
-  if (verified.num_splits == nullptr) {
-    Py_DECREF(verified.config);
-    return nullptr;
-  }
-  Py_INCREF(meta);
-  verified.meta = meta;
-  std::vector<VerifiedMeta>& metas = entry->metas;
-  for (auto known = metas.begin(); known != metas.end();) {
-    if (known->meta == meta) {
-      DropInEntry::release(&*known);
-      known = metas.erase(known);
-    } else {
-      ++known;
+    if (entry->plan != args[0]) {
+      for (const VerifiedMeta& known : entry->metas)
+        dropped.insert(dropped.end(), {known.meta, known.config, known.num_splits});
+      entry->metas.clear();
+      dropped.insert(dropped.end(), {entry->plan, entry->plan_state});
+      Py_INCREF(args[0]);
+      Py_INCREF(args[1]);
+      entry->plan = args[0];
+      entry->plan_state = args[1];
     }
+    entry->args = std::move(packed);
+    // Python checked `meta` against this entry just now: remember it (newest last, at most
+    // kMaxVerifiedMetas).
+    if (verified.meta != nullptr) {
+      std::vector<VerifiedMeta>& metas = entry->metas;
+      for (auto known = metas.begin(); known != metas.end();) {
+        if (known->meta == meta) {
+          dropped.insert(dropped.end(), {known->meta, known->config, known->num_splits});
+          known = metas.erase(known);
+        } else {
+          ++known;
+        }
+      }
+      if (metas.size() >= kMaxVerifiedMetas) {
+        dropped.insert(dropped.end(), {metas.front().meta, metas.front().config, metas.front().num_splits});
+        metas.erase(metas.begin());
+      }
+      metas.push_back(verified);  // within the reserved capacity
+      verified = VerifiedMeta{};
+    }
+  } catch (const std::bad_alloc&) {
+    DropInEntry::release(&verified);
+    for (PyObject* object : dropped) Py_XDECREF(object);
+    return PyErr_NoMemory();
   }
-  if (metas.size() >= kMaxVerifiedMetas) {
-    DropInEntry::release(&metas.front());
-    metas.erase(metas.begin());
-  }
-  metas.push_back(verified);
+  for (PyObject* object : dropped) Py_XDECREF(object);
+  evicted.clear();
   Py_RETURN_TRUE;
 }
 
 PyObject* drop_in_clear(PyObject*, PyObject*) {
-  drop_in_entries.clear();
+  // The table is empty before any entry is released (a released Plan's finalizer may call back here).
+  std::vector<std::unique_ptr<DropInEntry>> released;
+  released.swap(drop_in_entries);
+  released.clear();
   Py_RETURN_NONE;
 }
 
@@ -752,9 +805,8 @@ PyObject* init(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return nullptr;
   // Kept for the life of the process: the extension cannot be unloaded.
   for (PyObject* object : {args[4], args[6], args[7], args[8]}) Py_INCREF(object);
-  drop_in_entries.clear();
   library = loaded;
-  Py_RETURN_NONE;
+  return drop_in_clear(nullptr, nullptr);
 }
 
 PyMethodDef methods[] = {
