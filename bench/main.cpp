@@ -113,7 +113,11 @@ smla::Status time_group(BenchDevice& device, const std::vector<PlannedLayer>& gr
   row->floor_us = group_floor_us(group, settings);
   row->layers = static_cast<int>(group.size());
   row->splits = group.front().plan->num_splits();
-  row->combine = row->splits == 1 ? "none" : group.front().plan->cluster_combine() ? "cluster" : "kernel";
+  // "tail": only the rows after plan->unsplit_rows() are split (and combined by the combine kernel).
+  row->combine = row->splits == 1                         ? "none"
+                 : group.front().plan->cluster_combine()  ? "cluster"
+                 : group.front().plan->unsplit_rows() > 0 ? "tail"
+                                                          : "kernel";
   row->kernel.clear();
   for (const PlannedLayer& planned : group) {
     const std::string name = planned.plan->kernel_name();

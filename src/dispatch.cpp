@@ -432,9 +432,16 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
       result.total_tiles_ = schedule.total_tiles;
       result.split_tile_tokens_ = schedule.tile_tokens;
       result.cluster_combine_ = schedule.cluster_combine;
+      if (schedule.unsplit_rows < 0 || schedule.unsplit_rows >= rows ||
+          (schedule.unsplit_rows > 0 && (schedule.num_splits < 2 || schedule.cluster_combine))) {
+        return Status::Internal("split schedule: unsplit_rows=" + str(schedule.unsplit_rows) + " of " +
+                                str(rows) + " rows with num_splits=" + str(schedule.num_splits));
+      }
+      result.unsplit_rows_ = schedule.unsplit_rows;
     }
     result.workspace_bytes_ =
-        detail::WorkspaceLayout::make(rows, shape.num_heads, result.num_splits_).total_bytes;
+        detail::WorkspaceLayout::make(rows - result.unsplit_rows_, shape.num_heads, result.num_splits_)
+            .total_bytes;
   }
   result.valid_ = true;
   *plan = result;
@@ -575,10 +582,12 @@ DecodeParams build_decode_params(const Plan& plan, const DecodeArgs& args, void*
   params.tiles_per_split = plan.tiles_per_split();
   params.split_tile_tokens = plan.split_tile_tokens();
   params.cluster_combine = plan.cluster_combine() ? 1 : 0;
+  params.unsplit_rows = plan.unsplit_rows();
 
   if (workspace != nullptr && plan.workspace_bytes() > 0) {
     const int64_t rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
-    const WorkspaceLayout layout = WorkspaceLayout::make(rows, shape.num_heads, plan.num_splits());
+    const WorkspaceLayout layout =
+        WorkspaceLayout::make(rows - plan.unsplit_rows(), shape.num_heads, plan.num_splits());
     uint8_t* base = static_cast<uint8_t*>(workspace);
     params.error_counter = reinterpret_cast<uint32_t*>(base);
     if (plan.num_splits() > 1) {

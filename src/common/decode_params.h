@@ -58,10 +58,14 @@ struct DecodeParams {
   // sm90-h64 with 2..kMaxClusterSplits splits: 1 when the plan's clusters combine the splits in the kernel
   // (SplitSchedule::cluster_combine), 0 when they write partials for the combine kernel.
   int32_t cluster_combine = 0;
+  // Query rows [0, unsplit_rows) run unsplit (one CTA per head block, writing out and lse); only the rows
+  // after them run num_splits splits and go through the combine kernel (SplitSchedule::unsplit_rows: the
+  // tail of a call whose unsplit CTAs overflow a whole number of waves). 0: every row has num_splits.
+  int32_t unsplit_rows = 0;
 
   // Workspace pieces (CUDA backends). See WorkspaceLayout.
-  float* partial_out = nullptr;       // [b*s_q][num_splits][h][512]
-  float* partial_lse = nullptr;       // [b*s_q][num_splits][h], natural log, -inf when the split is empty
+  float* partial_out = nullptr;       // [b*s_q - unsplit_rows][num_splits][h][512]
+  float* partial_lse = nullptr;       // [b*s_q - unsplit_rows][num_splits][h], natural log, -inf when empty
   uint32_t* error_counter = nullptr;  // bad indices/lengths seen on the device (issue 6 policy)
   int32_t debug_checks = 0;           // SMLA_DEBUG_CHECKS=1
 };

@@ -337,7 +337,8 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
   struct Case {
     DecodeShape shape;
     int auto_splits;
-    int auto_tile_tokens;  // 32: the half-tile rule (16-head blocks run the 99 KB-class kernel)
+    int auto_tile_tokens;       // 32: the half-tile rule (16-head blocks run the 99 KB-class kernel)
+    int auto_unsplit_rows = 0;  // > 0: the tail split (the rows after these are split)
   };
   const Case cases[] = {
       // 16-head blocks: 4 CTAs, 10 tiles: one tile per split (40 CTAs); then 20 half tiles in 20 splits of
@@ -347,7 +348,10 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
       // 16-head blocks: 8 CTAs, 18 tiles: 9 splits of 2 (18 of 1: 2 waves); then 16 splits fit one wave:
       // 36 half tiles in 12 splits of 3
       {{1, 1, 128, 128, 1024}, 12, 32},
-      {{74, 1, 128, 128, 512}, 2, 64},  // 148 CTAs: 2 waves x 11 = 22 vs 2 splits: 3 waves x 6 + 3.6 = 21.6
+      // 148 CTAs: 2 waves x 11 = 22, 2 splits: 3 waves x 6 + 3.6 = 21.6; the tail split: 66 rows' 132 CTAs
+      // unsplit (11), the other 8 rows' 16 head blocks in 5 splits of 2 tiles (one wave of 80 CTAs: 3) and
+      // their combine (21 MB of partials: 6.6) = 20.6
+      {{74, 1, 128, 128, 512}, 5, 64, 66},
       // One tile in one CTA: two half-tile splits would save half a tile against a combine charged 0.59
       // of a tile for the 99 KB-class kernels (schedule.cpp): unsplit. Two tiles: 4 splits of a half tile.
       {{1, 1, 8, 64, 0}, 1, 64},
@@ -395,6 +399,7 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
           << label << ": empty split";
       if (requested == 0) {
         EXPECT_EQ(schedule.num_splits, test_case.auto_splits) << label;
+        EXPECT_EQ(schedule.unsplit_rows, test_case.auto_unsplit_rows) << label;
         // Half tiles only for the 99 KB-class kernel, in one wave, in at most kMaxOneBatchSplits splits.
         if (tile_tokens == 32) {
           EXPECT_EQ(head_block, 16) << label;
@@ -729,6 +734,50 @@ TEST(DecodeCuda, Sm90SplitsCombineInClustersOrThroughTheCombineKernel) {
   // On a 132-SM Hopper part (H100 / H200) the 20-row call is the one through the combine kernel.
   if (on_sm90 == 2 && info.sm_count == 132 && info.max_active_clusters[3] < 40)
     EXPECT_GE(through_combine_kernel, 1);
+}
+
+// The tail split (schedule.cpp): when a call's unsplit CTAs overflow whole waves, the rows that fill them
+// run unsplit (writing out and lse) and only the rows after them are split and combined. Small planned SM
+// counts (options.sm_count) give such plans on small problems for whichever kernel the device and the cap
+// choose; each must match the reference (empty rows, +-inf sinks, per-query lengths, odd page sizes).
+TEST(DecodeCuda, TailSplitRowsMatchReference) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  if (std::getenv("SMLA_SM_COUNT") != nullptr) {
+    GTEST_SKIP() << "SMLA_SM_COUNT is set; this test sets options.sm_count itself";
+  }
+  std::vector<ProblemConfig> configs = {
+      test::problem_config(5, 1, 128, 128, 512, 256, 64), test::problem_config(7, 1, 64, 128, 512, 64, 2),
+      test::problem_config(3, 3, 32, 128, 512, 61, 2), test::problem_config(9, 1, 8, 256, 0, 2, 64)};
+  configs[2].lengths_per_query = true;
+  for (ProblemConfig& config : configs) config.sink_inf_fraction = 0.3;
+  for (size_t i = 0; i < configs.size(); ++i) {
+    Rng rng = Rng::ForTest(950 + i);
+    DecodeProblem problem = make_problem(rng, configs[i]);
+    empty_first_row(problem);
+    const Reference reference = reference_decode(problem);
+    DeviceProblem device(problem);
+    const int64_t rows = static_cast<int64_t>(problem.shape.batch) * problem.shape.seq_q;
+    int tail_plans = 0;
+    for (const int sm_count : {4, 6, 7, 8, 9, 10, 12, 16, 22}) {
+      PlanOptions options = default_plan_options();
+      options.backend = SMLA_BACKEND_CUDA;
+      options.sm_count = sm_count;
+      Plan plan;
+      status_require(make_plan(problem.shape, options, &plan), "make_plan(cuda, sm_count)");
+      if (plan.unsplit_rows() == 0) continue;
+      ++tail_plans;
+      const std::string label = describe(configs[i]) + " sm_count=" + std::to_string(sm_count) + " " +
+                                plan.kernel_name() + " unsplit_rows=" + std::to_string(plan.unsplit_rows()) +
+                                " splits=" + std::to_string(plan.num_splits());
+      EXPECT_LT(plan.unsplit_rows(), rows) << label;
+      EXPECT_GE(plan.num_splits(), 2) << label;
+      EXPECT_FALSE(plan.cluster_combine()) << label;
+      const DeviceResult result = run_on_device(plan, problem, device);
+      expect_matches(reference, result, label);
+      EXPECT_EQ(result.error_count, 0u) << label;
+    }
+    EXPECT_GE(tail_plans, 1) << describe(configs[i]) << ": no planned SM count gave a tail split";
+  }
 }
 
 // Forced 1 split, the planner's choice and the maximum (one tile per split) agree with each other and

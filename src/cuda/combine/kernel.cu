@@ -143,17 +143,18 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
   // early trigger for the next call's decode kernel: letting it become resident during the combine measured
   // 11-24 % slower for the DSv4-Flash C4 layers at b = 8 (docs/perf.md, v32b); its CTAs launch when these
   // blocks exit.
-  // The block's (query row, head): blockIdx.x = query_row * num_heads + head. The one-batch variants,
-  // which serve the small calls, work it and the addresses out before the wait (they depend on no memory)
-  // and in 32 bits (blockIdx.x is a 32-bit index): after the wait, the 64-bit divisions stood on each
-  // block's critical path (v40, docs/perf.md). The multi-batch variants keep the code they had (the same
-  // change made pro-c128-1m b = 1, 65 splits, 13 % slower there; not understood).
+  // The block's (query row, head): blockIdx.x = (query_row - unsplit_rows) * num_heads + head. The
+  // one-batch variants, which serve the small calls, work it and the addresses out before the wait (they
+  // depend on no memory) and in 32 bits (blockIdx.x is a 32-bit index): after the wait, the 64-bit divisions
+  // stood on each block's critical path (v40, docs/perf.md). The multi-batch variants keep the code they had
+  // (the same change made pro-c128-1m b = 1, 65 splits, 13 % slower there; not understood).
   int head, batch, seq;
   int64_t query_row;
   if constexpr (OneBatch) {
     const unsigned row_head = blockIdx.x;
     head = static_cast<int>(row_head % static_cast<unsigned>(params.num_heads));
-    const int row = static_cast<int>(row_head / static_cast<unsigned>(params.num_heads));
+    const int row =
+        params.unsplit_rows + static_cast<int>(row_head / static_cast<unsigned>(params.num_heads));
     query_row = row;
     batch = row / params.seq_q;
     seq = row % params.seq_q;
@@ -161,7 +162,7 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
     wait_for_prerequisite_grids();
     const int64_t row_head = blockIdx.x;
     head = static_cast<int>(row_head % params.num_heads);
-    query_row = row_head / params.num_heads;
+    query_row = params.unsplit_rows + row_head / params.num_heads;
     batch = static_cast<int>(query_row / params.seq_q);
     seq = static_cast<int>(query_row % params.seq_q);
   }
@@ -271,7 +272,7 @@ __global__ void __launch_bounds__(grouped_combine_threads(Groups), 1)
     split_combine_groups_kernel(const DecodeParams params) {
   const unsigned row_head = blockIdx.x;
   const int head = static_cast<int>(row_head % static_cast<unsigned>(params.num_heads));
-  const int row = static_cast<int>(row_head / static_cast<unsigned>(params.num_heads));
+  const int row = params.unsplit_rows + static_cast<int>(row_head / static_cast<unsigned>(params.num_heads));
   const int batch = row / params.seq_q;
   const int seq = row % params.seq_q;
   const int group = static_cast<int>(threadIdx.x) / kCombineThreads;
@@ -339,8 +340,9 @@ Status launch_grouped_combine(cudaLaunchConfig_t config, const DecodeParams& par
 }  // namespace
 
 Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t stream) {
-  const int64_t blocks =
-      split_combine_blocks(static_cast<int64_t>(params.batch) * params.seq_q, params.num_heads);
+  // Only the split rows (from unsplit_rows on) have partials to combine.
+  const int64_t blocks = split_combine_blocks(
+      static_cast<int64_t>(params.batch) * params.seq_q - params.unsplit_rows, params.num_heads);
   // Programmatic dependent launch (sm_90+): the combine's launch overlaps the decode kernel's tail instead
   // of waiting for it to drain. Captured into CUDA graphs as a programmatic edge.
   cudaLaunchConfig_t config = {};

@@ -423,7 +423,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   // exp(sink - m)) with everything in the base-2 scaled domain, so a +inf (or huge) sink gives an infinite
   // denominator and out = 0, and -inf or no sink plain softmax. Split: the partial is O / l, un-sinked, with
   // lse -inf when empty. The row's maximum entry contributes >= 1, so l == 0 means no valid entry.
-  const bool split = params.num_splits > 1;
+  const bool split = cta_writes_partials<Config>(params);
   if (warp_slice == 0 && quad_lane == 0) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {

@@ -278,7 +278,7 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   // ---- Per head (its first softmax thread): lse and the factor that normalizes O (spec section 4, the
   // rules of tile_common.cuh), from the head's running max and its threads' row sums. The head's largest
   // entry contributes >= 1, so l == 0 means no valid entry.
-  const bool split = params.num_splits > 1;
+  const bool split = cta_writes_partials<Config>(params);
   const auto finish_rows = [&](float thread_row_sum, float head_max) {
     float head_sum = thread_row_sum;
 #pragma unroll

@@ -600,7 +600,7 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
     return;
   }
 
-  const bool split = params.num_splits > 1;
+  const bool split = cta_writes_partials<Config>(params);
   float inverse[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {

@@ -17,6 +17,11 @@
 // then per compute tile the gather, dequantization, S, softmax and P V of one CTA), so a CTA's compute tiles
 // are its critical path; the combine reads twice the (L2-resident) partials. DSv4-Flash at b = 1: an SWA
 // layer's 8 CTAs of two half tiles become 16 of one, a C128 layer's 12 become 24.
+//
+// A call whose unsplit CTAs overflow whole waves (pro-c4 at 67 rows: 134 CTAs on 132 SMs) would run its
+// last CTAs as a second wave of full length, or split every row to even the waves out. The tail split
+// runs the rows that fill the whole waves unsplit and splits only the rows after them, whose short CTAs
+// follow the full waves; only those rows go through the combine kernel (DecodeParams::unsplit_rows).
 #include <algorithm>
 
 #include "common/backend_entry.h"
@@ -38,16 +43,18 @@ bool is_compact_kernel(const KernelChoice& kernel) {
   return kernel.kernel == DecodeKernel::kCompactHeads16 || kernel.kernel == DecodeKernel::kCompactHeads32;
 }
 
+// A CTA's fixed cost (Q load, pipeline fill, epilogue) in tile times.
+constexpr double kFixedCostTiles = 1;
+
 // Whether the sm_90a kernel's `splits` splits may combine inside its thread-block clusters.
 bool cluster_combine_possible(const KernelChoice& kernel, int splits) {
   return kernel.kernel == DecodeKernel::kSm90Heads64 && decode::sm90_combines_in_cluster(splits);
 }
 
-// The cost model of the header comment, in 64-entry tile times: `splits` splits of `tiles_per_split` tiles
-// (a fraction for half tiles) each, waves of one CTA per SM, plus the combine when splits > 1.
-double split_cost(const DecodeShape& shape, const CudaDeviceInfo& device, const KernelChoice& kernel,
-                  int splits, double tiles_per_split, bool cluster_combine) {
-  constexpr double kFixedCostTiles = 1;
+// The combine kernel's share of a call, in 64-entry tile times: its launch and the partials of
+// `query_rows` rows of `splits` splits, written and read back.
+double kernel_combine_tiles(int64_t query_rows, int num_heads, const CudaDeviceInfo& device,
+                            const KernelChoice& kernel, int splits) {
   // The call runs the warp-specialized kernel (else a serialized mma.sync kernel).
   const bool sm90_kernel = kernel.kernel == DecodeKernel::kSm90Heads64;
   // DRAM bytes an SM moves in one tile time (~22 GB/s per SM on an H100): the serialized kernels take
@@ -67,7 +74,6 @@ double split_cost(const DecodeShape& shape, const CudaDeviceInfo& device, const 
   // stayed 2-3 % faster in 3 splits (so < 0.599, from 88 rows). The window is narrow: the tile unit of
   // these short and long calls is not the same time, which this one-constant model does not see.
   const double combine_launch_tiles = sm90_kernel ? 1.1 : is_compact_kernel(kernel) ? 0.59 : 0.0;
-  constexpr double kClusterCombineTiles = 0.4;
   constexpr double kL2ResidentPartialBytes = 20.0 * 1024 * 1024;
   constexpr double kL2ResidentPartialFactor = 0.1;
   constexpr double kPartialBytesPerRowHeadSplit = 2.0 * (kHeadDim * 4 + 4);  // written + read back
@@ -77,6 +83,22 @@ double split_cost(const DecodeShape& shape, const CudaDeviceInfo& device, const 
   // splits of 2 tiles 33.3 us, 44 of 3 30.2, 33 of 4 30.7, 22 of 6 34.6, where the model without this
   // term picked 65; 0.07 tile a split puts the minimum at 44.
   constexpr double kSerialCombineTilesPerSplit = 0.07;
+  const double partial_bytes =
+      static_cast<double>(query_rows) * num_heads * splits * kPartialBytesPerRowHeadSplit;
+  const double l2_factor =
+      sm90_kernel && partial_bytes / 2 <= kL2ResidentPartialBytes ? kL2ResidentPartialFactor : 1.0;
+  double combine_tiles =
+      combine_launch_tiles + l2_factor * partial_bytes / device.sm_count / partial_bytes_per_sm_tile;
+  if (sm90_kernel && split_combine_blocks(query_rows, num_heads) <= device.sm_count)
+    combine_tiles += kSerialCombineTilesPerSplit * splits;
+  return combine_tiles;
+}
+
+// The cost model of the header comment, in 64-entry tile times: `splits` splits of `tiles_per_split` tiles
+// (a fraction for half tiles) each, waves of one CTA per SM, plus the combine when splits > 1.
+double split_cost(const DecodeShape& shape, const CudaDeviceInfo& device, const KernelChoice& kernel,
+                  int splits, double tiles_per_split, bool cluster_combine) {
+  constexpr double kClusterCombineTiles = 0.4;
   const int64_t query_rows = query_rows_of(shape);
   const int64_t ctas_per_split = ctas_per_split_of(shape, kernel.head_block);
   int64_t waves = ceil_div(ctas_per_split * splits, device.sm_count);
@@ -98,14 +120,7 @@ double split_cost(const DecodeShape& shape, const CudaDeviceInfo& device, const 
       combine_tiles += kQueuedClusterWaveTiles * static_cast<double>(cluster_waves - 1);
     }
   } else if (splits > 1) {
-    const double partial_bytes =
-        static_cast<double>(query_rows) * shape.num_heads * splits * kPartialBytesPerRowHeadSplit;
-    const double l2_factor =
-        sm90_kernel && partial_bytes / 2 <= kL2ResidentPartialBytes ? kL2ResidentPartialFactor : 1.0;
-    combine_tiles =
-        combine_launch_tiles + l2_factor * partial_bytes / device.sm_count / partial_bytes_per_sm_tile;
-    if (sm90_kernel && split_combine_blocks(query_rows, shape.num_heads) <= device.sm_count)
-      combine_tiles += kSerialCombineTilesPerSplit * splits;
+    combine_tiles = kernel_combine_tiles(query_rows, shape.num_heads, device, kernel, splits);
   }
   return static_cast<double>(waves) * (tiles_per_split + kFixedCostTiles) + combine_tiles;
 }
@@ -143,6 +158,47 @@ void split_small_compact_call_in_half_tiles(const DecodeShape& shape, const Cuda
   schedule->total_tiles = half_tiles;
   schedule->tiles_per_split = half_tiles_per_split;
   schedule->num_splits = half_tile_splits;
+}
+
+// The tail split of the header comment, applied to a finished 64-entry schedule of cost `cost`: when the
+// call's unsplit CTAs overflow a whole number of waves, the rows that fill those waves run unsplit and
+// only the rows after them are split, so that their short CTAs follow the full waves instead of a whole
+// wave of full-length CTAs (pro-c4 at 67 rows on 132 SMs: 134 CTAs of 18 tiles, two waves of them). Taken
+// when the model charges it less.
+void split_the_tail_rows(const DecodeShape& shape, const CudaDeviceInfo& device, const KernelChoice& kernel,
+                         double cost, SplitSchedule* schedule) {
+  if (device.sm_count <= 0 || schedule->tile_tokens != decode::DecodeConfigHeads64::kTileTokens) return;
+  const int64_t rows = query_rows_of(shape);
+  const int64_t head_blocks = ceil_div(shape.num_heads, kernel.head_block);
+  const int64_t full_waves = rows * head_blocks / device.sm_count;
+  if (full_waves < 1) return;
+  // The rows whose head blocks fit the full waves; their CTAs come first in the grid (cta_coordinates).
+  const int64_t unsplit_rows = full_waves * device.sm_count / head_blocks;
+  if (unsplit_rows >= rows) return;
+  const int total_tiles = std::max(schedule->total_tiles, 1);
+  const double unsplit_cost = static_cast<double>(full_waves) * (total_tiles + kFixedCostTiles);
+  // SMs the unsplit CTAs leave idle in their last wave take tail CTAs from the start.
+  const int64_t idle_sms = full_waves * device.sm_count - unsplit_rows * head_blocks;
+  // Only where it saves a tenth of the call: near ties the model does not separate (its partial-traffic
+  // term is coarse: a tail of many rows writes tens of MB of partials), so the measured plan stays.
+  constexpr double kTailSplitMinimumSaving = 0.1;
+  cost *= 1.0 - kTailSplitMinimumSaving;
+  for (int splits = 2; splits <= total_tiles; ++splits) {
+    const int tiles_per_split = ceil_div(total_tiles, splits);
+    if (ceil_div(total_tiles, tiles_per_split) != splits) continue;  // same as a smaller count
+    const int64_t tail_ctas = (rows - unsplit_rows) * head_blocks * splits;
+    const int64_t tail_waves = ceil_div(std::max<int64_t>(tail_ctas - idle_sms, 0), device.sm_count);
+    const double tail_cost =
+        unsplit_cost + static_cast<double>(tail_waves) * (tiles_per_split + kFixedCostTiles) +
+        kernel_combine_tiles(rows - unsplit_rows, shape.num_heads, device, kernel, splits);
+    if (tail_cost < cost) {
+      cost = tail_cost;
+      schedule->num_splits = splits;
+      schedule->tiles_per_split = tiles_per_split;
+      schedule->cluster_combine = false;
+      schedule->unsplit_rows = static_cast<int>(unsplit_rows);
+    }
+  }
 }
 }  // namespace
 
@@ -186,8 +242,10 @@ SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDevice
   schedule.tiles_per_split = ceil_div(total_tiles, num_splits);
   schedule.num_splits = ceil_div(total_tiles, schedule.tiles_per_split);
   schedule.cluster_combine = cluster_combine;
-  if (requested_splits <= 0)
+  if (requested_splits <= 0) {
     split_small_compact_call_in_half_tiles(shape, device, kernel, best_cost, &schedule);
+    split_the_tail_rows(shape, device, kernel, best_cost, &schedule);
+  }
   return schedule;
 }
 

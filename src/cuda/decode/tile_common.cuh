@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "common/decode_params.h"
+#include "common/split_grid.h"
 #include "smla/cache.h"
 #include "smla/decode.h"
 
@@ -36,11 +37,13 @@ __device__ __forceinline__ float* lse_address(const DecodeParams& params, int ba
          head * params.lse_stride_head;
 }
 
-// Index of (query row, split, head) in the split partials: partial_lse [rows][splits][h] and partial_out
-// rows of kHeadDim floats in the same order, so a CTA's heads are contiguous.
+// Index of (query row, split, head) in the split partials: partial_lse [split rows][splits][h] and
+// partial_out rows of kHeadDim floats in the same order, so a CTA's heads are contiguous. Only the rows
+// from params.unsplit_rows on have partials.
 __device__ __forceinline__ int64_t partial_index(const DecodeParams& params, int64_t query_row, int split,
                                                  int head) {
-  return (query_row * params.num_splits + split) * params.num_heads + head;
+  return split_partial_row(query_row, split, params.unsplit_rows, params.num_splits) * params.num_heads +
+         head;
 }
 
 // The softmax denominator of an unsplit row in the base-2 scaled domain: l + exp2(sink_log2 - m). A +inf
@@ -108,16 +111,25 @@ __device__ __forceinline__ uint16_t* out_row_address(const DecodeParams& params,
          (coords.head_base + block_row) * params.out_stride_head;
 }
 
+// Whether this CTA's row is split (it writes partials for the combine) rather than unsplit (it writes out
+// and lse). From blockIdx and the parameters alone, so that the epilogue recomputes it instead of keeping
+// a register live through the tile loop.
+template <class Config>
+__device__ __forceinline__ bool cta_writes_partials(const DecodeParams& params) {
+  const unsigned head_blocks = static_cast<unsigned>(head_block_count(params.num_heads, Config::kHeadBlock));
+  return params.num_splits > 1 && blockIdx.x >= static_cast<unsigned>(params.unsplit_rows) * head_blocks;
+}
+
 template <class Config>
 __device__ __forceinline__ CtaCoordinates cta_coordinates(const DecodeParams& params) {
   CtaCoordinates coords;
-  // blockIdx.x = (query_row * head_blocks + head_block) * num_splits + split (launch_config.h): rows go in
-  // x (no 65535 limit); a row's splits are adjacent (clusters), then its head blocks, so the CTAs that read
-  // the same KV rows run at the same time and all but the first find them in L2.
-  const unsigned splits = static_cast<unsigned>(params.num_splits);
+  // The grid's order and the unsplit rows: common/split_grid.h. Rows go in x (no 65535 limit).
   const unsigned head_blocks = static_cast<unsigned>(head_block_count(params.num_heads, Config::kHeadBlock));
-  const unsigned row_block = blockIdx.x / splits;
-  coords.split = static_cast<int>(blockIdx.x % splits);
+  const SplitGridPosition position =
+      split_grid_position(blockIdx.x, static_cast<unsigned>(params.unsplit_rows) * head_blocks,
+                          static_cast<unsigned>(params.num_splits));
+  const unsigned row_block = position.row_block;
+  coords.split = static_cast<int>(position.split);
   coords.query_row = static_cast<int>(row_block / head_blocks);
   coords.batch = coords.query_row / params.seq_q;
   coords.seq = coords.query_row % params.seq_q;
@@ -145,14 +157,15 @@ struct TileRange {
 template <class Config>
 __device__ __forceinline__ TileRange split_tile_range(const DecodeParams& params,
                                                       const CtaCoordinates& coords) {
-  const int schedule_begin = coords.split * params.tiles_per_split;
-  const int schedule_end = min(params.total_tiles, schedule_begin + params.tiles_per_split);
+  const SplitTileRange schedule =
+      split_grid_tiles(static_cast<uint32_t>(coords.split), cta_writes_partials<Config>(params),
+                       params.tiles_per_split, params.total_tiles);
   // Compute tiles per schedule tile: 1 for the 64-entry kernels (whose plans always split in 64-entry
   // tiles); 2, or 1 for a half-tile schedule, for the 32-entry kernel.
   int compute_tiles_per_schedule_tile = 1;
   if constexpr (Config::kTileTokens < smla::kTileTokens)
     compute_tiles_per_schedule_tile = params.split_tile_tokens / Config::kTileTokens;
-  return {schedule_begin * compute_tiles_per_schedule_tile, schedule_end * compute_tiles_per_schedule_tile};
+  return {schedule.begin * compute_tiles_per_schedule_tile, schedule.end * compute_tiles_per_schedule_tile};
 }
 
 template <class Config>
