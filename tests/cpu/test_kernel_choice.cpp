@@ -429,6 +429,46 @@ TEST(KernelChoice, LongNarrowCallsRunTheCompactWideKernel) {
 // through the combine kernel at 21 (2-CTA clusters: 12 % slower), unsplit at 40 (queued 4-CTA clusters:
 // 23 % slower), and keeps queued 3-CTA clusters at 36 (0.3 % faster than unsplit); pro-c128-1m at 48 rows
 // takes 4 splits through the combine kernel (queued 8-CTA clusters: 24 % slower).
+// v73's tail splits at the rows its A/B measured (docs/perf.md, "v73 and v74 measured"; H200, 2026-12-05),
+// on the H200 description: the unsplit rows fill whole waves, the rest run in short splits after them; the
+// named batches keep uniform plans.
+TEST(KernelChoice, TailSplitPlansOfTheMeasuredCliffs) {
+  struct Case {
+    const char* name;
+    DecodeShape shape;
+    bool capped;
+    int unsplit_rows, splits, tiles_per_split;
+  };
+  const Case cases[] = {
+      // 134 unsplit CTAs on 132 SMs: 66 rows unsplit, the last row's 2 head blocks in 18 splits of one tile
+      {"pro-c4 b=67", {67, 1, 128, 128, 1024}, false, 66, 18, 1},
+      {"pro-c4 b=80", {80, 1, 128, 128, 1024}, false, 66, 4, 5},
+      {"pro-c4 b=99", {99, 1, 128, 128, 1024}, false, 66, 2, 9},
+      {"pro-c128-1m b=67", {67, 1, 128, 128, 8192}, false, 66, 44, 3},
+      {"flash-c4-mtp b=67", {67, 2, 64, 128, 512}, false, 132, 10, 1},
+      {"capped flash-c4 b=67", {67, 1, 64, 128, 512}, true, 66, 10, 1},
+      {"capped pro-c4 b=34", {34, 1, 128, 128, 1024}, true, 33, 18, 1},
+      {"capped pro-c4 b=100", {100, 1, 128, 128, 1024}, true, 99, 18, 1},
+      {"pro-c4 b=64", {64, 1, 128, 128, 1024}, false, 0, 0, 0},
+      {"pro-c4 b=128", {128, 1, 128, 128, 1024}, false, 0, 0, 0},
+      {"flash-c4 b=128", {128, 1, 64, 128, 512}, false, 0, 0, 0},
+      {"capped flash-c4 b=64", {64, 1, 64, 128, 512}, true, 0, 0, 0},
+      {"capped pro-c4 b=128", {128, 1, 128, 128, 1024}, true, 0, 0, 0},
+  };
+  for (const Case& test_case : cases) {
+    detail::CudaDeviceInfo device = device_info(kDevices[5]);
+    if (test_case.capped) device.max_shared_bytes = 101376;
+    const detail::KernelChoice choice = detail::choose_decode_kernel(test_case.shape, device);
+    const detail::SplitSchedule schedule =
+        detail::plan_cuda_decode_splits(test_case.shape, device, choice, 0);
+    EXPECT_EQ(schedule.unsplit_rows, test_case.unsplit_rows) << test_case.name;
+    if (test_case.unsplit_rows == 0) continue;
+    EXPECT_EQ(schedule.num_splits, test_case.splits) << test_case.name;
+    EXPECT_EQ(schedule.tiles_per_split, test_case.tiles_per_split) << test_case.name;
+    EXPECT_FALSE(schedule.cluster_combine) << test_case.name;
+  }
+}
+
 TEST(KernelChoice, Sm90CombineInClustersOnlyWhereTheyPay) {
   struct Case {
     const char* name;
