@@ -371,13 +371,22 @@ TEST_F(ArgsValidation, RejectsOutputsThatShareMemoryWithAnyArgument) {
   args.lse = reinterpret_cast<float*>(args.extra_cache.data);
   expect_invalid(check(), {"args.lse [", "overlaps args.extra_cache.data ["});
   args = valid;
-  args.lse = const_cast<float*>(args.attn_sink);
+  // lse (rows x heads floats) is longer than the sink (heads floats): both in one buffer of their own, so
+  // that lse overlaps the sink and nothing else the heap happens to put after it.
+  std::vector<float> sink_and_lse(lse.size() + static_cast<size_t>(problem.shape.num_heads));
+  std::memcpy(sink_and_lse.data(), args.attn_sink, sizeof(float) * problem.shape.num_heads);
+  args.attn_sink = sink_and_lse.data();
+  args.lse = sink_and_lse.data();
   expect_invalid(check(), {"args.lse [", "overlaps args.attn_sink ["});
   args = valid;
   args.lse = reinterpret_cast<float*>(const_cast<int32_t*>(args.indices)) + 8;  // inside the list, aligned
   expect_invalid(check(), {"args.lse [", "overlaps args.indices ["});
   args = valid;
-  args.lse = reinterpret_cast<float*>(const_cast<int32_t*>(args.extra_topk_length));
+  // The lengths (one int32 a row) are shorter than lse: a buffer of their own too.
+  std::vector<int32_t> lengths_and_lse(problem.extra_topk_length.size() + lse.size());
+  std::copy(problem.extra_topk_length.begin(), problem.extra_topk_length.end(), lengths_and_lse.begin());
+  args.extra_topk_length = lengths_and_lse.data();
+  args.lse = reinterpret_cast<float*>(lengths_and_lse.data());
   expect_invalid(check(), {"args.lse [", "overlaps args.extra_topk_length ["});
   // Inputs may share memory: the main list read a second time as the extra list is not an error.
   args = valid;
