@@ -37,9 +37,9 @@ def _facts(value):
     """Everything the validation reads from one argument except its data pointer, as a hashable key.
 
     torch tensors: shape, strides, dtype, device, the negative-view bit and whether autograd tracks them;
-    NumPy arrays: shape, byte strides, dtype; CacheLayouts:
-    their geometry and device. Two arguments with equal facts pass or fail validation alike, so a call
-    whose facts all match an earlier validated call needs only its pointers checked (by the library).
+    NumPy arrays: shape, byte strides, dtype; CacheLayouts: their geometry and device. Two arguments with
+    equal facts pass or fail validation alike, so a call whose facts all match an earlier validated call
+    needs only its pointers checked (by the library).
     """
     if value is None:
         return None
@@ -384,10 +384,10 @@ class Plan:
         """(packed-argument template, data pointers) of one call, in _POINTER_SLOTS order.
 
         The signature of a call is every argument's facts (_facts: shape, strides, dtype, device, for torch
-        the negative-view bit and autograd's tracking; cache geometry), softmax_scale and the page block sizes. A signature seen before was validated with
-        exactly these facts, so only its data pointers are new, and the library checks pointers (null,
-        alignment, memory space) on every call. A new signature runs the full validation, with the same
-        messages, and is remembered.
+        the negative-view bit and autograd's tracking; cache geometry), softmax_scale and the page block
+        sizes. A signature seen before was validated with exactly these facts, so only its data pointers are
+        new, and the library checks pointers (null, alignment, memory space) on every call. A new signature
+        runs the full validation, with the same messages, and is remembered.
         """
         try:
             if type(arguments[0]) is np.ndarray:

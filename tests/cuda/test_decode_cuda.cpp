@@ -189,11 +189,13 @@ struct GraphStream {
   }
 };
 
-Plan make_cuda_plan(const DecodeShape& shape, int num_splits, int32_t max_shared_bytes = 0) {
+Plan make_cuda_plan(const DecodeShape& shape, int num_splits, int32_t max_shared_bytes = 0,
+                    int32_t sm_count = 0) {
   PlanOptions options = default_plan_options();
   options.backend = SMLA_BACKEND_CUDA;
   options.num_splits = num_splits;
   options.max_shared_bytes = max_shared_bytes;
+  options.sm_count = sm_count;
   Plan plan;
   status_require(make_plan(shape, options, &plan), "make_plan(cuda)");
   return plan;
@@ -670,12 +672,7 @@ TEST(DecodeCuda, SmCountOptionPlansAnotherGpusSchedule) {
       Rng rng = Rng::ForTest(700 + i);
       DecodeProblem problem = make_problem(rng, configs[i]);
       empty_first_row(problem);
-      PlanOptions options = default_plan_options();
-      options.backend = SMLA_BACKEND_CUDA;
-      options.max_shared_bytes = 101376;
-      options.sm_count = target.sm_count;
-      Plan plan;
-      status_require(make_plan(problem.shape, options, &plan), "make_plan(cuda, sm_count)");
+      const Plan plan = make_cuda_plan(problem.shape, 0, 101376, target.sm_count);
       const std::string label = std::string(target.name) + " " + describe(configs[i]);
       EXPECT_EQ(plan.sm_count(), target.sm_count) << label;
       const detail::KernelChoice kernel = detail::choose_decode_kernel(problem.shape, simulated);
@@ -759,11 +756,7 @@ TEST(DecodeCuda, TailSplitRowsMatchReference) {
     const int64_t rows = static_cast<int64_t>(problem.shape.batch) * problem.shape.seq_q;
     int tail_plans = 0;
     for (const int sm_count : {4, 6, 7, 8, 9, 10, 12, 16, 22}) {
-      PlanOptions options = default_plan_options();
-      options.backend = SMLA_BACKEND_CUDA;
-      options.sm_count = sm_count;
-      Plan plan;
-      status_require(make_plan(problem.shape, options, &plan), "make_plan(cuda, sm_count)");
+      const Plan plan = make_cuda_plan(problem.shape, 0, 0, sm_count);
       if (plan.unsplit_rows() == 0) continue;
       ++tail_plans;
       const std::string label = describe(configs[i]) + " sm_count=" + std::to_string(sm_count) + " " +
