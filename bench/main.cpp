@@ -38,7 +38,8 @@ struct RowResult {
   int layers = 1;
   int splits = 1;  // of the first call; a whole step reports its first layer's plan
   // How that plan merges its splits: "cluster" (inside the sm_90a kernel's clusters), "kernel" (the combine
-  // kernel) or "none" (one split).
+  // kernel), "tail" / "body+tail" (the combine kernel, for the rows after the first whole waves / for the
+  // split rows of both parts) or "none" (one split).
   std::string combine = "none";
   double median_us = 0, p10_us = 0, p90_us = 0;
   double bytes = 0, flops = 0;
@@ -113,11 +114,14 @@ smla::Status time_group(BenchDevice& device, const std::vector<PlannedLayer>& gr
   row->floor_us = group_floor_us(group, settings);
   row->layers = static_cast<int>(group.size());
   row->splits = group.front().plan->num_splits();
-  // "tail": only the rows after plan->unsplit_rows() are split (and combined by the combine kernel).
-  row->combine = row->splits == 1                         ? "none"
-                 : group.front().plan->cluster_combine()  ? "cluster"
-                 : group.front().plan->unsplit_rows() > 0 ? "tail"
-                                                          : "kernel";
+  // "tail": rows [0, plan->body_rows()) unsplit, the rows after them split (and combined by the combine
+  // kernel); "body+tail": the body rows split too, in fewer splits than the tail's.
+  const smla::Plan& plan = *group.front().plan;
+  row->combine = row->splits == 1          ? "none"
+                 : plan.cluster_combine()  ? "cluster"
+                 : plan.body_rows() == 0   ? "kernel"
+                 : plan.body_splits() == 1 ? "tail"
+                                           : "body+tail";
   row->kernel.clear();
   for (const PlannedLayer& planned : group) {
     const std::string name = planned.plan->kernel_name();

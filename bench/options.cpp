@@ -115,7 +115,9 @@ std::string usage_text() {
          "cpu\n"
          "rows use the host memcpy bandwidth and no compute floor). combine says how a split call merges\n"
          "its splits: cluster (inside the sm_90a kernel's thread-block clusters), kernel (the combine\n"
-         "kernel) or none (one split).\n";
+         "kernel), tail (the first rows unsplit, filling whole waves, and only the rows after them split\n"
+         "and combined), body+tail (the first rows in fewer splits filling whole waves, the rest in more;\n"
+         "both through the combine kernel) or none (one split).\n";
 }
 
 smla::Status parse_options(int argc, char** argv, BenchOptions* options) {

@@ -18,6 +18,7 @@
 #include "common/byte_range.h"
 #include "common/decode_params.h"
 #include "common/memory_space.h"
+#include "common/split_grid.h"
 #include "cuda/common/cuda_check.h"
 #include "smla/cache.h"
 #include "smla/decode.h"
@@ -432,15 +433,30 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
       result.total_tiles_ = schedule.total_tiles;
       result.split_tile_tokens_ = schedule.tile_tokens;
       result.cluster_combine_ = schedule.cluster_combine;
-      if (schedule.unsplit_rows < 0 || schedule.unsplit_rows >= rows ||
-          (schedule.unsplit_rows > 0 && (schedule.num_splits < 2 || schedule.cluster_combine))) {
-        return Status::Internal("split schedule: unsplit_rows=" + str(schedule.unsplit_rows) + " of " +
-                                str(rows) + " rows with num_splits=" + str(schedule.num_splits));
+      // A body (rows [0, body_rows)) needs a split tail after it, its own splits covering the tiles, and
+      // the combine kernel (a cluster holds every split of one row).
+      if (schedule.body_rows < 0 || schedule.body_rows >= rows ||
+          (schedule.body_rows > 0 &&
+           (schedule.num_splits < 2 || schedule.cluster_combine || schedule.body_splits < 1 ||
+            schedule.body_tiles_per_split < 1 ||
+            static_cast<int64_t>(schedule.body_splits) * schedule.body_tiles_per_split <
+                schedule.total_tiles ||
+            static_cast<int64_t>(schedule.body_splits - 1) * schedule.body_tiles_per_split >=
+                schedule.total_tiles))) {
+        return Status::Internal("split schedule: body_rows=" + str(schedule.body_rows) + " of " + str(rows) +
+                                " rows in body_splits=" + str(schedule.body_splits) + " of " +
+                                str(schedule.body_tiles_per_split) + " tiles, num_splits=" +
+                                str(schedule.num_splits) + ", total_tiles=" + str(schedule.total_tiles));
       }
-      result.unsplit_rows_ = schedule.unsplit_rows;
+      result.body_rows_ = schedule.body_rows;
+      result.body_splits_ = schedule.body_rows > 0 ? schedule.body_splits : 1;
+      result.body_tiles_per_split_ =
+          schedule.body_rows > 0 ? schedule.body_tiles_per_split : result.tiles_per_split_;
     }
     result.workspace_bytes_ =
-        detail::WorkspaceLayout::make(rows - result.unsplit_rows_, shape.num_heads, result.num_splits_)
+        detail::WorkspaceLayout::for_partial_rows(
+            detail::split_partial_rows(rows, result.body_rows_, result.body_splits_, result.num_splits_),
+            shape.num_heads)
             .total_bytes;
   }
   result.valid_ = true;
@@ -582,15 +598,18 @@ DecodeParams build_decode_params(const Plan& plan, const DecodeArgs& args, void*
   params.tiles_per_split = plan.tiles_per_split();
   params.split_tile_tokens = plan.split_tile_tokens();
   params.cluster_combine = plan.cluster_combine() ? 1 : 0;
-  params.unsplit_rows = plan.unsplit_rows();
+  params.body_rows = plan.body_rows();
+  params.body_splits = plan.body_splits();
+  params.body_tiles_per_split = plan.body_tiles_per_split();
 
   if (workspace != nullptr && plan.workspace_bytes() > 0) {
     const int64_t rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
-    const WorkspaceLayout layout =
-        WorkspaceLayout::make(rows - plan.unsplit_rows(), shape.num_heads, plan.num_splits());
+    const int64_t partial_rows =
+        split_partial_rows(rows, plan.body_rows(), plan.body_splits(), plan.num_splits());
+    const WorkspaceLayout layout = WorkspaceLayout::for_partial_rows(partial_rows, shape.num_heads);
     uint8_t* base = static_cast<uint8_t*>(workspace);
     params.error_counter = reinterpret_cast<uint32_t*>(base);
-    if (plan.num_splits() > 1) {
+    if (partial_rows > 0) {
       params.partial_lse = reinterpret_cast<float*>(base + layout.partial_lse_offset);
       params.partial_out = reinterpret_cast<float*>(base + layout.partial_out_offset);
     }

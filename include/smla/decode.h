@@ -66,9 +66,13 @@ class Plan {
   int32_t kernel_id() const { return kernel_id_; }
   // Internal: the sm_90a kernel's splits combine inside its thread-block clusters (no combine launch).
   bool cluster_combine() const { return cluster_combine_; }
-  // Internal: query rows [0, unsplit_rows()) run unsplit and only the rows after them num_splits() splits
-  // (the tail of a call whose unsplit CTAs fill whole waves); 0 when every row has num_splits().
-  int unsplit_rows() const { return unsplit_rows_; }
+  // Internal: query rows [0, body_rows()) run body_splits() splits of body_tiles_per_split() tiles each
+  // (1: unsplit) and fill whole waves; the rows after them run num_splits() splits (the body and tail split
+  // of a call whose uniform splits would leave a wave part-empty); body_rows() = 0 when every row has
+  // num_splits().
+  int body_rows() const { return body_rows_; }
+  int body_splits() const { return body_splits_; }
+  int body_tiles_per_split() const { return body_tiles_per_split_; }
 
  private:
   friend Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* plan);
@@ -88,7 +92,9 @@ class Plan {
   int64_t max_shared_bytes_ = 0;
   int32_t kernel_id_ = 0;
   bool cluster_combine_ = false;
-  int unsplit_rows_ = 0;
+  int body_rows_ = 0;
+  int body_splits_ = 1;
+  int body_tiles_per_split_ = 0;
 };
 
 // Resolves the backend, chooses the kernel and the split schedule and sizes the workspace. With the cuda

@@ -105,10 +105,12 @@ struct SplitSchedule {
   // where the model charges that less than the combine kernel); other split calls write partials for the
   // combine kernel.
   bool cluster_combine = false;
-  // Query rows [0, unsplit_rows) run unsplit; the rest num_splits splits through the combine kernel (a
-  // "tail split": the unsplit CTAs fill whole waves, the rows after them are split to fill the last one).
-  // 0 when every row has num_splits.
-  int unsplit_rows = 0;
+  // The body and tail split (common/split_grid.h): query rows [0, body_rows) run body_splits splits of
+  // body_tiles_per_split tiles (body_splits = 1: unsplit) and fill whole waves; the rows after them run
+  // num_splits splits of tiles_per_split, through the combine kernel. 0 when every row has num_splits.
+  int body_rows = 0;
+  int body_splits = 1;
+  int body_tiles_per_split = 0;
 };
 SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDeviceInfo& device,
                                       const KernelChoice& kernel, int requested_splits);

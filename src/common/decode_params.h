@@ -58,14 +58,16 @@ struct DecodeParams {
   // sm90-h64 with 2..kMaxClusterSplits splits: 1 when the plan's clusters combine the splits in the kernel
   // (SplitSchedule::cluster_combine), 0 when they write partials for the combine kernel.
   int32_t cluster_combine = 0;
-  // Query rows [0, unsplit_rows) run unsplit (one CTA per head block, writing out and lse); only the rows
-  // after them run num_splits splits and go through the combine kernel (SplitSchedule::unsplit_rows: the
-  // tail of a call whose unsplit CTAs overflow a whole number of waves). 0: every row has num_splits.
-  int32_t unsplit_rows = 0;
+  // The body and tail split (common/split_grid.h, SplitSchedule): query rows [0, body_rows) run
+  // body_splits splits of body_tiles_per_split tiles (1 split of every tile: unsplit, writing out and lse),
+  // the rows after them num_splits splits of tiles_per_split. body_rows = 0: every row has num_splits.
+  int32_t body_rows = 0;
+  int32_t body_splits = 1;
+  int32_t body_tiles_per_split = 0;
 
   // Workspace pieces (CUDA backends). See WorkspaceLayout.
-  float* partial_out = nullptr;       // [b*s_q - unsplit_rows][num_splits][h][512]
-  float* partial_lse = nullptr;       // [b*s_q - unsplit_rows][num_splits][h], natural log, -inf when empty
+  float* partial_out = nullptr;       // [split_partial_rows][h][512] (common/split_grid.h)
+  float* partial_lse = nullptr;       // [split_partial_rows][h], natural log, -inf when the split is empty
   uint32_t* error_counter = nullptr;  // bad indices/lengths seen on the device (issue 6 policy)
   int32_t debug_checks = 0;           // SMLA_DEBUG_CHECKS=1
 };
@@ -125,15 +127,19 @@ struct WorkspaceLayout {
 
   static constexpr size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
-  static WorkspaceLayout make(int64_t rows, int64_t num_heads, int64_t num_splits) {
+  // `partial_rows` partial rows of num_heads heads (common/split_grid.h: split_partial_rows).
+  static WorkspaceLayout for_partial_rows(int64_t partial_rows, int64_t num_heads) {
     WorkspaceLayout layout;
     layout.partial_lse_offset = kErrorCounterBytes;
-    const size_t lse_bytes = num_splits > 1 ? static_cast<size_t>(rows * num_splits * num_heads) * 4 : 0;
+    const size_t lse_bytes = static_cast<size_t>(partial_rows * num_heads) * 4;
     layout.partial_out_offset = align_up(layout.partial_lse_offset + lse_bytes);
-    const size_t out_bytes =
-        num_splits > 1 ? static_cast<size_t>(rows * num_splits * num_heads) * kHeadDim * 4 : 0;
+    const size_t out_bytes = static_cast<size_t>(partial_rows * num_heads) * kHeadDim * 4;
     layout.total_bytes = align_up(layout.partial_out_offset + out_bytes);
     return layout;
+  }
+  // Every one of `rows` rows in num_splits splits (no partials when num_splits = 1).
+  static WorkspaceLayout make(int64_t rows, int64_t num_heads, int64_t num_splits) {
+    return for_partial_rows(num_splits > 1 ? rows * num_splits : 0, num_heads);
   }
 };
 

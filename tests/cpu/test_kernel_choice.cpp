@@ -13,6 +13,7 @@
 #include "common/backend_entry.h"
 #include "common/decode_params.h"
 #include "common/hopper_clusters.h"
+#include "common/split_grid.h"
 #include "cuda/combine/kernel.h"
 #include "cuda/decode/config.h"
 #include "cuda/decode/config_compact.h"
@@ -253,16 +254,23 @@ TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
         if (ctas * 4 <= device.sm_count && total_tiles >= 2) EXPECT_GT(schedule.num_splits, 1) << label;
         const auto waves = [&](int64_t grid) { return (grid + device.sm_count - 1) / device.sm_count; };
         const double tiles_per_split = schedule.tiles_per_split * schedule.tile_tokens / 64.0;
-        if (schedule.unsplit_rows > 0) {
-          // The tail split: the unsplit rows fill whole waves, the split rows' CTAs one more at most.
+        if (schedule.body_rows > 0) {
+          // The body and tail split: the body's CTAs fill whole waves, in fewer splits than the tail's.
           const int64_t head_blocks = ctas / rows;
-          const int64_t unsplit_ctas = schedule.unsplit_rows * head_blocks;
-          // Whole waves, as nearly as whole rows allow: fewer idle SMs than a row has head blocks.
-          EXPECT_LT(waves(unsplit_ctas) * device.sm_count - unsplit_ctas, head_blocks) << label;
-          EXPECT_LT(schedule.unsplit_rows, rows) << label;
+          const int64_t body_ctas = schedule.body_rows * head_blocks * schedule.body_splits;
+          // Whole waves, as nearly as whole rows allow: fewer idle SMs than a body row has CTAs.
+          EXPECT_LT(waves(body_ctas) * device.sm_count - body_ctas, head_blocks * schedule.body_splits)
+              << label;
+          EXPECT_LT(schedule.body_rows, rows) << label;
+          EXPECT_LT(schedule.body_splits, schedule.num_splits) << label;
+          EXPECT_EQ(schedule.tile_tokens, 64) << label;
+          EXPECT_GE(schedule.body_splits * schedule.body_tiles_per_split, schedule_tiles) << label;
+          EXPECT_LT((schedule.body_splits - 1) * schedule.body_tiles_per_split, schedule_tiles)
+              << label << ": empty body split";
           EXPECT_FALSE(schedule.cluster_combine) << label;
-          EXPECT_LE(static_cast<double>(waves(unsplit_ctas)) * (total_tiles + 1) +
-                        static_cast<double>(waves((ctas - unsplit_ctas) * schedule.num_splits)) *
+          EXPECT_LE(static_cast<double>(waves(body_ctas)) * (schedule.body_tiles_per_split + 1) +
+                        static_cast<double>(
+                            waves((ctas - schedule.body_rows * head_blocks) * schedule.num_splits)) *
                             (tiles_per_split + 1),
                     static_cast<double>(waves(ctas) * (total_tiles + 1)))
               << label;
@@ -421,6 +429,47 @@ TEST(KernelChoice, LongNarrowCallsRunTheCompactWideKernel) {
   }
 }
 
+// The kernel rules that compare how far a CTA walks (v71's narrow rule, v69e's one-wave rule) compare the
+// longest CTA of a schedule: with a body and tail split, the body's. flash-c4 at 7 rows planned for 6 or 12
+// SMs (options.sm_count on an H200, uncapped and capped): the 32-head kernel's schedule runs 6 rows unsplit
+// (640 entries a CTA) and the last row in 3 or 5 short splits; the 16-head kernel's CTAs walk 640 entries
+// too (unsplit at 6 SMs; the same body at 12), so the 32-head kernel walks no less and the call stays on
+// the 16-head kernel. Comparing the 32-head tail's CTAs (256 entries against 640 at 6 SMs, 128 against the
+// 16-head tail's 256 at 12) moved it to mma99-h32.
+TEST(KernelChoice, NarrowCallRuleComparesTheLongestCta) {
+  const DecodeShape flash_c4_b7{7, 1, 64, 128, 512};
+  for (const int64_t cap : {int64_t{0}, int64_t{101376}}) {
+    for (const int sms : {6, 12}) {
+      detail::CudaDeviceInfo device = device_info(kDevices[5]);
+      detail::apply_planner_overrides(cap, sms, &device);
+      const std::string label = "flash-c4 b=7 sms=" + std::to_string(sms) + " cap=" + std::to_string(cap);
+      const detail::KernelChoice compact_wide{
+          detail::DecodeKernel::kCompactHeads32, 32,
+          static_cast<int64_t>(detail::decode::CompactConfigHeads32::kSharedBytes)};
+      const detail::KernelChoice compact_narrow{
+          detail::DecodeKernel::kCompactHeads16, 16,
+          static_cast<int64_t>(detail::decode::CompactConfigHeads16::kSharedBytes)};
+      const detail::SplitSchedule wide =
+          detail::plan_cuda_decode_splits(flash_c4_b7, device, compact_wide, 0);
+      const detail::SplitSchedule narrow =
+          detail::plan_cuda_decode_splits(flash_c4_b7, device, compact_narrow, 0);
+      std::printf(
+          "[kernel_choice] %s: mma99-h32 body %d x %d of %d, tail %d of %d; mma99-h16 body %d x %d "
+          "of %d, tail %d of %d\n",
+          label.c_str(), wide.body_rows, wide.body_splits, wide.body_tiles_per_split, wide.num_splits,
+          wide.tiles_per_split, narrow.body_rows, narrow.body_splits, narrow.body_tiles_per_split,
+          narrow.num_splits, narrow.tiles_per_split);
+      // The 32-head schedule has an unsplit body of 10 tiles and a tail of shorter splits.
+      ASSERT_EQ(wide.body_rows, 6) << label;
+      ASSERT_EQ(wide.body_tiles_per_split, 10) << label;
+      ASSERT_LT(wide.tiles_per_split, 10) << label;
+      EXPECT_STREQ(detail::decode_kernel_name(detail::choose_decode_kernel(flash_c4_b7, device).kernel),
+                   "mma99-h16")
+          << label;
+    }
+  }
+}
+
 // The sm_90a kernel's splits combine in its clusters or through the combine kernel, whichever the model
 // charges less (schedule.cpp, v72): the combine launch 1.1 tiles, clusters queued behind the resident ones
 // 1.25x their waves. Measured boundaries on the H200 (same-process A/Bs, 2026-12-04): flash-c4 keeps 4-CTA
@@ -461,8 +510,9 @@ TEST(KernelChoice, TailSplitPlansOfTheMeasuredCliffs) {
     const detail::KernelChoice choice = detail::choose_decode_kernel(test_case.shape, device);
     const detail::SplitSchedule schedule =
         detail::plan_cuda_decode_splits(test_case.shape, device, choice, 0);
-    EXPECT_EQ(schedule.unsplit_rows, test_case.unsplit_rows) << test_case.name;
+    EXPECT_EQ(schedule.body_rows, test_case.unsplit_rows) << test_case.name;
     if (test_case.unsplit_rows == 0) continue;
+    EXPECT_EQ(schedule.body_splits, 1) << test_case.name;
     EXPECT_EQ(schedule.num_splits, test_case.splits) << test_case.name;
     EXPECT_EQ(schedule.tiles_per_split, test_case.tiles_per_split) << test_case.name;
     EXPECT_FALSE(schedule.cluster_combine) << test_case.name;
@@ -475,6 +525,8 @@ TEST(KernelChoice, Sm90CombineInClustersOnlyWhereTheyPay) {
     DecodeShape shape;
     int splits;
     bool cluster_combine;
+    int body_rows = 0;  // > 0: a body and tail split (BodyAndTailSplitWhereWavesWouldBePartEmpty)
+    int body_splits = 1;
   };
   const Case cases[] = {
       {"flash-c4 b=23", {23, 1, 64, 128, 512}, 4, true},
@@ -484,12 +536,17 @@ TEST(KernelChoice, Sm90CombineInClustersOnlyWhereTheyPay) {
       {"pro-c4 b=7", {7, 1, 128, 128, 1024}, 6, true},
       {"pro-c4 b=21", {21, 1, 128, 128, 1024}, 3, false},
       {"pro-c4 b=36", {36, 1, 128, 128, 1024}, 3, true},
+      {"pro-c4 b=37", {37, 1, 128, 128, 1024}, 3, true},  // queued 3-CTA clusters
       {"pro-c4 b=40", {40, 1, 128, 128, 1024}, 1, false},
-      {"pro-c128-1m b=48", {48, 1, 128, 128, 8192}, 4, false},
-      // v72b: queued clusters charged ~3 tiles a queued wave, not 1.25x every wave (b = 70 / 90, since
-      // split in their tails, measured -2.3 / -1.8 % in 4- / 2-CTA clusters; b = 36 and 45 moved with them)
-      {"pro-c128-1m b=36", {36, 1, 128, 128, 8192}, 3, true},
-      {"pro-c128-1m b=45", {45, 1, 128, 128, 8192}, 4, true},
+      // The pro-c128-1m rows pinned here before the body and tail split, which the model now charges at
+      // least a tenth less than their uniform plans (4 splits through the combine kernel at 48, queued 3-
+      // and 4-CTA clusters at 36 and 45); pro-c4's split bodies (9 tiles a split) measured slower (v74)
+      {"pro-c128-1m b=48", {48, 1, 128, 128, 8192}, 4, false, 33, 2},
+      {"pro-c128-1m b=36", {36, 1, 128, 128, 8192}, 22, false, 33, 2},
+      {"pro-c128-1m b=45", {45, 1, 128, 128, 8192}, 5, false, 33, 2},
+      // v72b: queued clusters charged ~3 tiles a queued wave, not 1.25x every wave (measured -1.8 % in
+      // 2-CTA clusters)
+      {"pro-c128-1m b=90", {90, 1, 128, 128, 8192}, 2, true},
   };
   const detail::CudaDeviceInfo hopper = device_info(kDevices[5]);
   for (const Case& test_case : cases) {
@@ -499,6 +556,8 @@ TEST(KernelChoice, Sm90CombineInClustersOnlyWhereTheyPay) {
         detail::plan_cuda_decode_splits(test_case.shape, hopper, choice, 0);
     EXPECT_EQ(schedule.num_splits, test_case.splits) << test_case.name;
     EXPECT_EQ(schedule.cluster_combine, test_case.cluster_combine) << test_case.name;
+    EXPECT_EQ(schedule.body_rows, test_case.body_rows) << test_case.name;
+    EXPECT_EQ(schedule.body_splits, test_case.body_splits) << test_case.name;
   }
   // Other kernels never combine in clusters, and a forced count keeps the choice the model prices.
   const DecodeShape pro_c4_b40{40, 1, 128, 128, 1024};
@@ -511,6 +570,123 @@ TEST(KernelChoice, Sm90CombineInClustersOnlyWhereTheyPay) {
   EXPECT_EQ(forced.num_splits, 4);
   EXPECT_TRUE(forced.cluster_combine);  // queued clusters still charged less than the combine kernel
   EXPECT_FALSE(detail::plan_cuda_decode_splits(pro_c4_b40, hopper, sm90, 9).cluster_combine);  // > 8 splits
+}
+
+// The body and tail split (schedule.cpp) where a uniform plan leaves a wave part-empty, on an H200
+// (132 SMs), with and without the 99 KB cap: the body's rows fill whole waves in few splits (none: the tail
+// split of pro-c4 at 67..99 rows, 66 rows unsplit), the tail's rows follow in more. The named rows of the
+// issues (b = 32, 64, 128) keep their uniform plans.
+TEST(KernelChoice, BodyAndTailSplitWhereWavesWouldBePartEmpty) {
+  struct Case {
+    const char* name;
+    DecodeShape shape;
+    bool capped;
+    int splits, tiles_per_split;
+    int body_rows, body_splits, body_tiles_per_split;  // body_rows 0: uniform
+  };
+  const Case cases[] = {
+      // pro-c4 at 34 / 35 rows: 68 / 70 unsplit CTAs; bodies of 3 splits of 6 tiles or 2 of 9 (v74's plans)
+      // measured 7-18 % slower than these 3-CTA clusters, so a split body needs 16+ tiles a split
+      {"pro-c4 b=34", {34, 1, 128, 128, 1024}, false, 3, 6, 0, 1, 0},
+      {"pro-c4 b=35", {35, 1, 128, 128, 1024}, false, 3, 6, 0, 1, 0},
+      {"pro-c128-1m b=35", {35, 1, 128, 128, 8192}, false, 33, 4, 33, 2, 65},
+      // pro-c4 at 67 rows: 134 unsplit CTAs on 132 SMs; 66 rows unsplit, the last row's 2 head blocks in
+      // 18 splits of one tile (v73's tail split)
+      {"pro-c4 b=67", {67, 1, 128, 128, 1024}, false, 18, 1, 66, 1, 18},
+      {"pro-c4 b=99", {99, 1, 128, 128, 1024}, false, 2, 9, 66, 1, 18},
+      {"pro-c128-1m b=17", {17, 1, 128, 128, 8192}, false, 11, 12, 11, 6, 22},
+      {"pro-c128-1m b=40", {40, 1, 128, 128, 8192}, false, 9, 15, 33, 2, 65},
+      {"pro-c128-1m b=100", {100, 1, 128, 128, 8192}, false, 44, 3, 99, 2, 65},
+      {"flash-c4-mtp b=67", {67, 2, 64, 128, 512}, false, 10, 1, 132, 1, 10},
+      {"capped pro-c128-1m b=17", {17, 1, 128, 128, 8192}, true, 33, 4, 16, 2, 65},
+      {"capped flash-c4 b=67", {67, 1, 64, 128, 512}, true, 10, 1, 66, 1, 10},
+      {"capped pro-c4 b=34", {34, 1, 128, 128, 1024}, true, 18, 1, 33, 1, 18},
+      // uniform
+      {"flash-c4 b=32", {32, 1, 64, 128, 512}, false, 3, 4, 0, 1, 0},
+      {"flash-c4 b=64", {64, 1, 64, 128, 512}, false, 2, 5, 0, 1, 0},
+      {"flash-c4 b=128", {128, 1, 64, 128, 512}, false, 1, 10, 0, 1, 0},
+      {"pro-c4 b=32", {32, 1, 128, 128, 1024}, false, 2, 9, 0, 1, 0},
+      {"pro-c4 b=64", {64, 1, 128, 128, 1024}, false, 1, 18, 0, 1, 0},
+      {"pro-c4 b=128", {128, 1, 128, 128, 1024}, false, 1, 18, 0, 1, 0},
+      {"pro-c128-1m b=32", {32, 1, 128, 128, 8192}, false, 2, 65, 0, 1, 0},
+      {"pro-c128-1m b=128", {128, 1, 128, 128, 8192}, false, 1, 130, 0, 1, 0},
+      {"capped pro-c4 b=64", {64, 1, 128, 128, 1024}, true, 1, 18, 0, 1, 0},
+      {"capped flash-c4 b=128", {128, 1, 64, 128, 512}, true, 1, 10, 0, 1, 0},
+  };
+  for (const Case& test_case : cases) {
+    detail::CudaDeviceInfo device = device_info(kDevices[5]);
+    if (test_case.capped) device.max_shared_bytes = 101376;
+    const detail::KernelChoice choice = detail::choose_decode_kernel(test_case.shape, device);
+    const detail::SplitSchedule schedule =
+        detail::plan_cuda_decode_splits(test_case.shape, device, choice, 0);
+    EXPECT_EQ(schedule.num_splits, test_case.splits) << test_case.name;
+    EXPECT_EQ(schedule.tiles_per_split, test_case.tiles_per_split) << test_case.name;
+    EXPECT_EQ(schedule.body_rows, test_case.body_rows) << test_case.name;
+    if (test_case.body_rows == 0) continue;
+    EXPECT_EQ(schedule.body_splits, test_case.body_splits) << test_case.name;
+    EXPECT_EQ(schedule.body_tiles_per_split, test_case.body_tiles_per_split) << test_case.name;
+    EXPECT_FALSE(schedule.cluster_combine) << test_case.name;
+  }
+  // A forced split count is uniform.
+  detail::CudaDeviceInfo hopper = device_info(kDevices[5]);
+  const DecodeShape pro_c4_b35{35, 1, 128, 128, 1024};
+  const detail::KernelChoice choice = detail::choose_decode_kernel(pro_c4_b35, hopper);
+  EXPECT_EQ(detail::plan_cuda_decode_splits(pro_c4_b35, hopper, choice, 2).body_rows, 0);
+}
+
+// The body and tail plans the GPU tests (tests/cuda/test_decode_cuda.cpp) are written for, on the H200
+// description at their planned SM counts (options.sm_count): the portable kernel's with the sm_90a kernel
+// off (DecodeCuda.BodyAndTailSplitRowsMatchReferenceOnThePortableKernel), where a body of 17-tile splits also
+// runs split;
+// the chained calls' and the graph replay's (ChainedCallsSeeThePreviousCallsWrites,
+// BodyAndTailGraphReplaySeesNewInputs), uncapped and capped, one with a split body (two combine launches).
+TEST(KernelChoice, BodyAndTailPlansOfTheGpuTests) {
+  struct Case {
+    const char* test;
+    DecodeShape shape;
+    int device_index;  // into kDevices
+    int64_t cap;
+    int sms;
+    const char* kernel;
+    int splits, tiles_per_split, body_rows, body_splits, body_tiles_per_split;
+  };
+  const Case cases[] = {
+      {"portable", {5, 1, 128, 128, 512}, 6, 0, 4, "mma-h64", 2, 5, 4, 1, 10},
+      {"portable", {5, 1, 128, 128, 512}, 6, 0, 7, "mma-h64", 2, 5, 3, 1, 10},
+      {"portable", {5, 1, 128, 128, 512}, 6, 0, 8, "mma-h64", 4, 3, 4, 1, 10},
+      {"portable", {5, 1, 128, 128, 512}, 6, 0, 9, "mma-h64", 5, 2, 4, 1, 10},
+      {"portable", {3, 3, 32, 128, 512}, 6, 0, 4, "mma-h64", 4, 3, 8, 1, 10},
+      {"portable", {3, 3, 32, 128, 512}, 6, 0, 6, "mma-h64", 2, 5, 6, 1, 10},
+      {"portable", {3, 3, 32, 128, 2048}, 6, 0, 16, "mma-h64", 12, 3, 8, 2, 17},
+      {"portable", {3, 3, 32, 128, 2048}, 6, 0, 17, "mma-h64", 17, 2, 8, 2, 17},
+      {"portable, capped", {3, 3, 32, 128, 2048}, 6, 101376, 17, "mma99-h32", 17, 2, 8, 2, 17},
+      {"portable", {23, 1, 64, 128, 2048}, 6, 0, 44, "mma-h64", 34, 1, 22, 2, 17},
+      {"chained / graph", {5, 1, 128, 128, 512}, 5, 0, 8, "sm90-h64", 4, 3, 4, 1, 10},
+      {"chained / graph", {5, 1, 128, 128, 512}, 5, 101376, 8, "mma99-h32", 2, 5, 4, 1, 10},
+      {"chained / graph", {23, 1, 64, 128, 2048}, 5, 0, 44, "sm90-h64", 34, 1, 22, 2, 17},
+      {"chained / graph", {23, 1, 64, 128, 2048}, 5, 101376, 88, "mma99-h32", 34, 1, 22, 2, 17},
+  };
+  for (const Case& test_case : cases) {
+    detail::CudaDeviceInfo device = device_info(kDevices[test_case.device_index]);
+    detail::apply_planner_overrides(test_case.cap, test_case.sms, &device);
+    const DecodeShape& shape = test_case.shape;
+    const std::string label =
+        std::string(test_case.test) + " b=" + std::to_string(shape.batch) +
+        " s_q=" + std::to_string(shape.seq_q) + " h=" + std::to_string(shape.num_heads) +
+        " extra=" + std::to_string(shape.extra_topk) + " sms=" + std::to_string(test_case.sms) +
+        " cap=" + std::to_string(test_case.cap);
+    const detail::KernelChoice choice = detail::choose_decode_kernel(shape, device);
+    const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(shape, device, choice, 0);
+    std::printf("[kernel_choice] %s: %s body %d x %d of %d, tail %d of %d\n", label.c_str(),
+                detail::decode_kernel_name(choice.kernel), schedule.body_rows, schedule.body_splits,
+                schedule.body_tiles_per_split, schedule.num_splits, schedule.tiles_per_split);
+    EXPECT_STREQ(detail::decode_kernel_name(choice.kernel), test_case.kernel) << label;
+    EXPECT_EQ(schedule.num_splits, test_case.splits) << label;
+    EXPECT_EQ(schedule.tiles_per_split, test_case.tiles_per_split) << label;
+    EXPECT_EQ(schedule.body_rows, test_case.body_rows) << label;
+    EXPECT_EQ(schedule.body_splits, test_case.body_splits) << label;
+    EXPECT_EQ(schedule.body_tiles_per_split, test_case.body_tiles_per_split) << label;
+  }
 }
 
 TEST(KernelChoice, NothingFitsBelowTheSmallestKernel) {
@@ -557,6 +733,8 @@ void expect_same_plans(const detail::CudaDeviceInfo& planned, const detail::Cuda
       EXPECT_EQ(sa.num_splits, sb.num_splits) << where;
       EXPECT_EQ(sa.tiles_per_split, sb.tiles_per_split) << where;
       EXPECT_EQ(sa.tile_tokens, sb.tile_tokens) << where;
+      EXPECT_EQ(sa.body_rows, sb.body_rows) << where;
+      EXPECT_EQ(sa.body_splits, sb.body_splits) << where;
     }
   }
 }
@@ -700,17 +878,19 @@ TEST(KernelChoice, MakePlanRejectsBadOverridesByName) {
   EXPECT_EQ(plan.sm_count(), 0);  // the CPU backend schedules no SMs
 }
 
-// Every schedule the planner makes is one the launchers and kernels can run (the rules make_plan checks),
-// over random shapes on every simulated device and on random planned SM counts and caps: whole splits
-// that cover the tiles with none empty; half tiles only on the 99 KB-class kernels, in one wave and within
-// the one-batch combine; clusters only on the sm_90a kernel, 2..kMaxClusterSplits of them; a grid that
-// blockIdx.x can count.
+// Every schedule the planner makes is one the launchers and kernels can run (the rules make_plan checks
+// and split_grid.h assumes), over random shapes on every simulated device and on random planned SM counts
+// and caps: whole splits that cover the tiles with none empty; half tiles only on the 99 KB-class kernels,
+// in one wave and within the one-batch combine; clusters only on the sm_90a kernel, 2..kMaxClusterSplits
+// of them, never with a body; a body of whole rows before a split tail, in fewer splits that cover the
+// tiles; a grid that blockIdx.x can count.
 TEST(KernelChoice, EveryPlannedScheduleIsOneTheKernelsCanRun) {
   uint64_t state = 0x5eed5eedULL;
   const auto next = [&](int64_t low, int64_t high) {  // uniform in [low, high], a fixed sequence
     state = state * 6364136223846793005ULL + 1442695040888963407ULL;
     return low + static_cast<int64_t>((state >> 33) % static_cast<uint64_t>(high - low + 1));
   };
+  int body_plans = 0, split_body_plans = 0;
   for (int i = 0; i < 6000; ++i) {
     detail::CudaDeviceInfo device = device_info(kDevices[next(0, std::size(kDevices) - 1)]);
     if (next(0, 2) == 0) detail::apply_planner_overrides(next(0, 1) ? 101376 : 0, next(1, 300), &device);
@@ -748,9 +928,36 @@ TEST(KernelChoice, EveryPlannedScheduleIsOneTheKernelsCanRun) {
       EXPECT_EQ(kernel.kernel, detail::DecodeKernel::kSm90Heads64) << label;
       EXPECT_TRUE(detail::decode::sm90_combines_in_cluster(schedule.num_splits)) << label;
     }
-    const int64_t ctas = rows * head_blocks * schedule.num_splits;
+    int64_t body_ctas = 0;
+    if (schedule.body_rows > 0) {
+      ++body_plans;
+      if (schedule.body_splits > 1) ++split_body_plans;
+      EXPECT_LT(schedule.body_rows, rows) << label;
+      EXPECT_FALSE(schedule.cluster_combine) << label;
+      EXPECT_EQ(schedule.tile_tokens, 64) << label;
+      EXPECT_GE(schedule.body_splits, 1) << label;
+      EXPECT_LT(schedule.body_splits, schedule.num_splits) << label;
+      EXPECT_GE(int64_t{schedule.body_splits} * schedule.body_tiles_per_split, total_tiles) << label;
+      EXPECT_LT(int64_t{schedule.body_splits - 1} * schedule.body_tiles_per_split, total_tiles) << label;
+      body_ctas = schedule.body_rows * head_blocks * schedule.body_splits;
+      // The body fills whole waves, as nearly as whole rows allow.
+      EXPECT_LT((body_ctas + device.sm_count - 1) / device.sm_count * device.sm_count - body_ctas,
+                head_blocks * schedule.body_splits)
+          << label;
+    } else {
+      EXPECT_EQ(schedule.body_rows, 0) << label;
+    }
+    const int64_t ctas =
+        detail::decode_grid_ctas(rows, head_blocks, schedule.body_rows,
+                                 schedule.body_rows > 0 ? schedule.body_splits : 1, schedule.num_splits);
+    EXPECT_GE(ctas, body_ctas) << label;
     EXPECT_LE(ctas, int64_t{0x7fffffff}) << label;
   }
+  // The sample reaches the body and tail split, with split bodies too.
+  std::printf("[kernel_choice] random schedules: %d with a body and tail, %d of them with a split body\n",
+              body_plans, split_body_plans);
+  EXPECT_GE(body_plans, 20);
+  EXPECT_GE(split_body_plans, 5);
 }
 
 // The grid's head blocks (launchers) and the kernels' decoding of blockIdx.x use this one count: every head

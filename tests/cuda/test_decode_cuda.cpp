@@ -189,6 +189,7 @@ struct GraphStream {
   }
 };
 
+// `sm_count` > 0 plans for that many SMs (options.sm_count; every launch still runs on this GPU).
 Plan make_cuda_plan(const DecodeShape& shape, int num_splits, int32_t max_shared_bytes = 0,
                     int32_t sm_count = 0) {
   PlanOptions options = default_plan_options();
@@ -251,6 +252,27 @@ void expect_matches(const Reference& expected, const DeviceResult& actual, const
 void empty_first_row(DecodeProblem& problem) {
   if (!problem.topk_length.empty()) problem.topk_length[0] = 0;
   if (!problem.extra_topk_length.empty()) problem.extra_topk_length[0] = 0;
+}
+
+// Empties query row `query_row` of every list: that row alone with [b, s_q] lengths, its whole batch row
+// with [b] lengths. The last row is always in a body and tail plan's tail (row 0 is in its body).
+void empty_query_row(DecodeProblem& problem, int64_t query_row) {
+  const size_t index =
+      static_cast<size_t>(problem.config.lengths_per_query ? query_row : query_row / problem.shape.seq_q);
+  if (!problem.topk_length.empty()) problem.topk_length.at(index) = 0;
+  if (!problem.extra_topk_length.empty()) problem.extra_topk_length.at(index) = 0;
+}
+
+// A label's description of a plan's split schedule: the body and tail split's parts when it has a body.
+std::string describe_schedule(const Plan& plan) {
+  std::string text = std::string(plan.kernel_name()) + " splits=" + std::to_string(plan.num_splits()) + "x" +
+                     std::to_string(plan.tiles_per_split());
+  if (plan.body_rows() > 0) {
+    text += " body_rows=" + std::to_string(plan.body_rows()) +
+            " body_splits=" + std::to_string(plan.body_splits()) + "x" +
+            std::to_string(plan.body_tiles_per_split());
+  }
+  return text;
 }
 
 // The sampled grid: every listed value of h, s_q, P (main, extra), topk, extra_topk, lengths layout and
@@ -339,8 +361,9 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
   struct Case {
     DecodeShape shape;
     int auto_splits;
-    int auto_tile_tokens;       // 32: the half-tile rule (16-head blocks run the 99 KB-class kernel)
-    int auto_unsplit_rows = 0;  // > 0: the tail split (the rows after these are split)
+    int auto_tile_tokens;    // 32: the half-tile rule (16-head blocks run the 99 KB-class kernel)
+    int auto_body_rows = 0;  // > 0: the body and tail split (the rows after these split more)
+    int auto_body_splits = 1;
   };
   const Case cases[] = {
       // 16-head blocks: 4 CTAs, 10 tiles: one tile per split (40 CTAs); then 20 half tiles in 20 splits of
@@ -354,6 +377,13 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
       // unsplit (11), the other 8 rows' 16 head blocks in 5 splits of 2 tiles (one wave of 80 CTAs: 3) and
       // their combine (21 MB of partials: 6.6) = 20.6
       {{74, 1, 128, 128, 512}, 5, 64, 66},
+      // 70 CTAs: 3-CTA clusters partly queued. A body of 33 rows in 2 splits of 9 tiles and a tail of 18
+      // splits of one, which the model charged 14.9 against 17.4, ran 1.5-18 % slower at b = 34..43 (v74):
+      // split bodies are for rows of 16+ tiles a split (pro-c128-1m's)
+      {{35, 1, 128, 128, 1024}, 3, 64},
+      // 130 tiles a row: 33 rows in 2 splits of 65 tiles, the other 2 rows' 4 head blocks in more splits
+      // (v74 measured -14.4 % at this row)
+      {{35, 1, 128, 128, 8192}, 33, 64, 33, 2},
       // One tile in one CTA: two half-tile splits would save half a tile against a combine charged 0.59
       // of a tile for the 99 KB-class kernels (schedule.cpp): unsplit. Two tiles: 4 splits of a half tile.
       {{1, 1, 8, 64, 0}, 1, 64},
@@ -401,7 +431,9 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
           << label << ": empty split";
       if (requested == 0) {
         EXPECT_EQ(schedule.num_splits, test_case.auto_splits) << label;
-        EXPECT_EQ(schedule.unsplit_rows, test_case.auto_unsplit_rows) << label;
+        EXPECT_EQ(schedule.body_rows, test_case.auto_body_rows) << label;
+        if (test_case.auto_body_rows > 0)
+          EXPECT_EQ(schedule.body_splits, test_case.auto_body_splits) << label;
         // Half tiles only for the 99 KB-class kernel, in one wave, in at most kMaxOneBatchSplits splits.
         if (tile_tokens == 32) {
           EXPECT_EQ(head_block, 16) << label;
@@ -410,6 +442,7 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
         }
       } else {
         EXPECT_LE(schedule.num_splits, std::min(requested, total_tiles)) << label;
+        EXPECT_EQ(schedule.body_rows, 0) << label << ": a forced count is uniform";
         if (requested == 1 || requested >= total_tiles) {
           EXPECT_EQ(schedule.num_splits, std::min(requested, total_tiles)) << label;
         }
@@ -733,43 +766,127 @@ TEST(DecodeCuda, Sm90SplitsCombineInClustersOrThroughTheCombineKernel) {
     EXPECT_GE(through_combine_kernel, 1);
 }
 
-// The tail split (schedule.cpp): when a call's unsplit CTAs overflow whole waves, the rows that fill them
-// run unsplit (writing out and lse) and only the rows after them are split and combined. Small planned SM
-// counts (options.sm_count) give such plans on small problems for whichever kernel the device and the cap
-// choose; each must match the reference (empty rows, +-inf sinks, per-query lengths, odd page sizes).
-TEST(DecodeCuda, TailSplitRowsMatchReference) {
-  SMLA_SKIP_WITHOUT_CUDA();
-  if (std::getenv("SMLA_SM_COUNT") != nullptr) {
-    GTEST_SKIP() << "SMLA_SM_COUNT is set; this test sets options.sm_count itself";
-  }
-  std::vector<ProblemConfig> configs = {
-      test::problem_config(5, 1, 128, 128, 512, 256, 64), test::problem_config(7, 1, 64, 128, 512, 64, 2),
-      test::problem_config(3, 3, 32, 128, 512, 61, 2), test::problem_config(9, 1, 8, 256, 0, 2, 64)};
-  configs[2].lengths_per_query = true;
-  for (ProblemConfig& config : configs) config.sink_inf_fraction = 0.3;
-  for (size_t i = 0; i < configs.size(); ++i) {
-    Rng rng = Rng::ForTest(950 + i);
-    DecodeProblem problem = make_problem(rng, configs[i]);
+// One problem of the body and tail tests and the planned SM counts (options.sm_count) to plan it for.
+struct BodyAndTailCase {
+  ProblemConfig config;
+  std::vector<int> sm_counts;
+};
+
+// The body and tail plans a pass ran: tails of an unsplit body, of a split body, and those on mma-h64.
+struct BodyAndTailPlans {
+  int tail = 0, split_body = 0;
+  int portable = 0, portable_split_body = 0;
+};
+
+// Each case at each of its planned SM counts whose plan has a body, against the reference: sinks with +-inf,
+// rows 0 (in the body) and the last (in the tail) empty. Each case must give at least one such plan. The
+// plan's kernel, body and tail are printed with each result.
+BodyAndTailPlans expect_body_and_tail_plans_match_reference(std::vector<BodyAndTailCase> cases,
+                                                            uint64_t seed) {
+  BodyAndTailPlans plans;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    ProblemConfig& config = cases[i].config;
+    config.sink_inf_fraction = 0.3;
+    Rng rng = Rng::ForTest(seed + i);
+    DecodeProblem problem = make_problem(rng, config);
+    const int64_t rows = static_cast<int64_t>(problem.shape.batch) * problem.shape.seq_q;
     empty_first_row(problem);
+    empty_query_row(problem, rows - 1);
     const Reference reference = reference_decode(problem);
     DeviceProblem device(problem);
-    const int64_t rows = static_cast<int64_t>(problem.shape.batch) * problem.shape.seq_q;
-    int tail_plans = 0;
-    for (const int sm_count : {4, 6, 7, 8, 9, 10, 12, 16, 22}) {
+    int case_plans = 0;
+    for (const int sm_count : cases[i].sm_counts) {
       const Plan plan = make_cuda_plan(problem.shape, 0, 0, sm_count);
-      if (plan.unsplit_rows() == 0) continue;
-      ++tail_plans;
-      const std::string label = describe(configs[i]) + " sm_count=" + std::to_string(sm_count) + " " +
-                                plan.kernel_name() + " unsplit_rows=" + std::to_string(plan.unsplit_rows()) +
-                                " splits=" + std::to_string(plan.num_splits());
-      EXPECT_LT(plan.unsplit_rows(), rows) << label;
+      if (plan.body_rows() == 0) continue;
+      ++case_plans;
+      ++(plan.body_splits() > 1 ? plans.split_body : plans.tail);
+      if (std::string(plan.kernel_name()) == "mma-h64") {
+        ++plans.portable;
+        if (plan.body_splits() > 1) ++plans.portable_split_body;
+      }
+      const std::string label =
+          describe(config) + " sm_count=" + std::to_string(sm_count) + " " + describe_schedule(plan);
+      EXPECT_LT(plan.body_rows(), rows) << label;
       EXPECT_GE(plan.num_splits(), 2) << label;
+      EXPECT_LT(plan.body_splits(), plan.num_splits()) << label;
       EXPECT_FALSE(plan.cluster_combine()) << label;
       const DeviceResult result = run_on_device(plan, problem, device);
       expect_matches(reference, result, label);
       EXPECT_EQ(result.error_count, 0u) << label;
     }
-    EXPECT_GE(tail_plans, 1) << describe(configs[i]) << ": no planned SM count gave a tail split";
+    EXPECT_GE(case_plans, 1) << describe(config) << ": no planned SM count gave a body and tail split";
+  }
+  std::printf(
+      "[body and tail] %d tail splits of an unsplit body, %d with a split body (%d and %d on mma-h64)\n",
+      plans.tail, plans.split_body, plans.portable - plans.portable_split_body, plans.portable_split_body);
+  return plans;
+}
+
+// The body and tail split (schedule.cpp): when a uniform plan would leave a wave part-empty, the rows
+// that fill whole waves (the body) run in few splits or none, and only the rows after them (the tail) in
+// more; each split part goes through its own combine launch. Small planned SM counts (options.sm_count) give
+// such plans on small problems for whichever kernel the device and the cap choose; each must match the
+// reference (empty rows, +-inf sinks, per-query lengths, odd page sizes). `body_sm_counts` are those where
+// an H200 plans a split body too (mma99-h16 for the first problem, mma99-h32 under the 99 KB cap for the
+// second, sm90-h64 uncapped and mma99-h32 capped for the last), the others a tail split of an unsplit body.
+TEST(DecodeCuda, BodyAndTailSplitRowsMatchReference) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  if (std::getenv("SMLA_SM_COUNT") != nullptr) {
+    GTEST_SKIP() << "SMLA_SM_COUNT is set; this test sets options.sm_count itself";
+  }
+  std::vector<BodyAndTailCase> cases = {
+      {test::problem_config(5, 1, 128, 128, 512, 256, 64), {4, 6, 7, 8, 9, 10, 12, 16, 22}},
+      {test::problem_config(7, 1, 64, 128, 512, 64, 2), {4, 6, 7, 8, 9, 10, 12, 16, 22}},
+      {test::problem_config(3, 3, 32, 128, 512, 61, 2), {4, 6, 7, 8, 9, 10, 12, 16, 22}},
+      {test::problem_config(9, 1, 8, 256, 0, 2, 64), {4, 6, 7, 8, 9, 10, 12, 16, 22}},
+      // split bodies
+      // (split bodies need 16+ tiles a split: these rows have 34 tiles)
+      {test::problem_config(7, 1, 8, 128, 2048, 64, 61), {6, 10}},
+      {test::problem_config(4, 2, 32, 128, 2048, 2, 256), {7, 15}},
+      {test::problem_config(23, 1, 64, 128, 2048, 256, 64), {44, 67, 88}},
+  };
+  cases[2].config.lengths_per_query = true;
+  cases[5].config.lengths_per_query = true;
+  const BodyAndTailPlans plans = expect_body_and_tail_plans_match_reference(cases, 950);
+  EXPECT_GE(plans.tail, 1);
+  EXPECT_GE(plans.split_body, 2);  // the first split-body problem in both passes, and one more
+}
+
+// The same with the sm_90a kernel switched off at plan time: on Hopper the portable mma.sync kernel
+// (kernel.cuh, mma-h64) runs only then, so this is where its body and tail plans run. Planned on an H200
+// (CPU, the "sm_90a kernel off" description): the first problem at 4 / 7 / 8 / 9 SMs an unsplit body of
+// 4 / 3 / 4 / 4 rows and a tail of 2 / 2 / 4 / 5 splits; the second (9 rows of 32 heads, per-query lengths,
+// P = 61 / 2) at 4 / 6 an unsplit body of 8 / 6 rows (at 16 none: its 10-tile rows are too short for a split
+// body, whose splits must walk 16+ tiles); the same with 34-tile rows at 16 / 17 SMs 8 rows in 2 splits of 17
+// tiles, the last in 12 of 3 / 17 of 2 (under the cap only at 17); the fourth at 44 SMs 22 rows in 2 splits of 17 tiles, the last in 34 of one (two combine
+// launches). Under SMLA_MAX_SHARED_BYTES the 99 KB-class kernels take them (still checked).
+TEST(DecodeCuda, BodyAndTailSplitRowsMatchReferenceOnThePortableKernel) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  if (std::getenv("SMLA_SM_COUNT") != nullptr) {
+    GTEST_SKIP() << "SMLA_SM_COUNT is set; this test sets options.sm_count itself";
+  }
+  int device = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  struct EnableHopperOnExit {
+    ~EnableHopperOnExit() { detail::decode::set_hopper_decode_enabled(true); }
+  } restore;
+  detail::decode::set_hopper_decode_enabled(false);
+  EXPECT_FALSE(detail::decode::hopper_decode_available(device));
+  std::vector<BodyAndTailCase> cases = {
+      {test::problem_config(5, 1, 128, 128, 512, 256, 64), {4, 7, 8, 9}},
+      {test::problem_config(3, 3, 32, 128, 512, 61, 2), {4, 6, 16}},
+      {test::problem_config(3, 3, 32, 128, 2048, 61, 2), {16, 17}},
+      {test::problem_config(23, 1, 64, 128, 2048, 256, 64), {44}},
+  };
+  cases[1].config.lengths_per_query = true;
+  cases[2].config.lengths_per_query = true;
+  const BodyAndTailPlans plans = expect_body_and_tail_plans_match_reference(cases, 960);
+  // Where the portable kernel fits (no 99 KB cap) it ran them: 9 plans, 3 with a split body, on an H200.
+  const Plan probe = make_cuda_plan(DecodeShape{5, 1, 128, 128, 512}, 0, 0, 8);
+  if (probe.max_shared_bytes() >= static_cast<int64_t>(detail::decode::DecodeConfigHeads64::kSharedBytes)) {
+    EXPECT_STREQ(probe.kernel_name(), "mma-h64");
+    EXPECT_GE(plans.portable, 4);
+    EXPECT_GE(plans.portable_split_body, 3);
   }
 }
 
@@ -972,35 +1089,122 @@ TEST(DecodeCuda, GraphReplaySeesNewIndicesAndLengths) {
   }
 }
 
+// A body and tail plan captured once replays correctly as its inputs change (spec section 5): the decode
+// grid of both parts and the combine launches of the split parts (two for a split body) are captured
+// together, and each replay reads new q, caches, indices and lengths, with a different row of the tail
+// (and row 0, in the body) empty each time. The plans (planned SM counts; CPU-checked on an H200): 5 rows
+// of 128 heads at 8 SMs, 4 unsplit and the last in 4 splits (mma99-h32 under the cap: 2 splits), and 23
+// rows of 64 heads at 44 SMs (88 under the cap), 22 rows in 2 splits and the last in 34.
+TEST(DecodeCuda, BodyAndTailGraphReplaySeesNewInputs) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  struct Case {
+    ProblemConfig config;
+    int32_t sm_count, capped_sm_count;
+  };
+  std::vector<Case> cases = {{test::problem_config(5, 1, 128, 128, 512, 256, 64), 8, 8},
+                             {test::problem_config(23, 1, 64, 128, 2048, 256, 64), 44, 88}};
+  cases[0].config.lengths_per_query = true;
+  cases[1].config.sink_inf_fraction = 0.5;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    for (int32_t cap : {0, static_cast<int32_t>(detail::decode::kCompactSharedLimit)}) {
+      const ProblemConfig& config = cases[i].config;
+      const int64_t rows = static_cast<int64_t>(config.batch) * config.seq_q;
+      Rng rng = Rng::ForTest(1700 + 10 * i);
+      const DecodeProblem first = make_problem(rng, config);
+      DeviceProblem device(first);
+      const int32_t sm_count = cap > 0 ? cases[i].capped_sm_count : cases[i].sm_count;
+      const Plan plan = make_cuda_plan(first.shape, 0, cap, sm_count);
+      const std::string label = describe(config) + " sm_count=" + std::to_string(sm_count) + " " +
+                                describe_schedule(plan) + (cap > 0 ? " capped" : "");
+      EXPECT_GT(plan.body_rows(), 0) << label << ": not a body and tail plan";
+      DeviceBytes workspace(plan.workspace_bytes());
+      CUDA_REQUIRE(cudaMemset(workspace.get(), 0, workspace.bytes()));
+      CUDA_REQUIRE(cudaDeviceSynchronize());  // the non-blocking stream below is not ordered after it
+
+      GraphStream captured;
+      const cudaStream_t stream = captured.stream;
+      // Eager run first (the one-time per-device kernel setup outside the capture).
+      device.poison_outputs(stream);
+      status_require(run(plan, device.args(first), workspace.get(), workspace.bytes(), stream), "eager run");
+      CUDA_REQUIRE(cudaStreamSynchronize(stream));
+      Status captured_status = Status::Ok();
+      captured.capture([&] {
+        device.poison_outputs(stream);
+        captured_status = run(plan, device.args(first), workspace.get(), workspace.bytes(), stream);
+      });
+      status_require(captured_status, "smla::run under capture");
+
+      // Two replays, each with a fresh problem of the same config in the same buffers and another tail row
+      // empty (the last, then the one before it where that is in the tail too).
+      for (int replay = 0; replay < 2; ++replay) {
+        Rng replay_rng = Rng::ForTest(1800 + 10 * i + replay);
+        DecodeProblem next = make_problem(replay_rng, config);
+        empty_first_row(next);
+        const int64_t empty_row = std::max<int64_t>(plan.body_rows(), rows - 1 - replay);
+        empty_query_row(next, empty_row);
+        device.upload(next);
+        CUDA_REQUIRE(cudaGraphLaunch(captured.graph_exec, stream));
+        CUDA_REQUIRE(cudaStreamSynchronize(stream));
+        const DeviceResult replayed = result_of(device.out, device.lse);
+        const std::string where =
+            label + " replay " + std::to_string(replay) + " (row " + std::to_string(empty_row) + " empty)";
+        expect_matches(reference_decode(next), replayed, where);
+      }
+    }
+  }
+}
+
 // Back-to-back calls see each other's writes. The kernels are launched as programmatic dependents of the
 // previous kernel on the stream (sm_90+, cuda/common/programmatic_launch.h) and may be scheduled before it
 // drains; they must wait for it before touching memory. Call 2 takes call 1's out as its q (a read after
 // write across calls) and reuses the same plan and workspace, whose partials call 1's combine may still be
 // reading when call 2's decode starts (a write after read). Eagerly and as one captured graph, for every
 // kernel the planner picks here: uncapped and under the 99 KB cap, split (with combine or in-cluster) and
-// unsplit.
+// unsplit, and body and tail plans (planned SM counts, options.sm_count; CPU-checked plans on an H200):
+// 5 rows of 128 heads at 8 SMs run 4 rows unsplit and the last in 4 splits of 3 tiles on sm90-h64 (in 2
+// of 5 on mma99-h32 under the cap); 23 rows of 64 heads at 44 SMs (88 under the cap) run 22 rows in 2
+// splits of 17 tiles and the last in 34 of one, on sm90-h64 (mma99-h32 capped): two combine launches,
+// the second a programmatic dependent of the first, chained to the next call's decode kernel.
 TEST(DecodeCuda, ChainedCallsSeeThePreviousCallsWrites) {
   SMLA_SKIP_WITHOUT_CUDA();
+  int device_ordinal = 0;
+  ASSERT_EQ(cudaGetDevice(&device_ordinal), cudaSuccess);
   struct Case {
     ProblemConfig config;
     int requested_splits;
+    int32_t sm_count = 0, capped_sm_count = 0;  // planned SM counts (0: the device's own)
+    int body_splits = 0;                        // > 0: the body and tail split expected, body in these splits
   };
   std::vector<Case> cases = {{test::problem_config(1, 1, 64, 128, 512, 64, 64), 0},
                              {test::problem_config(8, 1, 64, 128, 512, 64, 64), 0},
                              {test::problem_config(2, 2, 128, 256, 0, 61, 2), 1},
-                             {test::problem_config(3, 1, 16, 384, 256, 2, 256), 3}};
+                             {test::problem_config(3, 1, 16, 384, 256, 2, 256), 3},
+                             {test::problem_config(5, 1, 128, 128, 512, 256, 64), 0, 8, 8, 1},
+                             {test::problem_config(23, 1, 64, 128, 2048, 256, 64), 0, 44, 88, 2}};
   cases[2].config.sink_inf_fraction = 0.5;
+  cases[4].config.sink_inf_fraction = 0.5;
   for (size_t i = 0; i < cases.size(); ++i) {
     for (int32_t cap : {0, static_cast<int32_t>(detail::decode::kCompactSharedLimit)}) {
       for (bool graph_mode : {false, true}) {
         const ProblemConfig& config = cases[i].config;
         Rng rng = Rng::ForTest(700 + 10 * i);
         DecodeProblem first = make_problem(rng, config);
+        const int64_t rows = static_cast<int64_t>(config.batch) * config.seq_q;
         empty_first_row(first);
-        const Plan plan = make_cuda_plan(first.shape, cases[i].requested_splits, cap);
-        const std::string label = describe(config) + " kernel=" + plan.kernel_name() +
-                                  " splits=" + std::to_string(plan.num_splits()) +
-                                  (graph_mode ? " graph" : " eager");
+        if (cases[i].body_splits > 0) empty_query_row(first, rows - 1);  // a row of the tail
+        const int32_t sm_count = cap > 0 ? cases[i].capped_sm_count : cases[i].sm_count;
+        const Plan plan = make_cuda_plan(first.shape, cases[i].requested_splits, cap, sm_count);
+        const std::string label = describe(config) + " sm_count=" + std::to_string(sm_count) + " " +
+                                  describe_schedule(plan) + (graph_mode ? " graph" : " eager");
+        // The body and tail plans these cases are here for. Their body's split count is the H200's under
+        // the cap, and uncapped where the sm_90a kernel runs and SMLA_MAX_SHARED_BYTES does not cap the
+        // pass (the 99 KB-class kernel plans the 23-row call at 44 SMs with an unsplit body).
+        if (cases[i].body_splits > 0) {
+          EXPECT_GT(plan.body_rows(), 0) << label;
+          if (cap > 0 || (std::getenv("SMLA_MAX_SHARED_BYTES") == nullptr &&
+                          detail::decode::hopper_decode_available(device_ordinal)))
+            EXPECT_EQ(plan.body_splits(), cases[i].body_splits) << label;
+        }
         DeviceProblem device(first);
         DeviceBytes second_out(device.out.bytes()), second_lse(device.lse.bytes());
         DeviceBytes workspace(plan.workspace_bytes());
@@ -1038,6 +1242,7 @@ TEST(DecodeCuda, ChainedCallsSeeThePreviousCallsWrites) {
         Rng same_rng = Rng::ForTest(700 + 10 * i);  // the same caches, indices, lengths and sinks
         DecodeProblem second = make_problem(same_rng, config);
         empty_first_row(second);
+        if (cases[i].body_splits > 0) empty_query_row(second, rows - 1);
         second.q = first_result.out;  // call 1's output as the query
         expect_matches(reference_decode(second), second_result, label + " call 2 (q = call 1's out)");
       }

@@ -137,37 +137,38 @@ __device__ __forceinline__ void store_combined_row(const DecodeParams& params, i
 
 template <int LoadsInFlight, int MinBlocksPerSm, bool OneBatch>
 __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksPerSm))
-    split_combine_kernel(const DecodeParams params) {
+    split_combine_kernel(const DecodeParams params, const SplitCombineRows range) {
   // Launched as a programmatic dependent of the decode kernel: the blocks may start while its last CTAs
   // run; wait_for_prerequisite_grids() waits until that grid has completed and its partials are visible. No
   // early trigger for the next call's decode kernel: letting it become resident during the combine measured
   // 11-24 % slower for the DSv4-Flash C4 layers at b = 8 (docs/perf.md, v32b); its CTAs launch when these
   // blocks exit.
-  // The block's (query row, head): blockIdx.x = (query_row - unsplit_rows) * num_heads + head. The
+  // The block's (query row, head): blockIdx.x = (query_row - range.first_row) * num_heads + head. The
   // one-batch variants, which serve the small calls, work it and the addresses out before the wait (they
   // depend on no memory) and in 32 bits (blockIdx.x is a 32-bit index): after the wait, the 64-bit divisions
   // stood on each block's critical path (v40, docs/perf.md). The multi-batch variants keep the code they had
   // (the same change made pro-c128-1m b = 1, 65 splits, 13 % slower there; not understood).
   int head, batch, seq;
-  int64_t query_row;
+  int64_t range_row;  // the row within the range
   if constexpr (OneBatch) {
     const unsigned row_head = blockIdx.x;
     head = static_cast<int>(row_head % static_cast<unsigned>(params.num_heads));
-    const int row =
-        params.unsplit_rows + static_cast<int>(row_head / static_cast<unsigned>(params.num_heads));
-    query_row = row;
+    const int row_in_range = static_cast<int>(row_head / static_cast<unsigned>(params.num_heads));
+    const int row = range.first_row + row_in_range;
+    range_row = row_in_range;
     batch = row / params.seq_q;
     seq = row % params.seq_q;
   } else {
     wait_for_prerequisite_grids();
     const int64_t row_head = blockIdx.x;
     head = static_cast<int>(row_head % params.num_heads);
-    query_row = params.unsplit_rows + row_head / params.num_heads;
+    range_row = row_head / params.num_heads;
+    const int64_t query_row = range.first_row + range_row;
     batch = static_cast<int>(query_row / params.seq_q);
     seq = static_cast<int>(query_row % params.seq_q);
   }
-  const int num_splits = params.num_splits;
-  const int64_t first_partial = decode::partial_index(params, query_row, 0, head);
+  const int num_splits = range.splits;
+  const int64_t first_partial = (range.first_partial_row + range_row * num_splits) * params.num_heads + head;
   const int64_t split_step = params.num_heads;
   const float* split_lse = params.partial_lse + first_partial;
   const float4* partial_rows = reinterpret_cast<const float4*>(params.partial_out + first_partial * kHeadDim);
@@ -269,16 +270,18 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
 // writes the row.
 template <int Groups, int Slots>
 __global__ void __launch_bounds__(grouped_combine_threads(Groups), 1)
-    split_combine_groups_kernel(const DecodeParams params) {
+    split_combine_groups_kernel(const DecodeParams params, const SplitCombineRows range) {
   const unsigned row_head = blockIdx.x;
   const int head = static_cast<int>(row_head % static_cast<unsigned>(params.num_heads));
-  const int row = params.unsplit_rows + static_cast<int>(row_head / static_cast<unsigned>(params.num_heads));
+  const int row_in_range = static_cast<int>(row_head / static_cast<unsigned>(params.num_heads));
+  const int row = range.first_row + row_in_range;
   const int batch = row / params.seq_q;
   const int seq = row % params.seq_q;
   const int group = static_cast<int>(threadIdx.x) / kCombineThreads;
   const int column = static_cast<int>(threadIdx.x) % kCombineThreads;
-  const int num_splits = params.num_splits;
-  const int64_t first_partial = decode::partial_index(params, row, 0, head);
+  const int num_splits = range.splits;
+  const int64_t first_partial =
+      (range.first_partial_row + static_cast<int64_t>(row_in_range) * num_splits) * params.num_heads + head;
   const int64_t split_step = params.num_heads;
   const float* split_lse = params.partial_lse + first_partial;
   const float4* partial_rows = reinterpret_cast<const float4*>(params.partial_out + first_partial * kHeadDim);
@@ -326,23 +329,22 @@ __global__ void __launch_bounds__(grouped_combine_threads(Groups), 1)
 // The grouped kernel of Groups groups with the first compiled slot count of Slots... that holds `slots`
 // (ceil(num_splits / Groups); the launcher keeps num_splits <= kMaxOneBatchSplits, which the last holds).
 template <int Groups, int Slots, int... MoreSlots>
-Status launch_grouped_combine(cudaLaunchConfig_t config, const DecodeParams& params, int slots) {
+Status launch_grouped_combine(cudaLaunchConfig_t config, const DecodeParams& params,
+                              const SplitCombineRows& range, int slots) {
   if constexpr (sizeof...(MoreSlots) > 0) {
-    if (slots > Slots) return launch_grouped_combine<Groups, MoreSlots...>(config, params, slots);
+    if (slots > Slots) return launch_grouped_combine<Groups, MoreSlots...>(config, params, range, slots);
   } else {
     if (slots > Slots) return Status::Internal("grouped combine: more splits than its slots hold");
   }
   config.blockDim = dim3(grouped_combine_threads(Groups));
-  SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, Slots>, params));
+  SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_groups_kernel<Groups, Slots>, params, range));
   return Status::Ok();
 }
 
-}  // namespace
-
-Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t stream) {
-  // Only the split rows (from unsplit_rows on) have partials to combine.
-  const int64_t blocks = split_combine_blocks(
-      static_cast<int64_t>(params.batch) * params.seq_q - params.unsplit_rows, params.num_heads);
+// One combine launch: the rows of `range`.
+Status launch_split_combine_rows(const DecodeParams& params, const SplitCombineRows& range, int device,
+                                 cudaStream_t stream) {
+  const int64_t blocks = split_combine_blocks(range.rows, params.num_heads);
   // Programmatic dependent launch (sm_90+): the combine's launch overlaps the decode kernel's tail instead
   // of waiting for it to drain. Captured into CUDA graphs as a programmatic edge.
   cudaLaunchConfig_t config = {};
@@ -367,20 +369,33 @@ Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t
   constexpr int64_t kFourGroupBlocks = 256;
   static_assert(kMaxOneBatchSplits <= 4 * 8 && kMaxOneBatchSplits <= 2 * 16,
                 "the last slot counts hold them");
-  const int splits = params.num_splits;
+  const int splits = range.splits;
   if (splits <= 2) {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<2, 16, true>, params));
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<2, 16, true>, params, range));
   } else if (blocks > kFourGroupBlocks && blocks <= kFewBlocks && splits <= kMaxOneBatchSplits) {
-    return launch_grouped_combine<2, 2, 3, 4, 5, 6, 8, 12, 16>(config, params, ceil_div(splits, 2));
+    return launch_grouped_combine<2, 2, 3, 4, 5, 6, 8, 12, 16>(config, params, range, ceil_div(splits, 2));
   } else if (splits <= 4) {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<4, 8, true>, params));
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<4, 8, true>, params, range));
   } else if (blocks > kFewBlocks) {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<4, 8, false>, params));
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<4, 8, false>, params, range));
   } else if (splits <= kMaxOneBatchSplits) {
-    return launch_grouped_combine<4, 2, 3, 4, 5, 6, 8>(config, params, ceil_div(splits, 4));
+    return launch_grouped_combine<4, 2, 3, 4, 5, 6, 8>(config, params, range, ceil_div(splits, 4));
   } else {
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<8, 1, false>, params));
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(&config, split_combine_kernel<8, 1, false>, params, range));
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t stream) {
+  // The body's split rows, then the tail's (common/split_grid.h): one launch each, the second a programmatic
+  // dependent of the first (so it reads the decode kernel's partials after both have completed).
+  SplitCombineRows ranges[2];
+  const int count = split_combine_rows(params.batch * params.seq_q, params.body_rows, params.body_splits,
+                                       params.num_splits, ranges);
+  for (int i = 0; i < count; ++i)
+    SMLA_RETURN_IF_ERROR(launch_split_combine_rows(params, ranges[i], device, stream));
   return Status::Ok();
 }
 

@@ -20,9 +20,11 @@ constexpr int64_t split_combine_blocks(int64_t query_rows, int num_heads) { retu
 // planner's small-call half-tile splits stay within it.
 constexpr int kMaxOneBatchSplits = 32;
 
-// Reads params.partial_out / partial_lse ([row][split][head], num_splits > 1) and writes params.out
-// (bf16) and params.lse. One launch on `stream` of `device` (the current device), as a programmatic
-// dependent of the decode kernel where the device supports it; no allocation, no host synchronization.
+// Reads params.partial_out / partial_lse (the split rows' [partial row][head], common/split_grid.h) and
+// writes those rows' params.out (bf16) and params.lse. One launch on `stream` of `device` (the current
+// device) for each split part of the call (the body's and the tail's: split_combine_rows), each a
+// programmatic dependent of the kernel before it where the device supports it; no allocation, no host
+// synchronization.
 Status launch_split_combine(const DecodeParams& params, int device, cudaStream_t stream);
 
 }  // namespace smla::detail

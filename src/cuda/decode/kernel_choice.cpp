@@ -90,10 +90,14 @@ bool few_rows_for_compact_wide_block(const DecodeShape& shape) {
 //   walks 2 tiles a CTA and launches a combine, and it was 5-7 % slower.
 constexpr int64_t kMostTilesForOneWaveCompactWide = 3;
 
-// Entries a CTA of the call walks under a kernel's own split schedule.
+// Entries the longest CTA of the call walks under a kernel's own split schedule: with a body and tail split
+// the body's CTAs (body_tiles_per_split tiles, fewer splits), not the tail's short ones. Every rule below
+// compares a call's critical path, which the longest CTA sets.
 int64_t entries_per_cta(const DecodeShape& shape, const CudaDeviceInfo& device, const KernelChoice& kernel) {
   const SplitSchedule schedule = plan_cuda_decode_splits(shape, device, kernel, /*requested_splits=*/0);
-  return int64_t{schedule.tiles_per_split} * schedule.tile_tokens;
+  const int longest_tiles =
+      std::max(schedule.tiles_per_split, schedule.body_rows > 0 ? schedule.body_tiles_per_split : 0);
+  return int64_t{longest_tiles} * schedule.tile_tokens;
 }
 
 // Whether a kernel's own split schedule gives every CTA of the call at most one 64-entry tile.

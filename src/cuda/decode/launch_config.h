@@ -24,9 +24,9 @@ class DecodeLaunch {
     // KV row brings it into L2 for the others. (With the head block in y, the second head block of every
     // row ran a wave later and read the row from DRAM again: docs/perf.md, v51.)
     const int64_t head_blocks = head_block_count(params.num_heads, head_block);
-    // Rows [0, unsplit_rows) one CTA a head block, the rest num_splits (common/split_grid.h).
-    config_.gridDim = dim3(
-        static_cast<unsigned>(decode_grid_ctas(rows, head_blocks, params.unsplit_rows, params.num_splits)));
+    // The body's rows in body_splits splits, the tail's in num_splits (common/split_grid.h).
+    config_.gridDim = dim3(static_cast<unsigned>(
+        decode_grid_ctas(rows, head_blocks, params.body_rows, params.body_splits, params.num_splits)));
     config_.blockDim = dim3(static_cast<unsigned>(threads));
     config_.dynamicSmemBytes = shared_bytes;
     config_.stream = stream;

@@ -36,7 +36,9 @@ Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* strea
       return Status::Internal(std::string("plan has no tensor-core kernel (kernel '") + plan.kernel_name() +
                               "')");
   }
-  if (params.num_splits > 1) SMLA_RETURN_IF_ERROR(launch_split_combine(params, plan.device(), cuda_stream));
+  // The split parts' partials (the body's and the tail's, common/split_grid.h) through the combine kernel.
+  if (params.num_splits > 1 || params.body_splits > 1)
+    SMLA_RETURN_IF_ERROR(launch_split_combine(params, plan.device(), cuda_stream));
   return Status::Ok();
 }
 

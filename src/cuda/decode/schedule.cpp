@@ -19,10 +19,13 @@
 // layer's 8 CTAs of two half tiles become 16 of one, a C128 layer's 12 become 24.
 //
 // A call whose unsplit CTAs overflow whole waves (pro-c4 at 67 rows: 134 CTAs on 132 SMs) would run its
-// last CTAs as a second wave of full length, or split every row to even the waves out. The tail split
-// runs the rows that fill the whole waves unsplit and splits only the rows after them, whose short CTAs
-// follow the full waves; only those rows go through the combine kernel (DecodeParams::unsplit_rows).
+// last CTAs as a second wave of full length, or split every row to even the waves out; one whose split
+// CTAs do (pro-c4 at 35 rows: 70 unsplit CTAs, 140 in 2 splits) likewise. The body and tail split runs
+// the rows that fill whole waves in the fewer splits (often none) and splits only the rows after them
+// more, whose short CTAs follow the full waves; the split parts go through the combine kernel
+// (DecodeParams::body_rows, common/split_grid.h).
 #include <algorithm>
+#include <vector>
 
 #include "common/backend_entry.h"
 #include "cuda/combine/kernel.h"
@@ -160,43 +163,67 @@ void split_small_compact_call_in_half_tiles(const DecodeShape& shape, const Cuda
   schedule->num_splits = half_tile_splits;
 }
 
-// The tail split of the header comment, applied to a finished 64-entry schedule of cost `cost`: when the
-// call's unsplit CTAs overflow a whole number of waves, the rows that fill those waves run unsplit and
-// only the rows after them are split, so that their short CTAs follow the full waves instead of a whole
-// wave of full-length CTAs (pro-c4 at 67 rows on 132 SMs: 134 CTAs of 18 tiles, two waves of them). Taken
-// when the model charges it less.
-void split_the_tail_rows(const DecodeShape& shape, const CudaDeviceInfo& device, const KernelChoice& kernel,
+// The body and tail split of the header comment, applied to a finished 64-entry schedule of cost `cost`:
+// the body, rows [0, body_rows), runs body_splits splits (1: unsplit) whose CTAs fill `waves` whole waves;
+// the tail, the rows after it, runs more splits, whose short CTAs take the SMs the body leaves idle in its
+// last wave and then follow it (pro-c4 at 67 rows on 132 SMs: 66 rows unsplit, the last row's 2 head
+// blocks in 18 splits of one tile, where the uniform plans run 134 CTAs of 18 tiles in two waves or split
+// every row; at 35 rows: 33 rows in 2 splits, the other 2 in 18). Each split part is combined by its own
+// combine launch. Taken when the model charges it less, by at least kBodyTailMinimumSaving.
+void split_body_and_tail(const DecodeShape& shape, const CudaDeviceInfo& device, const KernelChoice& kernel,
                          double cost, SplitSchedule* schedule) {
   if (device.sm_count <= 0 || schedule->tile_tokens != decode::DecodeConfigHeads64::kTileTokens) return;
   const int64_t rows = query_rows_of(shape);
-  const int64_t head_blocks = ceil_div(shape.num_heads, kernel.head_block);
-  const int64_t full_waves = rows * head_blocks / device.sm_count;
-  if (full_waves < 1) return;
-  // The rows whose head blocks fit the full waves; their CTAs come first in the grid (cta_coordinates).
-  const int64_t unsplit_rows = full_waves * device.sm_count / head_blocks;
-  if (unsplit_rows >= rows) return;
+  const int64_t head_blocks = head_block_count(shape.num_heads, kernel.head_block);
   const int total_tiles = std::max(schedule->total_tiles, 1);
-  const double unsplit_cost = static_cast<double>(full_waves) * (total_tiles + kFixedCostTiles);
-  // SMs the unsplit CTAs leave idle in their last wave take tail CTAs from the start.
-  const int64_t idle_sms = full_waves * device.sm_count - unsplit_rows * head_blocks;
   // Only where it saves a tenth of the call: near ties the model does not separate (its partial-traffic
   // term is coarse: a tail of many rows writes tens of MB of partials), so the measured plan stays.
-  constexpr double kTailSplitMinimumSaving = 0.1;
-  cost *= 1.0 - kTailSplitMinimumSaving;
-  for (int splits = 2; splits <= total_tiles; ++splits) {
-    const int tiles_per_split = ceil_div(total_tiles, splits);
-    if (ceil_div(total_tiles, tiles_per_split) != splits) continue;  // same as a smaller count
-    const int64_t tail_ctas = (rows - unsplit_rows) * head_blocks * splits;
-    const int64_t tail_waves = ceil_div(std::max<int64_t>(tail_ctas - idle_sms, 0), device.sm_count);
-    const double tail_cost =
-        unsplit_cost + static_cast<double>(tail_waves) * (tiles_per_split + kFixedCostTiles) +
-        kernel_combine_tiles(rows - unsplit_rows, shape.num_heads, device, kernel, splits);
-    if (tail_cost < cost) {
-      cost = tail_cost;
-      schedule->num_splits = splits;
-      schedule->tiles_per_split = tiles_per_split;
-      schedule->cluster_combine = false;
-      schedule->unsplit_rows = static_cast<int>(unsplit_rows);
+  constexpr double kBodyTailMinimumSaving = 0.1;
+  // The body fills its most whole waves or up to this many fewer (more rows in the tail's short CTAs).
+  constexpr int64_t kBodyWaveChoices = 4;
+  cost *= 1.0 - kBodyTailMinimumSaving;
+  // The split counts that are not a smaller count's plan (the same tiles per split), ~2 sqrt(total_tiles).
+  std::vector<int> counts;
+  for (int splits = 1; splits <= total_tiles; ++splits)
+    if (ceil_div(total_tiles, ceil_div(total_tiles, splits)) == splits) counts.push_back(splits);
+  // A split body's CTAs walk at least this many tiles. Measured (v74, H200, 2026-12-05, docs/perf.md): with
+  // bodies of 2-3 splits of 6-9 tiles, pro-c4 (18 tiles a row) at b = 34..43 ran 7-18 % slower than the
+  // uniform plans the model charged 10-18 % more; with bodies of 2-6 splits of 22-65 tiles, pro-c128-1m
+  // (130 tiles a row) ran 4-14 % faster. Short CTAs pay fixed costs (prologue, split epilogue, the second
+  // combine launch behind the first) that kFixedCostTiles and the combine charge do not hold.
+  constexpr int kSplitBodyMinimumTiles = 16;
+  for (const int body_splits : counts) {
+    const int body_tiles_per_split = ceil_div(total_tiles, body_splits);
+    if (body_splits > 1 && body_tiles_per_split < kSplitBodyMinimumTiles) continue;
+    const int64_t body_row_ctas = head_blocks * body_splits;
+    const int64_t most_waves = rows * body_row_ctas / device.sm_count;
+    for (int64_t waves = most_waves; waves >= 1 && waves > most_waves - kBodyWaveChoices; --waves) {
+      const int64_t body_rows = waves * device.sm_count / body_row_ctas;
+      if (body_rows <= 0 || body_rows >= rows) continue;
+      // SMs the body's CTAs leave idle in its last wave take tail CTAs from the start.
+      const int64_t idle_sms = waves * device.sm_count - body_rows * body_row_ctas;
+      double body_cost = static_cast<double>(waves) * (body_tiles_per_split + kFixedCostTiles);
+      if (body_splits > 1)
+        body_cost += kernel_combine_tiles(body_rows, shape.num_heads, device, kernel, body_splits);
+      if (body_cost >= cost) continue;  // the tail only adds
+      for (const int splits : counts) {
+        if (splits <= body_splits) continue;
+        const int tiles_per_split = ceil_div(total_tiles, splits);
+        const int64_t tail_ctas = (rows - body_rows) * head_blocks * splits;
+        const int64_t tail_waves = ceil_div(std::max<int64_t>(tail_ctas - idle_sms, 0), device.sm_count);
+        const double body_tail_cost =
+            body_cost + static_cast<double>(tail_waves) * (tiles_per_split + kFixedCostTiles) +
+            kernel_combine_tiles(rows - body_rows, shape.num_heads, device, kernel, splits);
+        if (body_tail_cost < cost) {
+          cost = body_tail_cost;
+          schedule->num_splits = splits;
+          schedule->tiles_per_split = tiles_per_split;
+          schedule->cluster_combine = false;
+          schedule->body_rows = static_cast<int>(body_rows);
+          schedule->body_splits = body_splits;
+          schedule->body_tiles_per_split = body_tiles_per_split;
+        }
+      }
     }
   }
 }
@@ -244,7 +271,7 @@ SplitSchedule plan_cuda_decode_splits(const DecodeShape& shape, const CudaDevice
   schedule.cluster_combine = cluster_combine;
   if (requested_splits <= 0) {
     split_small_compact_call_in_half_tiles(shape, device, kernel, best_cost, &schedule);
-    split_the_tail_rows(shape, device, kernel, best_cost, &schedule);
+    split_body_and_tail(shape, device, kernel, best_cost, &schedule);
   }
   return schedule;
 }

@@ -38,12 +38,11 @@ __device__ __forceinline__ float* lse_address(const DecodeParams& params, int ba
 }
 
 // Index of (query row, split, head) in the split partials: partial_lse [split rows][splits][h] and
-// partial_out rows of kHeadDim floats in the same order, so a CTA's heads are contiguous. Only the rows
-// from params.unsplit_rows on have partials.
+// partial_out rows of kHeadDim floats in the same order, so a CTA's heads are contiguous. Only the split
+// parts' rows have partials (common/split_grid.h).
 __device__ __forceinline__ int64_t partial_index(const DecodeParams& params, int64_t query_row, int split,
                                                  int head) {
-  return split_partial_row(query_row, split, params.unsplit_rows, params.num_splits) * params.num_heads +
-         head;
+  return split_partial_index(params, query_row, split, head);
 }
 
 // The softmax denominator of an unsplit row in the base-2 scaled domain: l + exp2(sink_log2 - m). A +inf
@@ -113,21 +112,19 @@ __device__ __forceinline__ uint16_t* out_row_address(const DecodeParams& params,
 
 // Whether this CTA's row is split (it writes partials for the combine) rather than unsplit (it writes out
 // and lse). From blockIdx and the parameters alone, so that the epilogue recomputes it instead of keeping
-// a register live through the tile loop.
+// a register live through the tile loop (common/split_grid.h).
 template <class Config>
 __device__ __forceinline__ bool cta_writes_partials(const DecodeParams& params) {
-  const unsigned head_blocks = static_cast<unsigned>(head_block_count(params.num_heads, Config::kHeadBlock));
-  return params.num_splits > 1 && blockIdx.x >= static_cast<unsigned>(params.unsplit_rows) * head_blocks;
+  return split_grid_cta_writes_partials(blockIdx.x, split_grid_of(params, Config::kHeadBlock));
 }
 
 template <class Config>
 __device__ __forceinline__ CtaCoordinates cta_coordinates(const DecodeParams& params) {
   CtaCoordinates coords;
-  // The grid's order and the unsplit rows: common/split_grid.h. Rows go in x (no 65535 limit).
-  const unsigned head_blocks = static_cast<unsigned>(head_block_count(params.num_heads, Config::kHeadBlock));
-  const SplitGridPosition position =
-      split_grid_position(blockIdx.x, static_cast<unsigned>(params.unsplit_rows) * head_blocks,
-                          static_cast<unsigned>(params.num_splits));
+  // The grid's order, body and tail: common/split_grid.h. Rows go in x (no 65535 limit).
+  const SplitGrid grid = split_grid_of(params, Config::kHeadBlock);
+  const unsigned head_blocks = static_cast<unsigned>(grid.head_blocks);
+  const SplitGridPosition position = split_grid_cta_position(blockIdx.x, grid);
   const unsigned row_block = position.row_block;
   coords.split = static_cast<int>(position.split);
   coords.query_row = static_cast<int>(row_block / head_blocks);
@@ -157,9 +154,9 @@ struct TileRange {
 template <class Config>
 __device__ __forceinline__ TileRange split_tile_range(const DecodeParams& params,
                                                       const CtaCoordinates& coords) {
-  const SplitTileRange schedule =
-      split_grid_tiles(static_cast<uint32_t>(coords.split), cta_writes_partials<Config>(params),
-                       params.tiles_per_split, params.total_tiles);
+  // The body's CTAs walk body_tiles_per_split tiles, the tail's tiles_per_split (split_grid.h).
+  const SplitTileRange schedule = split_grid_cta_tiles(blockIdx.x, static_cast<uint32_t>(coords.split),
+                                                       split_grid_of(params, Config::kHeadBlock));
   // Compute tiles per schedule tile: 1 for the 64-entry kernels (whose plans always split in 64-entry
   // tiles); 2, or 1 for a half-tile schedule, for the 32-entry kernel.
   int compute_tiles_per_schedule_tile = 1;

@@ -88,9 +88,9 @@ Status launch_sparse_decode_heads64_sm90(const DecodeParams& params, int device,
     return Status::Internal("sm90-h64: a cluster combine of " + std::to_string(params.num_splits) +
                             " splits (at most " + std::to_string(kMaxClusterSplits) + " CTAs a cluster)");
   }
-  if (params.cluster_combine != 0 && params.unsplit_rows != 0) {
+  if (params.cluster_combine != 0 && params.body_rows != 0) {
     return Status::Internal(
-        "sm90-h64: a cluster combine with unsplit rows (every row's splits are a cluster)");
+        "sm90-h64: a cluster combine with a body and a tail split (every row's splits are one cluster)");
   }
   if (params.cluster_combine == 0) {
     SMLA_RETURN_IF_ERROR(ensure_sm90_kernel_configured<false>(device));
