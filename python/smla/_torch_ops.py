@@ -57,9 +57,14 @@ def eager_helpers():
         _is_compiling, _tensor_type = is_compiling, torch.Tensor
         _dispatch_modes = getattr(torch._C, "_len_torch_dispatch_stack", lambda: 0)
         raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+        set_device = getattr(torch._C, "_cuda_setDevice", None) or torch.cuda.set_device
+        # Restoring the caller's device: since CUDA 12 setting a device creates its context, so torch >= 2.1
+        # restores one that has none only in its own bookkeeping (as its device guards do); older torch sets it.
+        restore_device = getattr(torch._C, "_cuda_maybeExchangeDevice", None) or set_device
         _eager = types.SimpleNamespace(
             current_device=getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device,
-            set_device=getattr(torch._C, "_cuda_setDevice", None) or torch.cuda.set_device,
+            set_device=set_device,
+            restore_device=restore_device,
             current_stream=raw_stream or (lambda device: torch.cuda.current_stream(device).cuda_stream),
         )
     return _eager

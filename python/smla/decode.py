@@ -350,7 +350,7 @@ class Plan:
         try:
             self._launch_packed(template, pointers, stream)
         finally:
-            eager.set_device(current)
+            eager.restore_device(current)
 
     def _run_direct(self, q, cache, indices, topk_length, extra_cache, extra_indices, extra_topk_length,
                     attn_sink, softmax_scale, out, lse, page_block_size, extra_page_block_size, stream):

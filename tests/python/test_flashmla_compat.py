@@ -201,18 +201,23 @@ def test_null_data_under_a_remembered_signature_is_refused_by_the_library():
 
 def test_device_guard_runs_on_the_plans_device_and_restores_the_callers(monkeypatch):
     """The guard logic of the torch path with stand-ins for torch's device calls (no GPU needed): the launch
-    sees the plan's device current and the caller's device comes back, also when the launch fails."""
+    sees the plan's device current and the caller's device comes back through restore_device (which does not
+    create a context on it), also when the launch fails."""
     import types
 
     from smla import _torch_ops
 
-    state = dict(current=1, launched_on=[])
+    state = dict(current=1, launched_on=[], restored=[])
 
     def set_device(index):
         state["current"] = index
 
+    def restore_device(index):
+        state["restored"].append(index)
+        state["current"] = index
+
     fake = types.SimpleNamespace(current_device=lambda: state["current"], set_device=set_device,
-                                 current_stream=lambda index: 1000 + index)
+                                 restore_device=restore_device, current_stream=lambda index: 1000 + index)
     monkeypatch.setattr(_torch_ops, "eager_helpers", lambda: fake)
     plan = smla.plan(1, 1, 1, 64, backend="cpu")
     plan.device_type, plan.device_index = "cuda", 0  # as a CUDA plan on device 0
@@ -228,9 +233,33 @@ def test_device_guard_runs_on_the_plans_device_and_restores_the_callers(monkeypa
     with pytest.raises(smla.SmlaError, match="launch failed"):
         plan._launch_prepared_torch(None, "fail", 77)
     assert state["launched_on"][-1] == (0, 77) and state["current"] == 1
+    assert state["restored"] == [1, 1]
     state["current"] = 0  # already current: no switch
     plan._launch_prepared_torch(None, (), None)
-    assert state["launched_on"][-1] == (0, 1000) and state["current"] == 0
+    assert state["launched_on"][-1] == (0, 1000) and state["current"] == 0 and state["restored"] == [1, 1]
+
+
+@pytest.mark.parametrize("torch_has_it", [True, False])
+def test_the_callers_device_is_restored_without_creating_its_context_where_torch_can(monkeypatch, torch_has_it):
+    """torch >= 2.1 has torch._C._cuda_maybeExchangeDevice (what its own device guards restore with: a device
+    without a context is made current in torch's bookkeeping only, since setting it would create one); the
+    torch path restores with it where it exists, else with torch's set_device."""
+    torch = pytest.importorskip("torch")
+    from smla import _torch_ops
+
+    def maybe_exchange(index):
+        return index
+
+    if torch_has_it:
+        monkeypatch.setattr(torch._C, "_cuda_maybeExchangeDevice", maybe_exchange, raising=False)
+    else:
+        monkeypatch.delattr(torch._C, "_cuda_maybeExchangeDevice", raising=False)
+    monkeypatch.setattr(_torch_ops, "_eager", None)
+    helpers = _torch_ops.eager_helpers()
+    if torch_has_it:
+        assert helpers.restore_device is maybe_exchange
+    else:
+        assert helpers.restore_device is helpers.set_device
 
 
 def test_errors_name_the_arguments_as_flash_mla_with_kvcache_calls_them():

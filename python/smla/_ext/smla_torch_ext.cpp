@@ -20,8 +20,10 @@
 #include <c10/core/impl/TorchDispatchModeTLS.h>
 #include <torch/csrc/Exceptions.h>
 #include <torch/csrc/autograd/python_variable.h>
+#include <torch/version.h>
 
 #ifdef SMLA_TORCH_EXT_CUDA
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -235,6 +237,19 @@ void raise_smla_error(int status, const std::string& message) {
   Py_DECREF(error);
 }
 
+#ifdef SMLA_TORCH_EXT_CUDA
+// Makes `device` the caller's current device again after a call. Since CUDA 12 setting a device creates its
+// context, so torch >= 2.1 restores a device that has none only in its own bookkeeping (MaybeSetDevice, as its
+// device guards do); older torch sets it.
+void restore_device(c10::DeviceIndex device) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  C10_CUDA_CHECK(c10::cuda::MaybeSetDevice(device));
+#else
+  c10::cuda::set_device(device);
+#endif
+}
+#endif
+
 // Runs the library on `args` as the Python path does: on torch's current stream of the plan's device, with
 // that device made current for the call and the caller's restored after. False with a Python exception set
 // on failure (SmlaError for a failed status, with the library's message).
@@ -273,7 +288,7 @@ bool launch(const PlanState& plan, const uint8_t* args) {
 #ifdef SMLA_TORCH_EXT_CUDA
   if (previous_device >= 0) {
     try {
-      c10::cuda::set_device(static_cast<c10::DeviceIndex>(previous_device));
+      restore_device(static_cast<c10::DeviceIndex>(previous_device));
     } catch (...) {
       if (status == 0) {
         torch::translate_exception_to_python(std::current_exception());
