@@ -59,6 +59,13 @@ detail::CudaDeviceInfo device_info(const SimulatedDevice& device) {
   return info;
 }
 
+// The split schedule an H200 plans for `shape`, uncapped or under the 99 KB cap, with the kernel it chooses.
+detail::SplitSchedule h200_schedule(const DecodeShape& shape, bool capped) {
+  detail::CudaDeviceInfo device = device_info(kDevices[5]);
+  if (capped) device.max_shared_bytes = 101376;
+  return detail::plan_cuda_decode_splits(shape, device, detail::choose_decode_kernel(shape, device), 0);
+}
+
 struct NamedShape {
   const char* name;
   int32_t num_heads, seq_q, topk, extra_topk;
@@ -505,11 +512,7 @@ TEST(KernelChoice, TailSplitPlansOfTheMeasuredCliffs) {
       {"capped pro-c4 b=128", {128, 1, 128, 128, 1024}, true, 0, 0, 0},
   };
   for (const Case& test_case : cases) {
-    detail::CudaDeviceInfo device = device_info(kDevices[5]);
-    if (test_case.capped) device.max_shared_bytes = 101376;
-    const detail::KernelChoice choice = detail::choose_decode_kernel(test_case.shape, device);
-    const detail::SplitSchedule schedule =
-        detail::plan_cuda_decode_splits(test_case.shape, device, choice, 0);
+    const detail::SplitSchedule schedule = h200_schedule(test_case.shape, test_case.capped);
     EXPECT_EQ(schedule.body_rows, test_case.unsplit_rows) << test_case.name;
     if (test_case.unsplit_rows == 0) continue;
     EXPECT_EQ(schedule.body_splits, 1) << test_case.name;
@@ -614,11 +617,7 @@ TEST(KernelChoice, BodyAndTailSplitWhereWavesWouldBePartEmpty) {
       {"capped flash-c4 b=128", {128, 1, 64, 128, 512}, true, 1, 10, 0, 1, 0},
   };
   for (const Case& test_case : cases) {
-    detail::CudaDeviceInfo device = device_info(kDevices[5]);
-    if (test_case.capped) device.max_shared_bytes = 101376;
-    const detail::KernelChoice choice = detail::choose_decode_kernel(test_case.shape, device);
-    const detail::SplitSchedule schedule =
-        detail::plan_cuda_decode_splits(test_case.shape, device, choice, 0);
+    const detail::SplitSchedule schedule = h200_schedule(test_case.shape, test_case.capped);
     EXPECT_EQ(schedule.num_splits, test_case.splits) << test_case.name;
     EXPECT_EQ(schedule.tiles_per_split, test_case.tiles_per_split) << test_case.name;
     EXPECT_EQ(schedule.body_rows, test_case.body_rows) << test_case.name;

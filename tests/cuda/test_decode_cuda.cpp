@@ -216,6 +216,18 @@ DeviceResult run_on_device(const Plan& plan, const DecodeProblem& problem, Devic
   return result;
 }
 
+// A plan's first, eager run before a test captures it in a graph on `stream`: the workspace zeroed (and the
+// device synchronized: the capture's non-blocking stream is not ordered after the memset), the outputs
+// poisoned, one run outside any capture (it does the one-time per-device kernel setup), then a sync.
+void eager_run_before_capture(const Plan& plan, const DecodeProblem& problem, DeviceProblem& device,
+                              const DeviceBytes& workspace, cudaStream_t stream) {
+  if (workspace.bytes() > 0) CUDA_REQUIRE(cudaMemset(workspace.get(), 0, workspace.bytes()));
+  CUDA_REQUIRE(cudaDeviceSynchronize());
+  device.poison_outputs(stream);
+  status_require(run(plan, device.args(problem), workspace.get(), workspace.bytes(), stream), "eager run");
+  CUDA_REQUIRE(cudaStreamSynchronize(stream));
+}
+
 // A device result viewed as a reference, to compare two kernel results with the same tolerances.
 Reference as_reference(const DeviceResult& result, const DecodeShape& shape) {
   Reference reference;
@@ -1053,15 +1065,9 @@ TEST(DecodeCuda, GraphReplaySeesNewIndicesAndLengths) {
     DeviceProblem device(first);
     const Plan plan = make_cuda_plan(first.shape, 0);
     DeviceBytes workspace(plan.workspace_bytes());
-    CUDA_REQUIRE(cudaMemset(workspace.get(), 0, workspace.bytes()));
-    CUDA_REQUIRE(cudaDeviceSynchronize());  // the non-blocking stream below is not ordered after it
-
     GraphStream captured;
     const cudaStream_t stream = captured.stream;
-    // Eager run first (also performs the one-time per-device kernel setup outside the capture).
-    device.poison_outputs(stream);
-    status_require(run(plan, device.args(first), workspace.get(), workspace.bytes(), stream), "eager run");
-    CUDA_REQUIRE(cudaStreamSynchronize(stream));
+    eager_run_before_capture(plan, first, device, workspace, stream);
 
     Status captured_status = Status::Ok();
     captured.capture(
@@ -1118,15 +1124,9 @@ TEST(DecodeCuda, BodyAndTailGraphReplaySeesNewInputs) {
                                 describe_schedule(plan) + (cap > 0 ? " capped" : "");
       EXPECT_GT(plan.body_rows(), 0) << label << ": not a body and tail plan";
       DeviceBytes workspace(plan.workspace_bytes());
-      CUDA_REQUIRE(cudaMemset(workspace.get(), 0, workspace.bytes()));
-      CUDA_REQUIRE(cudaDeviceSynchronize());  // the non-blocking stream below is not ordered after it
-
       GraphStream captured;
       const cudaStream_t stream = captured.stream;
-      // Eager run first (the one-time per-device kernel setup outside the capture).
-      device.poison_outputs(stream);
-      status_require(run(plan, device.args(first), workspace.get(), workspace.bytes(), stream), "eager run");
-      CUDA_REQUIRE(cudaStreamSynchronize(stream));
+      eager_run_before_capture(plan, first, device, workspace, stream);
       Status captured_status = Status::Ok();
       captured.capture([&] {
         device.poison_outputs(stream);
