@@ -137,10 +137,6 @@ struct WorkspaceLayout {
     layout.total_bytes = align_up(layout.partial_out_offset + out_bytes);
     return layout;
   }
-  // Every one of `rows` rows in num_splits splits (no partials when num_splits = 1).
-  static WorkspaceLayout make(int64_t rows, int64_t num_heads, int64_t num_splits) {
-    return for_partial_rows(num_splits > 1 ? rows * num_splits : 0, num_heads);
-  }
 };
 
 }  // namespace smla::detail

@@ -477,14 +477,6 @@ TEST(KernelChoice, NarrowCallRuleComparesTheLongestCta) {
   }
 }
 
-// The sm_90a kernel's splits combine in its clusters or through the combine kernel, whichever the model
-// charges less (schedule.cpp, v72): the combine launch 1.1 tiles, clusters queued behind the resident ones
-// 1.25x their waves. Measured boundaries on the H200 (same-process A/Bs, 2026-12-04): flash-c4 keeps 4-CTA
-// clusters at 23 / 24 rows and 3-CTA ones at 32, and runs unsplit at 70 (3-CTA clusters queued: 18 %
-// slower); pro-c4 takes 6-CTA clusters at 7 rows (9 splits through the combine kernel: 6 % slower), 3 splits
-// through the combine kernel at 21 (2-CTA clusters: 12 % slower), unsplit at 40 (queued 4-CTA clusters:
-// 23 % slower), and keeps queued 3-CTA clusters at 36 (0.3 % faster than unsplit); pro-c128-1m at 48 rows
-// takes 4 splits through the combine kernel (queued 8-CTA clusters: 24 % slower).
 // v73's tail splits at the rows its A/B measured (docs/perf.md, "v73 and v74 measured"; H200, 2026-12-05),
 // on the H200 description: the unsplit rows fill whole waves, the rest run in short splits after them; the
 // named batches keep uniform plans.
@@ -522,6 +514,14 @@ TEST(KernelChoice, TailSplitPlansOfTheMeasuredCliffs) {
   }
 }
 
+// The sm_90a kernel's splits combine in its clusters or through the combine kernel, whichever the model
+// charges less (schedule.cpp, v72): the combine launch 1.1 tiles, clusters queued behind the resident ones
+// 1.25x their waves. Measured boundaries on the H200 (same-process A/Bs, 2026-12-04): flash-c4 keeps 4-CTA
+// clusters at 23 / 24 rows and 3-CTA ones at 32, and runs unsplit at 70 (3-CTA clusters queued: 18 %
+// slower); pro-c4 takes 6-CTA clusters at 7 rows (9 splits through the combine kernel: 6 % slower), 3 splits
+// through the combine kernel at 21 (2-CTA clusters: 12 % slower), unsplit at 40 (queued 4-CTA clusters:
+// 23 % slower), and keeps queued 3-CTA clusters at 36 (0.3 % faster than unsplit); pro-c128-1m at 48 rows
+// takes 4 splits through the combine kernel (queued 8-CTA clusters: 24 % slower).
 TEST(KernelChoice, Sm90CombineInClustersOnlyWhereTheyPay) {
   struct Case {
     const char* name;

@@ -609,7 +609,8 @@ TEST_F(ArgsValidation, CudaPlanWorkspaceCarveUp) {
   Plan cuda_plan;
   ASSERT_TRUE(make_plan(problem.shape, options, &cuda_plan).ok());
   ASSERT_EQ(cuda_plan.num_splits(), 2);
-  const detail::WorkspaceLayout layout = detail::WorkspaceLayout::make(4, 4, 2);
+  // 4 query rows in 2 splits of 4 heads: 8 partial rows.
+  const detail::WorkspaceLayout layout = detail::WorkspaceLayout::for_partial_rows(4 * 2, 4);
   EXPECT_EQ(cuda_plan.workspace_bytes(), layout.total_bytes);
   alignas(256) static unsigned char fake_workspace[1];  // addresses only; nothing is dereferenced
   const detail::DecodeParams params = detail::build_decode_params(cuda_plan, args, fake_workspace);

@@ -813,8 +813,8 @@ struct BodyAndTailPlans {
 
 // Each case at each of its planned SM counts whose plan has a body, against the reference (in quick mode at
 // most two plans with an unsplit body per case): sinks with +-inf, rows 0 (in the body) and the last (in the
-// tail) empty. Each case must give at least one such plan. The
-// plan's kernel, body and tail are printed with each result.
+// tail) empty. Each case must give at least one such plan. The plan's kernel, body and tail are printed with
+// each result.
 BodyAndTailPlans expect_body_and_tail_plans_match_reference(std::vector<BodyAndTailCase> cases,
                                                             uint64_t seed) {
   BodyAndTailPlans plans;
@@ -862,9 +862,10 @@ BodyAndTailPlans expect_body_and_tail_plans_match_reference(std::vector<BodyAndT
 // that fill whole waves (the body) run in few splits or none, and only the rows after them (the tail) in
 // more; each split part goes through its own combine launch. Small planned SM counts (options.sm_count) give
 // such plans on small problems for whichever kernel the device and the cap choose; each must match the
-// reference (empty rows, +-inf sinks, per-query lengths, odd page sizes). `body_sm_counts` are those where
-// an H200 plans a split body too (mma99-h16 for the first problem, mma99-h32 under the 99 KB cap for the
-// second, sm90-h64 uncapped and mma99-h32 capped for the last), the others a tail split of an unsplit body.
+// reference (empty rows, +-inf sinks, per-query lengths, odd page sizes). The first four problems' rows
+// (10 or 4 tiles) are too short for a split body, whose splits must walk 16+ tiles: they give tail splits of
+// an unsplit body. The last three have 34-tile rows, where an H200 also plans split bodies at some of their
+// SM counts (the 23-row problem at 44 SMs uncapped on sm90-h64, at 88 capped on mma99-h32).
 TEST(DecodeCuda, BodyAndTailSplitRowsMatchReference) {
   SMLA_SKIP_WITHOUT_CUDA();
   if (std::getenv("SMLA_SM_COUNT") != nullptr) {
@@ -875,8 +876,7 @@ TEST(DecodeCuda, BodyAndTailSplitRowsMatchReference) {
       {test::problem_config(7, 1, 64, 128, 512, 64, 2), {4, 6, 7, 8, 9, 10, 12, 16, 22}},
       {test::problem_config(3, 3, 32, 128, 512, 61, 2), {4, 6, 7, 8, 9, 10, 12, 16, 22}},
       {test::problem_config(9, 1, 8, 256, 0, 2, 64), {4, 6, 7, 8, 9, 10, 12, 16, 22}},
-      // split bodies
-      // (split bodies need 16+ tiles a split: these rows have 34 tiles)
+      // 34-tile rows: split bodies too
       {test::problem_config(7, 1, 8, 128, 2048, 64, 61), {6, 10}},
       {test::problem_config(4, 2, 32, 128, 2048, 2, 256), {7, 15}},
       {test::problem_config(23, 1, 64, 128, 2048, 256, 64), {44, 67, 88}},
