@@ -176,4 +176,13 @@ SMLA_SPLIT_GRID_INLINE int split_combine_rows(int32_t query_rows, int32_t body_r
   return count;
 }
 
+// Index of (row `row_in_range` of `range`, split 0, head) in partial_lse (times kHeadDim in partial_out):
+// the same index as split_partial_index of that query row, taken from the range alone. Split s lies
+// s * num_heads further on.
+SMLA_SPLIT_GRID_INLINE int64_t split_combine_partial_index(const SplitCombineRows& range,
+                                                           int64_t row_in_range, int32_t num_heads,
+                                                           int32_t head) {
+  return (range.first_partial_row + row_in_range * range.splits) * num_heads + head;
+}
+
 }  // namespace smla::detail

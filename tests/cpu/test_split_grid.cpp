@@ -220,6 +220,9 @@ TEST(SplitGrid, KernelRulesPlaceEveryCtaFromTheParameters) {
   }
 }
 
+// A head count that is no head block's multiple, for the combine's partial indices.
+constexpr int32_t kHeadsOfTheIndexCheck = 61;
+
 // The combine launches (split_combine_rows) reduce every split row once, with its part's split count, and
 // read the partial rows the decode kernels wrote for it.
 TEST(SplitGrid, CombineLaunchesCoverTheSplitRowsOnce) {
@@ -237,11 +240,23 @@ TEST(SplitGrid, CombineLaunchesCoverTheSplitRowsOnce) {
         ASSERT_LT(row, g.rows) << g.label() << " launch " << i;
         ++combined[static_cast<size_t>(row)];
         EXPECT_EQ(range.splits, g.splits_of_row(row)) << g.label() << " row " << row;
-        // The combine's partial row of (row, split s) is first_partial_row + r * splits + s.
+        // The combine's partial row of (row, split s) is first_partial_row + r * splits + s, and the index
+        // the combine kernels read from is the decode kernels' split_partial_index.
+        DecodeParams params;  // as dispatch.cpp builds it (body_splits 1 without a body)
+        params.num_heads = kHeadsOfTheIndexCheck;
+        params.body_rows = static_cast<int32_t>(g.body_rows);
+        params.body_splits = g.body_rows > 0 ? g.body_splits : 1;
+        params.num_splits = g.splits;
         for (int32_t split = 0; split < range.splits; ++split) {
           EXPECT_EQ(range.first_partial_row + static_cast<int64_t>(r) * range.splits + split,
                     split_partial_row(row, split, g.body_rows, g.body_splits, g.splits))
               << g.label() << " row " << row << " split " << split;
+          for (int32_t head : {0, kHeadsOfTheIndexCheck - 1}) {
+            EXPECT_EQ(split_combine_partial_index(range, r, params.num_heads, head) +
+                          static_cast<int64_t>(split) * params.num_heads,
+                      split_partial_index(params, row, split, head))
+                << g.label() << " row " << row << " split " << split << " head " << head;
+          }
         }
       }
     }

@@ -168,7 +168,7 @@ __global__ void __launch_bounds__(kCombineThreads, combine_min_blocks(MinBlocksP
     seq = static_cast<int>(query_row % params.seq_q);
   }
   const int num_splits = range.splits;
-  const int64_t first_partial = (range.first_partial_row + range_row * num_splits) * params.num_heads + head;
+  const int64_t first_partial = split_combine_partial_index(range, range_row, params.num_heads, head);
   const int64_t split_step = params.num_heads;
   const float* split_lse = params.partial_lse + first_partial;
   const float4* partial_rows = reinterpret_cast<const float4*>(params.partial_out + first_partial * kHeadDim);
@@ -280,8 +280,7 @@ __global__ void __launch_bounds__(grouped_combine_threads(Groups), 1)
   const int group = static_cast<int>(threadIdx.x) / kCombineThreads;
   const int column = static_cast<int>(threadIdx.x) % kCombineThreads;
   const int num_splits = range.splits;
-  const int64_t first_partial =
-      (range.first_partial_row + static_cast<int64_t>(row_in_range) * num_splits) * params.num_heads + head;
+  const int64_t first_partial = split_combine_partial_index(range, row_in_range, params.num_heads, head);
   const int64_t split_step = params.num_heads;
   const float* split_lse = params.partial_lse + first_partial;
   const float4* partial_rows = reinterpret_cast<const float4*>(params.partial_out + first_partial * kHeadDim);
