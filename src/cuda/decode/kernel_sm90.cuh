@@ -616,7 +616,7 @@ __device__ __forceinline__ void consume(const DecodeParams& params, const CtaCoo
     } else {
       inverse[r] = empty ? 0.f : 1.f / row_sum;
       if (writes_lse) {
-        params.partial_lse[partial_index(params, coords.query_row, coords.split, head)] =
+        params.partial_lse[split_partial_index(params, coords.query_row, coords.split, head)] =
             empty ? empty_split_lse() : lse;
       }
     }

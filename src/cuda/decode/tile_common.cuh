@@ -37,14 +37,6 @@ __device__ __forceinline__ float* lse_address(const DecodeParams& params, int ba
          head * params.lse_stride_head;
 }
 
-// Index of (query row, split, head) in the split partials: partial_lse [split rows][splits][h] and
-// partial_out rows of kHeadDim floats in the same order, so a CTA's heads are contiguous. Only the split
-// parts' rows have partials (common/split_grid.h).
-__device__ __forceinline__ int64_t partial_index(const DecodeParams& params, int64_t query_row, int split,
-                                                 int head) {
-  return split_partial_index(params, query_row, split, head);
-}
-
 // The softmax denominator of an unsplit row in the base-2 scaled domain: l + exp2(sink_log2 - m). A +inf
 // sink gives an infinite denominator (out = 0), a -inf sink (or none: pass -inf) plain softmax; the row's
 // largest entry contributes >= 1 to l, so an overflow-free m keeps the sum finite for any finite sink.
@@ -189,7 +181,7 @@ __device__ __forceinline__ RowTiles row_tiles(const DecodeParams& params, const 
 __device__ __forceinline__ float* partial_rows_address(const DecodeParams& params,
                                                        const CtaCoordinates& coords) {
   return params.partial_out +
-         partial_index(params, coords.query_row, coords.split, coords.head_base) * kHeadDim;
+         split_partial_index(params, coords.query_row, coords.split, coords.head_base) * kHeadDim;
 }
 
 // Split epilogue: the block's staged fp32 rows (stride StageStride floats) to this (query row, split)'s
@@ -226,7 +218,7 @@ __device__ __forceinline__ void finish_head_row(const DecodeParams& params, cons
     *lse_address(params, coords.batch, coords.seq, head) = empty ? empty_row_lse() : lse;
   } else {
     row_inverse[block_row] = empty ? 0.f : 1.f / row_sum;
-    params.partial_lse[partial_index(params, coords.query_row, coords.split, head)] =
+    params.partial_lse[split_partial_index(params, coords.query_row, coords.split, head)] =
         empty ? empty_split_lse() : lse;
   }
 }
