@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 
 namespace {
@@ -44,6 +45,20 @@ class DeviceScope {
   cudaError_t error_ = cudaSuccess;
 };
 
+// The device argument of create and destroy: checked, then made current for the caller's scope.
+smla_status_t enter_device(int32_t device, std::optional<DeviceScope>& scope, char* message,
+                           size_t message_bytes) {
+  if (device < 0) {
+    return fail(SMLA_STATUS_INVALID_ARGUMENT, "device must be >= 0 (got " + std::to_string(device) + ")",
+                message, message_bytes);
+  }
+  scope.emplace(device);
+  if (scope->error() != cudaSuccess)
+    return cuda_failure(scope->error(), ("cudaSetDevice(device " + std::to_string(device) + ")").c_str(),
+                        message, message_bytes);
+  return SMLA_STATUS_OK;
+}
+
 }  // namespace
 
 extern "C" {
@@ -53,14 +68,10 @@ smla_status_t smla_device_workspace_create(int32_t device, size_t bytes, void** 
   if (workspace == nullptr)
     return fail(SMLA_STATUS_INVALID_ARGUMENT, "workspace must not be NULL", message, message_bytes);
   *workspace = nullptr;
-  if (device < 0) {
-    return fail(SMLA_STATUS_INVALID_ARGUMENT, "device must be >= 0 (got " + std::to_string(device) + ")",
-                message, message_bytes);
-  }
-  const DeviceScope scope(device);
-  if (scope.error() != cudaSuccess)
-    return cuda_failure(scope.error(), ("cudaSetDevice(device " + std::to_string(device) + ")").c_str(),
-                        message, message_bytes);
+  std::optional<DeviceScope> scope;
+  if (const smla_status_t status = enter_device(device, scope, message, message_bytes);
+      status != SMLA_STATUS_OK)
+    return status;
   void* memory = nullptr;
   cudaError_t error = cudaMalloc(&memory, bytes > 0 ? bytes : 16);
   if (error != cudaSuccess) return cuda_failure(error, "cudaMalloc(workspace)", message, message_bytes);
@@ -84,14 +95,10 @@ smla_status_t smla_device_workspace_create(int32_t device, size_t bytes, void** 
 smla_status_t smla_device_workspace_destroy(int32_t device, void* workspace, char* message,
                                             size_t message_bytes) {
   if (workspace == nullptr) return SMLA_STATUS_OK;
-  if (device < 0) {
-    return fail(SMLA_STATUS_INVALID_ARGUMENT, "device must be >= 0 (got " + std::to_string(device) + ")",
-                message, message_bytes);
-  }
-  const DeviceScope scope(device);
-  if (scope.error() != cudaSuccess)
-    return cuda_failure(scope.error(), ("cudaSetDevice(device " + std::to_string(device) + ")").c_str(),
-                        message, message_bytes);
+  std::optional<DeviceScope> scope;
+  if (const smla_status_t status = enter_device(device, scope, message, message_bytes);
+      status != SMLA_STATUS_OK)
+    return status;
   const cudaError_t error = cudaFree(workspace);
   if (error != cudaSuccess) return cuda_failure(error, "cudaFree(workspace)", message, message_bytes);
   return SMLA_STATUS_OK;

@@ -246,6 +246,18 @@ TEST(CApi, DeviceWorkspaceDestroyRejectsANegativeDevice) {
             SMLA_STATUS_OK);  // nothing to free
 }
 
+TEST(CApi, DeviceWorkspaceCreateRejectsBadArgumentsBeforeTouchingADevice) {
+  char message[256] = {};
+  void* workspace = reinterpret_cast<void*>(0x1);  // create clears it before any check that can fail
+  EXPECT_EQ(smla_device_workspace_create(-1, 16, &workspace, message, sizeof(message)),
+            SMLA_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(message).find("device must be >= 0 (got -1)"), std::string::npos) << message;
+  EXPECT_EQ(workspace, nullptr);
+  EXPECT_EQ(smla_device_workspace_create(0, 16, nullptr, message, sizeof(message)),
+            SMLA_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(message).find("workspace must not be NULL"), std::string::npos) << message;
+}
+
 TEST(CApi, AppendRejectsUnknownMemorySpace) {
   alignas(16) static unsigned char pool[1728];
   const smla_cache_layout_t cache{pool, 2, 1728, 1};
