@@ -4,6 +4,7 @@
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <memory>
 #include <new>
 #include <string>
 #include <vector>
@@ -130,13 +131,10 @@ smla_status_t smla_plan_create(const smla_decode_shape_t* shape, const smla_plan
   if (shape == nullptr) return null_argument("shape");
   if (options == nullptr) return null_argument("options");
   return guarded([&] {
-    smla_plan_s* handle = new smla_plan_s;
-    const smla::Status status = smla::make_plan(*shape, *options, &handle->plan);
-    if (!status.ok()) {
-      delete handle;
-      return status;
-    }
-    *plan = handle;
+    // Owned until the plan is made: a failed or throwing make_plan frees it.
+    auto handle = std::make_unique<smla_plan_s>();
+    smla::Status status = smla::make_plan(*shape, *options, &handle->plan);
+    if (status.ok()) *plan = handle.release();
     return status;
   });
 }
