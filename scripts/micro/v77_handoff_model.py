@@ -4,8 +4,7 @@ the slice warps' loop in kernel_compact_producers.cuh (scripts/micro/v77_mma99_p
 written again by hand, run under random interleavings. Run it after changing that protocol (it is not a
 test of the kernel: it cannot see the code drift from it).
 
-A randomized interleaving model of v77's hand-offs (compact_producer.cuh / kernel_compact_producers.cuh):
-P producer 'threads' and C slice 'threads', two mbarriers (full: P arrivals, free: C arrivals), one K tile,
+The model: P producer 'threads' and C slice 'threads', two mbarriers (full: P arrivals, free: C arrivals), one K tile,
 one header. Checks: no deadlock; a slice thread reads tile u's K and header only after every producer
 stored tile u; a producer overwrites the K tile / header only after every slice thread read the previous
 contents (Q for the first tile)."""
