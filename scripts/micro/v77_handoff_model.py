@@ -7,7 +7,9 @@ test of the kernel: it cannot see the code drift from it).
 The model: P producer 'threads' and C slice 'threads', two mbarriers (full: P arrivals, free: C arrivals), one K tile,
 one header. Checks: no deadlock; a slice thread reads tile u's K and header only after every producer
 stored tile u; a producer overwrites the K tile / header only after every slice thread read the previous
-contents (Q for the first tile)."""
+contents (Q for the first tile). Each producer's part of the K tile is tracked apart (since 2026-12-05,
+twenty-third session; before, one version for the whole tile let a read pass once any producer had stored).
+It then checks itself: a full or free barrier initialised one arrival short must fail some interleaving."""
 import random
 
 class MBarrier:
@@ -21,11 +23,13 @@ class MBarrier:
     def done(self, parity):  # try_wait.parity: phase with this parity has completed
         return (self.phase & 1) != parity
 
-def run(tiles, P, C, seed):
+def run(tiles, P, C, seed, full_count=None, free_count=None):
+    """One interleaving. full_count / free_count other than P / C model a wrong init count (the self-test)."""
     rng = random.Random(seed)
-    full = MBarrier(P); free = MBarrier(C)
-    state = {"ktile": "Q", "header": None, "reads": {}, "writes": set()}
-    # K tile content versions: 'Q', then tile 0, 1, ...
+    full = MBarrier(P if full_count is None else full_count)
+    free = MBarrier(C if free_count is None else free_count)
+    # Each producer stores its own part of the K tile: the version of each part, 'Q' before the first tile.
+    state = {"ktile": {p: "Q" for p in range(P)}, "header": None}
     read_of = {c: set() for c in range(C)}  # which versions consumer c has read
     def producer(p):
         # mirrors TileProducer::run
@@ -43,7 +47,7 @@ def run(tiles, P, C, seed):
             prev = "Q" if phase == 0 else phase - 1
             for c in range(C):
                 assert prev in read_of[c], f"producer {p} overwrites {prev} before consumer {c} read it"
-            state["ktile"] = phase
+            state["ktile"][p] = phase
             if p == 0: state["header"] = ("tile", phase, last)
             yield
             full.arrive(); yield
@@ -58,7 +62,8 @@ def run(tiles, P, C, seed):
             if h[0] == "none":
                 return
             assert h[1] == phase, f"consumer {c} sees header {h} in phase {phase}"
-            assert state["ktile"] == phase, f"consumer {c} reads K version {state['ktile']} in phase {phase}"
+            assert all(v == phase for v in state["ktile"].values()), \
+                f"consumer {c} reads K parts {state['ktile']} in phase {phase}"
             read_of[c].add(phase)
             last = h[2]
             if not last:
@@ -81,7 +86,18 @@ def run(tiles, P, C, seed):
             alive.remove(i)
     return steps
 
+def expect_hazard(what, **counts):
+    """The model must catch a broken protocol: a wrong init count fails some interleaving."""
+    for seed in range(200):
+        try:
+            run(3, P=4, C=6, seed=seed, **counts)
+        except AssertionError:
+            return
+    raise SystemExit(f"the model did not catch {what}")
+
 for tiles in [0, 1, 2, 3, 7, 40]:
     for seed in range(200):
         run(tiles, P=4, C=6, seed=seed)
-print("ok: no deadlock or hazard over 6 tile counts x 200 interleavings")
+expect_hazard("a full barrier that completes before every producer stored", full_count=3)
+expect_hazard("a free barrier that completes before every slice thread read", free_count=5)
+print("ok: no deadlock or hazard over 6 tile counts x 200 interleavings; both broken init counts caught")
