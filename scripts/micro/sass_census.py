@@ -4,7 +4,8 @@
 The opcode of a Hopper / Blackwell instruction sits in the low 12 bits of its first 64-bit word. An opcode
 table built from `cuobjdump -sass` dumps made on the device machine (--build-map) names them here, so a
 cubin compiled on this machine can be counted: instructions, HMMAs, and between the first and the last HMMA
-(where the mma.sync kernels' tile loop lies) the instructions and the register moves (MOV, IMAD.MOV.U32).
+(where the mma.sync kernels' tile loop lies) the instructions and the register moves (MOV, IMAD.MOV.U32);
+for a cubin also its shared-memory loads and stores by access width (SHARED_ACCESS_KINDS below).
 A key can stand for several mnemonics of one family (ISETP.GE / ISETP.NE ...); the table keeps the most
 frequent, which is enough for counting classes. The table here (sass_opcodes_sm90a.json) comes from four
 sm_90a dumps of the mma99-h32 kernel (2026-12-03); other architectures need their own. docs/perf.md ("The tile loop's SASS", v64) shows the use:
@@ -73,13 +74,39 @@ def elf_sections(data):
     return [(name(h[0]), h[4], h[5]) for h in headers]
 
 
-def kernel_words(data):
-    """{kernel section name: [first words]} of the cubin's .text.* sections (16-byte instructions)."""
+def kernel_instructions(data):
+    """{kernel section name: [(first word, second word)]} of the cubin's .text.* sections (16-byte
+    instructions)."""
     out = {}
     for name, offset, size in elf_sections(data):
         if name.startswith(".text."):
-            out[name[len(".text."):]] = [struct.unpack_from("<Q", data, offset + i)[0] for i in range(0, size, 16)]
+            out[name[len(".text."):]] = [struct.unpack_from("<QQ", data, offset + i) for i in range(0, size, 16)]
     return out
+
+
+def kernel_words(data):
+    """{kernel section name: [first words]} of the cubin's .text.* sections."""
+    return {k: [first for first, _ in words] for k, words in kernel_instructions(data).items()}
+
+
+# Shared-memory loads and stores on sm_90a, by opcode key (register and uniform-register address forms), and
+# their access width: bits 9-11 of the second word, 4 / 5 / 6 = 32 / 64 / 128 bits (read from cubins of
+# st.shared / ld.shared .u32, .v2.u32 and .v4.u32 compiled with CUDA 13.0, 2026-12-05). The opcode table
+# names both STS keys "STS.64", its most frequent form, so the width has to come from here.
+SHARED_ACCESS_KINDS = {0x388: "STS", 0x988: "STS", 0x984: "LDS"}
+SHARED_ACCESS_BITS = {4: 32, 5: 64, 6: 128}
+
+
+def shared_access_widths(instructions):
+    """{"STS.128": n, "LDS.32": n, ...} over a kernel's (first word, second word) pairs; a width field this
+    table does not know counts as e.g. "STS.w7"."""
+    counts = collections.Counter()
+    for first, second in instructions:
+        kind = SHARED_ACCESS_KINDS.get(opcode_key(first))
+        if kind:
+            field = (second >> 9) & 7
+            counts["%s.%s" % (kind, SHARED_ACCESS_BITS.get(field, "w%d" % field))] += 1
+    return dict(sorted(counts.items()))
 
 
 def dump_functions(text):
@@ -142,7 +169,10 @@ def main(argv):
             if opcode_map is None:
                 with open(args.map) as f:
                     opcode_map = json.load(f)
-            counts = {k: census(w, opcode_map) for k, w in kernel_words(data).items()}
+            instructions = kernel_instructions(data)
+            counts = {k: census([first for first, _ in w], opcode_map) for k, w in instructions.items()}
+            for k, w in instructions.items():
+                counts[k]["shared_widths"] = shared_access_widths(w)
         else:  # a cuobjdump -sass dump: its own mnemonics
             counts = {k: census_of_names(n) for k, n in dump_functions(data.decode(errors="replace")).items()}
         for kernel, c in sorted(counts.items()):
@@ -151,9 +181,12 @@ def main(argv):
 
 
 def census_line(label, kernel, c):
-    return "%s %s: %d instructions, %d HMMA; first to last HMMA: %d instructions, %d moves; %s" % (
+    line = "%s %s: %d instructions, %d HMMA; first to last HMMA: %d instructions, %d moves; %s" % (
         label, kernel, c["instructions"], c["hmma"], c["span"], c["span_moves"],
         " ".join("%s:%d" % kv for kv in c["span_opcodes"].items()))
+    if "shared_widths" in c:  # cubins only (a dump's mnemonics carry the width themselves)
+        line += "; shared memory " + " ".join("%s:%d" % kv for kv in c["shared_widths"].items())
+    return line
 
 
 if __name__ == "__main__":

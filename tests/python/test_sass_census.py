@@ -72,3 +72,28 @@ def test_committed_table_names_the_mma_and_move_opcodes():
         committed = json.load(f)
     assert committed["%03x" % HMMA].startswith("HMMA")
     assert "MOV" in committed.values() and "IMAD.MOV.U32" in committed.values()
+
+
+# Shared-memory accesses as ptxas (CUDA 13.0) encoded them for sm_90a: st.shared / ld.shared .u32, .v2.u32 and
+# .v4.u32 (first word, second word).
+STS_32 = (0x0000000405007388, 0x000FE80000000800)
+STS_64 = (0x0000000600007388, 0x000FE80000000A00)
+STS_128 = (0x0000000400007388, 0x000FE80000000C00)
+LDS_32 = (0x00000004FF057984, 0x000E620008000800)
+LDS_128 = (0x00000004FF047984, 0x000E220008000C00)
+
+
+def test_shared_access_widths_reads_the_width_field():
+    widths = sass_census.shared_access_widths([STS_32, STS_128, STS_128, STS_64, LDS_32, LDS_128, (MOV, 0)])
+    assert widths == {"LDS.128": 1, "LDS.32": 1, "STS.128": 2, "STS.32": 1, "STS.64": 1}
+    assert sass_census.shared_access_widths([(STS_32[0], 0x0E00)]) == {"STS.w7": 1}
+
+
+def test_cubin_census_line_names_the_shared_access_widths(tmp_path, capsys):
+    text = b"".join(struct.pack("<QQ", *w) for w in (STS_128, (HMMA, 0), LDS_32, (HMMA, 0)))
+    cubin = tmp_path / "k.cubin"
+    cubin.write_bytes(minimal_elf([(".text.kernel_a", text)]))
+    assert sass_census.main([str(cubin)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("k.cubin kernel_a: 4 instructions, 2 HMMA")
+    assert line.endswith("; shared memory LDS.32:1 STS.128:1")
