@@ -90,11 +90,11 @@ def kernel_words(data):
 
 
 # Shared-memory loads and stores on sm_90a, by opcode key (register and uniform-register address forms), and
-# their access width: bits 9-11 of the second word, 4 / 5 / 6 = 32 / 64 / 128 bits (read from cubins of
-# st.shared / ld.shared .u32, .v2.u32 and .v4.u32 compiled with CUDA 13.0, 2026-12-05). The opcode table
-# names both STS keys "STS.64", its most frequent form, so the width has to come from here.
+# their access width: bits 9-11 of the second word, 0 / 1 / 2 / 3 = U8 / S8 / U16 / S16, 4 / 5 / 6 = 32 / 64
+# / 128 bits (read from cubins of st.shared / ld.shared of each width compiled with CUDA 13.0, 2026-12-05).
+# The opcode table names both STS keys "STS.64", its most frequent form, so the width has to come from here.
 SHARED_ACCESS_KINDS = {0x388: "STS", 0x988: "STS", 0x984: "LDS"}
-SHARED_ACCESS_BITS = {4: 32, 5: 64, 6: 128}
+SHARED_ACCESS_BITS = {0: "U8", 1: "S8", 2: "U16", 3: "S16", 4: "32", 5: "64", 6: "128"}
 
 
 def shared_access_widths(instructions):

@@ -86,6 +86,7 @@ LDS_128 = (0x00000004FF047984, 0x000E220008000C00)
 def test_shared_access_widths_reads_the_width_field():
     widths = sass_census.shared_access_widths([STS_32, STS_128, STS_128, STS_64, LDS_32, LDS_128, (MOV, 0)])
     assert widths == {"LDS.128": 1, "LDS.32": 1, "STS.128": 2, "STS.32": 1, "STS.64": 1}
+    assert sass_census.shared_access_widths([(STS_32[0], 0x0000), (LDS_32[0], 0x0600)]) == {"LDS.S16": 1, "STS.U8": 1}
     assert sass_census.shared_access_widths([(STS_32[0], 0x0E00)]) == {"STS.w7": 1}
 
 
