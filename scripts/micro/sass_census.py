@@ -84,17 +84,12 @@ def kernel_instructions(data):
     return out
 
 
-def kernel_words(data):
-    """{kernel section name: [first words]} of the cubin's .text.* sections."""
-    return {k: [first for first, _ in words] for k, words in kernel_instructions(data).items()}
-
-
 # Shared-memory loads and stores on sm_90a, by opcode key (register and uniform-register address forms), and
 # their access width: bits 9-11 of the second word, 0 / 1 / 2 / 3 = U8 / S8 / U16 / S16, 4 / 5 / 6 = 32 / 64
 # / 128 bits (read from cubins of st.shared / ld.shared of each width compiled with CUDA 13.0, 2026-12-05).
 # The opcode table names both STS keys "STS.64", its most frequent form, so the width has to come from here.
 SHARED_ACCESS_KINDS = {0x388: "STS", 0x988: "STS", 0x984: "LDS"}
-SHARED_ACCESS_BITS = {0: "U8", 1: "S8", 2: "U16", 3: "S16", 4: "32", 5: "64", 6: "128"}
+SHARED_ACCESS_WIDTHS = {0: "U8", 1: "S8", 2: "U16", 3: "S16", 4: "32", 5: "64", 6: "128"}
 
 
 def shared_access_widths(instructions):
@@ -105,7 +100,7 @@ def shared_access_widths(instructions):
         kind = SHARED_ACCESS_KINDS.get(opcode_key(first))
         if kind:
             field = (second >> 9) & 7
-            counts["%s.%s" % (kind, SHARED_ACCESS_BITS.get(field, "w%d" % field))] += 1
+            counts["%s.%s" % (kind, SHARED_ACCESS_WIDTHS.get(field, "w%d" % field))] += 1
     return dict(sorted(counts.items()))
 
 
@@ -169,9 +164,9 @@ def main(argv):
             if opcode_map is None:
                 with open(args.map) as f:
                     opcode_map = json.load(f)
-            instructions = kernel_instructions(data)
-            counts = {k: census([first for first, _ in w], opcode_map) for k, w in instructions.items()}
-            for k, w in instructions.items():
+            counts = {}
+            for k, w in kernel_instructions(data).items():
+                counts[k] = census([first for first, _ in w], opcode_map)
                 counts[k]["shared_widths"] = shared_access_widths(w)
         else:  # a cuobjdump -sass dump: its own mnemonics
             counts = {k: census_of_names(n) for k, n in dump_functions(data.decode(errors="replace")).items()}

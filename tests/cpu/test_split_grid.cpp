@@ -227,6 +227,11 @@ constexpr int32_t kHeadsOfTheIndexCheck = 61;
 // read the partial rows the decode kernels wrote for it.
 TEST(SplitGrid, CombineLaunchesCoverTheSplitRowsOnce) {
   for (const Geometry& g : geometries()) {
+    DecodeParams params;  // the partial-index fields as dispatch.cpp sets them (body_splits 1 without a body)
+    params.num_heads = kHeadsOfTheIndexCheck;
+    params.body_rows = static_cast<int32_t>(g.body_rows);
+    params.body_splits = g.body_rows > 0 ? g.body_splits : 1;
+    params.num_splits = g.splits;
     SplitCombineRows ranges[2];
     const int count = split_combine_rows(static_cast<int32_t>(g.rows), static_cast<int32_t>(g.body_rows),
                                          g.body_splits, g.splits, ranges);
@@ -242,11 +247,6 @@ TEST(SplitGrid, CombineLaunchesCoverTheSplitRowsOnce) {
         EXPECT_EQ(range.splits, g.splits_of_row(row)) << g.label() << " row " << row;
         // The combine's partial row of (row, split s) is first_partial_row + r * splits + s, and the index
         // the combine kernels read from is the decode kernels' split_partial_index.
-        DecodeParams params;  // as dispatch.cpp builds it (body_splits 1 without a body)
-        params.num_heads = kHeadsOfTheIndexCheck;
-        params.body_rows = static_cast<int32_t>(g.body_rows);
-        params.body_splits = g.body_rows > 0 ? g.body_splits : 1;
-        params.num_splits = g.splits;
         for (int32_t split = 0; split < range.splits; ++split) {
           EXPECT_EQ(range.first_partial_row + static_cast<int64_t>(r) * range.splits + split,
                     split_partial_row(row, split, g.body_rows, g.body_splits, g.splits))

@@ -60,10 +60,10 @@ def minimal_elf(sections):
     return header + body + names + b"".join(shdrs)
 
 
-def test_kernel_words_reads_the_first_word_of_each_instruction():
+def test_kernel_instructions_reads_both_words_of_each_instruction():
     text = b"".join(struct.pack("<QQ", w, 0xFFFF) for w in (HMMA, MOV, HMMA))
     elf = minimal_elf([(".nv.info", b"\1" * 8), (".text.kernel_a", text)])
-    assert sass_census.kernel_words(elf) == {"kernel_a": [HMMA, MOV, HMMA]}
+    assert sass_census.kernel_instructions(elf) == {"kernel_a": [(HMMA, 0xFFFF), (MOV, 0xFFFF), (HMMA, 0xFFFF)]}
 
 
 def test_committed_table_names_the_mma_and_move_opcodes():
