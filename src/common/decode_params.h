@@ -64,6 +64,12 @@ struct DecodeParams {
   int32_t body_rows = 0;
   int32_t body_splits = 1;
   int32_t body_tiles_per_split = 0;
+  // The grid's placement divisors (common/split_grid.h, set_split_grid_divisors, at launch): body_splits,
+  // num_splits, the launched kernel's head blocks a row, seq_q.
+  FastDivisor body_split_divisor = FastDivisor::make(1);
+  FastDivisor split_divisor = FastDivisor::make(1);
+  FastDivisor head_block_divisor = FastDivisor::make(1);
+  FastDivisor seq_q_divisor = FastDivisor::make(1);
 
   // Workspace pieces (CUDA backends). See WorkspaceLayout.
   float* partial_out = nullptr;       // [split_partial_rows][h][512] (common/split_grid.h)

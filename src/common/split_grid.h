@@ -23,6 +23,7 @@
 #include <cstdint>
 
 #include "common/decode_params.h"
+#include "common/fast_divisor.h"
 #include "smla/cache.h"  // SMLA_HOST_DEVICE
 
 // Inlined into the kernels whatever the compiler's heuristics (a call in the epilogue changes the register
@@ -49,12 +50,18 @@ struct SplitGridPosition {
 
 // `body_ctas` = body_rows * head_blocks * body_splits. Without a branch, as two uniform grids one after the
 // other (a body CTA has rest = 0, a tail CTA first = body_ctas, a multiple of body_splits): a branch here
-// grew mma99-h32's tile loop by 20 instructions (docs/perf.md, v73).
+// grew mma99-h32's tile loop by 20 instructions (docs/perf.md, v73). The split counts come as divisors
+// made on the host (docs/perf.md, v78): a run-time division is a ~15-instruction chain on every CTA's path to
+// its first load.
 SMLA_SPLIT_GRID_INLINE SplitGridPosition split_grid_position(uint32_t cta, uint32_t body_ctas,
-                                                             uint32_t body_splits, uint32_t splits) {
+                                                             const FastDivisor& body_splits,
+                                                             const FastDivisor& splits) {
   const uint32_t first = cta < body_ctas ? cta : body_ctas;
   const uint32_t rest = cta - first;
-  return {first / body_splits + rest / splits, first % body_splits + rest % splits};
+  const uint32_t first_rows = body_splits.divide(first);
+  const uint32_t rest_rows = splits.divide(rest);
+  return {first_rows + rest_rows,
+          (first - first_rows * body_splits.divisor) + (rest - rest_rows * splits.divisor)};
 }
 
 // The schedule tiles [begin, end) of split `split` of a part whose splits walk `tiles_per_split` tiles of
@@ -78,6 +85,7 @@ struct SplitGrid {
   int32_t body_rows, body_splits, body_tiles_per_split;
   int32_t splits, tiles_per_split;
   int32_t total_tiles;
+  FastDivisor body_split_divisor, split_divisor;  // of body_splits and splits (set_split_grid_divisors)
 };
 
 // The split_grid_cta_* functions take the CTA index by reference: taken by value, the compiler turned
@@ -92,7 +100,18 @@ SMLA_SPLIT_GRID_INLINE SplitGrid split_grid_of(const DecodeParams& params, int32
           params.body_tiles_per_split,
           params.num_splits,
           params.tiles_per_split,
-          params.total_tiles};
+          params.total_tiles,
+          params.body_split_divisor,
+          params.split_divisor};
+}
+
+// The divisors a launch of a kernel of `head_block` heads a CTA places its CTAs with (DecodeParams): set
+// on the host after the schedule fields, once the kernel is known.
+inline void set_split_grid_divisors(DecodeParams& params, int32_t head_block) {
+  params.body_split_divisor = FastDivisor::make(params.body_splits);
+  params.split_divisor = FastDivisor::make(params.num_splits);
+  params.head_block_divisor = FastDivisor::make(head_block_count(params.num_heads, head_block));
+  params.seq_q_divisor = FastDivisor::make(params.seq_q);
 }
 
 // The body's CTAs, the first of the grid: body_rows * head_blocks * body_splits.
@@ -108,8 +127,7 @@ SMLA_SPLIT_GRID_INLINE bool split_grid_cta_in_body(const uint32_t& cta, const Sp
 
 // Where CTA `cta` is (split_grid_position over the grid's two parts).
 SMLA_SPLIT_GRID_INLINE SplitGridPosition split_grid_cta_position(const uint32_t& cta, const SplitGrid& grid) {
-  return split_grid_position(cta, split_grid_body_ctas(grid), static_cast<uint32_t>(grid.body_splits),
-                             static_cast<uint32_t>(grid.splits));
+  return split_grid_position(cta, split_grid_body_ctas(grid), grid.body_split_divisor, grid.split_divisor);
 }
 
 // Whether CTA `cta` writes partials for the combine kernel (its part has more than one split) rather than

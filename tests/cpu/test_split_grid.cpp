@@ -77,8 +77,8 @@ TEST(SplitGrid, EveryRowBlockGetsItsCtasOnceInOrder) {
     std::vector<int> seen(static_cast<size_t>(g.rows * g.head_blocks * most_splits), 0);
     int64_t previous_row_block = -1;
     for (uint32_t cta = 0; cta < ctas; ++cta) {
-      const SplitGridPosition position = split_grid_position(
-          cta, body_ctas, static_cast<uint32_t>(g.body_splits), static_cast<uint32_t>(g.splits));
+      const SplitGridPosition position =
+          split_grid_position(cta, body_ctas, FastDivisor::make(g.body_splits), FastDivisor::make(g.splits));
       ASSERT_LT(position.row_block, g.rows * g.head_blocks) << g.label() << " cta " << cta;
       const int64_t row = position.row_block / g.head_blocks;
       // The kernels' test (cta_writes_partials, split_tile_range): the body's CTAs come first.
@@ -171,6 +171,8 @@ TEST(SplitGrid, KernelRulesPlaceEveryCtaFromTheParameters) {
       params.num_splits = g.splits;
       params.tiles_per_split = g.tiles_per_split;
       params.total_tiles = g.total_tiles;
+      params.seq_q = g.rows % 3 == 0 ? 3 : 1;
+      set_split_grid_divisors(params, head_block);  // as the launch does
       const std::string label = g.label() + " head_block=" + std::to_string(head_block);
       const SplitGrid grid = split_grid_of(params, head_block);
       ASSERT_EQ(grid.head_blocks, g.head_blocks) << label;
@@ -201,6 +203,14 @@ TEST(SplitGrid, KernelRulesPlaceEveryCtaFromTheParameters) {
         const SplitGridPosition position = split_grid_cta_position(cta, grid);
         EXPECT_EQ(position.row_block, want.row * g.head_blocks + want.head_block) << where;
         EXPECT_EQ(position.split, static_cast<uint32_t>(want.split)) << where;
+        // cta_coordinates' query row, head block, batch and position in the row by the launch's divisors.
+        const uint32_t query_row = params.head_block_divisor.divide(position.row_block);
+        EXPECT_EQ(query_row, want.row) << where;
+        EXPECT_EQ(position.row_block - query_row * params.head_block_divisor.divisor, want.head_block)
+            << where;
+        const uint32_t batch = params.seq_q_divisor.divide(query_row);
+        EXPECT_EQ(batch, want.row / params.seq_q) << where;
+        EXPECT_EQ(query_row - batch * params.seq_q_divisor.divisor, want.row % params.seq_q) << where;
         const int32_t part_splits = want.in_body ? g.body_splits : g.splits;
         const int32_t part_tiles_per_split = want.in_body ? g.body_tiles_per_split : g.tiles_per_split;
         EXPECT_EQ(split_grid_cta_writes_partials(cta, grid), part_splits > 1) << where;

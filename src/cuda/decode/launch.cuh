@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "common/decode_params.h"
+#include "common/split_grid.h"
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/shared_memory_limit.h"
 #include "cuda/decode/launch_config.h"
@@ -18,7 +19,9 @@ Status launch_decode_kernel(const DecodeParams& params, int device, cudaStream_t
   SMLA_RETURN_IF_ERROR(ensure_shared_memory_limit<Kernel>(device, Config::kSharedBytes));
   const DecodeLaunch launch(params, Config::kHeadBlock, Config::kThreads, Config::kSharedBytes, device,
                             stream);
-  SMLA_CUDA_CHECK(cudaLaunchKernelEx(launch.config(), Kernel, params));
+  DecodeParams placed = params;
+  set_split_grid_divisors(placed, Config::kHeadBlock);
+  SMLA_CUDA_CHECK(cudaLaunchKernelEx(launch.config(), Kernel, placed));
   return Status::Ok();
 }
 

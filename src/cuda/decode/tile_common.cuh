@@ -115,14 +115,29 @@ __device__ __forceinline__ CtaCoordinates cta_coordinates(const DecodeParams& pa
   CtaCoordinates coords;
   // The grid's order, body and tail: common/split_grid.h. Rows go in x (no 65535 limit).
   const SplitGrid grid = split_grid_of(params, Config::kHeadBlock);
-  const unsigned head_blocks = static_cast<unsigned>(grid.head_blocks);
   const SplitGridPosition position = split_grid_cta_position(blockIdx.x, grid);
   const unsigned row_block = position.row_block;
   coords.split = static_cast<int>(position.split);
-  coords.query_row = static_cast<int>(row_block / head_blocks);
-  coords.batch = coords.query_row / params.seq_q;
-  coords.seq = coords.query_row % params.seq_q;
-  coords.head_base = static_cast<int>(row_block % head_blocks) * Config::kHeadBlock;
+  if constexpr (Config::kHeadBlock == 32) {
+    // mma99-h32 keeps the run-time divisions: with the divisors below its tile loop compiled 54
+    // instructions longer (sm_90a; docs/perf.md, v78b), and its CTAs walk many tiles, so the prologue
+    // matters less.
+    const unsigned head_blocks = static_cast<unsigned>(grid.head_blocks);
+    coords.query_row = static_cast<int>(row_block / head_blocks);
+    coords.batch = coords.query_row / params.seq_q;
+    coords.seq = coords.query_row % params.seq_q;
+    coords.head_base = static_cast<int>(row_block % head_blocks) * Config::kHeadBlock;
+  } else {
+    // Divisions by the host's divisors (docs/perf.md, v78b): multiplies and shifts, not run-time division
+    // chains, on the path of the small calls' CTAs to their first load.
+    const unsigned query_row = params.head_block_divisor.divide(row_block);
+    const unsigned batch = params.seq_q_divisor.divide(query_row);
+    coords.query_row = static_cast<int>(query_row);
+    coords.batch = static_cast<int>(batch);
+    coords.seq = static_cast<int>(query_row - batch * params.seq_q_divisor.divisor);
+    coords.head_base =
+        static_cast<int>(row_block - query_row * params.head_block_divisor.divisor) * Config::kHeadBlock;
+  }
   coords.heads_here = min(Config::kHeadBlock, params.num_heads - coords.head_base);
   return coords;
 }

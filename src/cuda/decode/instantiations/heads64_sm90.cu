@@ -4,6 +4,7 @@
 #include <atomic>
 #include <string>
 
+#include "common/split_grid.h"
 #include "cuda/common/cuda_check.h"
 #include "cuda/common/shared_memory_limit.h"
 #include "cuda/decode/kernel.h"
@@ -84,6 +85,8 @@ int sm90_max_active_clusters(int device, int cluster_size) {
 Status launch_sparse_decode_heads64_sm90(const DecodeParams& params, int device, cudaStream_t stream) {
   using Config = DecodeConfigSm90;
   DecodeLaunch launch(params, Config::kHeadBlock, Config::kThreads, Config::kSharedBytes, device, stream);
+  DecodeParams placed = params;
+  set_split_grid_divisors(placed, Config::kHeadBlock);
   if (params.cluster_combine != 0 && !sm90_combines_in_cluster(params.num_splits)) {
     return Status::Internal("sm90-h64: a cluster combine of " + std::to_string(params.num_splits) +
                             " splits (at most " + std::to_string(kMaxClusterSplits) + " CTAs a cluster)");
@@ -94,13 +97,13 @@ Status launch_sparse_decode_heads64_sm90(const DecodeParams& params, int device,
   }
   if (params.cluster_combine == 0) {
     SMLA_RETURN_IF_ERROR(ensure_sm90_kernel_configured<false>(device));
-    SMLA_CUDA_CHECK(cudaLaunchKernelEx(launch.config(), sparse_mla_decode_sm90_kernel<false>, params));
+    SMLA_CUDA_CHECK(cudaLaunchKernelEx(launch.config(), sparse_mla_decode_sm90_kernel<false>, placed));
     return Status::Ok();
   }
   // One cluster per row: its splits combine inside the kernel.
   launch.set_cluster_size(params.num_splits);
   SMLA_RETURN_IF_ERROR(ensure_sm90_kernel_configured<true>(device));
-  SMLA_CUDA_CHECK(cudaLaunchKernelEx(launch.config(), sparse_mla_decode_sm90_kernel<true>, params));
+  SMLA_CUDA_CHECK(cudaLaunchKernelEx(launch.config(), sparse_mla_decode_sm90_kernel<true>, placed));
   return Status::Ok();
 }
 
