@@ -59,9 +59,20 @@ __device__ __forceinline__ float scaled_score(float score, float scale_log2) {
   return __fmul_rn(score, scale_log2);
 }
 
+// 2^x on the special-function unit with a subnormal result flushed to zero (ex2.approx.ftz.f32: one
+// MUFU.EX2; exp2f's subnormal-safe form adds a compare, a halving and a squaring on the softmax's chain,
+// docs/perf.md v79). Its accuracy is exp2f's (the same MUFU.EX2). Only weights and rescale factors go
+// through it: a row's largest entry has weight exactly 1 and every factor multiplies sums that include
+// such an entry, so a weight below 2^-126 changes a result by less than 2^-126 of it.
+__device__ __forceinline__ float exp2_flush_subnormal(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // One entry's softmax weight against the row's running max (base-2 scaled domain), for a valid entry.
 __device__ __forceinline__ float softmax_weight(float score, float scale_log2, float running_max) {
-  return exp2f(scaled_score(score, scale_log2) - running_max);
+  return exp2_flush_subnormal(scaled_score(score, scale_log2) - running_max);
 }
 
 // Lazy rescaling of one row's online softmax: the running max (base-2 scaled domain) moves only when the
@@ -74,7 +85,7 @@ __device__ __forceinline__ float lazy_rescale(float tile_max, float scale_log2, 
   const float tile_max_scaled = scaled_score(tile_max, scale_log2);
   float rescale = 1.f;
   if (tile_max_scaled > running_max + kLazyRescaleLog2) {
-    rescale = exp2f(running_max - tile_max_scaled);
+    rescale = exp2_flush_subnormal(running_max - tile_max_scaled);
     running_max = tile_max_scaled;
   }
   return rescale;
