@@ -114,6 +114,18 @@ inline void set_split_grid_divisors(DecodeParams& params, int32_t head_block) {
   params.seq_q_divisor = FastDivisor::make(params.seq_q);
 }
 
+// Where a row block (query_row * head_blocks + head block) lies: its query row, head block, batch and
+// position in the row (query_row = batch * seq_q + seq), by the launch's divisors (set_split_grid_divisors).
+struct SplitGridRow {
+  uint32_t query_row, head_block, batch, seq;
+};
+SMLA_SPLIT_GRID_INLINE SplitGridRow split_grid_row_of(uint32_t row_block, const DecodeParams& params) {
+  const uint32_t query_row = params.head_block_divisor.divide(row_block);
+  const uint32_t batch = params.seq_q_divisor.divide(query_row);
+  return {query_row, row_block - query_row * params.head_block_divisor.divisor, batch,
+          query_row - batch * params.seq_q_divisor.divisor};
+}
+
 // The body's CTAs, the first of the grid: body_rows * head_blocks * body_splits.
 SMLA_SPLIT_GRID_INLINE uint32_t split_grid_body_ctas(const SplitGrid& grid) {
   return static_cast<uint32_t>(grid.body_rows) * static_cast<uint32_t>(grid.head_blocks) *

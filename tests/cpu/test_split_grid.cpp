@@ -204,13 +204,11 @@ TEST(SplitGrid, KernelRulesPlaceEveryCtaFromTheParameters) {
         EXPECT_EQ(position.row_block, want.row * g.head_blocks + want.head_block) << where;
         EXPECT_EQ(position.split, static_cast<uint32_t>(want.split)) << where;
         // cta_coordinates' query row, head block, batch and position in the row by the launch's divisors.
-        const uint32_t query_row = params.head_block_divisor.divide(position.row_block);
-        EXPECT_EQ(query_row, want.row) << where;
-        EXPECT_EQ(position.row_block - query_row * params.head_block_divisor.divisor, want.head_block)
-            << where;
-        const uint32_t batch = params.seq_q_divisor.divide(query_row);
-        EXPECT_EQ(batch, want.row / params.seq_q) << where;
-        EXPECT_EQ(query_row - batch * params.seq_q_divisor.divisor, want.row % params.seq_q) << where;
+        const SplitGridRow row_of = split_grid_row_of(position.row_block, params);
+        EXPECT_EQ(row_of.query_row, want.row) << where;
+        EXPECT_EQ(row_of.head_block, want.head_block) << where;
+        EXPECT_EQ(row_of.batch, want.row / params.seq_q) << where;
+        EXPECT_EQ(row_of.seq, want.row % params.seq_q) << where;
         const int32_t part_splits = want.in_body ? g.body_splits : g.splits;
         const int32_t part_tiles_per_split = want.in_body ? g.body_tiles_per_split : g.tiles_per_split;
         EXPECT_EQ(split_grid_cta_writes_partials(cta, grid), part_splits > 1) << where;

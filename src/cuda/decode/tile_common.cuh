@@ -141,13 +141,11 @@ __device__ __forceinline__ CtaCoordinates cta_coordinates(const DecodeParams& pa
   } else {
     // Divisions by the host's divisors (docs/perf.md, v78b): multiplies and shifts, not run-time division
     // chains, on the path of the small calls' CTAs to their first load.
-    const unsigned query_row = params.head_block_divisor.divide(row_block);
-    const unsigned batch = params.seq_q_divisor.divide(query_row);
-    coords.query_row = static_cast<int>(query_row);
-    coords.batch = static_cast<int>(batch);
-    coords.seq = static_cast<int>(query_row - batch * params.seq_q_divisor.divisor);
-    coords.head_base =
-        static_cast<int>(row_block - query_row * params.head_block_divisor.divisor) * Config::kHeadBlock;
+    const SplitGridRow row = split_grid_row_of(row_block, params);
+    coords.query_row = static_cast<int>(row.query_row);
+    coords.batch = static_cast<int>(row.batch);
+    coords.seq = static_cast<int>(row.seq);
+    coords.head_base = static_cast<int>(row.head_block) * Config::kHeadBlock;
   }
   coords.heads_here = min(Config::kHeadBlock, params.num_heads - coords.head_base);
   return coords;
