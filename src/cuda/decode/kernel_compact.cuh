@@ -360,14 +360,14 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
       for (int e = 0; e < kTokensPerThread; ++e) {
         if ((my_valid >> e) & 1u) tile_max = fmaxf(tile_max, score[e]);
       }
-      // A head moves its running max (lazy_rescale) only when one of its threads' own maxima would: scale > 0,
-      // so max(score) * scale == max(score * scale). When no head of the warp moves (most tiles after a
-      // CTA's first), the head's tile max is not needed and its shuffles stay off the chain to P; the result
-      // is the same bits either way (rescale 1, running_max kept), because the vote's test is lazy_rescale's
-      // own compare written out (a helper shared by both changed the SASS of every mma.sync kernel). Only
-      // the 32-head block votes: its CTAs walk many tiles, where the vote saves 0.4-1.8 % (v84c,
-      // docs/perf.md); a 16-head CTA walks one or two, its max moves in most of them, and there the vote
-      // measured +1.5-2 % (v84).
+      // A head moves its running max (lazy_rescale) only when one of its threads' own maxima would, since
+      // scale > 0 gives max(score) * scale == max(score * scale). When no head of the warp moves (most tiles
+      // after a CTA's first), the head's tile max is not needed and its shuffles stay off the chain to P. The
+      // result is the same bits either way (rescale 1, running_max kept), because the vote's test is
+      // lazy_rescale's own compare written out (a helper shared by both changed the SASS of every mma.sync
+      // kernel). Only the 32-head block votes: its CTAs walk many tiles, where the vote saves 0.4-1.8 %
+      // (v84c, docs/perf.md); a 16-head CTA walks one or two, its max moves in most of them, and there the
+      // vote measured +1.5-2 % (v84).
       constexpr bool kVoteOnMaxMoves = Config::kHeadBlock == 32;
       float rescale = 1.f;
       if (!kVoteOnMaxMoves ||
