@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -25,11 +26,43 @@ namespace {
 constexpr int kThreads = 4;
 constexpr int kStreamsPerThread = 4;
 constexpr int kIterations = 3;
-// Under the sanitizers (SMLA_TEST_QUICK=1) one iteration over 2 streams per thread: racecheck
-// serializes every launch and instruments each shared-memory access, and the full test did not finish
-// in 410 s there.
-int streams_per_thread() { return test::quick_mode() ? 2 : kStreamsPerThread; }
-int iterations() { return test::quick_mode() ? 1 : kIterations; }
+
+// The test's size: threads, streams per thread, iterations. Under the sanitizers (SMLA_TEST_QUICK=1) one
+// iteration over 2 streams per thread: racecheck serializes every launch and instruments each
+// shared-memory access, and the full test did not finish in 410 s there. SMLA_TEST_CONCURRENCY="T,S,I"
+// (each 1..16) sets all three, so that a sanitizer run can be sized or a hang narrowed down.
+struct ConcurrencySize {
+  int threads = kThreads;
+  int streams_per_thread = kStreamsPerThread;
+  int iterations = kIterations;
+};
+
+ConcurrencySize concurrency_size() {
+  ConcurrencySize size;
+  if (test::quick_mode()) {
+    size.streams_per_thread = 2;
+    size.iterations = 1;
+  }
+  const char* value = std::getenv("SMLA_TEST_CONCURRENCY");
+  if (value == nullptr || value[0] == '\0') return size;
+  int threads = 0, streams = 0, iterations = 0;
+  char tail = 0;
+  if (std::sscanf(value, "%d,%d,%d%c", &threads, &streams, &iterations, &tail) != 3 || threads < 1 ||
+      threads > 16 || streams < 1 || streams > 16 || iterations < 1 || iterations > 16) {
+    std::fprintf(stderr, "SMLA_TEST_CONCURRENCY='%s' must be T,S,I with each in 1..16; using %d,%d,%d\n",
+                 value, size.threads, size.streams_per_thread, size.iterations);
+    return size;
+  }
+  return {threads, streams, iterations};
+}
+
+const ConcurrencySize& test_size() {
+  static const ConcurrencySize size = concurrency_size();
+  return size;
+}
+int thread_count() { return test_size().threads; }
+int streams_per_thread() { return test_size().streams_per_thread; }
+int iterations() { return test_size().iterations; }
 
 // One decode stream: problem, reference, device buffers, plan, workspace and stream of its own.
 struct Job {
@@ -135,11 +168,12 @@ test::ProblemConfig job_config(int index) {
 
 TEST(ConcurrencyCuda, ThreadsAndStreamsEachWithOwnPlan) {
   SMLA_SKIP_WITHOUT_CUDA();
-  const int jobs_count = kThreads * streams_per_thread();
+  const int jobs_count = thread_count() * streams_per_thread();
   std::string cuda_reason;
   const bool use_cuda_backend = cuda_backend_plannable(DecodeShape{2, 1, 16, 128, 512}, &cuda_reason);
-  std::printf("concurrency: %d threads x %d streams; tensor-core cuda backend %s%s\n", kThreads,
-              streams_per_thread(), use_cuda_backend ? "included" : "not plannable, cuda-ref only: ",
+  std::printf("concurrency: %d threads x %d streams, %d iterations; tensor-core cuda backend %s%s\n",
+              thread_count(), streams_per_thread(), iterations(),
+              use_cuda_backend ? "included" : "not plannable, cuda-ref only: ",
               use_cuda_backend ? "" : cuda_reason.c_str());
 
   std::vector<std::unique_ptr<Job>> jobs;
@@ -155,7 +189,7 @@ TEST(ConcurrencyCuda, ThreadsAndStreamsEachWithOwnPlan) {
   }
 
   std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
+  for (int t = 0; t < thread_count(); ++t) {
     std::vector<Job*> own;
     for (int s = 0; s < streams_per_thread(); ++s)
       own.push_back(jobs[static_cast<size_t>(t * streams_per_thread() + s)].get());
