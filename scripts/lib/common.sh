@@ -110,6 +110,12 @@ smla_has_gpu() {
   command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '
 }
 
+# Prints the path of Nsight Compute's ncu (on PATH, else the CUDA toolkit's); returns 1 when there is none.
+smla_find_ncu() {
+  command -v ncu 2>/dev/null && return 0
+  [ -x /usr/local/cuda/bin/ncu ] && echo /usr/local/cuda/bin/ncu
+}
+
 # smla_ctest_counts LOG: prints "passed failed skipped total" parsed from a ctest log.
 smla_ctest_counts() {
   local log="$1"
