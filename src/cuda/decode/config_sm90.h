@@ -25,8 +25,9 @@ struct DecodeConfigSm90 {
   // Warpgroup 0 produces (gathers a tile's rows into registers, dequantizes them into a free K buffer);
   // warpgroups 1 and 2 consume (S = Q K^T for 32 tokens each, one softmax, O += P V for 256 dims each).
   // The consumers hold a 64 x 256 fp32 accumulator each; the producer holds a whole tile of 16-byte loads
-  // in flight (it spills below ~144 registers, v19). setmaxnreg moves registers over:
-  // 128 x 152 + 256 x 176 = 64512 = 384 x 168, the allocation at launch.
+  // in flight (with its store coordinates opaque it fits 136 registers without spills; below that it
+  // spills and slows down, v93). setmaxnreg moves registers over, the consumers' 184 worth 1-2 % on every
+  // sm90-h64 row against 176 (v94): 128 x 136 + 256 x 184 = 64512 = 384 x 168, the allocation at launch.
   static constexpr int kWarpgroupThreads = 128;
   static constexpr int kProducerWarpgroups = 1;
   static constexpr int kProducerThreads = kProducerWarpgroups * kWarpgroupThreads;
@@ -34,8 +35,8 @@ struct DecodeConfigSm90 {
   static constexpr int kConsumerThreads = kConsumerWarpgroups * kWarpgroupThreads;
   static constexpr int kThreads = kProducerThreads + kConsumerThreads;
   static constexpr int kLaunchRegisters = 168;
-  static constexpr int kProducerRegisters = 152;
-  static constexpr int kConsumerRegisters = 176;
+  static constexpr int kProducerRegisters = 136;
+  static constexpr int kConsumerRegisters = 184;
   static_assert(kProducerThreads * kProducerRegisters + kConsumerThreads * kConsumerRegisters <=
                     kThreads * kLaunchRegisters,
                 "setmaxnreg must not need more registers than the launch allocated");

@@ -105,8 +105,11 @@ __device__ __forceinline__ void issue_pass_loads(const DecodeParams& params, con
 
 // Registers of one pass -> the token's row of the K tile at shared address `k_tile`.
 __device__ __forceinline__ void store_pass(const PassRegisters& regs, int pass, uint32_t k_tile) {
-  const int quarter = static_cast<int>(threadIdx.x) % Config::kThreadsPerToken;
-  const int token = producer_token(pass);
+  int quarter = static_cast<int>(threadIdx.x) % Config::kThreadsPerToken;
+  int token = producer_token(pass);
+  // Opaque here: otherwise the compiler keeps every chunk's store offset (loop-invariant) in registers
+  // across the tile loop, and the producer needs 152 registers where it has 136 (v94).
+  asm volatile("" : "+r"(token), "+r"(quarter));
 #pragma unroll
   for (int s = 0; s < Config::kSegments; ++s) {
     const int part = s * Config::kThreadsPerToken + quarter;  // 16-byte chunk of the raw row
