@@ -36,6 +36,18 @@ def test_a_named_backend_is_kept():
         assert ab_bench.bench_arguments(args) == args
 
 
+def test_each_tree_runs_in_each_place_equally_often():
+    names = ["base", "v98", "control"]
+    orders = [ab_bench.round_order(names, r) for r in range(6)]
+    assert orders[:3] == [["base", "v98", "control"], ["v98", "control", "base"], ["control", "base", "v98"]]
+    assert orders[3:] == orders[:3]
+    for name in names:
+        assert sorted(order.index(name) for order in orders[:3]) == [0, 1, 2]
+    assert ab_bench.round_order(["base", "v98"], 1) == ["v98", "base"]
+    assert ab_bench.round_order(["work"], 5) == ["work"]
+    assert ab_bench.round_order([], 2) == []
+
+
 def test_tree_spec_names_a_revision_and_its_patches():
     assert ab_bench.parse_tree_spec("base=HEAD") == ("base", "HEAD", [])
     assert ab_bench.parse_tree_spec("v52=HEAD~1+a.patch+dir/b.patch") == (
