@@ -4,8 +4,9 @@ cliff) and every batch slower than a larger one (beyond the threshold) named, wo
 smla-bench run and a malformed batch list are errors."""
 
 import os
-import stat
 import subprocess
+
+from stand_in_bench import stand_in_build
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO, "scripts", "batch-sweep")
@@ -35,17 +36,8 @@ for b in map(int, args[args.index("--batch") + 1].split(",")):
 """
 
 
-def make_bench(tmp_path):
-    build = tmp_path / "build"
-    build.mkdir(exist_ok=True)
-    bench = build / "smla-bench"
-    bench.write_text(STAND_IN)
-    bench.chmod(bench.stat().st_mode | stat.S_IXUSR)
-    return build
-
-
 def run_sweep(tmp_path, *args, check=True):
-    env = dict(os.environ, BUILD_DIR=str(make_bench(tmp_path)))
+    env = dict(os.environ, BUILD_DIR=str(stand_in_build(tmp_path, STAND_IN)))
     return subprocess.run([SCRIPT, *args], env=env, capture_output=True, text=True, check=check, cwd=REPO)
 
 

@@ -4,8 +4,9 @@ over the limit named worst first with exit status 1; a failing smla-bench run, a
 and malformed arguments are errors (exit status 2)."""
 
 import os
-import stat
 import subprocess
+
+from stand_in_bench import stand_in_build
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO, "scripts", "page-size-check")
@@ -46,17 +47,8 @@ for shape in shapes:
 """
 
 
-def make_bench(tmp_path):
-    build = tmp_path / "build"
-    build.mkdir(exist_ok=True)
-    bench = build / "smla-bench"
-    bench.write_text(STAND_IN)
-    bench.chmod(bench.stat().st_mode | stat.S_IXUSR)
-    return build
-
-
 def run_check(tmp_path, *args, env_extra=None):
-    env = dict(os.environ, BUILD_DIR=str(make_bench(tmp_path)), **(env_extra or {}))
+    env = dict(os.environ, BUILD_DIR=str(stand_in_build(tmp_path, STAND_IN)), **(env_extra or {}))
     return subprocess.run([SCRIPT, *args], env=env, capture_output=True, text=True, cwd=REPO)
 
 

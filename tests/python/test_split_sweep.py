@@ -3,8 +3,9 @@ planner's (no --num-splits), the csv row's columns found by name in its header, 
 not fatal."""
 
 import os
-import stat
 import subprocess
+
+from stand_in_bench import stand_in_build
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO, "scripts", "split-sweep")
@@ -31,12 +32,7 @@ print(f"{shape},cuda,sm90-h64,{batch},128,1,128,8192,256,2,1,{splits},{time_us:.
 
 
 def run_sweep(tmp_path, splits, *extra):
-    build = tmp_path / "build"
-    build.mkdir(exist_ok=True)
-    bench = build / "smla-bench"
-    bench.write_text(STAND_IN)
-    bench.chmod(bench.stat().st_mode | stat.S_IXUSR)
-    env = dict(os.environ, BUILD_DIR=str(build))
+    env = dict(os.environ, BUILD_DIR=str(stand_in_build(tmp_path, STAND_IN)))
     return subprocess.run([SCRIPT, "pro-c128-1m", "1", splits, *extra], env=env, capture_output=True,
                           text=True, check=True, cwd=REPO).stdout.splitlines()
 
