@@ -30,37 +30,37 @@ def pick(tmp_path, *args):
     return result.returncode, result.stdout.strip()
 
 
+def rule(min_batch, mean, worst, cap="none"):
+    """ab_pick's options for the sm90-h64 rows at cap `cap` and b >= min_batch."""
+    return ["--kernel", "sm90-h64", "--cap", cap, "--min-batch", str(min_batch), "--mean", str(mean),
+            "--worst", str(worst)]
+
+
 def test_mean_over_the_rows_of_kernel_cap_and_batch(tmp_path):
-    code, line = pick(tmp_path, "--kernel", "sm90-h64", "--cap", "none", "--min-batch", "32", "--mean", "-0.8",
-                      "--worst", "2.5", "cand")
+    code, line = pick(tmp_path, *rule(32, -0.8, 2.5), "cand")
     assert code == 0
     assert line == ("keep cand: mean -1.00 % over 2 rows, worst row +2.0 % "
                     "(flash-c4 cuda b=8 h=64 s_q=1 P=256 cap=none)")
-    code, line = pick(tmp_path, "--kernel", "sm90-h64", "--cap", "none", "--min-batch", "8", "--mean", "-1.5",
-                      "--worst", "2.5", "cand")
+    code, line = pick(tmp_path, *rule(8, -1.5, 2.5), "cand")
     assert code == 0 and line.startswith("keep cand: mean -1.67 % over 3 rows")
-    code, line = pick(tmp_path, "--kernel", "sm90-h64", "--cap", "none", "--min-batch", "32", "--mean", "-1.5",
-                      "--worst", "2.5", "cand")
+    code, line = pick(tmp_path, *rule(32, -1.5, 2.5), "cand")
     assert code == 1 and line.endswith("the rule asks a mean <= -1.50 %")
 
 
 def test_the_worst_row_of_the_whole_table_counts(tmp_path):
-    code, line = pick(tmp_path, "--kernel", "sm90-h64", "--cap", "none", "--min-batch", "32", "--mean", "-0.5",
-                      "--worst", "1.5", "cand")
+    code, line = pick(tmp_path, *rule(32, -0.5, 1.5), "cand")
     assert code == 1
     assert line.endswith("the rule allows no row above +1.5 %")
 
 
 def test_better_than_an_aa_control(tmp_path):
-    args = ["--kernel", "sm90-h64", "--cap", "none", "--min-batch", "32", "--mean", "-0.5", "--worst", "2.5"]
-    code, line = pick(tmp_path, *args, "--better-than", "control", "--by", "1.4", "cand")
+    code, line = pick(tmp_path, *rule(32, -0.5, 2.5), "--better-than", "control", "--by", "1.4", "cand")
     assert code == 0 and line.startswith("keep cand")
-    code, line = pick(tmp_path, *args, "--better-than", "control", "--by", "1.6", "cand")
+    code, line = pick(tmp_path, *rule(32, -0.5, 2.5), "--better-than", "control", "--by", "1.6", "cand")
     assert code == 1 and line.endswith("not 1.6 points better than control (+0.50 %)")
 
 
 def test_a_table_without_the_rows_is_an_error(tmp_path):
-    code, line = pick(tmp_path, "--kernel", "sm90-h64", "--cap", "101376", "--min-batch", "8", "--mean", "-0.5",
-                      "--worst", "1.5", "cand")
+    code, line = pick(tmp_path, *rule(8, -0.5, 1.5, cap="101376"), "cand")
     assert code == 2
     assert line.startswith("drop cand: no sm90-h64 rows at cap=101376, b >= 8")
