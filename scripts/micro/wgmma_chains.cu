@@ -111,7 +111,7 @@ __global__ void __launch_bounds__(256, 1) bench(float* sink, long long* cycles, 
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks)
         mma_m64n256k16_kt(acc128, wgmma::make_descriptor(p + ks * 32, 16, 1024),
-                                 wgmma::make_descriptor(v + ks * 16 * 128, 8192, 1024));
+                          wgmma::make_descriptor(v + ks * 16 * 128, 8192, 1024));
     } else if (Variant == 3) {  // one WG does all-dims S m64n64k16 x 32 (v15 scorer), other idle
       {
 #pragma unroll
