@@ -15,6 +15,7 @@
 #include "common/hopper_clusters.h"
 #include "common/split_grid.h"
 #include "cuda/combine/kernel.h"
+#include "cuda/common/programmatic_launch.h"
 #include "cuda/decode/config.h"
 #include "cuda/decode/config_compact.h"
 #include "cuda/decode/config_sm90.h"
@@ -44,6 +45,8 @@ const SimulatedDevice kDevices[] = {
     {"A100", 80, 108, 166912, false, "mma99-h32", "mma99-h16", 32},
     {"H100/H200", 90, 132, 232448, true, "sm90-h64", "mma99-h16", 64},
     {"H200 with the sm_90a kernel off", 90, 132, 232448, false, "mma-h64", "mma99-h16", 64},
+    // No native code in the default build: the driver JIT-compiles its compute_89 PTX (no sm_90a kernel).
+    {"B200", 100, 148, 232448, false, "mma-h64", "mma99-h16", 64},
 };
 
 detail::CudaDeviceInfo device_info(const SimulatedDevice& device) {
@@ -704,7 +707,7 @@ TEST(KernelChoice, NothingFitsBelowTheSmallestKernel) {
 
 // The sm_90a kernel runs only from an sm_90 binary compiled from compute_90a code: not from an sm_80 cubin
 // (its trap body), not on other devices, and not from the binary the driver JIT-compiles out of an older
-// target's PTX (binaryVersion 90, ptxVersion 80: the trap body again; found by scripts/gpu-check-sm80-ptx).
+// target's PTX (binaryVersion 90, ptxVersion 80: the trap body again; found by scripts/gpu-check-ptx).
 TEST(KernelChoice, Sm90KernelOnlyFromCompute90aCode) {
   using detail::decode::sm90_kernel_binary_usable;
   EXPECT_TRUE(sm90_kernel_binary_usable(9, 0, 90, 90));   // sm_90a cubin, or compute_90a PTX JIT-compiled
@@ -713,6 +716,20 @@ TEST(KernelChoice, Sm90KernelOnlyFromCompute90aCode) {
   EXPECT_FALSE(sm90_kernel_binary_usable(8, 0, 80, 80));  // A100
   EXPECT_FALSE(sm90_kernel_binary_usable(12, 0, 120, 120));
   EXPECT_FALSE(sm90_kernel_binary_usable(10, 0, 100, 90));  // compute_90a code cannot load there
+}
+
+// Programmatic launches only for kernels that wait for the previous kernel: an image compiled from sm_90+
+// code (ptxVersion >= 90) on an sm_90+ device. JIT-compiled older PTX has no griddepcontrol.wait.
+TEST(ProgrammaticLaunch, OnlyForKernelsThatWaitForThePreviousKernel) {
+  using detail::programmatic_launch_usable;
+  EXPECT_TRUE(programmatic_launch_usable(9, 90));    // sm_90a cubin on an H100 / H200
+  EXPECT_TRUE(programmatic_launch_usable(12, 120));  // sm_120 cubin on an RTX PRO 6000
+  EXPECT_TRUE(programmatic_launch_usable(13, 120));  // compute_120 PTX JIT-compiled on a newer GPU
+  EXPECT_FALSE(programmatic_launch_usable(10, 89));  // B200: the default build's compute_89 PTX
+  EXPECT_FALSE(programmatic_launch_usable(9, 89));   // the same PTX under CUDA_FORCE_PTX_JIT=1 on Hopper
+  EXPECT_FALSE(programmatic_launch_usable(9, 80));   // an 80-virtual build on Hopper
+  EXPECT_FALSE(programmatic_launch_usable(8, 89));   // L40S: no PDL before sm_90
+  EXPECT_FALSE(programmatic_launch_usable(9, 0));    // the kernel-image query failed
 }
 
 // Every named shape at b = 1 / 8 / 64 / 128 gets the same kernel, head block and split schedule on

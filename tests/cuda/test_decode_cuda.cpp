@@ -22,6 +22,7 @@
 #include "common/hopper_clusters.h"
 #include "common/test_support.h"
 #include "cuda/combine/kernel.h"
+#include "cuda/common/programmatic_launch.h"
 #include "cuda/decode/config.h"
 #include "cuda/decode/config_sm90.h"
 #include "cuda/decode/kernel.h"
@@ -1272,6 +1273,134 @@ TEST(DecodeCuda, ChainedCallsSeeThePreviousCallsWrites) {
         if (cases[i].body_splits > 0) empty_query_row(second, rows - 1);
         second.q = first_result.out;  // call 1's output as the query
         expect_matches(reference_decode(second), second_result, label + " call 2 (q = call 1's out)");
+      }
+    }
+  }
+}
+
+// A kernel that lets its dependents launch at once (griddepcontrol.launch_dependents, as PDL-aware engine
+// kernels do), then waits `delay_ns` and copies `words` 32-bit words from src to dst. Hand-written PTX for
+// sm_90, loaded at run time, so that it triggers early whatever architectures this binary was built for.
+constexpr char kEarlyTriggerThenCopyPtx[] = R"(
+.version 7.8
+.target sm_90
+.address_size 64
+
+.visible .entry early_trigger_then_copy(.param .u64 dst, .param .u64 src, .param .u32 words,
+                                        .param .u64 delay_ns)
+{
+  .reg .pred done;
+  .reg .b32 index, count, stride, value;
+  .reg .b64 to, from, delay, start, now, offset, to_word, from_word;
+  griddepcontrol.launch_dependents;
+  ld.param.u64 to, [dst];
+  ld.param.u64 from, [src];
+  ld.param.u32 count, [words];
+  ld.param.u64 delay, [delay_ns];
+  cvta.to.global.u64 to, to;
+  cvta.to.global.u64 from, from;
+  mov.u64 start, %globaltimer;
+WAIT:
+  mov.u64 now, %globaltimer;
+  sub.u64 now, now, start;
+  setp.lt.u64 done, now, delay;
+  @done bra WAIT;
+  mov.u32 index, %tid.x;
+  mov.u32 stride, %ntid.x;
+COPY:
+  setp.ge.u32 done, index, count;
+  @done bra END;
+  mul.wide.u32 offset, index, 4;
+  add.u64 from_word, from, offset;
+  add.u64 to_word, to, offset;
+  ld.global.u32 value, [from_word];
+  st.global.u32 [to_word], value;
+  add.u32 index, index, stride;
+  bra COPY;
+END:
+  ret;
+}
+)";
+
+// The kernel above, loaded once per test (the library is unloaded with the object).
+struct EarlyTriggerKernel {
+  cudaLibrary_t library = nullptr;
+  cudaKernel_t kernel = nullptr;
+
+  EarlyTriggerKernel() {
+    CUDA_REQUIRE(
+        cudaLibraryLoadData(&library, kEarlyTriggerThenCopyPtx, nullptr, nullptr, 0, nullptr, nullptr, 0));
+    CUDA_REQUIRE(cudaLibraryGetKernel(&kernel, library, "early_trigger_then_copy"));
+  }
+  EarlyTriggerKernel(const EarlyTriggerKernel&) = delete;
+  EarlyTriggerKernel& operator=(const EarlyTriggerKernel&) = delete;
+  ~EarlyTriggerKernel() { cudaLibraryUnload(library); }
+
+  void launch(void* dst, const void* src, size_t bytes, uint64_t delay_ns, cudaStream_t stream) const {
+    uint32_t words = static_cast<uint32_t>(bytes / sizeof(uint32_t));
+    void* params[] = {&dst, &src, &words, &delay_ns};
+    CUDA_REQUIRE(
+        cudaLaunchKernel(reinterpret_cast<const void*>(kernel), dim3(1), dim3(256), params, 0, stream));
+  }
+};
+
+// The kernel before smla's on the stream lets its dependents start early and writes q only ~200 us later,
+// over a q of NaN bytes. smla's kernels may be launched programmatically only where they wait for that
+// kernel (programmatic_launch_usable: their image must hold griddepcontrol.wait), so every call must see
+// the real q. Under CUDA_FORCE_PTX_JIT=1 on Hopper (scripts/gpu-check-ptx --default-build) the library's
+// kernels come from its compute_89 PTX, which has no such wait: what a B200 runs.
+TEST(DecodeCuda, WaitsForAnEarlierKernelThatLetsDependentsStartEarly) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  int device_ordinal = 0, major = 0;
+  CUDA_REQUIRE(cudaGetDevice(&device_ordinal));
+  CUDA_REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_ordinal));
+  if (major < 9)
+    GTEST_SKIP() << "programmatic dependent launch needs sm_90 or newer (this GPU: " << major << ".x)";
+  const EarlyTriggerKernel early_trigger;
+  std::printf("programmatic launch on this device: %s (library kernels' ptxVersion %d)\n",
+              detail::device_has_programmatic_launch(device_ordinal) ? "on" : "off",
+              detail::library_kernel_ptx_version(device_ordinal));
+  const std::vector<ProblemConfig> configs = {
+      test::problem_config(1, 1, 64, 128, 512, 64, 64), test::problem_config(8, 1, 64, 128, 512, 64, 64),
+      test::problem_config(64, 1, 64, 128, 512, 256, 64), test::problem_config(2, 2, 128, 256, 0, 61, 2)};
+  for (size_t i = 0; i < configs.size(); ++i) {
+    Rng rng = Rng::ForTest(800 + 10 * i);
+    const DecodeProblem problem = make_problem(rng, configs[i]);
+    const Reference reference = reference_decode(problem);
+    for (const Backend backend : {SMLA_BACKEND_CUDA, SMLA_BACKEND_CUDA_REF}) {
+      for (bool graph_mode : {false, true}) {
+        if (graph_mode && test::quick_mode()) continue;
+        PlanOptions options = default_plan_options();
+        options.backend = backend;
+        Plan plan;
+        status_require(make_plan(problem.shape, options, &plan), "make_plan");
+        const std::string label =
+            describe(configs[i]) + " " + plan.kernel_name() + (graph_mode ? " graph" : " eager");
+        DeviceProblem device(problem);
+        DeviceBytes real_q(device.q.bytes());
+        real_q.upload(problem.q);
+        DeviceBytes workspace(plan.workspace_bytes());
+        if (workspace.bytes() > 0) CUDA_REQUIRE(cudaMemset(workspace.get(), 0, workspace.bytes()));
+        CUDA_REQUIRE(cudaDeviceSynchronize());  // the non-blocking stream below is not ordered after these
+        const DecodeArgs args = device.args(problem);
+        GraphStream captured;
+        const cudaStream_t stream = captured.stream;
+        auto enqueue = [&] {
+          device.poison_outputs(stream);
+          CUDA_REQUIRE(cudaMemsetAsync(device.q.get(), 0xFF, device.q.bytes(), stream));
+          early_trigger.launch(device.q.get(), real_q.get(), real_q.bytes(), 200 * 1000, stream);
+          status_require(run(plan, args, workspace.get(), workspace.bytes(), stream), "smla::run");
+        };
+        if (graph_mode) {
+          enqueue();  // the per-device kernel setup happens outside the capture
+          CUDA_REQUIRE(cudaStreamSynchronize(stream));
+          captured.capture(enqueue);
+          CUDA_REQUIRE(cudaGraphLaunch(captured.graph_exec, stream));
+        } else {
+          enqueue();
+        }
+        CUDA_REQUIRE(cudaStreamSynchronize(stream));
+        expect_matches(reference, result_of(device.out, device.lse), label);
       }
     }
   }

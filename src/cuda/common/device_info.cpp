@@ -5,6 +5,7 @@
 
 #include "common/backend_entry.h"
 #include "cuda/common/cuda_check.h"
+#include "cuda/common/programmatic_launch.h"
 #include "cuda/decode/config_sm90.h"
 #include "cuda/decode/kernel.h"
 
@@ -41,6 +42,9 @@ Status query_cuda_device(int requested_ordinal, CudaDeviceInfo* info) {
   info->sm_count = sm_count;
   info->compute_capability = major * 10 + minor;
   info->warp_specialized_decode = decode::hopper_decode_available(ordinal);
+  // Asks (and remembers) whether launches on this device may be programmatic at plan time, so that the
+  // kernel-image query behind it never first runs inside a stream capture.
+  (void)device_has_programmatic_launch(ordinal);
   if (info->warp_specialized_decode) {
     for (int size = 2; size <= decode::kMaxClusterSplits; ++size)
       info->max_active_clusters[size] = decode::sm90_max_active_clusters(ordinal, size);

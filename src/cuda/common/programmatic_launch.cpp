@@ -1,4 +1,5 @@
-// device_has_programmatic_launch: one attribute query per device, then a bit test.
+// device_has_programmatic_launch: one attribute query (and one kernel-image query) per device, then a bit
+// test.
 #include "cuda/common/programmatic_launch.h"
 
 #include <atomic>
@@ -23,7 +24,7 @@ bool programmatic_launch_switched_off() {
 }  // namespace
 
 bool device_has_programmatic_launch(int device) {
-  static std::atomic<uint64_t> known{0}, supported{0};  // bit d: device d answered / has sm_90+ (d < 64)
+  static std::atomic<uint64_t> known{0}, supported{0};  // bit d: device d answered / takes PDL (d < 64)
   if (device < 0 || device >= 64 || programmatic_launch_switched_off()) return false;
   const uint64_t bit = uint64_t{1} << device;
   if ((known.load(std::memory_order_acquire) & bit) == 0) {
@@ -32,7 +33,9 @@ bool device_has_programmatic_launch(int device) {
       (void)cudaGetLastError();  // a failed query is not the caller's error: launch without PDL
       return false;
     }
-    if (major >= 9) supported.fetch_or(bit, std::memory_order_acq_rel);
+    // The kernels' image is asked for only where the device could take PDL at all.
+    if (major >= 9 && programmatic_launch_usable(major, library_kernel_ptx_version(device)))
+      supported.fetch_or(bit, std::memory_order_acq_rel);
     known.fetch_or(bit, std::memory_order_acq_rel);
   }
   return (supported.load(std::memory_order_acquire) & bit) != 0;
