@@ -188,6 +188,19 @@ struct GraphStream {
     CUDA_REQUIRE(cudaStreamEndCapture(stream, &graph));
     CUDA_REQUIRE(cudaGraphInstantiate(&graph_exec, graph, 0));
   }
+
+  // Runs `enqueue` on the stream eagerly, or (graph_mode) once eagerly, so the per-device kernel setup
+  // happens outside the capture, then captured and launched as a graph; waits for the stream either way.
+  template <class Enqueue>
+  void run(Enqueue&& enqueue, bool graph_mode) {
+    enqueue();
+    if (graph_mode) {
+      CUDA_REQUIRE(cudaStreamSynchronize(stream));
+      capture(enqueue);
+      CUDA_REQUIRE(cudaGraphLaunch(graph_exec, stream));
+    }
+    CUDA_REQUIRE(cudaStreamSynchronize(stream));
+  }
 };
 
 // `sm_count` > 0 plans for that many SMs (options.sm_count; every launch still runs on this GPU).
@@ -1256,16 +1269,7 @@ TEST(DecodeCuda, ChainedCallsSeeThePreviousCallsWrites) {
           status_require(run(plan, first_args, workspace.get(), workspace.bytes(), stream), "first call");
           status_require(run(plan, second_args, workspace.get(), workspace.bytes(), stream), "second call");
         };
-        if (graph_mode) {
-          // One eager run first: the per-device kernel setup happens outside the capture.
-          enqueue();
-          CUDA_REQUIRE(cudaStreamSynchronize(stream));
-          captured.capture(enqueue);
-          CUDA_REQUIRE(cudaGraphLaunch(captured.graph_exec, stream));
-        } else {
-          enqueue();
-        }
-        CUDA_REQUIRE(cudaStreamSynchronize(stream));
+        captured.run(enqueue, graph_mode);
 
         const DeviceResult first_result = result_of(device.out, device.lse);
         const DeviceResult second_result = result_of(second_out, second_lse);
@@ -1394,15 +1398,7 @@ TEST(DecodeCuda, WaitsForAnEarlierKernelThatLetsDependentsStartEarly) {
           early_trigger.launch(device.q.get(), real_q.get(), real_q.bytes(), 200 * 1000, stream);
           status_require(run(plan, args, workspace.get(), workspace.bytes(), stream), "smla::run");
         };
-        if (graph_mode) {
-          enqueue();  // the per-device kernel setup happens outside the capture
-          CUDA_REQUIRE(cudaStreamSynchronize(stream));
-          captured.capture(enqueue);
-          CUDA_REQUIRE(cudaGraphLaunch(captured.graph_exec, stream));
-        } else {
-          enqueue();
-        }
-        CUDA_REQUIRE(cudaStreamSynchronize(stream));
+        captured.run(enqueue, graph_mode);
         expect_matches(reference, result_of(device.out, device.lse), label);
       }
     }
