@@ -15,6 +15,14 @@ smla_abs_dir() {
   esac
 }
 
+# A copy of the working tree at $1 (replaced if there), without build folders, .ab, .peers and .git: for a
+# device script that builds a changed tree beside the real one (scripts/micro/*_call).
+smla_copy_tree() {
+  rm -rf "$1" && mkdir -p "$1" &&
+    (cd "$SMLA_ROOT" && tar cf - --exclude='./build*' --exclude='./.ab' --exclude='./.peers' --exclude='./.git' .) |
+    (cd "$1" && tar xf -)
+}
+
 # nvcc lives in /usr/local/cuda/bin on the machines we build on; it is often not on PATH.
 smla_setup_path() {
   if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then

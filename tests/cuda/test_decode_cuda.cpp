@@ -1354,8 +1354,8 @@ struct EarlyTriggerKernel {
 // The kernel before smla's on the stream lets its dependents start early and writes q only ~200 us later,
 // over a q of NaN bytes. smla's kernels may be launched programmatically only where they wait for that
 // kernel (programmatic_launch_usable: their image must hold griddepcontrol.wait), so every call must see
-// the real q. Under CUDA_FORCE_PTX_JIT=1 on Hopper (scripts/gpu-check-ptx --default-build) the library's
-// kernels come from its compute_89 PTX, which has no such wait: what a B200 runs.
+// the real q. In a build of compute_89 PTX only on Hopper (scripts/gpu-check-ptx --arch 89) the library's
+// kernels come from that PTX, which has no such wait: what a B200 runs.
 TEST(DecodeCuda, WaitsForAnEarlierKernelThatLetsDependentsStartEarly) {
   SMLA_SKIP_WITHOUT_CUDA();
   int device_ordinal = 0, major = 0;
