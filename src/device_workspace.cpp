@@ -7,7 +7,11 @@
 #include <optional>
 #include <string>
 
+#include "cuda/common/device_scope.h"
+
 namespace {
+
+using smla::detail::DeviceScope;
 
 smla_status_t fail(smla_status_t status, const std::string& text, char* message, size_t message_bytes) {
   if (message != nullptr && message_bytes > 0) std::snprintf(message, message_bytes, "%s", text.c_str());
@@ -19,31 +23,6 @@ smla_status_t cuda_failure(cudaError_t error, const char* what, char* message, s
   return fail(SMLA_STATUS_CUDA_ERROR, std::string(what) + ": " + cudaGetErrorString(error), message,
               message_bytes);
 }
-
-// Makes `device` current for the scope and restores the caller's device (and leaves the thread's
-// capture mode relaxed for the scope, see the header).
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    capture_mode_ = cudaStreamCaptureModeRelaxed;
-    mode_exchanged_ = cudaThreadExchangeStreamCaptureMode(&capture_mode_) == cudaSuccess;
-    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
-    error_ = cudaSetDevice(device);
-  }
-  ~DeviceScope() {
-    if (previous_ >= 0) cudaSetDevice(previous_);
-    if (mode_exchanged_) cudaThreadExchangeStreamCaptureMode(&capture_mode_);
-  }
-  DeviceScope(const DeviceScope&) = delete;
-  DeviceScope& operator=(const DeviceScope&) = delete;
-  cudaError_t error() const { return error_; }
-
- private:
-  cudaStreamCaptureMode capture_mode_;
-  bool mode_exchanged_ = false;
-  int previous_ = -1;
-  cudaError_t error_ = cudaSuccess;
-};
 
 // The device argument of create and destroy: checked, then made current for the caller's scope.
 smla_status_t enter_device(int32_t device, std::optional<DeviceScope>& scope, char* message,

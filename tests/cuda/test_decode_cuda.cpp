@@ -551,6 +551,40 @@ TEST(DecodeCuda, ClusterOccupancyIsKnownOnHopper) {
   }
 }
 
+// A plan may name a device that is not the caller's current one (PlanOptions::device). The queries behind
+// it answer for the current device only and are remembered per device, so each runs with the named device
+// made current (DeviceScope). Here the last device is asked first while device 0 is current (each test is
+// its own process): its answers must equal device 0's where both are the same model, and device 0 must
+// still be current afterwards.
+TEST(DecodeCuda, DeviceQueriesAnswerForTheNamedDevice) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  int device_count = 0;
+  ASSERT_EQ(cudaGetDeviceCount(&device_count), cudaSuccess);
+  if (device_count < 2) GTEST_SKIP() << "needs two CUDA devices (this machine has " << device_count << ")";
+  const int other = device_count - 1;
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  detail::CudaDeviceInfo other_info, own_info;
+  ASSERT_TRUE(detail::query_cuda_device(other, &other_info).ok());
+  int current = -1;
+  ASSERT_EQ(cudaGetDevice(&current), cudaSuccess);
+  EXPECT_EQ(current, 0) << "query_cuda_device(" << other << ") changed the current device";
+  ASSERT_TRUE(detail::query_cuda_device(0, &own_info).ok());
+  cudaDeviceProp own_properties = {}, other_properties = {};
+  ASSERT_EQ(cudaGetDeviceProperties(&own_properties, 0), cudaSuccess);
+  ASSERT_EQ(cudaGetDeviceProperties(&other_properties, other), cudaSuccess);
+  if (std::string(own_properties.name) != other_properties.name)
+    GTEST_SKIP() << "devices 0 and " << other << " are different models (" << own_properties.name << ", "
+                 << other_properties.name << ")";
+  EXPECT_EQ(other_info.ordinal, other);
+  EXPECT_EQ(other_info.sm_count, own_info.sm_count);
+  EXPECT_EQ(other_info.warp_specialized_decode, own_info.warp_specialized_decode);
+  for (int size = 2; size <= detail::decode::kMaxClusterSplits; ++size)
+    EXPECT_EQ(other_info.max_active_clusters[size], own_info.max_active_clusters[size]) << size;
+  std::printf("[decode_cuda] devices 0 and %d (%s): sm_90a kernel %s, %d resident clusters of 2 CTAs\n",
+              other, own_properties.name, other_info.warp_specialized_decode ? "on" : "off",
+              other_info.max_active_clusters[2]);
+}
+
 TEST(DecodeCuda, MatchesReferenceOnSampledGrid) {
   SMLA_SKIP_WITHOUT_CUDA();
   const std::vector<ProblemConfig> configs = grid_configs();

@@ -6,6 +6,7 @@
 
 #include "common/split_grid.h"
 #include "cuda/common/cuda_check.h"
+#include "cuda/common/device_scope.h"
 #include "cuda/common/shared_memory_limit.h"
 #include "cuda/decode/kernel.h"
 #include "cuda/decode/kernel_sm90.cuh"
@@ -27,7 +28,9 @@ bool hopper_decode_available(int device) {
   if ((known.load(std::memory_order_acquire) & bit) == 0) {
     int major = 0, minor = 0;
     cudaFuncAttributes attributes = {};
+    const DeviceScope scope(device);  // the kernel's attributes are the current device's
     const bool queried =
+        scope.error() == cudaSuccess &&
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
         cudaFuncGetAttributes(&attributes, sparse_mla_decode_sm90_kernel<false>) == cudaSuccess;
@@ -58,9 +61,8 @@ int sm90_max_active_clusters(int device, int cluster_size) {
   const int cached = known[device][cluster_size].load(std::memory_order_acquire);
   if (cached != 0) return cached - 1;
   int clusters = 0;
-  int current = -1;
-  if (cudaGetDevice(&current) == cudaSuccess && current == device &&
-      ensure_sm90_kernel_configured<true>(device).ok()) {
+  const DeviceScope scope(device);  // the opt-in and the occupancy query are the current device's
+  if (scope.error() == cudaSuccess && ensure_sm90_kernel_configured<true>(device).ok()) {
     cudaLaunchConfig_t config = {};
     config.gridDim = dim3(static_cast<unsigned>(cluster_size * 132), 1);
     config.blockDim = dim3(DecodeConfigSm90::kThreads);
