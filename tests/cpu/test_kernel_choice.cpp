@@ -62,6 +62,13 @@ detail::CudaDeviceInfo device_info(const SimulatedDevice& device) {
   return info;
 }
 
+// Whether a wide call's 32-head CTAs, unsplit, fit one wave of `sm_count` SMs: where the sm_90a kernel is
+// missing, such calls run mma99-h32 instead of the portable mma-h64 (kernel_choice.cpp).
+bool compact_ctas_fit(const DecodeShape& shape, int sm_count) {
+  const int64_t rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
+  return rows * ((shape.num_heads + 31) / 32) <= sm_count;
+}
+
 // The split schedule an H200 plans for `shape`, uncapped or under the 99 KB cap, with the kernel it chooses.
 detail::SplitSchedule h200_schedule(const DecodeShape& shape, bool capped) {
   detail::CudaDeviceInfo device = device_info(kDevices[5]);
@@ -94,7 +101,8 @@ TEST(KernelChoice, EveryCompactConfigurationFitsThe99KbClass) {
 // Where both run, the planner gives wide calls of few query rows and little tile work the 32-head 99 KB-class
 // kernel instead of the sm_90a kernel (kernel_choice.cpp: at most 16 rows of 64 heads or 4 of 128, and at
 // most 160 rows x 64-head blocks x 64-entry tiles), as measured on the H200 (v43, v69); every other wide call
-// keeps sm90-h64, and without the sm_90a kernel the portable mma-h64 keeps its calls.
+// keeps sm90-h64. Without the sm_90a kernel these rules do not apply; the one-wave rule there picks between
+// mma99-h32 and the portable mma-h64 (OneWaveWideCallsRunTheCompactKernelWithoutSm90 below).
 TEST(KernelChoice, FewRowWideCallsRunTheCompactKernelOnHopper) {
   struct Case {
     const char* shape;
@@ -130,12 +138,13 @@ TEST(KernelChoice, FewRowWideCallsRunTheCompactKernelOnHopper) {
     const std::string label = std::string(test_case.shape) + " b=" + std::to_string(test_case.batch);
     const detail::KernelChoice choice = detail::choose_decode_kernel(shape, hopper);
     EXPECT_STREQ(detail::decode_kernel_name(choice.kernel), test_case.kernel) << label;
-    if (std::string(test_case.kernel) == "mma99-h32") {
-      EXPECT_EQ(choice.head_block, 32) << label;
-      EXPECT_STREQ(detail::decode_kernel_name(detail::choose_decode_kernel(shape, portable).kernel),
-                   "mma-h64")
-          << label << ": the rule is measured against sm90-h64 only";
-    }
+    if (std::string(test_case.kernel) == "mma99-h32") EXPECT_EQ(choice.head_block, 32) << label;
+    // Without the sm_90a kernel only the one-wave rule applies (OneWaveWideCallsRunTheCompactKernel...).
+    const bool narrow = std::string(test_case.kernel) == "mma99-h16";
+    EXPECT_STREQ(
+        detail::decode_kernel_name(detail::choose_decode_kernel(shape, portable).kernel),
+        narrow ? "mma99-h16" : (compact_ctas_fit(shape, portable.sm_count) ? "mma99-h32" : "mma-h64"))
+        << label;
   }
 }
 
@@ -177,8 +186,47 @@ TEST(KernelChoice, OneWaveFewTileCallsRunTheCompactKernelOnHopper) {
     EXPECT_STREQ(detail::decode_kernel_name(detail::choose_decode_kernel(shape, hopper).kernel),
                  test_case.kernel)
         << label;
-    EXPECT_STREQ(detail::decode_kernel_name(detail::choose_decode_kernel(shape, portable).kernel), "mma-h64")
-        << label << ": the rule is measured against sm90-h64 only";
+    EXPECT_STREQ(detail::decode_kernel_name(detail::choose_decode_kernel(shape, portable).kernel),
+                 compact_ctas_fit(shape, portable.sm_count) ? "mma99-h32" : "mma-h64")
+        << label << ": without the sm_90a kernel only the one-wave rule applies";
+  }
+}
+
+// Without the sm_90a kernel (a B200 running the compute_89 PTX; a Hopper GPU with it switched off) wide calls
+// whose 32-head CTAs fit one wave unsplit run mma99-h32, the others the portable mma-h64: on an H100 running
+// JIT-compiled PTX (docs/perf.md, 2026-12-06) mma99-h32 was 8-36 % faster at flash-c4 b = 8 / 64, flash-swa
+// b = 64 and pro-c4 b = 8, and 21-26 % slower at pro-c4 b = 64 (256 CTAs, two waves).
+TEST(KernelChoice, OneWaveWideCallsRunTheCompactKernelWithoutSm90) {
+  struct Case {
+    int device_index;  // into kDevices
+    DecodeShape shape;
+    const char* kernel;
+  };
+  const Case cases[] = {
+      {6, {8, 1, 64, 128, 512}, "mma99-h32"},     // flash-c4 b = 8, measured faster
+      {6, {64, 1, 64, 128, 512}, "mma99-h32"},    // flash-c4 b = 64: 128 CTAs, measured faster
+      {6, {64, 1, 64, 128, 0}, "mma99-h32"},      // flash-swa b = 64, measured faster
+      {6, {8, 1, 128, 128, 1024}, "mma99-h32"},   // pro-c4 b = 8, measured faster
+      {6, {64, 1, 128, 128, 1024}, "mma-h64"},    // pro-c4 b = 64: 256 CTAs, measured slower
+      {6, {66, 1, 64, 128, 512}, "mma99-h32"},    // 132 CTAs on 132 SMs
+      {6, {67, 1, 64, 128, 512}, "mma-h64"},      // 134
+      {6, {128, 1, 64, 128, 512}, "mma-h64"},     // flash-c4 b = 128
+      {6, {33, 2, 64, 128, 512}, "mma99-h32"},    // 66 query rows (s_q = 2): 132 CTAs
+      {6, {34, 2, 64, 128, 512}, "mma-h64"},      // 68 query rows: 136
+      {7, {74, 1, 64, 128, 512}, "mma99-h32"},    // B200: 148 CTAs on 148 SMs
+      {7, {75, 1, 64, 128, 512}, "mma-h64"},      // 150
+      {7, {37, 1, 128, 128, 1024}, "mma99-h32"},  // 148
+      {7, {38, 1, 128, 128, 1024}, "mma-h64"},    // 152
+  };
+  for (const Case& test_case : cases) {
+    const SimulatedDevice& simulated = kDevices[test_case.device_index];
+    const DecodeShape& shape = test_case.shape;
+    const std::string label = std::string(simulated.name) + " b=" + std::to_string(shape.batch) +
+                              " s_q=" + std::to_string(shape.seq_q) +
+                              " h=" + std::to_string(shape.num_heads) +
+                              " extra=" + std::to_string(shape.extra_topk);
+    const detail::KernelChoice choice = detail::choose_decode_kernel(shape, device_info(simulated));
+    EXPECT_STREQ(detail::decode_kernel_name(choice.kernel), test_case.kernel) << label;
   }
 }
 
@@ -228,10 +276,15 @@ TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
         // kernel's schedule 64 (LongNarrowCallsRunTheCompactWideKernel below).
         const bool long_narrow_ctas = !wide && std::string(device.name) == "RTX 3090" &&
                                       std::string(named.name) == "pro-c4" && batch == 1;
+        // Where the portable kernel is the wide choice (no sm_90a kernel), the calls whose 32-head CTAs fit
+        // one wave take the 32-head kernel: here every wide call but pro-c4, pro-c128-1m and flash-c4-mtp
+        // (s_q = 2) at b = 64.
+        const bool one_wave_without_sm90 =
+            wide && std::string(device.wide_kernel) == "mma-h64" && compact_ctas_fit(shape, device.sm_count);
         const bool few_row_compact =
             (device.sm90_kernel && wide && named.num_heads == 64 &&
              ((batch == 8 && total_tiles == 10) || (batch == 64 && total_tiles == 2))) ||
-            long_narrow_ctas;
+            long_narrow_ctas || one_wave_without_sm90;
         EXPECT_STREQ(detail::decode_kernel_name(choice.kernel),
                      few_row_compact ? "mma99-h32" : (wide ? device.wide_kernel : device.narrow_kernel))
             << label;
@@ -657,11 +710,11 @@ TEST(KernelChoice, BodyAndTailPlansOfTheGpuTests) {
       {"portable", {5, 1, 128, 128, 512}, 6, 0, 7, "mma-h64", 2, 5, 3, 1, 10},
       {"portable", {5, 1, 128, 128, 512}, 6, 0, 8, "mma-h64", 4, 3, 4, 1, 10},
       {"portable", {5, 1, 128, 128, 512}, 6, 0, 9, "mma-h64", 5, 2, 4, 1, 10},
-      {"portable", {3, 3, 32, 128, 512}, 6, 0, 4, "mma-h64", 4, 3, 8, 1, 10},
-      {"portable", {3, 3, 32, 128, 512}, 6, 0, 6, "mma-h64", 2, 5, 6, 1, 10},
-      {"portable", {3, 3, 32, 128, 2048}, 6, 0, 16, "mma-h64", 12, 3, 8, 2, 17},
-      {"portable", {3, 3, 32, 128, 2048}, 6, 0, 17, "mma-h64", 17, 2, 8, 2, 17},
-      {"portable, capped", {3, 3, 32, 128, 2048}, 6, 101376, 17, "mma99-h32", 17, 2, 8, 2, 17},
+      {"portable", {3, 3, 64, 128, 512}, 6, 0, 4, "mma-h64", 4, 3, 8, 1, 10},
+      {"portable", {3, 3, 64, 128, 512}, 6, 0, 6, "mma-h64", 2, 5, 6, 1, 10},
+      {"portable", {3, 3, 64, 128, 2048}, 6, 0, 16, "mma-h64", 12, 3, 8, 2, 17},
+      {"portable", {3, 3, 64, 128, 2048}, 6, 0, 17, "mma-h64", 17, 2, 8, 2, 17},
+      {"portable, capped", {3, 3, 64, 128, 2048}, 6, 101376, 17, "mma99-h32", 9, 4, 8, 1, 34},
       {"portable", {23, 1, 64, 128, 2048}, 6, 0, 44, "mma-h64", 34, 1, 22, 2, 17},
       {"chained / graph", {5, 1, 128, 128, 512}, 5, 0, 8, "sm90-h64", 4, 3, 4, 1, 10},
       {"chained / graph", {5, 1, 128, 128, 512}, 5, 101376, 8, "mma99-h32", 2, 5, 4, 1, 10},

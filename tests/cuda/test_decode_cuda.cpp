@@ -443,9 +443,16 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
     const bool small_call = rows * ((shape.num_heads + 63) / 64) <= 4 &&
                             rows * ((shape.num_heads + 15) / 16) * total_tiles <= 256;
     const int head_block = shape.num_heads <= 16 || small_call ? 16 : 64;
+    // Without the sm_90a kernel, wide calls whose 32-head CTAs fit one wave run mma99-h32
+    // (kernel_choice.cpp); the schedule model checked here is the portable kernel's, so they are planned on
+    // mma-h64 itself.
+    detail::KernelChoice kernel = detail::choose_decode_kernel(shape, h100);
+    if (head_block == 64 && kernel.kernel == detail::DecodeKernel::kCompactHeads32) {
+      kernel = {detail::DecodeKernel::kMmaHeads64, 64,
+                static_cast<int64_t>(detail::decode::DecodeConfigHeads64::kSharedBytes)};
+    }
     for (int requested : {0, 1, 3, total_tiles, total_tiles + 5, 1000}) {
-      const detail::SplitSchedule schedule =
-          detail::plan_cuda_decode_splits(shape, h100, detail::choose_decode_kernel(shape, h100), requested);
+      const detail::SplitSchedule schedule = detail::plan_cuda_decode_splits(shape, h100, kernel, requested);
       const std::string label =
           "b=" + std::to_string(shape.batch) + " s_q=" + std::to_string(shape.seq_q) +
           " h=" + std::to_string(shape.num_heads) + " topk=" + std::to_string(shape.topk) +
@@ -618,6 +625,8 @@ TEST(DecodeCuda, AllKernelsAgree) {
   const bool hopper = detail::decode::hopper_decode_available(device);
   std::printf("[decode_cuda] device %d: sm_90a wgmma kernel %s\n", device,
               hopper ? "in use" : "not available");
+  int sm_count = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
   struct EnableHopperOnExit {
     ~EnableHopperOnExit() { detail::decode::set_hopper_decode_enabled(true); }
   } restore;
@@ -632,7 +641,13 @@ TEST(DecodeCuda, AllKernelsAgree) {
       const Plan preferred_plan = make_cuda_plan(problem.shape, requested_splits);
       detail::decode::set_hopper_decode_enabled(false);
       EXPECT_FALSE(detail::decode::hopper_decode_available(device));
-      const Plan portable_plan = make_cuda_plan(problem.shape, requested_splits);
+      // Without the sm_90a kernel a call whose 32-head CTAs fit one wave runs mma99-h32 (kernel_choice.cpp);
+      // planned for one SM fewer than those CTAs, every call that can run the portable kernel runs it here.
+      const int64_t compact_ctas =
+          int64_t{problem.shape.batch} * problem.shape.seq_q * ((problem.shape.num_heads + 31) / 32);
+      const int32_t portable_sms =
+          compact_ctas > 1 && compact_ctas <= sm_count ? static_cast<int32_t>(compact_ctas - 1) : 0;
+      const Plan portable_plan = make_cuda_plan(problem.shape, requested_splits, 0, portable_sms);
       detail::decode::set_hopper_decode_enabled(true);
       const Plan compact_plan = make_cuda_plan(problem.shape, requested_splits,
                                                static_cast<int32_t>(detail::decode::kCompactSharedLimit));
@@ -939,12 +954,14 @@ TEST(DecodeCuda, BodyAndTailSplitRowsMatchReference) {
 // The same with the sm_90a kernel switched off at plan time: on Hopper the portable mma.sync kernel
 // (kernel.cuh, mma-h64) runs only then, so this is where its body and tail plans run. Planned on an H200
 // (CPU, the "sm_90a kernel off" description): the first problem at 4 / 7 / 8 / 9 SMs an unsplit body of
-// 4 / 3 / 4 / 4 rows and a tail of 2 / 2 / 4 / 5 splits; the second (9 rows of 32 heads, per-query lengths,
+// 4 / 3 / 4 / 4 rows and a tail of 2 / 2 / 4 / 5 splits; the second (9 rows of 64 heads, per-query lengths,
 // P = 61 / 2) at 4 / 6 an unsplit body of 8 / 6 rows (at 16 none: its 10-tile rows are too short for a split
 // body, whose splits must walk 16+ tiles); the same with 34-tile rows at 16 / 17 SMs 8 rows in 2 splits of 17
-// tiles, the last in 12 of 3 / 17 of 2 (under the cap only at 17); the fourth at 44 SMs 22 rows in 2 splits
-// of 17 tiles, the last in 34 of one (two combine launches). Under SMLA_MAX_SHARED_BYTES the 99 KB-class
-// kernels take them (still checked).
+// tiles, the last in 12 of 3 / 17 of 2 (under the cap, at 17, an unsplit body of 8 rows and the last in 9
+// of 4); the fourth at 44 SMs 22 rows in 2 splits of 17 tiles, the last in 34 of one (two combine
+// launches). Every problem has more 32-head CTAs than SMs, so the one-wave rule for devices without the
+// sm_90a kernel leaves them on mma-h64. Under SMLA_MAX_SHARED_BYTES the 99 KB-class kernels take them (still
+// checked).
 TEST(DecodeCuda, BodyAndTailSplitRowsMatchReferenceOnThePortableKernel) {
   SMLA_SKIP_WITHOUT_CUDA();
   if (std::getenv("SMLA_SM_COUNT") != nullptr) {
@@ -959,8 +976,8 @@ TEST(DecodeCuda, BodyAndTailSplitRowsMatchReferenceOnThePortableKernel) {
   EXPECT_FALSE(detail::decode::hopper_decode_available(device));
   std::vector<BodyAndTailCase> cases = {
       {test::problem_config(5, 1, 128, 128, 512, 256, 64), {4, 7, 8, 9}},
-      {test::problem_config(3, 3, 32, 128, 512, 61, 2), {4, 6, 16}},
-      {test::problem_config(3, 3, 32, 128, 2048, 61, 2), {16, 17}},
+      {test::problem_config(3, 3, 64, 128, 512, 61, 2), {4, 6, 16}},
+      {test::problem_config(3, 3, 64, 128, 2048, 61, 2), {16, 17}},
       {test::problem_config(23, 1, 64, 128, 2048, 256, 64), {44}},
   };
   cases[1].config.lengths_per_query = true;

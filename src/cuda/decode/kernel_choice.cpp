@@ -135,6 +135,18 @@ bool one_wave_of_few_tile_rows(const DecodeShape& shape, const CudaDeviceInfo& d
          one_tile_per_cta(shape, device, kCompactWide) == one_tile_per_cta(shape, device, sm90);
 }
 
+// Without the sm_90a kernel (a B200 / B300 running the compute_89 PTX, an H100 / H200 with it switched off)
+// wide calls whose 32-head CTAs fit one wave unsplit run the 32-head kernel instead of the portable one.
+// Measured on an H100 running JIT-compiled compute_89 and compute_80 PTX (docs/perf.md, "The portable
+// kernel against mma99-h32 from PTX", 2026-12-06): 8-36 % faster at flash-c4 b = 8 / 64, flash-swa b = 64
+// and pro-c4 b = 8 (16 to 128 32-head CTAs on 132 SMs); 21-26 % slower at pro-c4 b = 64 (256 CTAs, two
+// waves, against the portable kernel's one).
+bool compact_wide_fits_one_wave(const DecodeShape& shape, const CudaDeviceInfo& device) {
+  const int64_t compact_ctas =
+      query_rows_of(shape) * head_block_count(shape.num_heads, kCompactWide.head_block);
+  return device.sm_count > 0 && compact_ctas <= device.sm_count;
+}
+
 }  // namespace
 
 KernelChoice choose_decode_kernel(const DecodeShape& shape, const CudaDeviceInfo& device) {
@@ -157,6 +169,8 @@ KernelChoice choose_decode_kernel(const DecodeShape& shape, const CudaDeviceInfo
   const KernelChoice wide = pick(kWideChoices);
   if (wide.kernel == DecodeKernel::kSm90Heads64 &&
       (few_rows_for_compact_wide_block(shape) || one_wave_of_few_tile_rows(shape, device, wide)))
+    return kCompactWide;
+  if (wide.kernel == DecodeKernel::kMmaHeads64 && compact_wide_fits_one_wave(shape, device))
     return kCompactWide;
   return wide;
 }
