@@ -57,7 +57,9 @@ typedef enum smla_cpu_precision_t {
 
 typedef struct smla_plan_options_t {
   int32_t backend;       /* smla_backend_t; SMLA_BACKEND_AUTO honours SMLA_BACKEND */
-  int32_t device;        /* CUDA device ordinal; -1 = the current device */
+  /* CUDA device ordinal; -1 = the current device. Another device may be named: planning queries it
+   * without changing the caller's current device, but a run needs the plan's device current. */
+  int32_t device;
   int32_t num_splits;    /* split-KV factor; 0 = chosen by the planner */
   int32_t cpu_precision; /* smla_cpu_precision_t; CPU backend only */
   int32_t cpu_threads;   /* CPU backend only, 0..1024; 0 = all hardware threads */
