@@ -122,30 +122,29 @@ bool narrow_call_walks_long_ctas(const DecodeShape& shape, const CudaDeviceInfo&
          entries_per_cta(shape, device, kCompactWide) < narrow_entries;
 }
 
-bool one_wave_of_few_tile_rows(const DecodeShape& shape, const CudaDeviceInfo& device,
-                               const KernelChoice& sm90) {
-  const int64_t tiles = total_tiles_of(shape);
-  if (head_block_count(shape.num_heads, decode::kWideHeadBlock) != 1 ||
-      tiles > kMostTilesForOneWaveCompactWide)
-    return false;
-  const int64_t compact_ctas =
-      query_rows_of(shape) * head_block_count(shape.num_heads, kCompactWide.head_block);
-  if (device.sm_count <= 0 || compact_ctas > device.sm_count) return false;
-  return tiles < kMostTilesForOneWaveCompactWide ||
-         one_tile_per_cta(shape, device, kCompactWide) == one_tile_per_cta(shape, device, sm90);
-}
-
-// Without the sm_90a kernel (a B200 / B300 running the compute_89 PTX, an H100 / H200 with it switched off)
-// wide calls whose 32-head CTAs fit one wave unsplit run the 32-head kernel instead of the portable one.
-// Measured on an H100 running JIT-compiled compute_89 PTX (docs/perf.md, "The portable kernel against
-// mma99-h32 from PTX", v101, 2026-12-06): 13-38 % faster on 8 of the 10 named-shape rows at b = 1..128 it
-// moves (16 to 128 32-head CTAs on 132 SMs), level at pro-c4 b = 16 / 32; at two waves (256 CTAs) 13-21 %
-// slower on rows of 10 and 18 tiles (flash-c4 b = 128, pro-c4 b = 64) but 8.7 % faster on rows of 2
-// (flash-swa b = 128), which this rule leaves on the portable kernel: it does not count tile work yet.
+// Whether a call's 32-head CTAs, unsplit, fit one wave of the device's SMs: one condition of
+// one_wave_of_few_tile_rows (Hopper) below, and the whole rule without the sm_90a kernel (a B200 / B300
+// running the compute_89 PTX, an H100 / H200 with it switched off), where such wide calls run the 32-head
+// kernel instead of the portable one. Measured on an H100 running JIT-compiled compute_89 PTX (docs/perf.md,
+// "The portable kernel against mma99-h32 from PTX", v101, 2026-12-06): 13-38 % faster on 8 of the 10
+// named-shape rows at b = 1..128 it moves (16 to 128 32-head CTAs on 132 SMs), level at pro-c4 b = 16 / 32;
+// at two waves (256 CTAs) 13-21 % slower on rows of 10 and 18 tiles (flash-c4 b = 128, pro-c4 b = 64), but
+// 8.7 % faster on rows of 2 (flash-swa b = 128), which this rule leaves on the portable kernel: it does not
+// count tile work yet.
 bool compact_wide_fits_one_wave(const DecodeShape& shape, const CudaDeviceInfo& device) {
   const int64_t compact_ctas =
       query_rows_of(shape) * head_block_count(shape.num_heads, kCompactWide.head_block);
   return device.sm_count > 0 && compact_ctas <= device.sm_count;
+}
+
+bool one_wave_of_few_tile_rows(const DecodeShape& shape, const CudaDeviceInfo& device,
+                               const KernelChoice& sm90) {
+  const int64_t tiles = total_tiles_of(shape);
+  if (head_block_count(shape.num_heads, decode::kWideHeadBlock) != 1 ||
+      tiles > kMostTilesForOneWaveCompactWide || !compact_wide_fits_one_wave(shape, device))
+    return false;
+  return tiles < kMostTilesForOneWaveCompactWide ||
+         one_tile_per_cta(shape, device, kCompactWide) == one_tile_per_cta(shape, device, sm90);
 }
 
 }  // namespace
