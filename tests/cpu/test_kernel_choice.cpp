@@ -4,6 +4,7 @@
 // (cudaDevAttrMaxSharedMemoryPerBlockOptin and multiprocessor counts).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iterator>
@@ -62,11 +63,14 @@ detail::CudaDeviceInfo device_info(const SimulatedDevice& device) {
   return info;
 }
 
-// Whether a wide call's 32-head CTAs, unsplit, fit one wave of `sm_count` SMs: where the sm_90a kernel is
-// missing, such calls run mma99-h32 instead of the portable mma-h64 (kernel_choice.cpp).
+// Whether a wide call's 32-head CTAs, unsplit, fit one wave of `sm_count` SMs, or one and a half on rows of
+// at most 10 64-entry tiles: where the sm_90a kernel is missing, such calls run mma99-h32 instead of the
+// portable mma-h64 (kernel_choice.cpp).
 bool compact_ctas_fit(const DecodeShape& shape, int sm_count) {
   const int64_t rows = static_cast<int64_t>(shape.batch) * shape.seq_q;
-  return rows * ((shape.num_heads + 31) / 32) <= sm_count;
+  const int64_t ctas = rows * ((shape.num_heads + 31) / 32);
+  const int64_t tiles = (shape.topk + 63) / 64 + (std::max(shape.extra_topk, 0) + 63) / 64;
+  return ctas <= sm_count || (2 * ctas <= 3 * int64_t{sm_count} && tiles <= 10);
 }
 
 // The split schedule an H200 plans for `shape`, uncapped or under the 99 KB cap, with the kernel it chooses.
@@ -101,8 +105,8 @@ TEST(KernelChoice, EveryCompactConfigurationFitsThe99KbClass) {
 // Where both run, the planner gives wide calls of few query rows and little tile work the 32-head 99 KB-class
 // kernel instead of the sm_90a kernel (kernel_choice.cpp: at most 16 rows of 64 heads or 4 of 128, and at
 // most 160 rows x 64-head blocks x 64-entry tiles), as measured on the H200 (v43, v69); every other wide call
-// keeps sm90-h64. Without the sm_90a kernel these rules do not apply; the one-wave rule there picks between
-// mma99-h32 and the portable mma-h64 (OneWaveWideCallsRunTheCompactKernelWithoutSm90 below).
+// keeps sm90-h64. Without the sm_90a kernel these rules do not apply; the wave rules there pick between
+// mma99-h32 and the portable mma-h64 (WideCallsOfAWaveAndAHalfRunTheCompactKernelWithoutSm90 below).
 TEST(KernelChoice, FewRowWideCallsRunTheCompactKernelOnHopper) {
   struct Case {
     const char* shape;
@@ -139,7 +143,7 @@ TEST(KernelChoice, FewRowWideCallsRunTheCompactKernelOnHopper) {
     const detail::KernelChoice choice = detail::choose_decode_kernel(shape, hopper);
     EXPECT_STREQ(detail::decode_kernel_name(choice.kernel), test_case.kernel) << label;
     if (std::string(test_case.kernel) == "mma99-h32") EXPECT_EQ(choice.head_block, 32) << label;
-    // Without the sm_90a kernel only the one-wave rule applies (OneWaveWideCallsRunTheCompactKernel...).
+    // Without the sm_90a kernel only the wave rules apply (WideCallsOfAWaveAndAHalfRunTheCompactKernel...).
     const bool narrow = std::string(test_case.kernel) == "mma99-h16";
     EXPECT_STREQ(
         detail::decode_kernel_name(detail::choose_decode_kernel(shape, portable).kernel),
@@ -188,15 +192,15 @@ TEST(KernelChoice, OneWaveFewTileCallsRunTheCompactKernelOnHopper) {
         << label;
     EXPECT_STREQ(detail::decode_kernel_name(detail::choose_decode_kernel(shape, portable).kernel),
                  compact_ctas_fit(shape, portable.sm_count) ? "mma99-h32" : "mma-h64")
-        << label << ": without the sm_90a kernel only the one-wave rule applies";
+        << label << ": without the sm_90a kernel only the wave rules apply";
   }
 }
 
 // Without the sm_90a kernel (a B200 running the compute_89 PTX; a Hopper GPU with it switched off) wide calls
-// whose 32-head CTAs fit one wave unsplit run mma99-h32, the others the portable mma-h64: on an H100 running
-// JIT-compiled PTX (docs/perf.md, 2026-12-06) mma99-h32 was 8-36 % faster at flash-c4 b = 8 / 64, flash-swa
-// b = 64 and pro-c4 b = 8, and 21-26 % slower at pro-c4 b = 64 (256 CTAs, two waves).
-TEST(KernelChoice, OneWaveWideCallsRunTheCompactKernelWithoutSm90) {
+// whose 32-head CTAs fit one wave unsplit (v101), or one and a half on rows of at most 10 tiles (v102), run
+// mma99-h32, the others the portable mma-h64, as measured on an H100 running JIT-compiled PTX (docs/perf.md,
+// "The portable kernel against mma99-h32 from PTX", 2026-12-06).
+TEST(KernelChoice, WideCallsOfAWaveAndAHalfRunTheCompactKernelWithoutSm90) {
   struct Case {
     int device_index;  // into kDevices
     DecodeShape shape;
@@ -209,14 +213,22 @@ TEST(KernelChoice, OneWaveWideCallsRunTheCompactKernelWithoutSm90) {
       {6, {8, 1, 128, 128, 1024}, "mma99-h32"},   // pro-c4 b = 8, measured faster
       {6, {64, 1, 128, 128, 1024}, "mma-h64"},    // pro-c4 b = 64: 256 CTAs, measured slower
       {6, {66, 1, 64, 128, 512}, "mma99-h32"},    // 132 CTAs on 132 SMs
-      {6, {67, 1, 64, 128, 512}, "mma-h64"},      // 134
-      {6, {128, 1, 64, 128, 512}, "mma-h64"},     // flash-c4 b = 128
+      {6, {80, 1, 64, 128, 512}, "mma99-h32"},    // flash-c4 b = 80: 160 CTAs, measured faster
+      {6, {99, 1, 64, 128, 512}, "mma99-h32"},    // 198 CTAs: 1.5 waves
+      {6, {100, 1, 64, 128, 512}, "mma-h64"},     // 200
+      {6, {96, 1, 64, 128, 0}, "mma99-h32"},      // flash-swa b = 96: 192 CTAs of 2-tile rows
+      {6, {128, 1, 64, 128, 0}, "mma-h64"},       // flash-swa b = 128: 256 CTAs, lengths decide
+      {6, {128, 1, 64, 128, 512}, "mma-h64"},     // flash-c4 b = 128, measured slower
+      {6, {67, 1, 64, 128, 576}, "mma-h64"},      // 134 CTAs of 11-tile rows
+      {6, {48, 1, 128, 128, 1024}, "mma-h64"},    // pro-c4 b = 48: 192 CTAs, 18 tiles, slower
       {6, {33, 2, 64, 128, 512}, "mma99-h32"},    // 66 query rows (s_q = 2): 132 CTAs
-      {6, {34, 2, 64, 128, 512}, "mma-h64"},      // 68 query rows: 136
+      {6, {48, 2, 64, 128, 512}, "mma99-h32"},    // flash-c4-mtp b = 48: 192 CTAs
+      {6, {50, 2, 64, 128, 512}, "mma-h64"},      // 200 CTAs
       {7, {74, 1, 64, 128, 512}, "mma99-h32"},    // B200: 148 CTAs on 148 SMs
-      {7, {75, 1, 64, 128, 512}, "mma-h64"},      // 150
+      {7, {111, 1, 64, 128, 512}, "mma99-h32"},   // 222: 1.5 waves of 148
+      {7, {112, 1, 64, 128, 512}, "mma-h64"},     // 224
       {7, {37, 1, 128, 128, 1024}, "mma99-h32"},  // 148
-      {7, {38, 1, 128, 128, 1024}, "mma-h64"},    // 152
+      {7, {38, 1, 128, 128, 1024}, "mma-h64"},    // 152 CTAs of 18-tile rows
   };
   for (const Case& test_case : cases) {
     const SimulatedDevice& simulated = kDevices[test_case.device_index];
@@ -277,8 +289,8 @@ TEST(KernelChoice, PinsKernelHeadBlockAndSaneSplitsPerDevice) {
         const bool long_narrow_ctas = !wide && std::string(device.name) == "RTX 3090" &&
                                       std::string(named.name) == "pro-c4" && batch == 1;
         // Where the portable kernel is the wide choice (no sm_90a kernel), the calls whose 32-head CTAs fit
-        // one wave take the 32-head kernel: here every wide call but pro-c4, pro-c128-1m and flash-c4-mtp
-        // (s_q = 2) at b = 64.
+        // one wave (or 1.5 on rows of <= 10 tiles) take the 32-head kernel: here every wide call but pro-c4,
+        // pro-c128-1m and flash-c4-mtp (s_q = 2) at b = 64.
         const bool one_wave_without_sm90 =
             wide && std::string(device.wide_kernel) == "mma-h64" && compact_ctas_fit(shape, device.sm_count);
         const bool few_row_compact =

@@ -641,12 +641,14 @@ TEST(DecodeCuda, AllKernelsAgree) {
       const Plan preferred_plan = make_cuda_plan(problem.shape, requested_splits);
       detail::decode::set_hopper_decode_enabled(false);
       EXPECT_FALSE(detail::decode::hopper_decode_available(device));
-      // Without the sm_90a kernel a call whose 32-head CTAs fit one wave runs mma99-h32 (kernel_choice.cpp);
-      // planned for one SM fewer than those CTAs, every call that can run the portable kernel runs it here.
+      // Without the sm_90a kernel a call whose 32-head CTAs fit one wave, or 1.5 on rows of few tiles, runs
+      // mma99-h32 (kernel_choice.cpp); planned for fewer SMs than two thirds of those CTAs, every call that
+      // can run the portable kernel runs it here.
       const int64_t compact_ctas =
           int64_t{problem.shape.batch} * problem.shape.seq_q * ((problem.shape.num_heads + 31) / 32);
-      const int32_t portable_sms =
-          compact_ctas > 1 && compact_ctas <= sm_count ? static_cast<int32_t>(compact_ctas - 1) : 0;
+      const int32_t portable_sms = compact_ctas > 1 && 2 * compact_ctas <= 3 * int64_t{sm_count}
+                                       ? static_cast<int32_t>((2 * compact_ctas - 1) / 3)
+                                       : 0;
       const Plan portable_plan = make_cuda_plan(problem.shape, requested_splits, 0, portable_sms);
       detail::decode::set_hopper_decode_enabled(true);
       const Plan compact_plan = make_cuda_plan(problem.shape, requested_splits,
@@ -959,9 +961,10 @@ TEST(DecodeCuda, BodyAndTailSplitRowsMatchReference) {
 // body, whose splits must walk 16+ tiles); the same with 34-tile rows at 16 / 17 SMs 8 rows in 2 splits of 17
 // tiles, the last in 12 of 3 / 17 of 2 (under the cap, at 17, an unsplit body of 8 rows and the last in 9
 // of 4); the fourth at 44 SMs 22 rows in 2 splits of 17 tiles, the last in 34 of one (two combine
-// launches). Every problem has more 32-head CTAs than SMs, so the one-wave rule for devices without the
-// sm_90a kernel leaves them on mma-h64. Under SMLA_MAX_SHARED_BYTES the 99 KB-class kernels take them (still
-// checked).
+// launches). Every problem has more 32-head CTAs than SMs, and more than 1.5 times as many where its rows
+// hold at most 10 tiles, so the wave rules for devices without the sm_90a kernel leave them on mma-h64, but
+// for the second at 16 SMs (18 CTAs of 10-tile rows), which runs mma99-h32. Under SMLA_MAX_SHARED_BYTES the
+// 99 KB-class kernels take them (still checked).
 TEST(DecodeCuda, BodyAndTailSplitRowsMatchReferenceOnThePortableKernel) {
   SMLA_SKIP_WITHOUT_CUDA();
   if (std::getenv("SMLA_SM_COUNT") != nullptr) {

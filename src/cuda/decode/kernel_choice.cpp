@@ -122,6 +122,11 @@ bool narrow_call_walks_long_ctas(const DecodeShape& shape, const CudaDeviceInfo&
          entries_per_cta(shape, device, kCompactWide) < narrow_entries;
 }
 
+// A call's 32-head CTAs, unsplit (query rows x 32-head blocks).
+int64_t compact_wide_ctas(const DecodeShape& shape) {
+  return query_rows_of(shape) * head_block_count(shape.num_heads, kCompactWide.head_block);
+}
+
 // Whether a call's 32-head CTAs, unsplit, fit one wave of the device's SMs: one condition of
 // one_wave_of_few_tile_rows (Hopper) below, and the whole rule without the sm_90a kernel (a B200 / B300
 // running the compute_89 PTX, an H100 / H200 with it switched off), where such wide calls run the 32-head
@@ -132,9 +137,7 @@ bool narrow_call_walks_long_ctas(const DecodeShape& shape, const CudaDeviceInfo&
 // 8.7 % faster on rows of 2 (flash-swa b = 128), which this rule leaves on the portable kernel: it does not
 // count tile work yet.
 bool compact_wide_fits_one_wave(const DecodeShape& shape, const CudaDeviceInfo& device) {
-  const int64_t compact_ctas =
-      query_rows_of(shape) * head_block_count(shape.num_heads, kCompactWide.head_block);
-  return device.sm_count > 0 && compact_ctas <= device.sm_count;
+  return device.sm_count > 0 && compact_wide_ctas(shape) <= device.sm_count;
 }
 
 bool one_wave_of_few_tile_rows(const DecodeShape& shape, const CudaDeviceInfo& device,
@@ -145,6 +148,19 @@ bool one_wave_of_few_tile_rows(const DecodeShape& shape, const CudaDeviceInfo& d
     return false;
   return tiles < kMostTilesForOneWaveCompactWide ||
          one_tile_per_cta(shape, device, kCompactWide) == one_tile_per_cta(shape, device, sm90);
+}
+
+// Without the sm_90a kernel, wide calls also run the 32-head kernel where its CTAs fit one and a half waves
+// on rows of at most 10 tiles (v102). In the two-wave sweep on an H100 running compute_89 PTX (docs/perf.md,
+// 2026-12-06), up to 1.5 waves on rows of 2 and 10 tiles it took 0.887-0.997x the portable kernel's time at
+// full lengths and 0.737-0.956x at random ones (one row 1.020x), but 1.116x on rows of 18 tiles; at two
+// waves and beyond the lengths decide even for 2-tile rows, so no rule moves those.
+constexpr int64_t kMostTilesForWaveAndAHalfCompactWide = 10;
+
+bool compact_wide_beats_portable(const DecodeShape& shape, const CudaDeviceInfo& device) {
+  if (compact_wide_fits_one_wave(shape, device)) return true;
+  return 2 * compact_wide_ctas(shape) <= 3 * int64_t{device.sm_count} &&
+         total_tiles_of(shape) <= kMostTilesForWaveAndAHalfCompactWide;
 }
 
 }  // namespace
@@ -170,7 +186,7 @@ KernelChoice choose_decode_kernel(const DecodeShape& shape, const CudaDeviceInfo
   if (wide.kernel == DecodeKernel::kSm90Heads64 &&
       (few_rows_for_compact_wide_block(shape) || one_wave_of_few_tile_rows(shape, device, wide)))
     return kCompactWide;
-  if (wide.kernel == DecodeKernel::kMmaHeads64 && compact_wide_fits_one_wave(shape, device))
+  if (wide.kernel == DecodeKernel::kMmaHeads64 && compact_wide_beats_portable(shape, device))
     return kCompactWide;
   return wide;
 }
