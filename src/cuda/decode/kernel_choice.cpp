@@ -128,14 +128,14 @@ int64_t compact_wide_ctas(const DecodeShape& shape) {
 }
 
 // Whether a call's 32-head CTAs, unsplit, fit one wave of the device's SMs: one condition of
-// one_wave_of_few_tile_rows (Hopper) below, and the whole rule without the sm_90a kernel (a B200 / B300
-// running the compute_89 PTX, an H100 / H200 with it switched off), where such wide calls run the 32-head
-// kernel instead of the portable one. Measured on an H100 running JIT-compiled compute_89 PTX (docs/perf.md,
-// "The portable kernel against mma99-h32 from PTX", v101, 2026-12-06): 13-38 % faster on 8 of the 10
-// named-shape rows at b = 1..128 it moves (16 to 128 32-head CTAs on 132 SMs), level at pro-c4 b = 16 / 32;
-// at two waves (256 CTAs) 13-21 % slower on rows of 10 and 18 tiles (flash-c4 b = 128, pro-c4 b = 64), but
-// 8.7 % faster on rows of 2 (flash-swa b = 128), which this rule leaves on the portable kernel: it does not
-// count tile work yet.
+// one_wave_of_few_tile_rows (Hopper) below, and the first half of compact_wide_beats_portable (without the
+// sm_90a kernel: a B200 / B300 running the compute_89 PTX, an H100 / H200 with it switched off), where such
+// wide calls run the 32-head kernel instead of the portable one. Measured on an H100 running JIT-compiled
+// compute_89 PTX (docs/perf.md, "The portable kernel against mma99-h32 from PTX", v101, 2026-12-06): 13-38 %
+// faster on 8 of the 10 named-shape rows at b = 1..128 it moves (16 to 128 32-head CTAs on 132 SMs), level
+// at pro-c4 b = 16 / 32; at two waves (256 CTAs) 13-21 % slower on rows of 10 and 18 tiles (flash-c4
+// b = 128, pro-c4 b = 64), 8.7 % faster on rows of 2 at full lengths (flash-swa b = 128) but slower at random
+// ones, so beyond 1.5 waves no rule moves a call.
 bool compact_wide_fits_one_wave(const DecodeShape& shape, const CudaDeviceInfo& device) {
   return device.sm_count > 0 && compact_wide_ctas(shape) <= device.sm_count;
 }
@@ -154,7 +154,8 @@ bool one_wave_of_few_tile_rows(const DecodeShape& shape, const CudaDeviceInfo& d
 // on rows of at most 10 tiles (v102). In the two-wave sweep on an H100 running compute_89 PTX (docs/perf.md,
 // 2026-12-06), up to 1.5 waves on rows of 2 and 10 tiles it took 0.887-0.997x the portable kernel's time at
 // full lengths and 0.737-0.956x at random ones (one row 1.020x), but 1.116x on rows of 18 tiles; at two
-// waves and beyond the lengths decide even for 2-tile rows, so no rule moves those.
+// waves and beyond the lengths decide even for 2-tile rows, so no rule moves those. Its A/B (v102_call, same
+// day and GPU kind): the 14 rows it moves 0.916x in geometric mean, 0.735x to 1.029x.
 constexpr int64_t kMostTilesForWaveAndAHalfCompactWide = 10;
 
 bool compact_wide_beats_portable(const DecodeShape& shape, const CudaDeviceInfo& device) {
