@@ -21,11 +21,16 @@ class DeviceScope {
       (void)cudaGetLastError();  // no current device yet is not the caller's error
       previous_ = -1;
     }
-    error_ = previous_ == device ? cudaSuccess : cudaSetDevice(device);
-    if (error_ != cudaSuccess) (void)cudaGetLastError();  // reported through error(), not left sticky
+    if (previous_ != device) {
+      error_ = cudaSetDevice(device);
+      switched_ = error_ == cudaSuccess;
+      if (error_ != cudaSuccess) (void)cudaGetLastError();  // reported through error(), not left sticky
+    }
   }
   ~DeviceScope() {
-    if (previous_ >= 0 && error_ == cudaSuccess) (void)cudaSetDevice(previous_);
+    // Only a switch is undone: a scope for the device already current costs no runtime call. Without a
+    // current device before (previous_ < 0) the runtime's own default stays current.
+    if (switched_ && previous_ >= 0) (void)cudaSetDevice(previous_);
     if (mode_exchanged_) (void)cudaThreadExchangeStreamCaptureMode(&capture_mode_);
   }
   DeviceScope(const DeviceScope&) = delete;
@@ -38,6 +43,7 @@ class DeviceScope {
   cudaStreamCaptureMode capture_mode_;
   bool mode_exchanged_ = false;
   int previous_ = -1;
+  bool switched_ = false;
   cudaError_t error_ = cudaSuccess;
 };
 
