@@ -443,9 +443,9 @@ TEST(DecodeCudaSchedule, SplitsCoverTilesAndFillTheDevice) {
     const bool small_call = rows * ((shape.num_heads + 63) / 64) <= 4 &&
                             rows * ((shape.num_heads + 15) / 16) * total_tiles <= 256;
     const int head_block = shape.num_heads <= 16 || small_call ? 16 : 64;
-    // Without the sm_90a kernel, wide calls whose 32-head CTAs fit one wave run mma99-h32
-    // (kernel_choice.cpp); the schedule model checked here is the portable kernel's, so they are planned on
-    // mma-h64 itself.
+    // Without the sm_90a kernel, wide calls whose 32-head CTAs fit one wave, or 1.5 on rows of few tiles, run
+    // mma99-h32 (kernel_choice.cpp); the schedule model checked here is the portable kernel's, so they are
+    // planned on mma-h64 itself.
     detail::KernelChoice kernel = detail::choose_decode_kernel(shape, h100);
     if (head_block == 64 && kernel.kernel == detail::DecodeKernel::kCompactHeads32) {
       kernel = {detail::DecodeKernel::kMmaHeads64, 64,
