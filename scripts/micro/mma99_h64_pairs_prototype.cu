@@ -169,12 +169,7 @@ __global__ void __launch_bounds__(kThreads, 1) h64_pairs_loop(const Params param
   const int softmax_token = threadIdx.x % 4 * 4;
   float running_max = kInitialRunningMax;
   float row_sum = 0.f;
-  float out_acc[2][16][4];
-#pragma unroll
-  for (int mb = 0; mb < 2; ++mb)
-#pragma unroll
-    for (int j = 0; j < 16; ++j)
-      out_acc[mb][j][0] = out_acc[mb][j][1] = out_acc[mb][j][2] = out_acc[mb][j][3] = 0.f;
+  float out_acc[2][16][4] = {};
   const int a_row_in_group = (lane & 7) + ((lane >> 3) & 1) * 8;
   const int a_chunk = (lane >> 4) ^ half;  // k columns 0..7 are this warp's own tokens
 
@@ -240,12 +235,7 @@ __global__ void __launch_bounds__(kThreads, 1) h64_pairs_loop(const Params param
     // ---- Partial S: heads 32 h .., 16 tokens, 128 dims (Q's A fragments from shared memory, v39's dim
     // order).
     {
-      float score[2][2][4];
-#pragma unroll
-      for (int mb = 0; mb < 2; ++mb)
-#pragma unroll
-        for (int n = 0; n < 2; ++n)
-          score[mb][n][0] = score[mb][n][1] = score[mb][n][2] = score[mb][n][3] = 0.f;
+      float score[2][2][4] = {};
 #pragma unroll
       for (int gi = 0; gi < 2; ++gi) {
 #pragma unroll
