@@ -7,7 +7,7 @@
 // for the bytes and meets the others at a barrier, as the kernel's next dequantization would.
 //
 //   ldgsts     cp.async.cg 16 bytes into a 2 KB staging slice a warp (the kernel's route)
-//   ldgsts-1   the same instructions, every token's source row 0 (one line an instruction: `samerow`)
+//   ldgsts-1   the same instructions, all 32 tokens from one row (one line an instruction: `samerow`)
 //   ldg        ld.global.nc 16 bytes into registers, used after the stamp (a register route)
 //   ldg-sts    ld.global.nc into registers, then st.shared after the stamp (registers, then staging)
 //   none       the addresses only
@@ -66,23 +66,34 @@ __global__ void __launch_bounds__(256, 1)
   const unsigned long long start = clock64();
   for (int it = 0; it < kIterations; ++it) {
     uint4 held[4];
+    // The addresses first, pinned in registers before the stamp (as the kernel's row table has them), so
+    // the issue block holds only the copy instructions.
+    const uint8_t* source[4];
+    uint32_t destination[4];
+#pragma unroll
+    for (int step = 0; step < 4; ++step) {
+      const int token = step * 8 + lane / 4, chunk = lane % 4;
+      // One row a CTA and iteration for the one-row route (not one for the whole GPU: a single line read
+      // by every SM at once is an L2 hot spot, not the kernel's `samerow`).
+      const uint32_t row = mix(blockIdx.x * 977u + it * 131u + (kRoute == Route::kLdgstsOneRow ? 0 : token)) %
+                           num_rows;
+      source[step] = pool + size_t(row) * kRowBytes + warp * kSliceBytes + chunk * 16;
+      destination[step] = staging + token * kSliceBytes + chunk * 16;
+      asm volatile("" : "+l"(source[step]), "+r"(destination[step]));
+    }
     const unsigned long long t0 = clock64();
     if (copies) {
 #pragma unroll
       for (int step = 0; step < 4; ++step) {
-        const int token = step * 8 + lane / 4, chunk = lane % 4;
-        const uint32_t row =
-            kRoute == Route::kLdgstsOneRow ? 0u : mix(blockIdx.x * 977u + it * 131u + token) % num_rows;
-        const uint8_t* source = pool + size_t(row) * kRowBytes + warp * kSliceBytes + chunk * 16;
-        const uint32_t destination = staging + token * kSliceBytes + chunk * 16;
         if constexpr (kRoute == Route::kLdgsts || kRoute == Route::kLdgstsOneRow) {
-          asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(destination), "l"(source) : "memory");
+          asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(destination[step]), "l"(source[step])
+                       : "memory");
         } else if constexpr (kRoute == Route::kLdg || kRoute == Route::kLdgSts) {
           asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n"
                        : "=r"(held[step].x), "=r"(held[step].y), "=r"(held[step].z), "=r"(held[step].w)
-                       : "l"(source));
+                       : "l"(source[step]));
         } else {
-          held[step] = make_uint4(uint32_t(size_t(source)), destination, 0, 0);
+          held[step] = make_uint4(uint32_t(size_t(source[step])), destination[step], 0, 0);
         }
       }
       if constexpr (kRoute == Route::kLdgsts || kRoute == Route::kLdgstsOneRow)
@@ -96,8 +107,7 @@ __global__ void __launch_bounds__(256, 1)
       } else if constexpr (kRoute == Route::kLdgSts) {
 #pragma unroll
         for (int step = 0; step < 4; ++step) {
-          const uint32_t destination = staging + (step * 8 + lane / 4) * kSliceBytes + (lane % 4) * 16;
-          asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(destination), "r"(held[step].x),
+          asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(destination[step]), "r"(held[step].x),
                        "r"(held[step].y), "r"(held[step].z), "r"(held[step].w)
                        : "memory");
         }
