@@ -23,25 +23,25 @@
 #include <cstdio>
 #include <vector>
 
-#define CK(x)                                                                     \
-  do {                                                                            \
-    cudaError_t e_ = (x);                                                         \
-    if (e_ != cudaSuccess) {                                                      \
-      printf("%s:%d %s -> %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      return 1;                                                                   \
-    }                                                                             \
-  } while (0)
+#include "graph_timing.cuh"  // CK
 
 namespace {
 
 constexpr int kRowBytes = 576;
 constexpr int kWarps = 8;
 constexpr int kTileTokens = 32;
-constexpr int kSliceBytes = 64;                                 // a warp's slice of a row
+constexpr int kSliceBytes = 64;  // a warp's slice of a row
 constexpr int kIterations = 256;
 constexpr int kSharedBytes = 99 * 1024;  // one CTA per SM, as the capped kernel
 
 enum class Route { kLdgsts, kLdgstsOneRow, kLdg, kLdgSts, kNone };
+
+__host__ __device__ constexpr bool copies_async(Route route) {
+  return route == Route::kLdgsts || route == Route::kLdgstsOneRow;
+}
+__host__ __device__ constexpr bool loads_to_registers(Route route) {
+  return route == Route::kLdg || route == Route::kLdgSts;
+}
 
 __device__ __forceinline__ uint32_t mix(uint32_t x) {
   x ^= x >> 16;
@@ -59,8 +59,8 @@ __global__ void __launch_bounds__(256, 1)
   extern __shared__ __align__(16) uint8_t shared[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const bool copies = warp < copying_warps;
-  const uint32_t staging = static_cast<uint32_t>(__cvta_generic_to_shared(shared)) +
-                           warp * kTileTokens * kSliceBytes;
+  const uint32_t staging =
+      static_cast<uint32_t>(__cvta_generic_to_shared(shared)) + warp * kTileTokens * kSliceBytes;
   uint4 acc = make_uint4(0, 0, 0, 0);
   unsigned long long issue_sum = 0;
   const unsigned long long start = clock64();
@@ -75,8 +75,8 @@ __global__ void __launch_bounds__(256, 1)
       const int token = step * 8 + lane / 4, chunk = lane % 4;
       // One row a CTA and iteration for the one-row route (not one for the whole GPU: a single line read
       // by every SM at once is an L2 hot spot, not the kernel's `samerow`).
-      const uint32_t row = mix(blockIdx.x * 977u + it * 131u + (kRoute == Route::kLdgstsOneRow ? 0 : token)) %
-                           num_rows;
+      const uint32_t row =
+          mix(blockIdx.x * 977u + it * 131u + (kRoute == Route::kLdgstsOneRow ? 0 : token)) % num_rows;
       source[step] = pool + size_t(row) * kRowBytes + warp * kSliceBytes + chunk * 16;
       destination[step] = staging + token * kSliceBytes + chunk * 16;
       asm volatile("" : "+l"(source[step]), "+r"(destination[step]));
@@ -85,10 +85,11 @@ __global__ void __launch_bounds__(256, 1)
     if (copies) {
 #pragma unroll
       for (int step = 0; step < 4; ++step) {
-        if constexpr (kRoute == Route::kLdgsts || kRoute == Route::kLdgstsOneRow) {
-          asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(destination[step]), "l"(source[step])
+        if constexpr (copies_async(kRoute)) {
+          asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(destination[step]),
+                       "l"(source[step])
                        : "memory");
-        } else if constexpr (kRoute == Route::kLdg || kRoute == Route::kLdgSts) {
+        } else if constexpr (loads_to_registers(kRoute)) {
           asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n"
                        : "=r"(held[step].x), "=r"(held[step].y), "=r"(held[step].z), "=r"(held[step].w)
                        : "l"(source[step]));
@@ -96,19 +97,18 @@ __global__ void __launch_bounds__(256, 1)
           held[step] = make_uint4(uint32_t(size_t(source[step])), destination[step], 0, 0);
         }
       }
-      if constexpr (kRoute == Route::kLdgsts || kRoute == Route::kLdgstsOneRow)
-        asm volatile("cp.async.commit_group;\n" ::: "memory");
+      if constexpr (copies_async(kRoute)) asm volatile("cp.async.commit_group;\n" ::: "memory");
     }
     const unsigned long long t1 = clock64();
     issue_sum += t1 - t0;
     if (copies) {
-      if constexpr (kRoute == Route::kLdgsts || kRoute == Route::kLdgstsOneRow) {
+      if constexpr (copies_async(kRoute)) {
         asm volatile("cp.async.wait_group 0;\n" ::: "memory");
       } else if constexpr (kRoute == Route::kLdgSts) {
 #pragma unroll
         for (int step = 0; step < 4; ++step) {
-          asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(destination[step]), "r"(held[step].x),
-                       "r"(held[step].y), "r"(held[step].z), "r"(held[step].w)
+          asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(destination[step]),
+                       "r"(held[step].x), "r"(held[step].y), "r"(held[step].z), "r"(held[step].w)
                        : "memory");
         }
       } else {
@@ -156,8 +156,8 @@ int run(const char* name, const uint8_t* pool, uint32_t num_rows, const char* po
   const double issue_median = issue_per[issue_per.size() / 2];
   const double iteration_median = iteration_per[iteration_per.size() / 2];
   const double bytes = double(copying_warps) * kTileTokens * kSliceBytes;
-  printf("%-10s %-9s warps %d   issue %7.1f cycles a warp   iteration %7.1f cycles   %6.1f B/cycle/SM\n", name,
-         pool_name, copying_warps, issue_median, iteration_median,
+  printf("%-10s %-9s warps %d   issue %7.1f cycles a warp   iteration %7.1f cycles   %6.1f B/cycle/SM\n",
+         name, pool_name, copying_warps, issue_median, iteration_median,
          kRoute == Route::kNone ? 0.0 : bytes / iteration_median);
   return 0;
 }
@@ -171,8 +171,8 @@ int main() {
   CK(cudaGetDeviceProperties(&prop, 0));
   printf("device: %s, %d SMs; %d iterations of 32 rows x 64 bytes a copying warp, one CTA of 8 warps an SM\n",
          prop.name, sms, kIterations);
-  const uint32_t resident_rows = 8192;                 // 4.7 MB
-  const uint32_t large_rows = 4u * 1024 * 1024;        // 2.4 GB
+  const uint32_t resident_rows = 8192;           // 4.7 MB
+  const uint32_t large_rows = 4u * 1024 * 1024;  // 2.4 GB
   uint8_t* pool = nullptr;
   CK(cudaMalloc(&pool, size_t(large_rows) * kRowBytes));
   CK(cudaMemset(pool, 0x11, size_t(large_rows) * kRowBytes));
@@ -186,7 +186,8 @@ int main() {
     for (const int warps : {8, 1}) {
       int rc = 0;
       rc |= run<Route::kLdgsts>("ldgsts", pool, rows, pool_name, warps, sms, issue_d, iteration_d, sink);
-      rc |= run<Route::kLdgstsOneRow>("ldgsts-1", pool, rows, pool_name, warps, sms, issue_d, iteration_d, sink);
+      rc |= run<Route::kLdgstsOneRow>("ldgsts-1", pool, rows, pool_name, warps, sms, issue_d, iteration_d,
+                                      sink);
       rc |= run<Route::kLdg>("ldg", pool, rows, pool_name, warps, sms, issue_d, iteration_d, sink);
       rc |= run<Route::kLdgSts>("ldg-sts", pool, rows, pool_name, warps, sms, issue_d, iteration_d, sink);
       rc |= run<Route::kNone>("none", pool, rows, pool_name, warps, sms, issue_d, iteration_d, sink);
