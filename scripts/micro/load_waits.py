@@ -1,123 +1,120 @@
 #!/usr/bin/env python3
-"""Where a kernel's main loop waits for its global loads, read from an sm_90 cubin without cuobjdump.
+"""Where a kernel's main loop waits for its global loads, read from an sm_90a cubin without cuobjdump.
 
-Usage: scripts/micro/load_waits.py KERNEL.cubin [NAME_SUBSTRING]
+  nvcc -std=c++20 -O3 -DNDEBUG --expt-relaxed-constexpr -arch=sm_90a -Iinclude -Isrc -cubin -o x.cubin \\
+      src/cuda/decode/instantiations/compact32.cu
+  scripts/micro/load_waits.py x.cubin [KERNEL_NAME_SUBSTRING]
 
-The CI machine and this one have nvcc and ptxas but no cuobjdump or nvdisasm, so a candidate's scoreboard
-use could only be checked on the device. This reads the cubin's .text section directly. Each sm_90
-instruction is 128 bits; the scheduling control sits in the high word from bit 41: stall (4 bits), yield (1),
-the scoreboard the instruction sets when its result lands (3 bits, 7 = none), the one it sets when its
-operands are read (3), and the mask of scoreboards it waits on (6). The layout and the opcode numbers below
-were read off `cuobjdump -sass` dumps of our kernels on the device (docs/perf.md, v114); they hold for sm_90
-only.
+For the main loop (the longest predicated backward branch) it prints each global load (LDG, LD), the
+scoreboard it sets when its data lands, and the first instruction of the loop after it that waits on that
+scoreboard. A scoreboard counts every load outstanding on it, so a wait a few instructions after a load
+that is meant to be used a tile later waits for that load too: v114 (docs/perf.md) lost 60 % that way, and
+the check here would have shown it before its device call.
 
-For the main loop (the longest predicated backward branch) it prints each global load (LDG / LD), the
-scoreboard it sets, and the first instruction in the loop after it that waits on that scoreboard. A wait a
-few instructions after a load that is meant to be used a tile later means the loads are serialized (v114: a
-register that one warp role was still loading became another role's temporary, and ptxas waited).
+The scheduling control sits in an instruction's second 64-bit word from bit 41: stall (4 bits), yield (1),
+the scoreboard set when the result lands (3 bits, 7 = none), the one set when the operands are read (3),
+and the mask of scoreboards waited on (6). A branch's signed offset from the next instruction has its bits
+8 and up in bits 32-63 of the first word and its bits 2-9 in bits 16-23; the guard predicate is bits 12-15
+(7 = none). All of this was read off `cuobjdump -sass` dumps of our kernels (2026-12-07). The cubin reader
+and the opcode names are sass_census.py's (sm_90a only).
 """
-import struct
+
+import importlib.util
+import json
+import os
 import sys
 
-# sm_90 opcode numbers (the low 12 bits of the instruction) of the instructions our kernels use.
-OPCODES = {
-    0x202: 'MOV', 0x207: 'SEL', 0x208: 'FSEL', 0x209: 'FMNMX', 0x20b: 'FSETP', 0x20c: 'ISETP', 0x210: 'IADD3',
-    0x211: 'LEA', 0x212: 'LOP3', 0x219: 'SHF', 0x220: 'FMUL', 0x221: 'FADD', 0x223: 'FFMA', 0x224: 'IMAD',
-    0x225: 'IMAD', 0x227: 'IMAD', 0x230: 'HADD2', 0x232: 'HMUL2', 0x23a: 'MOVM', 0x23c: 'HMMA', 0x23e: 'F2FP',
-    0x308: 'MUFU', 0x348: 'WARPSYNC', 0x388: 'STS', 0x802: 'MOV', 0x805: 'CS2R', 0x806: 'VOTE', 0x810: 'IADD3',
-    0x811: 'LEA', 0x812: 'LOP3', 0x819: 'SHF', 0x820: 'FMUL', 0x823: 'FFMA', 0x824: 'IMAD', 0x825: 'IMAD',
-    0x836: 'VIADD', 0x83b: 'LDSM', 0x918: 'NOP', 0x919: 'S2R', 0x91a: 'DEPBAR', 0x91b: 'ENDCOLLECTIVE',
-    0x941: 'BSYNC', 0x944: 'CALL', 0x945: 'BSSY', 0x947: 'BRA', 0x948: 'WARPSYNC', 0x94d: 'EXIT', 0x950: 'RET',
-    0x980: 'LD', 0x981: 'LDG', 0x984: 'LDS', 0x986: 'STG', 0x988: 'STS', 0x98e: 'REDG', 0x9af: 'LDGDEPBAR',
-    0xb1d: 'BAR', 0xb82: 'LDC', 0xc02: 'MOV', 0xc10: 'IADD3', 0xc24: 'IMAD', 0xf89: 'SHFL', 0xfae: 'LDGSTS',
-}
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.util.spec_from_file_location("sass_census", os.path.join(_HERE, "sass_census.py"))
+sass_census = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sass_census)
+
 NO_SCOREBOARD = 7
-ALWAYS = 7  # the predicate field of an unpredicated instruction (PT)
+NO_GUARD = 7
+# Loads from global memory by opcode key: LDG, and LD (generic addressing; not in the dumps' table).
+GLOBAL_LOADS = {0x981: "LDG", 0x980: "LD"}
+BRANCH = 0x947
 
 
-def text_sections(path):
-    """{section name: bytes} of an ELF64 file's sections whose names start with .text."""
-    data = open(path, 'rb').read()
-    shoff, = struct.unpack_from('<Q', data, 0x28)
-    shentsize, shnum, shstrndx = struct.unpack_from('<HHH', data, 0x3a)
-    headers = [struct.unpack_from('<IIQQQQIIQQ', data, shoff + i * shentsize) for i in range(shnum)]
-    names_at = headers[shstrndx][4]
-
-    def name(offset):
-        raw = data[names_at + offset:]
-        return raw[:raw.index(b'\0')].decode()
-
-    return {name(h[0]): data[h[4]:h[4] + h[5]] for h in headers if name(h[0]).startswith('.text.')}
-
-
-def decode(text):
-    instructions = []
-    for address in range(0, len(text), 16):
-        low, high = struct.unpack_from('<QQ', text, address)
-        control = high >> 41
-        instructions.append({
-            'address': address, 'low': low, 'name': OPCODES.get(low & 0xfff, f'op{low & 0xfff:#05x}'),
-            'predicate': (low >> 12) & 0xf, 'sets': (control >> 5) & 7, 'waits': (control >> 11) & 0x3f,
+def decode(words, opcode_map):
+    """The fields this check reads, for each (first word, second word) of a kernel."""
+    out = []
+    for index, (first, second) in enumerate(words):
+        control = second >> 41
+        key = sass_census.opcode_key(first)
+        out.append({
+            "address": 16 * index, "first": first, "key": key,
+            "name": GLOBAL_LOADS.get(key) or opcode_map.get("%03x" % key, "?%03x" % key).split(".")[0],
+            "guard": (first >> 12) & 0xF, "sets": (control >> 5) & 7, "waits": (control >> 11) & 0x3F,
         })
-    return instructions
+    return out
 
 
 def branch_target(instruction):
-    # The signed offset from the next instruction: bits 32..63 give its bits 8 and up, bits 16..23 its
-    # bits 2..9 (read off cuobjdump's targets).
-    upper = (instruction['low'] >> 32) & 0xffffffff
-    upper -= (1 << 32) if upper >> 31 else 0
-    return instruction['address'] + 16 + (upper << 8) + ((instruction['low'] >> 16) & 0xff) * 4
+    upper = (instruction["first"] >> 32) & 0xFFFFFFFF
+    if upper >> 31:
+        upper -= 1 << 32
+    return instruction["address"] + 16 + (upper << 8) + ((instruction["first"] >> 16) & 0xFF) * 4
 
 
 def main_loop(instructions):
+    """(first, last) address of the longest guarded backward branch's loop; unguarded backward branches are
+    the out-of-line paths' returns (a divergent shuffle's fallback), not loops."""
     loops = []
     for instruction in instructions:
-        if instruction['name'] == 'BRA' and instruction['predicate'] != ALWAYS:
+        if instruction["key"] == BRANCH and instruction["guard"] != NO_GUARD:
             target = branch_target(instruction)
-            if target < instruction['address']:
-                loops.append((instruction['address'] - target, target, instruction['address']))
-    if not loops:
-        return None
-    _, start, end = max(loops)
-    return start, end
+            if target < instruction["address"]:
+                loops.append((instruction["address"] - target, target, instruction["address"]))
+    return max(loops)[1:] if loops else None
 
 
-def report(name, instructions):
+def load_waits(instructions):
+    """[(load, first waiting instruction or None)] for the global loads of the main loop."""
     loop = main_loop(instructions)
     if loop is None:
-        print(f'{name}: no predicated backward branch')
-        return
-    start, end = loop
-    body = [i for i in instructions if start <= i['address'] <= end]
-    print(f'{name}\n  main loop {start:#x}..{end:#x}, {len(body)} instructions')
+        return None, []
+    body = [i for i in instructions if loop[0] <= i["address"] <= loop[1]]
+    out = []
     for k, load in enumerate(body):
-        if load['name'] not in ('LDG', 'LD') or load['sets'] == NO_SCOREBOARD:
-            continue
-        board = load['sets']
-        waiter = next((i for i in body[k + 1:] if i['waits'] >> board & 1), None)
+        if load["key"] in GLOBAL_LOADS and load["sets"] != NO_SCOREBOARD:
+            waiter = next((i for i in body[k + 1:] if i["waits"] >> load["sets"] & 1), None)
+            out.append((load, waiter))
+    return loop, out
+
+
+def report_lines(kernel, instructions):
+    loop, waits = load_waits(instructions)
+    if loop is None:
+        return [kernel, "  no guarded backward branch"]
+    lines = [kernel, "  main loop %#x..%#x" % loop]
+    for load, waiter in waits:
         if waiter is None:
-            where = 'not waited on inside the loop after it (the loop top or the next pass waits)'
+            where = "no wait after it inside the loop (its data is used from the next pass on)"
         else:
-            distance = (waiter['address'] - load['address']) // 16
-            where = f"first wait {distance} instructions later at {waiter['address']:#x} ({waiter['name']})"
-        print(f"  {load['name']} at {load['address']:#x} sets SB{board}: {where}")
+            where = "first wait %d instructions later, at %#x (%s)" % (
+                (waiter["address"] - load["address"]) // 16, waiter["address"], waiter["name"])
+        lines.append("  %s at %#x sets SB%d: %s" % (load["name"], load["address"], load["sets"], where))
+    return lines
 
 
 def main(argv):
-    if len(argv) < 2:
+    if len(argv) < 2 or argv[1] in ("-h", "--help"):
         print(__doc__)
-        return 2
-    sections = text_sections(argv[1])
-    wanted = argv[2] if len(argv) > 2 else ''
-    matched = [k for k in sections if wanted in k]
+        return 0 if len(argv) >= 2 else 2
+    with open(sass_census.DEFAULT_MAP) as f:
+        opcode_map = json.load(f)
+    with open(argv[1], "rb") as f:
+        kernels = sass_census.kernel_instructions(f.read())
+    wanted = argv[2] if len(argv) > 2 else ""
+    matched = [name for name in kernels if wanted in name]
     if not matched:
-        print(f'no kernel matching {wanted!r} in {argv[1]}', file=sys.stderr)
+        print("no kernel matching %r in %s" % (wanted, argv[1]), file=sys.stderr)
         return 1
-    for key in matched:
-        report(key[len('.text.'):], decode(sections[key]))
+    for name in matched:
+        print("\n".join(report_lines(name, decode(kernels[name], opcode_map))))
     return 0
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.exit(main(sys.argv))
