@@ -5,9 +5,9 @@
       src/cuda/decode/instantiations/compact32.cu
   scripts/micro/load_waits.py x.cubin [KERNEL_NAME_SUBSTRING]
 
-For the main loop (the longest predicated backward branch) it prints each global load (LDG, LD), the
-scoreboard it sets when its data lands, and the first instruction of the loop after it that waits on that
-scoreboard. A scoreboard counts every load outstanding on it, so a wait a few instructions after a load
+For each tile loop (a guarded backward branch over at least 100 instructions) it prints each global load
+(LDG, LD), the scoreboard it sets when its data lands, and the first instruction of the loop after it that
+waits on that scoreboard. A scoreboard counts every load outstanding on it, so a wait a few instructions after a load
 that is meant to be used a tile later waits for that load too: v114 (docs/perf.md) lost 60 % that way, and
 the check here would have shown it before its device call.
 
@@ -34,6 +34,7 @@ NO_GUARD = 7
 # Loads from global memory by opcode key: LDG, and LD (generic addressing; not in the dumps' table).
 GLOBAL_LOADS = {0x981: "LDG", 0x980: "LD"}
 BRANCH = 0x947
+MIN_LOOP_INSTRUCTIONS = 100  # shorter loops are the prologue's and the epilogue's, not a tile loop
 
 
 def decode(words, opcode_map):
@@ -57,44 +58,44 @@ def branch_target(instruction):
     return instruction["address"] + 16 + (upper << 8) + ((instruction["first"] >> 16) & 0xFF) * 4
 
 
-def main_loop(instructions):
-    """(first, last) address of the longest guarded backward branch's loop; unguarded backward branches are
-    the out-of-line paths' returns (a divergent shuffle's fallback), not loops."""
-    loops = []
+def loops(instructions, min_instructions=MIN_LOOP_INSTRUCTIONS):
+    """(first, last) addresses of the tile loops: guarded backward branches over at least min_instructions
+    (a kernel may hold one per code path, e.g. v115's two gathers); unguarded backward branches are the
+    out-of-line paths' returns (a divergent shuffle's fallback), not loops."""
+    found = set()
     for instruction in instructions:
         if instruction["key"] == BRANCH and instruction["guard"] != NO_GUARD:
             target = branch_target(instruction)
-            if target < instruction["address"]:
-                loops.append((instruction["address"] - target, target, instruction["address"]))
-    return max(loops)[1:] if loops else None
+            if target < instruction["address"] and (instruction["address"] - target) // 16 >= min_instructions:
+                found.add((target, instruction["address"]))
+    return sorted(found)
 
 
-def load_waits(instructions):
-    """[(load, first waiting instruction or None)] for the global loads of the main loop."""
-    loop = main_loop(instructions)
-    if loop is None:
-        return None, []
+def load_waits(instructions, loop):
+    """[(load, first waiting instruction of the loop after it, or None)] for the loop's global loads."""
     body = [i for i in instructions if loop[0] <= i["address"] <= loop[1]]
     out = []
     for k, load in enumerate(body):
         if load["key"] in GLOBAL_LOADS and load["sets"] != NO_SCOREBOARD:
             waiter = next((i for i in body[k + 1:] if i["waits"] >> load["sets"] & 1), None)
             out.append((load, waiter))
-    return loop, out
+    return out
 
 
 def report_lines(kernel, instructions):
-    loop, waits = load_waits(instructions)
-    if loop is None:
-        return [kernel, "  no guarded backward branch"]
-    lines = [kernel, "  main loop %#x..%#x" % loop]
-    for load, waiter in waits:
-        if waiter is None:
-            where = "no wait after it inside the loop (its data is used from the next pass on)"
-        else:
-            where = "first wait %d instructions later, at %#x (%s)" % (
-                (waiter["address"] - load["address"]) // 16, waiter["address"], waiter["name"])
-        lines.append("  %s at %#x sets SB%d: %s" % (load["name"], load["address"], load["sets"], where))
+    found = loops(instructions)
+    if not found:
+        return [kernel, "  no guarded backward branch over %d instructions" % MIN_LOOP_INSTRUCTIONS]
+    lines = [kernel]
+    for loop in found:
+        lines.append("  loop %#x..%#x" % loop)
+        for load, waiter in load_waits(instructions, loop):
+            if waiter is None:
+                where = "no wait after it inside the loop (its data is used from the next pass on)"
+            else:
+                where = "first wait %d instructions later, at %#x (%s)" % (
+                    (waiter["address"] - load["address"]) // 16, waiter["address"], waiter["name"])
+            lines.append("    %s at %#x sets SB%d: %s" % (load["name"], load["address"], load["sets"], where))
     return lines
 
 

@@ -49,16 +49,15 @@ def test_reports_the_first_wait_on_a_loads_scoreboard_inside_the_guarded_loop():
         (guarded_branch(-0x60, guard=7), control()),          # 0x50 BRA 0x00, unguarded: not the loop
     ]
     instructions = load_waits.decode(words, TABLE)
-    loop, waits = load_waits.load_waits(instructions)
-    assert loop == (0x00, 0x40)
-    [(load, waiter)] = waits
+    assert load_waits.loops(instructions, min_instructions=2) == [(0x00, 0x40)]
+    [(load, waiter)] = load_waits.load_waits(instructions, (0x00, 0x40))
     assert (load["address"], waiter["address"], waiter["name"]) == (0x10, 0x30, "FMUL")
-    lines = load_waits.report_lines("k", instructions)
-    assert lines[2] == "  LDG at 0x10 sets SB5: first wait 2 instructions later, at 0x30 (FMUL)"
+    assert load_waits.loops(instructions) == []  # 5 instructions: not a tile loop
 
 
 def test_a_load_used_from_the_next_pass_has_no_wait_inside_the_loop():
     words = [(0x202, control()), (LDG_SB5[0], control(sets=5)), (0x202, control(waits=1 << 2)),
              (guarded_branch(-0x40), control())]
-    _, waits = load_waits.load_waits(load_waits.decode(words, TABLE))
-    assert waits[0][1] is None
+    instructions = load_waits.decode(words, TABLE)
+    [loop] = load_waits.loops(instructions, min_instructions=2)
+    assert load_waits.load_waits(instructions, loop)[0][1] is None
