@@ -7,9 +7,9 @@
 
 For each tile loop (a guarded backward branch over at least 100 instructions) it prints each global load
 (LDG, LD), the scoreboard it sets when its data lands, and the first instruction of the loop after it that
-waits on that scoreboard. A scoreboard counts every load outstanding on it, so a wait a few instructions after a load
-that is meant to be used a tile later waits for that load too: v114 (docs/perf.md) lost 60 % that way, and
-the check here would have shown it before its device call.
+waits on that scoreboard. A scoreboard counts every load outstanding on it, so a wait a few instructions
+after a load that is meant to be used a tile later waits for that load too: v114 (docs/perf.md) lost 60 %
+that way, and the check here would have shown it before its device call.
 
 The scheduling control sits in an instruction's second 64-bit word from bit 41: stall (4 bits), yield (1),
 the scoreboard set when the result lands (3 bits, 7 = none), the one set when the operands are read (3),
@@ -65,9 +65,9 @@ def loops(instructions, min_instructions=MIN_LOOP_INSTRUCTIONS):
     found = set()
     for instruction in instructions:
         if instruction["key"] == BRANCH and instruction["guard"] != NO_GUARD:
-            target = branch_target(instruction)
-            if target < instruction["address"] and (instruction["address"] - target) // 16 >= min_instructions:
-                found.add((target, instruction["address"]))
+            target, end = branch_target(instruction), instruction["address"]
+            if target < end and (end - target) // 16 >= min_instructions:
+                found.add((target, end))
     return sorted(found)
 
 

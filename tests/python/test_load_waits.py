@@ -5,7 +5,8 @@ import importlib.util
 import os
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-spec = importlib.util.spec_from_file_location("load_waits", os.path.join(REPO, "scripts", "micro", "load_waits.py"))
+SCRIPT = os.path.join(REPO, "scripts", "micro", "load_waits.py")
+spec = importlib.util.spec_from_file_location("load_waits", SCRIPT)
 load_waits = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(load_waits)
 
@@ -22,7 +23,7 @@ def control(sets=7, reads=7, waits=0):
 
 def guarded_branch(offset_from_next, guard=0):
     upper, low = offset_from_next >> 8, (offset_from_next & 0xFF) // 4
-    return ((upper & 0xFFFFFFFF) << 32) | (low << 16) | (guard << 12) | 0x947
+    return ((upper & 0xFFFFFFFF) << 32) | (low << 16) | (guard << 12) | load_waits.BRANCH
 
 
 def test_control_bits_of_dumped_instructions():
