@@ -36,6 +36,15 @@
 
 namespace smla::detail {
 
+// Schedule tiles the longest CTA of a call walks: with a body and tail split the body's CTAs (fewer, longer
+// splits), not the tail's short ones; every CTA's tiles_per_split otherwise. The kernel choice's rules
+// compare a call's critical path by it (kernel_choice.cpp), and mma99-h32's build is picked by it
+// (register_gather_pays, cuda/decode/config_compact.h).
+SMLA_SPLIT_GRID_INLINE int32_t longest_cta_tiles(int32_t tiles_per_split, int32_t body_rows,
+                                                 int32_t body_tiles_per_split) {
+  return body_rows > 0 && body_tiles_per_split > tiles_per_split ? body_tiles_per_split : tiles_per_split;
+}
+
 // CTAs of a decode launch.
 SMLA_SPLIT_GRID_INLINE int64_t decode_grid_ctas(int64_t query_rows, int64_t head_blocks, int64_t body_rows,
                                                 int64_t body_splits, int64_t splits) {

@@ -582,6 +582,57 @@ TEST(KernelChoice, TailSplitPlansOfTheMeasuredCliffs) {
   }
 }
 
+// The 32-head block runs its register-gather build where the longest CTA of the call's schedule walks at
+// least kRegisterGatherMinTiles 32-entry compute tiles (register_gather_pays, config_compact.h; v117,
+// docs/perf.md): the long capped rows, where it measured faster, and not the split or sliding-window calls,
+// where carrying a tile's bytes in registers measured slower.
+TEST(KernelChoice, RegisterGatherRunsWhereTheLongestCtaWalksManyTiles) {
+  const auto pays = [](int tiles_per_split, int tile_tokens, int body_rows, int body_tiles_per_split) {
+    detail::DecodeParams params;
+    params.tiles_per_split = tiles_per_split;
+    params.split_tile_tokens = tile_tokens;
+    params.body_rows = body_rows;
+    params.body_tiles_per_split = body_tiles_per_split;
+    return detail::decode::register_gather_pays(params);
+  };
+  static_assert(detail::decode::kRegisterGatherMinTiles == 8, "the cases below sit at 8 compute tiles");
+  EXPECT_TRUE(pays(4, 64, 0, 0));    // 4 list tiles = 8 compute tiles
+  EXPECT_FALSE(pays(3, 64, 0, 0));   // 6
+  EXPECT_TRUE(pays(8, 32, 0, 0));    // 8 compute tiles of a small call's schedule
+  EXPECT_FALSE(pays(7, 32, 0, 0));   // 7
+  EXPECT_TRUE(pays(1, 64, 5, 10));   // the unsplit body's CTAs walk 10 list tiles
+  EXPECT_FALSE(pays(1, 64, 0, 10));  // no body: its tile count is not the call's
+  EXPECT_FALSE(pays(0, 64, 0, 0));   // an empty schedule
+
+  struct Case {
+    const char* name;
+    DecodeShape shape;
+    bool pays;
+  };
+  const Case cases[] = {
+      {"capped flash-c4 b=64", {64, 1, 64, 128, 512}, true},
+      {"capped flash-c4 b=128", {128, 1, 64, 128, 512}, true},
+      {"capped pro-c4 b=64", {64, 1, 128, 128, 1024}, true},
+      {"capped pro-c4 b=128", {128, 1, 128, 128, 1024}, true},
+      {"capped flash-swa b=64", {64, 1, 64, 128, 0}, false},
+      {"capped flash-swa b=128", {128, 1, 64, 128, 0}, false},
+      {"capped flash-c4 b=8", {8, 1, 64, 128, 512}, false},
+  };
+  detail::CudaDeviceInfo h200_capped = device_info(kDevices[5]);
+  h200_capped.max_shared_bytes = 101376;
+  for (const Case& test_case : cases) {
+    const detail::KernelChoice choice = detail::choose_decode_kernel(test_case.shape, h200_capped);
+    ASSERT_EQ(choice.kernel, detail::DecodeKernel::kCompactHeads32) << test_case.name;
+    const detail::SplitSchedule schedule =
+        detail::plan_cuda_decode_splits(test_case.shape, h200_capped, choice, 0);
+    EXPECT_EQ(pays(schedule.tiles_per_split, schedule.tile_tokens, schedule.body_rows,
+                   schedule.body_tiles_per_split),
+              test_case.pays)
+        << test_case.name << ": " << schedule.num_splits << " splits of " << schedule.tiles_per_split
+        << " tiles of " << schedule.tile_tokens;
+  }
+}
+
 // The sm_90a kernel's splits combine in its clusters or through the combine kernel, whichever the model
 // charges less (schedule.cpp, v72): the combine launch 1.1 tiles, clusters queued behind the resident ones
 // 1.25x their waves. Measured boundaries on the H200 (same-process A/Bs, 2026-12-04): flash-c4 keeps 4-CTA

@@ -1,22 +1,31 @@
 // The gather of the 99 KB-class decode kernel (kernel_compact.cuh): how each warp's slice of a tile's rows
-// reaches its staging slice (cp.async, one tile ahead of the dequantization). Two strategies behind one
-// interface, picked by CompactConfig::kRowTable:
-//   WarpRowGather   every warp reads the tile's slots and computes its own row addresses (16-head block:
-//                   its calls have one or two tiles per CTA, so the prologue must not wait on another warp)
+// reaches the warp one tile ahead of its dequantization. Two strategies behind one interface, picked by
+// CompactConfig::kRowTable:
+//   WarpRowGather   every warp reads the tile's slots, computes its own row addresses and copies its slice
+//                   into its staging slice (cp.async; 16-head block: its calls have one or two tiles per
+//                   CTA, so the prologue must not wait on another warp)
 //   RowTableGather  the rope warp, lighter than a scale-group warp by its missing dequantization, reads the
-//                   slots and writes a shared row table two tiles ahead; every warp copies from the table
-//                   (32-head block: the bookkeeping leaves the seven busiest warps; docs/perf.md, v8)
+//                   slots and writes a shared row table two tiles ahead; every warp gathers its slice of
+//                   each row from the table's addresses (32-head block: the bookkeeping leaves the seven
+//                   busiest warps; docs/perf.md, v8). Two ways, one per build of the kernel, picked per
+//                   call (kernel_compact.cuh, RegisterGather; v117):
+//                   kIntoRegisters = false: cp.async into its staging slice, as WarpRowGather;
+//                   kIntoRegisters = true: loads of its lanes' bytes straight into registers (LaneTileBytes).
+//                   With eight warps copying, a cp.async costs a warp ~30 cycles of issue and a load ~2-3,
+//                   but holding a tile's bytes over the loop costs register moves every tile, so the loads
+//                   win only on CTAs of many tiles (docs/perf.md, v114-v117).
 // The interface, in the kernel's order:
 //   loads_slots(warp)  whether the warp reads slots (it then loads its FirstTileSlot beside the lengths)
 //   start(first)  before Q's copies: the first tile, and the table warp's slot loads
-//   issue_first() the first active tile's copies, committed as one group (empty when the CTA has no tile)
-//   has_tile()    whether a tile's copies are in flight for the loop body (uniform over the CTA)
+//   issue_first() the first active tile's copies or loads; one cp.async group is committed (empty for the
+//                 loads, or when the CTA has no tile)
+//   has_tile()    whether a tile's bytes are in flight for the loop body (uniform over the CTA)
 //   issue_next()  at the top of an iteration, after the warp dequantized the current tile: returns the
-//                 current tile's valid-token bits and issues (and commits) the next tile's copies
+//                 current tile's valid-token bits and issues the next tile's copies (committed) or loads
 // Semantics shared by both (spec sections 2 and 4): a token is valid iff its list position is inside the
 // valid prefix and 0 <= index < num_slots; an index past the pool inside the prefix is counted once per tile
-// (head block 0 only) in params.error_counter; an invalid token's staging bytes are zero-filled by a
-// cp.async of source size 0, so its cache bytes are never read.
+// (head block 0 only) in params.error_counter; an invalid token's bytes are zeros (a cp.async of source size
+// 0, or a predicated-off load), so its cache bytes are never read.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -26,6 +35,7 @@
 #include "common/decode_params.h"
 #include "cuda/decode/async_copy.cuh"
 #include "cuda/decode/config_compact.h"
+#include "cuda/decode/register_load.cuh"
 #include "cuda/decode/tile_common.cuh"
 #include "smla/cache.h"
 
@@ -149,6 +159,8 @@ __device__ __forceinline__ void issue_warp_slice_copy(const WarpTileRows& rows, 
 template <class Config>
 class WarpRowGather {
  public:
+  static constexpr bool kIntoRegisters = false;
+  static constexpr bool kRoleSplit = false;
   __device__ __forceinline__ WarpRowGather(const DecodeParams& params, const CtaCoordinates& coords,
                                            const RowTiles& row, uint8_t* /*shared*/, uint32_t staging_slice,
                                            uint32_t scale_words, int warp, int lane)
@@ -220,6 +232,25 @@ class WarpRowGather {
   FirstTileSlot first_;      // loaded before the lengths
 };
 
+// A lane's bytes of one tile, loaded into registers one tile ahead (RowTableGather, v114), for token block
+// n (token 8 n + g, g = lane / 4, c = lane % 4): a scale-group warp's fp8 bytes [16 c, 16 c + 16) of its
+// slice in chunk[n] and the footer word holding its scale byte in word n of chunk[4]; the rope warp's rope
+// bytes [32 c, 32 c + 32) in chunk[2 n] and chunk[2 n + 1]. Zeros for an invalid token. One array for both
+// roles, so the registers held over the tile are the rope warp's 32, not 32 + 20.
+struct LaneTileBytes {
+  uint4 chunk[8];
+
+  __device__ __forceinline__ uint32_t footer_word(int n) const {
+    return n == 0 ? chunk[4].x : n == 1 ? chunk[4].y : n == 2 ? chunk[4].z : chunk[4].w;
+  }
+  __device__ __forceinline__ void set_footer_word(int n, uint32_t word) {
+    if (n == 0) chunk[4].x = word;
+    if (n == 1) chunk[4].y = word;
+    if (n == 2) chunk[4].z = word;
+    if (n == 3) chunk[4].w = word;
+  }
+};
+
 // ---- RowTableGather --------------------------------------------------------------------------------------
 
 // One stage of the row table: one tile's rows, written by the table warp (lane = token), read by every
@@ -255,10 +286,19 @@ struct RowTableStage {
 //   Latency: the table warp loads tile u + 1's slots in iteration u - 2 (tile 2's in the prologue), right
 //     after writing tile u, and writes them one iteration later; no warp waits on a global load to issue
 //     copies, only on the table's shared-memory loads.
-template <class Config>
+// Which warps run a RowTableGather's code: any warp (the role a runtime test of the warp index), or only the
+// scale-group warps or only the rope warp, when the kernel runs one copy of its tile loop per role (v116: the
+// role's tests fold away, and a scale-group warp no longer moves the rope warp's registers at the loop top).
+enum class GatherRole { kAnyWarp, kScaleGroupWarps, kRopeWarp };
+
+template <class Config, bool kIntoRegisters_, GatherRole kRole = GatherRole::kAnyWarp>
 class RowTableGather {
  public:
+  static constexpr bool kIntoRegisters = kIntoRegisters_;
+  // Warps of different roles reach the CTA's barriers from different code (cta_barrier).
+  static constexpr bool kRoleSplit = kRole != GatherRole::kAnyWarp;
   static constexpr int kTableWarp = Config::kNumWarps - 1;  // the rope warp
+  static_assert(kTableWarp == Config::kFp8SliceWarps, "the table warp is the rope warp");
   static_assert(Config::kTileTokens == 32 && sizeof(RowTableStage) == Config::kRowTableStageBytes,
                 "a stage holds one 32-token tile (config_compact.h budgets it)");
 
@@ -277,9 +317,23 @@ class RowTableGather {
   // Only the table warp reads slots.
   __device__ static bool loads_slots(int warp) { return warp == kTableWarp; }
 
+  // Whether this warp dequantizes a scale group (else it holds the rope dims and the table).
+  __device__ __forceinline__ bool scale_group_warp() const {
+    if constexpr (kRole == GatherRole::kAnyWarp)
+      return warp_ < Config::kFp8SliceWarps;
+    else
+      return kRole == GatherRole::kScaleGroupWarps;
+  }
+  __device__ __forceinline__ bool table_warp() const {
+    if constexpr (kRole == GatherRole::kAnyWarp)
+      return warp_ == kTableWarp;
+    else
+      return kRole == GatherRole::kRopeWarp;
+  }
+
   // The table warp finds tiles 0, 1 and 2 and starts loading their slots (2's are written in iteration 0).
   __device__ __forceinline__ void start(const FirstTileSlot& first) {
-    if (warp_ != kTableWarp) return;
+    if (!table_warp()) return;
     first_tile_ = next_active_tile_from(row_.tile_begin);
     // write_stage masks positions past the valid prefix, so a slot loaded against the width serves.
     first_slot_ = first_tile_ == first.tile ? first.slot : load_slot(first_tile_);
@@ -290,22 +344,26 @@ class RowTableGather {
   }
 
   __device__ __forceinline__ void issue_first() {
-    if (warp_ == kTableWarp) {
+    if (table_warp()) {
       write_stage(table_[0], first_tile_, first_slot_);
       write_stage(table_[1], second_tile_, second_slot_);
     }
-    __syncthreads();  // stages 0 and 1 are written (the prologue's one barrier)
-    read_and_issue();
-    cp_async_commit();
+    cta_barrier<!kRoleSplit>();  // stages 0 and 1 are written (the prologue's one barrier)
+    read_and_gather();
+    cp_async_commit();  // the first tile's copies (empty for the loads); the prologue waits only for Q's
   }
 
   __device__ __forceinline__ bool has_tile() const { return present_; }
 
+  // kIntoRegisters: this lane's bytes of the tile whose loads are in flight (read before issue_next
+  // overwrites them).
+  __device__ __forceinline__ const LaneTileBytes& lane_bytes() const { return bytes_; }
+
   __device__ __forceinline__ uint32_t issue_next() {
     const uint32_t valid_word = valid_next_;
-    read_and_issue();
-    if (present_) cp_async_commit();
-    if (warp_ == kTableWarp) {
+    read_and_gather();
+    if (!kIntoRegisters && present_) cp_async_commit();
+    if (table_warp()) {
       // stage_ now is the stage of the tile after the one just issued (see the argument above)
       write_stage(table_[stage_], ahead_tile_, ahead_slot_);
       ahead_tile_ = next_active_tile_from(ahead_tile_ + 1);
@@ -345,8 +403,17 @@ class RowTableGather {
       *reinterpret_cast<uint2*>(&stage.valid_mask) = make_uint2(valid_mask, tile < row_.tile_end);
   }
 
-  // Every warp: the next tile's header from stage_, and its slice copies when the tile is present; then
-  // stage_ moves on.
+  // Every warp: the next tile's header from stage_ and, when the tile is present, its slice of it (copies,
+  // not yet committed, or loads); then stage_ moves on.
+  __device__ __forceinline__ void read_and_gather() {
+    if constexpr (kIntoRegisters)
+      read_and_load();
+    else
+      read_and_issue();
+    stage_ = stage_ == Config::kRowTableStages - 1 ? 0 : stage_ + 1;
+  }
+
+  // The staging form: the slice's copies into the warp's staging slice and its footer words.
   __device__ __forceinline__ void read_and_issue() {
     const RowTableStage& stage = table_[stage_];
     const uint2 header = *reinterpret_cast<const uint2*>(&stage.valid_mask);
@@ -359,7 +426,7 @@ class RowTableGather {
                       stage.row[token] + slice_offset + chunk * kChunkBytes, (valid_next_ >> token) & 1u);
         });
       };
-      if (warp_ < Config::kFp8SliceWarps) {
+      if (scale_group_warp()) {
         copy_rows.template operator()<kFp8SliceChunks>(warp_ * kQuantGroup);
         cp_async_4(scale_words_ + lane_ * 4, stage.footer[lane_] + (warp_ / 4) * 4,
                    (valid_next_ >> lane_) & 1u);
@@ -367,18 +434,61 @@ class RowTableGather {
         copy_rows.template operator()<kRopeSliceChunks>(kNopeDim);
       }
     }
-    stage_ = stage_ == Config::kRowTableStages - 1 ? 0 : stage_ + 1;
+  }
+
+  // The register form: the next tile's header from stage_, and when the tile is present its lane's bytes of
+  // it into registers (LaneTileBytes: loads, not cp.async, v114); then stage_ moves on. Every table address
+  // is read before the first load, and each role issues its loads in one branch (v114b): in one loop over the
+  // token blocks with both roles inside it, ptxas reused a register that the other role's load was still
+  // filling as a temporary, and its scoreboard wait serialized the tile's four load blocks (+60-76 %).
+  __device__ __forceinline__ void read_and_load() {
+    const RowTableStage& stage = table_[stage_];
+    const uint2 header = *reinterpret_cast<const uint2*>(&stage.valid_mask);
+    valid_next_ = header.x;
+    present_ = header.y != 0;
+    if (present_) {
+      constexpr int kBlocks = Config::kTileTokens / 8;
+      const int group_row = lane_ / 4;
+      const int quad_lane = lane_ % 4;
+      const uint8_t* rows[kBlocks];
+      bool valid[kBlocks];
+#pragma unroll
+      for (int n = 0; n < kBlocks; ++n) {
+        rows[n] = stage.row[n * 8 + group_row];
+        valid[n] = (valid_next_ >> (n * 8 + group_row)) & 1u;
+      }
+      if (scale_group_warp()) {
+        const uint8_t* footers[kBlocks];
+#pragma unroll
+        for (int n = 0; n < kBlocks; ++n) footers[n] = stage.footer[n * 8 + group_row] + (warp_ / 4) * 4;
+        const int slice_offset = warp_ * kQuantGroup + quad_lane * kChunkBytes;
+#pragma unroll
+        for (int n = 0; n < kBlocks; ++n)
+          bytes_.chunk[n] = load_row_chunk_or_zero(rows[n] + slice_offset, valid[n]);
+#pragma unroll
+        for (int n = 0; n < kBlocks; ++n)
+          bytes_.set_footer_word(n, load_footer_word_or_zero(footers[n], valid[n]));
+      } else {
+        const int rope_offset = kNopeDim + quad_lane * 2 * kChunkBytes;
+#pragma unroll
+        for (int n = 0; n < kBlocks; ++n) {
+          bytes_.chunk[2 * n] = load_row_chunk_or_zero(rows[n] + rope_offset, valid[n]);
+          bytes_.chunk[2 * n + 1] = load_row_chunk_or_zero(rows[n] + rope_offset + kChunkBytes, valid[n]);
+        }
+      }
+    }
   }
 
   const DecodeParams& params_;
   const CtaCoordinates& coords_;
   const RowTiles& row_;
   RowTableStage* const table_;
-  const uint32_t staging_slice_, scale_words_;
+  const uint32_t staging_slice_, scale_words_;  // the staging form's
   const int warp_, lane_;
-  int stage_ = 0;            // the stage the next read_and_issue reads
-  bool present_ = false;     // a tile's copies are in flight
+  int stage_ = 0;            // the stage the next read_and_gather reads
+  bool present_ = false;     // a tile's copies or loads are in flight
   uint32_t valid_next_ = 0;  // valid-token bits of that tile
+  LaneTileBytes bytes_{};    // the register form: this lane's bytes of that tile
   // Table warp only: tiles 0 and 1 until the prologue writes them, then the next tile to write.
   int first_tile_ = 0, second_tile_ = 0, ahead_tile_ = 0;
   int32_t first_slot_ = -1, second_slot_ = -1, ahead_slot_ = -1;  // this lane's slots of those tiles

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/split_grid.h"
 #include "cuda/decode/config.h"
 #include "smla/cache.h"
 #include "smla/decode.h"
@@ -43,6 +44,7 @@ struct CompactConfig {
 
   // Per-warp staging slices of the raw rows of the next tile: 32 tokens x 64 fp8 bytes for a scale-group
   // warp, 32 tokens x 128 rope bytes for the rope warp; and each scale-group warp's 4-byte footer words.
+  // The 32-head block's register-gather kernel does not use them (register_gather_pays).
   static constexpr int kFp8SliceWarps = kNumScaleGroups;  // warps 0..6; warp 7 holds the rope dims
   static constexpr size_t kFp8StagingSliceBytes = size_t(kTileTokens) * kQuantGroup;    // 2048
   static constexpr size_t kRopeStagingSliceBytes = size_t(kTileTokens) * kRopeDim * 2;  // 4096
@@ -92,5 +94,18 @@ struct CompactConfig {
 
 using CompactConfigHeads32 = CompactConfig<32>;
 using CompactConfigHeads16 = CompactConfig<16>;
+
+// Whether a call of the 32-head block runs its register-gather kernel (kernel_compact.cuh, RegisterGather):
+// when the longest CTA of the call's split schedule (the body's when the call has one) walks at least
+// kRegisterGatherMinTiles compute tiles. Measured on an H100 (docs/perf.md, v114b-v116): the register form
+// -5.6 to -7.1 % on CTAs of 20 tiles; CTAs of 2-4 tiles stay on the staging form, which v114b's loads cost up
+// to +2.2 %. Host code: run.cu picks the launch from the plan's schedule in params.
+inline constexpr int kRegisterGatherMinTiles = 8;
+inline bool register_gather_pays(const DecodeParams& params) {
+  const int64_t longest_schedule_tiles =
+      longest_cta_tiles(params.tiles_per_split, params.body_rows, params.body_tiles_per_split);
+  return longest_schedule_tiles * params.split_tile_tokens >=
+         int64_t{kRegisterGatherMinTiles} * CompactConfigHeads32::kTileTokens;
+}
 
 }  // namespace smla::detail::decode

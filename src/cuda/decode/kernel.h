@@ -32,6 +32,8 @@ void set_hopper_decode_enabled(bool enabled);
 // memory): 32 heads per CTA, grid (b * s_q * num_splits, ceil(h / 32)), and 16 heads per CTA, grid
 // (b * s_q * num_splits, ceil(h / 16)), the narrow head block on every device.
 Status launch_sparse_decode_compact32(const DecodeParams& params, int device, cudaStream_t stream);
+// The 32-head block's register-gather kernel (register_gather_pays, config_compact.h).
+Status launch_sparse_decode_compact32_registers(const DecodeParams& params, int device, cudaStream_t stream);
 Status launch_sparse_decode_compact16(const DecodeParams& params, int device, cudaStream_t stream);
 
 }  // namespace smla::detail::decode

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/backend_entry.h"
+#include "common/split_grid.h"
 #include "cuda/decode/config.h"
 #include "cuda/decode/config_compact.h"
 #include "cuda/decode/config_sm90.h"
@@ -95,9 +96,9 @@ constexpr int64_t kMostTilesForOneWaveCompactWide = 3;
 // compares a call's critical path, which the longest CTA sets.
 int64_t entries_per_cta(const DecodeShape& shape, const CudaDeviceInfo& device, const KernelChoice& kernel) {
   const SplitSchedule schedule = plan_cuda_decode_splits(shape, device, kernel, /*requested_splits=*/0);
-  const int longest_tiles =
-      std::max(schedule.tiles_per_split, schedule.body_rows > 0 ? schedule.body_tiles_per_split : 0);
-  return int64_t{longest_tiles} * schedule.tile_tokens;
+  const int64_t longest_tiles =
+      longest_cta_tiles(schedule.tiles_per_split, schedule.body_rows, schedule.body_tiles_per_split);
+  return longest_tiles * schedule.tile_tokens;
 }
 
 // Whether a kernel's own split schedule gives every CTA of the call at most one 64-entry tile.

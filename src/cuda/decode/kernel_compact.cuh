@@ -5,10 +5,11 @@
 // portable kernel's layout (a CTA-wide gather and dequantization, Q in shared memory, warps split over
 // tokens) leaves a latency-bound chain at 99 KB (docs/perf.md). Here warp w owns dims [64 w, 64 w + 64):
 // scale group w for w < 7, the rope dims for w = 7. Per tile, each warp on its own:
-//   gather                 its slice of the 32 rows (cp.async into its staging slice, one tile ahead;
-//                          compact_gather.cuh: 32-head blocks copy from a row table the rope warp
-//                          writes, 16-head blocks find their own rows)
-//   dequantize             staging slice -> K (= V) fragments in registers (v39: no bf16 K tile; each
+//   gather                 its slice of the 32 rows, one tile ahead (compact_gather.cuh: 32-head blocks
+//                          gather from a row table the rope warp writes, into registers on CTAs of many
+//                          tiles and into a staging slice on the others; 16-head blocks find their own
+//                          rows and copy them into a staging slice)
+//   dequantize             those bytes -> K (= V) fragments in registers (v39: no bf16 K tile; each
 //                          lane holds 4 tokens x 16 dims, KFragments)
 //   S_w = Q K^T (partial)  all heads x 32 tokens over its dims (Q's A fragments held in registers, in the
 //                          same dim order as K's)
@@ -64,29 +65,67 @@ struct KFragments {
   uint32_t pair[4][8];  // [token block][dim pair]
 };
 
-template <class Config>
-__device__ __forceinline__ void load_k_fragments(const uint8_t* staging_slice, const uint32_t* scale_words,
-                                                 KFragments& k, int warp, int lane) {
+// KFragments from a lane's bytes of each token block n, wherever they are: fp8_chunk(n, raw, footer_word)
+// gives a scale-group warp's 16 fp8 bytes and the footer word holding its scale byte, rope_chunks(n, low,
+// high) the rope warp's 32 rope bytes. scale_group_warp: warp < kFp8SliceWarps (a constant where the loop
+// runs one role).
+template <class Config, class Fp8Chunk, class RopeChunks>
+__device__ __forceinline__ void build_k_fragments(KFragments& k, bool scale_group_warp, int warp,
+                                                  Fp8Chunk&& fp8_chunk, RopeChunks&& rope_chunks) {
   static_assert(Config::kTokenBlocks == 4 && Config::kSliceDims == 64, "4 token blocks x 16 dims per lane");
-  const int group_row = lane / 4;
-  const int quad_lane = lane % 4;
 #pragma unroll
   for (int n = 0; n < Config::kTokenBlocks; ++n) {
-    const int token = n * kMmaCols + group_row;
     uint4 low, high;
-    if (warp < Config::kFp8SliceWarps) {
-      const uint4 raw =
-          *reinterpret_cast<const uint4*>(staging_slice + token * kQuantGroup + quad_lane * kChunkBytes);
-      const uint32_t scale_byte = (scale_words[token] >> (8 * (warp % 4))) & 0xffu;
+    if (scale_group_warp) {
+      uint4 raw;
+      uint32_t footer_word;
+      fp8_chunk(n, raw, footer_word);
+      const uint32_t scale_byte = (footer_word >> (8 * (warp % 4))) & 0xffu;
       fp8::dequant_e4m3x16_to_bf16(raw, scale_byte, low, high);
     } else {
-      const uint8_t* rope = staging_slice + token * kRopeDim * 2 + quad_lane * 2 * kChunkBytes;
-      low = *reinterpret_cast<const uint4*>(rope);
-      high = *reinterpret_cast<const uint4*>(rope + kChunkBytes);
+      rope_chunks(n, low, high);
     }
     unpack_chunk_words(low, &k.pair[n][0]);
     unpack_chunk_words(high, &k.pair[n][4]);
   }
+}
+
+// From the warp's staging slice ([token][slice bytes]) and its footer words (WarpRowGather).
+template <class Config>
+__device__ __forceinline__ void load_k_fragments(const uint8_t* staging_slice, const uint32_t* scale_words,
+                                                 KFragments& k, int warp, int lane) {
+  const int group_row = lane / 4;
+  const int quad_lane = lane % 4;
+  build_k_fragments<Config>(
+      k, warp < Config::kFp8SliceWarps, warp,
+      [&](int n, uint4& raw, uint32_t& footer_word) {
+        const int token = n * kMmaCols + group_row;
+        raw = *reinterpret_cast<const uint4*>(staging_slice + token * kQuantGroup + quad_lane * kChunkBytes);
+        footer_word = scale_words[token];
+      },
+      [&](int n, uint4& low, uint4& high) {
+        const int token = n * kMmaCols + group_row;
+        const uint8_t* rope = staging_slice + token * kRopeDim * 2 + quad_lane * 2 * kChunkBytes;
+        low = *reinterpret_cast<const uint4*>(rope);
+        high = *reinterpret_cast<const uint4*>(rope + kChunkBytes);
+      });
+}
+
+// From the lane's bytes in registers (RowTableGather, v114: LaneTileBytes holds for each token block n
+// exactly the 16 bytes, or 32 rope bytes, that load_k_fragments reads from staging).
+template <class Config>
+__device__ __forceinline__ void k_fragments_from_lane_bytes(const LaneTileBytes& bytes, KFragments& k,
+                                                            bool scale_group_warp, int warp) {
+  build_k_fragments<Config>(
+      k, scale_group_warp, warp,
+      [&](int n, uint4& raw, uint32_t& footer_word) {
+        raw = bytes.chunk[n];
+        footer_word = bytes.footer_word(n);
+      },
+      [&](int n, uint4& low, uint4& high) {
+        low = bytes.chunk[2 * n];
+        high = bytes.chunk[2 * n + 1];
+      });
 }
 
 // Q rows [head_base, head_base + kHeadBlock), this warp's 8 chunks of each, into the same place of the Q
@@ -178,9 +217,15 @@ __device__ __forceinline__ void store_rows_per_warp(
   }
 }
 
-template <class Config>
+// RegisterGather (32-head block only): the tile loop gathers each lane's bytes into registers, one copy of
+// the loop per warp role (v116), instead of copying them into staging. The plan picks that kernel for calls
+// whose CTAs walk many tiles (register_gather_pays, config_compact.h; v117, docs/perf.md): its loads issue
+// faster, but carrying a tile's bytes over the loop costs a CTA of few tiles more, and one kernel holding
+// both loops measured +2-3 % on those (v115, v116).
+template <class Config, bool RegisterGather = false>
 __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
     sparse_mla_decode_compact_kernel(const DecodeParams params) {
+  static_assert(!RegisterGather || Config::kRowTable, "the register gather reads the row table");
   using namespace smla::detail::mma;
   constexpr int kRowBlocks = Config::kRowBlocks;
   constexpr int kTokensPerThread = Config::kTokensPerThread;
@@ -208,235 +253,260 @@ __global__ void __launch_bounds__(Config::kThreads, Config::kMinBlocksPerSm)
   wait_for_prerequisite_grids();
   // The warps that read slots load their lane's slot of the CTA's first tile beside the list lengths
   // (compact_gather.cuh, FirstTileSlot), so the first gather waits for one memory round trip, not three.
-  using Gather = std::conditional_t<Config::kRowTable, RowTableGather<Config>, WarpRowGather<Config>>;
+  using SlotReader =
+      std::conditional_t<Config::kRowTable, RowTableGather<Config, false>, WarpRowGather<Config>>;
   FirstTileSlot first_tile_slot;
-  if (Gather::loads_slots(warp)) first_tile_slot = load_first_tile_slot<Config>(params, coords, lane);
+  if (SlotReader::loads_slots(warp)) first_tile_slot = load_first_tile_slot<Config>(params, coords, lane);
   const RowTiles row = row_tiles<Config>(params, coords);
 
-  const float scale_log2 = params.softmax_scale * kLog2e;
-  float running_max = kInitialRunningMax;  // of softmax_head, base-2 scaled domain (same in its threads)
-  float row_sum = 0.f;                     // this thread's tokens only; summed over the head's threads
-  float out_acc[kRowBlocks][Config::kSliceColBlocks][4];
+  // Everything from here on, for one gather (compact_gather.cuh): the staging form, or with RegisterGather
+  // the register form, one instantiation per warp role.
+  const auto decode_tiles = [&]<class Gather>() {
+    const float scale_log2 = params.softmax_scale * kLog2e;
+    float running_max = kInitialRunningMax;  // of softmax_head, base-2 scaled domain (same in its threads)
+    float row_sum = 0.f;                     // this thread's tokens only; summed over the head's threads
+    float out_acc[kRowBlocks][Config::kSliceColBlocks][4];
 #pragma unroll
-  for (int mb = 0; mb < kRowBlocks; ++mb) {
+    for (int mb = 0; mb < kRowBlocks; ++mb) {
 #pragma unroll
-    for (int j = 0; j < Config::kSliceColBlocks; ++j)
-      out_acc[mb][j][0] = out_acc[mb][j][1] = out_acc[mb][j][2] = out_acc[mb][j][3] = 0.f;
-  }
-
-  // ldmatrix lane roles for the A fragments of P (mma_sm80.cuh).
-  const int a_row_in_group = (lane & 7) + ((lane >> 3) & 1) * 8;
-  const int a_chunk_offset = lane >> 4;
-  const uint32_t p_base = shared_address(p_tile);
-
-  // This warp's staging slice and footer words (scale-group warps).
-  const int staging_slice_offset =
-      static_cast<int>(Config::kStagingOffset + warp * Config::kFp8StagingSliceBytes);
-  const uint8_t* staging_slice = shared + staging_slice_offset;
-  const uint32_t staging_slice_base = shared_address(staging_slice);
-  const uint32_t* scale_words = reinterpret_cast<const uint32_t*>(shared + Config::kScaleWordOffset) +
-                                (warp % Config::kFp8SliceWarps) * Config::kTileTokens;
-  const uint32_t scale_word_base = shared_address(scale_words);
-
-  // Prologue (per warp): its Q slice into the Q tile, its slice of the first active tile's rows into
-  // staging (after the row table's one barrier, where there is a table); then its Q fragments into
-  // registers.
-  Gather gather(params, coords, row, shared, staging_slice_base, scale_word_base, warp, lane);
-  gather.start(first_tile_slot);
-  load_q_slice_async<Config>(params, coords, shared_address(q_tile), warp, lane);
-  cp_async_commit();
-  gather.issue_first();
-  cp_async_wait_all_but_newest();
-  __syncwarp();  // the warp's Q slice landed
-  // Dim order of S (v39). MMA k step j of the warp's slice takes from lane (g, c) the dims 16 c + 4 j ..
-  // 16 c + 4 j + 3 as its logical dims 2 c, 2 c + 1, 8 + 2 c, 9 + 2 c, in Q (A) and K (B) alike, so S is
-  // the same sum; a lane's 16 dims are then contiguous in the staging rows (KFragments), and K pairs
-  // 2 j, 2 j + 1 are k step j's B fragment as they are.
-  uint32_t q_frag[kRowBlocks][Config::kSliceKSteps][4];
-#pragma unroll
-  for (int mb = 0; mb < kRowBlocks; ++mb) {
-    uint32_t q_pair[2][8];  // rows mb * 16 + group_row (+ 8): dims 16 c + 2 k, + 1 of the slice
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const uint4 chunk = *reinterpret_cast<const uint4*>(
-            q_tile + operand_offset<Config>(mb * kMmaRows + group_row + 8 * r,
-                                            warp * Config::kSliceChunks + 2 * quad_lane + half));
-        unpack_chunk_words(chunk, &q_pair[r][4 * half]);
-      }
+      for (int j = 0; j < Config::kSliceColBlocks; ++j)
+        out_acc[mb][j][0] = out_acc[mb][j][1] = out_acc[mb][j][2] = out_acc[mb][j][3] = 0.f;
     }
-#pragma unroll
-    for (int j = 0; j < Config::kSliceKSteps; ++j) {
-      q_frag[mb][j][0] = q_pair[0][2 * j];
-      q_frag[mb][j][1] = q_pair[1][2 * j];
-      q_frag[mb][j][2] = q_pair[0][2 * j + 1];
-      q_frag[mb][j][3] = q_pair[1][2 * j + 1];
-    }
-  }
 
-  // ---- Per head (its first softmax thread): lse and the factor that normalizes O (spec section 4, the
-  // rules of tile_common.cuh), from the head's running max and its threads' row sums. The head's largest
-  // entry contributes >= 1, so l == 0 means no valid entry.
-  const bool split = cta_writes_partials<Config>(params);
-  const auto finish_rows = [&](float thread_row_sum, float head_max) {
-    float head_sum = thread_row_sum;
-#pragma unroll
-    for (int offset = 1; offset < kThreadsPerHead; offset *= 2)
-      head_sum += __shfl_xor_sync(0xffffffffu, head_sum, offset);
-    if (softmax_token == 0 && softmax_head < coords.heads_here)
-      finish_head_row(params, coords, softmax_head, head_sum, head_max, split, row_inverse);
-  };
+    // ldmatrix lane roles for the A fragments of P (mma_sm80.cuh).
+    const int a_row_in_group = (lane & 7) + ((lane >> 3) & 1) * 8;
+    const int a_chunk_offset = lane >> 4;
+    const uint32_t p_base = shared_address(p_tile);
 
-  const bool any_tile = gather.has_tile();
-  while (gather.has_tile()) {
-    cp_async_wait_all();
-    __syncwarp();  // the warp's staging slice landed
-    KFragments k_frag;
-    load_k_fragments<Config>(staging_slice, scale_words, k_frag, warp, lane);
-    __syncwarp();  // every lane read its staging bytes; the slice is free for the next tile's copies
-    const uint32_t valid_word = gather.issue_next();
-    const bool last_tile = !gather.has_tile();  // uniform over the CTA
+    // This warp's staging slice and footer words (scale-group warps).
+    const int staging_slice_offset =
+        static_cast<int>(Config::kStagingOffset + warp * Config::kFp8StagingSliceBytes);
+    const uint8_t* staging_slice = shared + staging_slice_offset;
+    const uint32_t staging_slice_base = shared_address(staging_slice);
+    const uint32_t* scale_words = reinterpret_cast<const uint32_t*>(shared + Config::kScaleWordOffset) +
+                                  (warp % Config::kFp8SliceWarps) * Config::kTileTokens;
+    const uint32_t scale_word_base = shared_address(scale_words);
 
-    // ---- Partial S over this warp's 64 dims, every head and token of the tile (each B fragment feeds
-    // every row block; kRowBlocks x 4 independent accumulators, 4 k steps deep).
-    {
-      float score[kRowBlocks][Config::kTokenBlocks][4];
+    // Prologue (per warp): its Q slice into the Q tile, its slice of the first active tile's rows into
+    // staging (after the row table's one barrier, where there is a table); then its Q fragments into
+    // registers.
+    Gather gather(params, coords, row, shared, staging_slice_base, scale_word_base, warp, lane);
+    gather.start(first_tile_slot);
+    load_q_slice_async<Config>(params, coords, shared_address(q_tile), warp, lane);
+    cp_async_commit();
+    gather.issue_first();
+    cp_async_wait_all_but_newest();
+    __syncwarp();  // the warp's Q slice landed
+    // Dim order of S (v39). MMA k step j of the warp's slice takes from lane (g, c) the dims 16 c + 4 j ..
+    // 16 c + 4 j + 3 as its logical dims 2 c, 2 c + 1, 8 + 2 c, 9 + 2 c, in Q (A) and K (B) alike, so S is
+    // the same sum; a lane's 16 dims are then contiguous in the staging rows (KFragments), and K pairs
+    // 2 j, 2 j + 1 are k step j's B fragment as they are.
+    uint32_t q_frag[kRowBlocks][Config::kSliceKSteps][4];
 #pragma unroll
-      for (int mb = 0; mb < kRowBlocks; ++mb) {
+    for (int mb = 0; mb < kRowBlocks; ++mb) {
+      uint32_t q_pair[2][8];  // rows mb * 16 + group_row (+ 8): dims 16 c + 2 k, + 1 of the slice
 #pragma unroll
-        for (int n = 0; n < Config::kTokenBlocks; ++n)
-          score[mb][n][0] = score[mb][n][1] = score[mb][n][2] = score[mb][n][3] = 0.f;
+      for (int r = 0; r < 2; ++r) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const uint4 chunk = *reinterpret_cast<const uint4*>(
+              q_tile + operand_offset<Config>(mb * kMmaRows + group_row + 8 * r,
+                                              warp * Config::kSliceChunks + 2 * quad_lane + half));
+          unpack_chunk_words(chunk, &q_pair[r][4 * half]);
+        }
       }
 #pragma unroll
       for (int j = 0; j < Config::kSliceKSteps; ++j) {
-#pragma unroll
-        for (int n = 0; n < Config::kTokenBlocks; ++n) {
-#pragma unroll
-          for (int mb = 0; mb < kRowBlocks; ++mb)
-            mma_bf16_m16n8k16(score[mb][n], q_frag[mb][j], k_frag.pair[n][2 * j], k_frag.pair[n][2 * j + 1]);
-        }
+        q_frag[mb][j][0] = q_pair[0][2 * j];
+        q_frag[mb][j][1] = q_pair[1][2 * j];
+        q_frag[mb][j][2] = q_pair[0][2 * j + 1];
+        q_frag[mb][j][3] = q_pair[1][2 * j + 1];
       }
-      float* warp_exchange = exchange + warp * kWarpExchangeFloats;
+    }
+
+    // ---- Per head (its first softmax thread): lse and the factor that normalizes O (spec section 4, the
+    // rules of tile_common.cuh), from the head's running max and its threads' row sums. The head's largest
+    // entry contributes >= 1, so l == 0 means no valid entry.
+    const bool split = cta_writes_partials<Config>(params);
+    const auto finish_rows = [&](float thread_row_sum, float head_max) {
+      float head_sum = thread_row_sum;
 #pragma unroll
-      for (int mb = 0; mb < kRowBlocks; ++mb) {
+      for (int offset = 1; offset < kThreadsPerHead; offset *= 2)
+        head_sum += __shfl_xor_sync(0xffffffffu, head_sum, offset);
+      if (softmax_token == 0 && softmax_head < coords.heads_here)
+        finish_head_row(params, coords, softmax_head, head_sum, head_max, split, row_inverse);
+    };
+
+    const bool any_tile = gather.has_tile();
+    while (gather.has_tile()) {
+      KFragments k_frag;
+      if constexpr (Gather::kIntoRegisters) {
+        k_fragments_from_lane_bytes<Config>(gather.lane_bytes(), k_frag, gather.scale_group_warp(), warp);
+      } else {
+        cp_async_wait_all();
+        __syncwarp();  // the warp's staging slice landed
+        load_k_fragments<Config>(staging_slice, scale_words, k_frag, warp, lane);
+        __syncwarp();  // every lane read its staging bytes; the slice is free for the next tile's copies
+      }
+      const uint32_t valid_word = gather.issue_next();
+      const bool last_tile = !gather.has_tile();  // uniform over the CTA
+
+      // ---- Partial S over this warp's 64 dims, every head and token of the tile (each B fragment feeds
+      // every row block; kRowBlocks x 4 independent accumulators, 4 k steps deep).
+      {
+        float score[kRowBlocks][Config::kTokenBlocks][4];
 #pragma unroll
-        for (int n = 0; n < Config::kTokenBlocks; ++n) {
+        for (int mb = 0; mb < kRowBlocks; ++mb) {
 #pragma unroll
-          for (int r = 0; r < 2; ++r) {
-            const int head = mb * kMmaRows + group_row + 8 * r;
-            *reinterpret_cast<float2*>(warp_exchange + exchange_offset(head, n * kMmaCols + 2 * quad_lane)) =
-                make_float2(score[mb][n][2 * r], score[mb][n][2 * r + 1]);
+          for (int n = 0; n < Config::kTokenBlocks; ++n)
+            score[mb][n][0] = score[mb][n][1] = score[mb][n][2] = score[mb][n][3] = 0.f;
+        }
+#pragma unroll
+        for (int j = 0; j < Config::kSliceKSteps; ++j) {
+#pragma unroll
+          for (int n = 0; n < Config::kTokenBlocks; ++n) {
+#pragma unroll
+            for (int mb = 0; mb < kRowBlocks; ++mb)
+              mma_bf16_m16n8k16(score[mb][n], q_frag[mb][j], k_frag.pair[n][2 * j],
+                                k_frag.pair[n][2 * j + 1]);
+          }
+        }
+        float* warp_exchange = exchange + warp * kWarpExchangeFloats;
+#pragma unroll
+        for (int mb = 0; mb < kRowBlocks; ++mb) {
+#pragma unroll
+          for (int n = 0; n < Config::kTokenBlocks; ++n) {
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              const int head = mb * kMmaRows + group_row + 8 * r;
+              *reinterpret_cast<float2*>(warp_exchange +
+                                         exchange_offset(head, n * kMmaCols + 2 * quad_lane)) =
+                  make_float2(score[mb][n][2 * r], score[mb][n][2 * r + 1]);
+            }
           }
         }
       }
-    }
-    __syncthreads();  // every warp's partial S is in the exchange buffer
+      cta_barrier<!Gather::kRoleSplit>();  // every warp's partial S is in the exchange buffer
 
-    // ---- Online softmax of (softmax_head, softmax_token..+kTokensPerThread): the 8 partials summed in
-    // warp order, the tile max over the head's threads, then P (bf16, for the MMA) and the row factor.
-    {
-      float score[kTokensPerThread];
-      const float* column = exchange + exchange_offset(softmax_head, softmax_token);
+      // ---- Online softmax of (softmax_head, softmax_token..+kTokensPerThread): the 8 partials summed in
+      // warp order, the tile max over the head's threads, then P (bf16, for the MMA) and the row factor.
+      {
+        float score[kTokensPerThread];
+        const float* column = exchange + exchange_offset(softmax_head, softmax_token);
 #pragma unroll
-      for (int e = 0; e < kTokensPerThread; ++e) score[e] = 0.f;
+        for (int e = 0; e < kTokensPerThread; ++e) score[e] = 0.f;
 #pragma unroll
-      for (int w = 0; w < Config::kNumWarps; ++w) {
+        for (int w = 0; w < Config::kNumWarps; ++w) {
+          if constexpr (kTokensPerThread == 4) {
+            const float4 part = *reinterpret_cast<const float4*>(column + w * kWarpExchangeFloats);
+            score[0] += part.x;
+            score[1] += part.y;
+            score[2] += part.z;
+            score[3] += part.w;
+          } else {
+            const float2 part = *reinterpret_cast<const float2*>(column + w * kWarpExchangeFloats);
+            score[0] += part.x;
+            score[1] += part.y;
+          }
+        }
+        const uint32_t my_valid = valid_word >> softmax_token;
+        float tile_max = kInitialRunningMax;
+#pragma unroll
+        for (int e = 0; e < kTokensPerThread; ++e) {
+          if ((my_valid >> e) & 1u) tile_max = fmaxf(tile_max, score[e]);
+        }
+        // A head moves its running max (lazy_rescale) only when one of its threads' own maxima would, since
+        // scale > 0 gives max(score) * scale == max(score * scale). When no head of the warp moves (most
+        // tiles after a CTA's first), the head's tile max is not needed and its shuffles stay off the chain
+        // to P. The result is the same bits either way (rescale 1, running_max kept), because the vote's test
+        // is lazy_rescale's own compare written out (a helper shared by both changed the SASS of every
+        // mma.sync kernel). Only the 32-head block votes: its CTAs walk many tiles, where the vote saves
+        // 0.4-1.8 % (v84c, docs/perf.md); a 16-head CTA walks one or two, its max moves in most of them, and
+        // there the vote measured +1.5-2 % (v84).
+        constexpr bool kVoteOnMaxMoves = Config::kHeadBlock == 32;
+        float rescale = 1.f;
+        if (!kVoteOnMaxMoves ||
+            __any_sync(0xffffffffu, scaled_score(tile_max, scale_log2) > running_max + kLazyRescaleLog2)) {
+#pragma unroll
+          for (int offset = 1; offset < kThreadsPerHead; offset *= 2)
+            tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
+          // The sentinel stays hugely negative.
+          rescale = lazy_rescale(tile_max, scale_log2, running_max);
+          row_sum *= rescale;
+        }
+        // P = exp2(score * scale_log2 - max) for valid entries, exactly 0 for masked ones; the sum uses the
+        // fp32 values (lse accuracy, spec section 8), the MMA the bf16 ones.
+        uint32_t packed[kTokensPerThread / 2];
+#pragma unroll
+        for (int e = 0; e < kTokensPerThread; e += 2) {
+          const float p0 = (my_valid >> e) & 1u ? softmax_weight(score[e], scale_log2, running_max) : 0.f;
+          const float p1 =
+              (my_valid >> (e + 1)) & 1u ? softmax_weight(score[e + 1], scale_log2, running_max) : 0.f;
+          row_sum += p0 + p1;
+          packed[e / 2] = pack_bf16x2(p0, p1);
+        }
+        uint8_t* p_address =
+            p_tile + swizzled_offset<Config::kTileTokenChunks>(softmax_head, softmax_token / kBf16PerChunk) +
+            (softmax_token % kBf16PerChunk) * 2;
         if constexpr (kTokensPerThread == 4) {
-          const float4 part = *reinterpret_cast<const float4*>(column + w * kWarpExchangeFloats);
-          score[0] += part.x;
-          score[1] += part.y;
-          score[2] += part.z;
-          score[3] += part.w;
+          *reinterpret_cast<uint2*>(p_address) = make_uint2(packed[0], packed[1]);
         } else {
-          const float2 part = *reinterpret_cast<const float2*>(column + w * kWarpExchangeFloats);
-          score[0] += part.x;
-          score[1] += part.y;
+          *reinterpret_cast<uint32_t*>(p_address) = packed[0];
+        }
+        if (softmax_token == 0) row_rescale[softmax_head] = rescale;
+        // The last tile's softmax also ends the head's row (lse, and the factor that normalizes O), so that
+        // barrier B publishes it and the epilogue needs no barrier of its own.
+        if (last_tile) finish_rows(row_sum, running_max);
+      }
+      cta_barrier<!Gather::kRoleSplit>();  // P and the row factors (after the last tile: row_inverse too) are
+                                           // in shared memory
+
+      // ---- O rescale (lazy: skipped when no row of the warp moved its max), then O += P V for every head
+      // and this warp's 64 dims (V = K, from the fragments in registers).
+      rescale_output_rows(out_acc, row_rescale, 0, group_row);
+#pragma unroll
+      for (int k_step = 0; k_step < Config::kPvKSteps; ++k_step) {
+        uint32_t a[kRowBlocks][4];
+#pragma unroll
+        for (int mb = 0; mb < kRowBlocks; ++mb) {
+          ldmatrix_x4(a[mb], p_base + swizzled_offset<Config::kTileTokenChunks>(
+                                          mb * kMmaRows + a_row_in_group, 2 * k_step + a_chunk_offset));
+        }
+        // V's B fragment of dim block b: K pair b of token blocks 2 k_step and 2 k_step + 1, transposed (lane
+        // (g, c) then holds tokens 2 c, 2 c + 1 of dim 16 (g / 2) + 2 b + g % 2), so O block b of lane (g, c)
+        // holds dims 16 c + 2 b, + 1 of the slice.
+#pragma unroll
+        for (int b = 0; b < Config::kSliceColBlocks; ++b) {
+          const uint32_t v0 = movmatrix_trans(k_frag.pair[2 * k_step][b]);
+          const uint32_t v1 = movmatrix_trans(k_frag.pair[2 * k_step + 1][b]);
+#pragma unroll
+          for (int mb = 0; mb < kRowBlocks; ++mb) mma_bf16_m16n8k16(out_acc[mb][b], a[mb], v0, v1);
         }
       }
-      const uint32_t my_valid = valid_word >> softmax_token;
-      float tile_max = kInitialRunningMax;
-#pragma unroll
-      for (int e = 0; e < kTokensPerThread; ++e) {
-        if ((my_valid >> e) & 1u) tile_max = fmaxf(tile_max, score[e]);
-      }
-      // A head moves its running max (lazy_rescale) only when one of its threads' own maxima would, since
-      // scale > 0 gives max(score) * scale == max(score * scale). When no head of the warp moves (most tiles
-      // after a CTA's first), the head's tile max is not needed and its shuffles stay off the chain to P. The
-      // result is the same bits either way (rescale 1, running_max kept), because the vote's test is
-      // lazy_rescale's own compare written out (a helper shared by both changed the SASS of every mma.sync
-      // kernel). Only the 32-head block votes: its CTAs walk many tiles, where the vote saves 0.4-1.8 %
-      // (v84c, docs/perf.md); a 16-head CTA walks one or two, its max moves in most of them, and there the
-      // vote measured +1.5-2 % (v84).
-      constexpr bool kVoteOnMaxMoves = Config::kHeadBlock == 32;
-      float rescale = 1.f;
-      if (!kVoteOnMaxMoves ||
-          __any_sync(0xffffffffu, scaled_score(tile_max, scale_log2) > running_max + kLazyRescaleLog2)) {
-#pragma unroll
-        for (int offset = 1; offset < kThreadsPerHead; offset *= 2)
-          tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
-        // The sentinel stays hugely negative.
-        rescale = lazy_rescale(tile_max, scale_log2, running_max);
-        row_sum *= rescale;
-      }
-      // P = exp2(score * scale_log2 - max) for valid entries, exactly 0 for masked ones; the sum uses the
-      // fp32 values (lse accuracy, spec section 8), the MMA the bf16 ones.
-      uint32_t packed[kTokensPerThread / 2];
-#pragma unroll
-      for (int e = 0; e < kTokensPerThread; e += 2) {
-        const float p0 = (my_valid >> e) & 1u ? softmax_weight(score[e], scale_log2, running_max) : 0.f;
-        const float p1 =
-            (my_valid >> (e + 1)) & 1u ? softmax_weight(score[e + 1], scale_log2, running_max) : 0.f;
-        row_sum += p0 + p1;
-        packed[e / 2] = pack_bf16x2(p0, p1);
-      }
-      uint8_t* p_address =
-          p_tile + swizzled_offset<Config::kTileTokenChunks>(softmax_head, softmax_token / kBf16PerChunk) +
-          (softmax_token % kBf16PerChunk) * 2;
-      if constexpr (kTokensPerThread == 4) {
-        *reinterpret_cast<uint2*>(p_address) = make_uint2(packed[0], packed[1]);
-      } else {
-        *reinterpret_cast<uint32_t*>(p_address) = packed[0];
-      }
-      if (softmax_token == 0) row_rescale[softmax_head] = rescale;
-      // The last tile's softmax also ends the head's row (lse, and the factor that normalizes O), so that
-      // barrier B publishes it and the epilogue needs no barrier of its own.
-      if (last_tile) finish_rows(row_sum, running_max);
     }
-    __syncthreads();  // P and the row factors (after the last tile: row_inverse too) are in shared memory
 
-    // ---- O rescale (lazy: skipped when no row of the warp moved its max), then O += P V for every head
-    // and this warp's 64 dims (V = K, from the fragments in registers).
-    rescale_output_rows(out_acc, row_rescale, 0, group_row);
-#pragma unroll
-    for (int k_step = 0; k_step < Config::kPvKSteps; ++k_step) {
-      uint32_t a[kRowBlocks][4];
-#pragma unroll
-      for (int mb = 0; mb < kRowBlocks; ++mb) {
-        ldmatrix_x4(a[mb], p_base + swizzled_offset<Config::kTileTokenChunks>(mb * kMmaRows + a_row_in_group,
-                                                                              2 * k_step + a_chunk_offset));
-      }
-      // V's B fragment of dim block b: K pair b of token blocks 2 k_step and 2 k_step + 1, transposed (lane
-      // (g, c) then holds tokens 2 c, 2 c + 1 of dim 16 (g / 2) + 2 b + g % 2), so O block b of lane (g, c)
-      // holds dims 16 c + 2 b, + 1 of the slice.
-#pragma unroll
-      for (int b = 0; b < Config::kSliceColBlocks; ++b) {
-        const uint32_t v0 = movmatrix_trans(k_frag.pair[2 * k_step][b]);
-        const uint32_t v1 = movmatrix_trans(k_frag.pair[2 * k_step + 1][b]);
-#pragma unroll
-        for (int mb = 0; mb < kRowBlocks; ++mb) mma_bf16_m16n8k16(out_acc[mb][b], a[mb], v0, v1);
-      }
+    cp_async_wait_all();       // no copy may outlive the CTA (Q is still pending when no tile was active)
+    allow_dependent_launch();  // the combine (or the next call) may take SMs this grid leaves free
+    if (!any_tile) {
+      finish_rows(0.f, running_max);       // every head of the block empty
+      cta_barrier<!Gather::kRoleSplit>();  // row factors published
     }
-  }
+    // O rows: each warp its own 64 dims (store_rows_per_warp), with no barrier after barrier B.
+    store_rows_per_warp<Config>(params, coords, shared, out_acc, row_inverse, split, warp, lane);
+  };
 
-  cp_async_wait_all();       // no copy may outlive the CTA (Q is still pending when no tile was active)
-  allow_dependent_launch();  // the combine (or the next call) may take SMs this grid leaves free
-  if (!any_tile) {
-    finish_rows(0.f, running_max);  // every head of the block empty
-    __syncthreads();                // row factors published
+  if constexpr (RegisterGather) {
+    // One copy of the loop per warp role (v116): each role's tests fold, and the scale-group warps do not
+    // carry (and move) the rope warp's 32 registers of lane bytes over the loop.
+    if (warp < Config::kFp8SliceWarps)
+      decode_tiles.template operator()<RowTableGather<Config, true, GatherRole::kScaleGroupWarps>>();
+    else
+      decode_tiles.template operator()<RowTableGather<Config, true, GatherRole::kRopeWarp>>();
+  } else if constexpr (Config::kRowTable) {
+    decode_tiles.template operator()<RowTableGather<Config, false>>();
+  } else {
+    decode_tiles.template operator()<WarpRowGather<Config>>();
   }
-  // O rows: each warp its own 64 dims (store_rows_per_warp), with no barrier after barrier B.
-  store_rows_per_warp<Config>(params, coords, shared, out_acc, row_inverse, split, warp, lane);
 }
 
 }  // namespace smla::detail::decode

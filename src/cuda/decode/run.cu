@@ -7,6 +7,7 @@
 #include "common/backend_entry.h"
 #include "cuda/combine/kernel.h"
 #include "cuda/decode/config.h"
+#include "cuda/decode/config_compact.h"
 #include "cuda/decode/config_sm90.h"
 #include "cuda/decode/kernel.h"
 
@@ -26,7 +27,11 @@ Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* strea
       SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads64(params, plan.device(), cuda_stream));
       break;
     case DecodeKernel::kCompactHeads32:
-      SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_compact32(params, plan.device(), cuda_stream));
+      // Two builds of one kernel: the register gather for calls whose CTAs walk many tiles.
+      SMLA_RETURN_IF_ERROR(
+          decode::register_gather_pays(params)
+              ? decode::launch_sparse_decode_compact32_registers(params, plan.device(), cuda_stream)
+              : decode::launch_sparse_decode_compact32(params, plan.device(), cuda_stream));
       break;
     case DecodeKernel::kCompactHeads16:
       SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_compact16(params, plan.device(), cuda_stream));

@@ -18,6 +18,17 @@
 
 namespace smla::detail::decode {
 
+// A barrier of all the CTA's threads. SameCode: every warp reaches it from the same instruction
+// (__syncthreads, bar.sync = barrier.sync.aligned); otherwise warps of different roles reach it from their
+// own copy of a loop (v116), where PTX requires the barrier without .aligned.
+template <bool SameCode>
+__device__ __forceinline__ void cta_barrier() {
+  if constexpr (SameCode)
+    __syncthreads();
+  else
+    asm volatile("barrier.sync 0;" ::: "memory");
+}
+
 // Running maximum before any valid score (spec section 4: finite, so masked rows never produce NaN).
 inline constexpr float kInitialRunningMax = -1e30f;
 
