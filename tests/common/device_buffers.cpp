@@ -167,9 +167,11 @@ std::string guards_intact(const DeviceProblem& device) {
   return check_guard_bytes(device.lse_with_guards, device.lse_elements * sizeof(float), "lse");
 }
 
-std::string make_device_plan(const DecodeShape& shape, Backend backend, DevicePlan* device_plan) {
+std::string make_device_plan(const DecodeShape& shape, Backend backend, DevicePlan* device_plan,
+                             int32_t max_shared_bytes) {
   PlanOptions options = default_plan_options();
   options.backend = backend;
+  options.max_shared_bytes = max_shared_bytes;
   const Status status = make_plan(shape, options, &device_plan->plan);
   if (!status.ok()) return "make_plan: " + status.message();
   if (device_plan->plan.backend() != backend) return "make_plan resolved another backend";

@@ -112,7 +112,10 @@ struct DevicePlan {
   Plan plan;
   DeviceBuffer workspace;
 };
-std::string make_device_plan(const DecodeShape& shape, Backend backend, DevicePlan* device_plan);
+// `max_shared_bytes` > 0 caps the plan's shared memory (options.max_shared_bytes; 101376 plans the 99 KB
+// class).
+std::string make_device_plan(const DecodeShape& shape, Backend backend, DevicePlan* device_plan,
+                             int32_t max_shared_bytes = 0);
 
 // make_device_plan, except that when the backend cannot serve `shape` on this device (make_plan says
 // SMLA_STATUS_UNSUPPORTED, e.g. the tensor-core backend below sm_80) the failure starts with

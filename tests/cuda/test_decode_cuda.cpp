@@ -680,6 +680,46 @@ TEST(DecodeCuda, AllKernelsAgree) {
   }
 }
 
+// Both builds of the 32-head 99 KB-class kernel (the staging gather and the register gather; the plan's
+// schedule picks one per call, register_gather_pays) match the reference and each other on every sampled
+// shape, unsplit and split, whichever the schedule would pick: each build runs every row length, page size,
+// sink and empty row here, not only the calls it is chosen for.
+TEST(DecodeCuda, BothBuildsOfTheCompact32KernelMatchReference) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  using detail::decode::Compact32Gather;
+  struct BySchedule {
+    ~BySchedule() { detail::decode::set_compact32_gather(Compact32Gather::kBySchedule); }
+  } restore;
+  const std::vector<ProblemConfig> configs = grid_configs();
+  int compared = 0;
+  for (size_t i = 0; i < configs.size(); ++i) {
+    Rng rng = Rng::ForTest(170 + i);
+    DecodeProblem problem = make_problem(rng, configs[i]);
+    if (i % 2 == 0) empty_first_row(problem);
+    const Reference reference = reference_decode(problem);
+    DeviceProblem device_problem(problem);
+    for (int requested_splits : {1, 0}) {
+      const Plan plan = make_cuda_plan(problem.shape, requested_splits,
+                                       static_cast<int32_t>(detail::decode::kCompactSharedLimit));
+      if (std::string(plan.kernel_name()) != "mma99-h32") continue;
+      detail::decode::set_compact32_gather(Compact32Gather::kStaging);
+      const DeviceResult staging = run_on_device(plan, problem, device_problem);
+      detail::decode::set_compact32_gather(Compact32Gather::kRegisters);
+      const DeviceResult registers = run_on_device(plan, problem, device_problem);
+      detail::decode::set_compact32_gather(Compact32Gather::kBySchedule);
+      const std::string label = describe(configs[i]) + " capped " + describe_schedule(plan) + " of " +
+                                std::to_string(plan.split_tile_tokens());
+      expect_matches(reference, staging, label + " staging gather");
+      expect_matches(reference, registers, label + " register gather");
+      expect_matches(as_reference(staging, problem.shape), registers, label + " register vs staging");
+      EXPECT_EQ(staging.error_count, 0u) << label;
+      EXPECT_EQ(registers.error_count, 0u) << label;
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 0) << "no sampled shape plans mma99-h32 under the cap";
+}
+
 // Magnitudes far apart. The random problems of the other tests give scale bytes within a few binades of
 // each other and scaled scores of a few units; here every kernel this device runs (the preferred one and
 // the 99 KB class under the cap, unsplit and split) must match the float64 reference when the scale bytes

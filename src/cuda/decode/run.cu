@@ -2,6 +2,7 @@
 // the combine launch when the plan splits the KV tiles; nothing else (CUDA-graph friendly).
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <string>
 
 #include "common/backend_entry.h"
@@ -12,6 +13,26 @@
 #include "cuda/decode/kernel.h"
 
 namespace smla::detail {
+
+namespace decode {
+namespace {
+std::atomic<Compact32Gather> compact32_gather{Compact32Gather::kBySchedule};
+}  // namespace
+
+void set_compact32_gather(Compact32Gather gather) { compact32_gather.store(gather); }
+
+bool compact32_runs_register_gather(const DecodeParams& params) {
+  switch (compact32_gather.load(std::memory_order_relaxed)) {
+    case Compact32Gather::kStaging:
+      return false;
+    case Compact32Gather::kRegisters:
+      return true;
+    case Compact32Gather::kBySchedule:
+    default:
+      return register_gather_pays(params);
+  }
+}
+}  // namespace decode
 
 Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* stream) {
   const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
@@ -29,7 +50,7 @@ Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* strea
     case DecodeKernel::kCompactHeads32:
       // Two builds of one kernel: the register gather for calls whose CTAs walk many tiles.
       SMLA_RETURN_IF_ERROR(
-          decode::register_gather_pays(params)
+          decode::compact32_runs_register_gather(params)
               ? decode::launch_sparse_decode_compact32_registers(params, plan.device(), cuda_stream)
               : decode::launch_sparse_decode_compact32(params, plan.device(), cuda_stream));
       break;
