@@ -18,11 +18,11 @@
 #include <string>
 #include <vector>
 
+#include "common/compact32_gather.h"
 #include "common/device_buffers.h"
 #include "common/garbage_fill.h"
 #include "common/test_support.h"
 #include "cuda/decode/config.h"
-#include "cuda/decode/kernel.h"
 #include "smla/decode.h"
 
 namespace smla {
@@ -42,6 +42,32 @@ void run_checked(const test::DevicePlan& device_plan, const test::DeviceProblem&
   EXPECT_EQ(test::guards_intact(device), "");
 }
 
+// Runs `problem` (unused slots NaN-filled by make_problem), checks it against the reference, fills its
+// unselected slots and page padding with `fill`, runs again and expects every result bit unchanged.
+// `label` names the kernel in the printed line.
+void expect_unselected_fill_changes_nothing(const std::string& label, test::UnselectedFill fill,
+                                            test::Rng& rng, test::DecodeProblem& problem,
+                                            const test::DevicePlan& device_plan) {
+  test::DeviceProblem device;
+  ASSERT_EQ(test::upload_problem(problem, &device), "");
+  test::HostOutputs nan_filled, garbage_filled;
+  ASSERT_NO_FATAL_FAILURE(run_checked(device_plan, device, &nan_filled));
+  const test::Comparison comparison = test::compare_to_reference(
+      test::reference_decode(problem), nan_filled.out.data(), nan_filled.lse.data());
+  ASSERT_TRUE(comparison.ok) << comparison.report;
+
+  const int64_t unselected = test::fill_unselected_slots(rng, fill, &problem);
+  ASSERT_EQ(test::reupload_pools(problem, device), "");
+  ASSERT_NO_FATAL_FAILURE(run_checked(device_plan, device, &garbage_filled));
+  const bool identical = nan_filled.bitwise_equal(garbage_filled);
+  std::printf("%s garbage (%s, %lld unselected slots, %d splits): %s\n", label.c_str(),
+              test::unselected_fill_name(fill), static_cast<long long>(unselected),
+              device_plan.plan.num_splits(), identical ? "bitwise identical" : "DIFFERS");
+  EXPECT_GT(unselected, 0);
+  EXPECT_TRUE(identical);
+  ASSERT_NO_FATAL_FAILURE(expect_no_device_errors(device_plan));
+}
+
 class GarbageCuda : public ::testing::TestWithParam<Backend> {};
 
 TEST_P(GarbageCuda, UnselectedSlotsNeverChangeAResultBit) {
@@ -59,24 +85,8 @@ TEST_P(GarbageCuda, UnselectedSlotsNeverChangeAResultBit) {
       test::DecodeProblem problem = test::make_problem(rng, test::garbage_config(per_query));
       test::DevicePlan device_plan;
       SMLA_DEVICE_PLAN_OR_SKIP(problem.shape, backend, &device_plan);
-      test::DeviceProblem device;
-      ASSERT_EQ(test::upload_problem(problem, &device), "");
-      test::HostOutputs nan_filled, garbage_filled;
-      ASSERT_NO_FATAL_FAILURE(run_checked(device_plan, device, &nan_filled));
-      const test::Comparison comparison = test::compare_to_reference(
-          test::reference_decode(problem), nan_filled.out.data(), nan_filled.lse.data());
-      ASSERT_TRUE(comparison.ok) << comparison.report;
-
-      const int64_t unselected = test::fill_unselected_slots(rng, fill, &problem);
-      ASSERT_EQ(test::reupload_pools(problem, device), "");
-      ASSERT_NO_FATAL_FAILURE(run_checked(device_plan, device, &garbage_filled));
-      const bool identical = nan_filled.bitwise_equal(garbage_filled);
-      std::printf("%s garbage (%s, %lld unselected slots, %d splits): %s\n", backend_name(backend), fill_name,
-                  static_cast<long long>(unselected), device_plan.plan.num_splits(),
-                  identical ? "bitwise identical" : "DIFFERS");
-      EXPECT_GT(unselected, 0);
-      EXPECT_TRUE(identical);
-      ASSERT_NO_FATAL_FAILURE(expect_no_device_errors(device_plan));
+      ASSERT_NO_FATAL_FAILURE(
+          expect_unselected_fill_changes_nothing(backend_name(backend), fill, rng, problem, device_plan));
     }
   }
 }
@@ -137,18 +147,14 @@ TEST_P(GarbageCuda, NonFiniteSelectedValuesStayInTheirRow) {
 TEST(GarbageCudaCompact32, UnselectedSlotsNeverChangeAResultBitInEitherBuild) {
   SMLA_SKIP_WITHOUT_CUDA();
   using detail::decode::Compact32Gather;
-  struct BySchedule {
-    ~BySchedule() { detail::decode::set_compact32_gather(Compact32Gather::kBySchedule); }
-  } restore;
   uint64_t case_id = 0;
   for (const Compact32Gather gather : {Compact32Gather::kStaging, Compact32Gather::kRegisters}) {
-    const char* gather_name = gather == Compact32Gather::kStaging ? "staging gather" : "register gather";
+    const test::ForcedCompact32Gather forced(gather);
     for (const bool per_query : {false, true}) {
       for (const test::UnselectedFill fill :
            {test::UnselectedFill::kNanPatterns, test::UnselectedFill::kRandomBytes}) {
-        const char* fill_name = test::unselected_fill_name(fill);
-        SCOPED_TRACE(std::string(gather_name) + ", " + fill_name +
-                     (per_query ? ", lengths [b, s_q]" : ", lengths [b]"));
+        SCOPED_TRACE(std::string(test::compact32_gather_name(gather)) + ", " +
+                     test::unselected_fill_name(fill) + (per_query ? ", lengths [b, s_q]" : ", lengths [b]"));
         test::Rng rng = test::Rng::ForTest(300 + case_id++);
         test::ProblemConfig config = test::garbage_config(per_query);
         config.batch = 16;  // 32 query rows of 32 heads: past the small-call rule that runs mma99-h16
@@ -159,25 +165,9 @@ TEST(GarbageCudaCompact32, UnselectedSlotsNeverChangeAResultBitInEitherBuild) {
                                          static_cast<int32_t>(detail::decode::kCompactSharedLimit)),
                   "");
         ASSERT_STREQ(device_plan.plan.kernel_name(), "mma99-h32");
-        test::DeviceProblem device;
-        ASSERT_EQ(test::upload_problem(problem, &device), "");
-        detail::decode::set_compact32_gather(gather);
-        test::HostOutputs nan_filled, garbage_filled;
-        ASSERT_NO_FATAL_FAILURE(run_checked(device_plan, device, &nan_filled));
-        const test::Comparison comparison = test::compare_to_reference(
-            test::reference_decode(problem), nan_filled.out.data(), nan_filled.lse.data());
-        ASSERT_TRUE(comparison.ok) << comparison.report;
-
-        const int64_t unselected = test::fill_unselected_slots(rng, fill, &problem);
-        ASSERT_EQ(test::reupload_pools(problem, device), "");
-        ASSERT_NO_FATAL_FAILURE(run_checked(device_plan, device, &garbage_filled));
-        const bool identical = nan_filled.bitwise_equal(garbage_filled);
-        std::printf("mma99-h32 %s garbage (%s, %lld unselected slots, %d splits): %s\n", gather_name,
-                    fill_name, static_cast<long long>(unselected), device_plan.plan.num_splits(),
-                    identical ? "bitwise identical" : "DIFFERS");
-        EXPECT_GT(unselected, 0);
-        EXPECT_TRUE(identical);
-        ASSERT_NO_FATAL_FAILURE(expect_no_device_errors(device_plan));
+        ASSERT_NO_FATAL_FAILURE(expect_unselected_fill_changes_nothing(
+            std::string("mma99-h32 ") + test::compact32_gather_name(gather), fill, rng, problem,
+            device_plan));
       }
     }
   }

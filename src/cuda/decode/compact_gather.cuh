@@ -413,12 +413,18 @@ class RowTableGather {
     stage_ = stage_ == Config::kRowTableStages - 1 ? 0 : stage_ + 1;
   }
 
-  // The staging form: the slice's copies into the warp's staging slice and its footer words.
-  __device__ __forceinline__ void read_and_issue() {
+  // stage_'s header: the tile's valid-token bits and whether there is a tile; returns the stage.
+  __device__ __forceinline__ const RowTableStage& read_stage_header() {
     const RowTableStage& stage = table_[stage_];
     const uint2 header = *reinterpret_cast<const uint2*>(&stage.valid_mask);
     valid_next_ = header.x;
     present_ = header.y != 0;
+    return stage;
+  }
+
+  // The staging form: the slice's copies into the warp's staging slice and its footer words.
+  __device__ __forceinline__ void read_and_issue() {
+    const RowTableStage& stage = read_stage_header();
     if (present_) {
       const auto copy_rows = [&]<int kChunksPerToken>(int slice_offset) {
         for_each_slice_chunk<Config::kTileTokens, kChunksPerToken>(lane_, [&](int token, int chunk) {
@@ -442,10 +448,7 @@ class RowTableGather {
   // token blocks with both roles inside it, ptxas reused a register that the other role's load was still
   // filling as a temporary, and its scoreboard wait serialized the tile's four load blocks (+60-76 %).
   __device__ __forceinline__ void read_and_load() {
-    const RowTableStage& stage = table_[stage_];
-    const uint2 header = *reinterpret_cast<const uint2*>(&stage.valid_mask);
-    valid_next_ = header.x;
-    present_ = header.y != 0;
+    const RowTableStage& stage = read_stage_header();
     if (present_) {
       constexpr int kBlocks = Config::kTileTokens / 8;
       const int group_row = lane_ / 4;
