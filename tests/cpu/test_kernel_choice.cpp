@@ -583,26 +583,34 @@ TEST(KernelChoice, TailSplitPlansOfTheMeasuredCliffs) {
 }
 
 // The 32-head block runs its register-gather build where the longest CTA of the call's schedule walks at
-// least kRegisterGatherMinTiles 32-entry compute tiles (register_gather_pays, config_compact.h; v117,
-// docs/perf.md): the long capped rows, where it measured faster, and not the split or sliding-window calls,
-// where carrying a tile's bytes in registers measured slower.
+// least kRegisterGatherMinTiles 32-entry compute tiles, or kRegisterGatherMinSplitTiles in a split call
+// (register_gather_pays, config_compact.h; v117-v119, docs/perf.md): where it measured faster, and not the
+// sliding-window calls of short unsplit CTAs or one-tile splits, where it measured slower.
 TEST(KernelChoice, RegisterGatherRunsWhereTheLongestCtaWalksManyTiles) {
-  const auto pays = [](int tiles_per_split, int tile_tokens, int body_rows, int body_tiles_per_split) {
+  const auto pays = [](int splits, int tiles_per_split, int tile_tokens, int body_rows = 0,
+                       int body_tiles_per_split = 0, int body_splits = 1) {
     detail::DecodeParams params;
+    params.num_splits = splits;
     params.tiles_per_split = tiles_per_split;
     params.split_tile_tokens = tile_tokens;
     params.body_rows = body_rows;
+    params.body_splits = body_splits;
     params.body_tiles_per_split = body_tiles_per_split;
     return detail::decode::register_gather_pays(params);
   };
-  static_assert(detail::decode::kRegisterGatherMinTiles == 8, "the cases below sit at 8 compute tiles");
-  EXPECT_TRUE(pays(4, 64, 0, 0));    // 4 list tiles = 8 compute tiles
-  EXPECT_FALSE(pays(3, 64, 0, 0));   // 6
-  EXPECT_TRUE(pays(8, 32, 0, 0));    // 8 compute tiles of a small call's schedule
-  EXPECT_FALSE(pays(7, 32, 0, 0));   // 7
-  EXPECT_TRUE(pays(1, 64, 5, 10));   // the unsplit body's CTAs walk 10 list tiles
-  EXPECT_FALSE(pays(1, 64, 0, 10));  // no body: its tile count is not the call's
-  EXPECT_FALSE(pays(0, 64, 0, 0));   // an empty schedule
+  static_assert(detail::decode::kRegisterGatherMinTiles == 5 && detail::decode::kRegisterGatherMinSplitTiles == 3,
+                "the cases below sit at 5 compute tiles unsplit and 3 split");
+  EXPECT_TRUE(pays(1, 3, 64));       // unsplit: 3 list tiles = 6 compute tiles
+  EXPECT_FALSE(pays(1, 2, 64));      // 4
+  EXPECT_TRUE(pays(1, 5, 32));       // 5 compute tiles
+  EXPECT_FALSE(pays(1, 4, 32));      // 4
+  EXPECT_TRUE(pays(2, 3, 32));       // split: 3
+  EXPECT_FALSE(pays(4, 2, 32));      // 2
+  EXPECT_TRUE(pays(2, 2, 64));       // 2 list tiles = 4 compute tiles, split
+  EXPECT_TRUE(pays(1, 1, 64, 5, 10, 1));   // the unsplit body's CTAs walk 10 list tiles
+  EXPECT_TRUE(pays(2, 1, 64, 5, 2, 1));    // a tail of 2 splits makes the call split: 4 compute tiles
+  EXPECT_FALSE(pays(1, 1, 64, 0, 10, 1));  // no body: its tile count is not the call's
+  EXPECT_FALSE(pays(1, 0, 64));      // an empty schedule
 
   struct Case {
     const char* name;
@@ -614,9 +622,13 @@ TEST(KernelChoice, RegisterGatherRunsWhereTheLongestCtaWalksManyTiles) {
       {"capped flash-c4 b=128", {128, 1, 64, 128, 512}, true},
       {"capped pro-c4 b=64", {64, 1, 128, 128, 1024}, true},
       {"capped pro-c4 b=128", {128, 1, 128, 128, 1024}, true},
+      {"capped flash-c4 b=8", {8, 1, 64, 128, 512}, true},    // 7 splits of 3 compute tiles
+      {"capped flash-c4 b=16", {16, 1, 64, 128, 512}, true},  // 4 splits of 5
+      {"capped pro-c4 b=4", {4, 1, 128, 128, 1024}, true},    // 8 splits of 5
+      {"capped flash-swa b=16", {16, 1, 64, 128, 0}, false},  // 4 splits of 1
+      {"capped flash-swa b=32", {32, 1, 64, 128, 0}, false},  // unsplit, 4
       {"capped flash-swa b=64", {64, 1, 64, 128, 0}, false},
       {"capped flash-swa b=128", {128, 1, 64, 128, 0}, false},
-      {"capped flash-c4 b=8", {8, 1, 64, 128, 512}, false},
   };
   detail::CudaDeviceInfo h200_capped = device_info(kDevices[5]);
   h200_capped.max_shared_bytes = 101376;
@@ -625,8 +637,8 @@ TEST(KernelChoice, RegisterGatherRunsWhereTheLongestCtaWalksManyTiles) {
     ASSERT_EQ(choice.kernel, detail::DecodeKernel::kCompactHeads32) << test_case.name;
     const detail::SplitSchedule schedule =
         detail::plan_cuda_decode_splits(test_case.shape, h200_capped, choice, 0);
-    EXPECT_EQ(pays(schedule.tiles_per_split, schedule.tile_tokens, schedule.body_rows,
-                   schedule.body_tiles_per_split),
+    EXPECT_EQ(pays(schedule.num_splits, schedule.tiles_per_split, schedule.tile_tokens, schedule.body_rows,
+                   schedule.body_tiles_per_split, schedule.body_splits),
               test_case.pays)
         << test_case.name << ": " << schedule.num_splits << " splits of " << schedule.tiles_per_split
         << " tiles of " << schedule.tile_tokens;

@@ -97,15 +97,21 @@ using CompactConfigHeads16 = CompactConfig<16>;
 
 // Whether a call of the 32-head block runs its register-gather kernel (kernel_compact.cuh, RegisterGather):
 // when the longest CTA of the call's split schedule (the body's when the call has one) walks at least
-// kRegisterGatherMinTiles compute tiles. Measured on an H100 (docs/perf.md, v114b-v116): the register form
-// -5.6 to -7.1 % on CTAs of 20 tiles; CTAs of 2-4 tiles stay on the staging form, which v114b's loads cost up
-// to +2.2 %. Host code: run.cu picks the launch from the plan's schedule in params.
-inline constexpr int kRegisterGatherMinTiles = 8;
+// kRegisterGatherMinTiles compute tiles, or kRegisterGatherMinSplitTiles in a split call. Measured on an H100
+// (docs/perf.md, v117 and v118): the register form -7 to -9 % on CTAs of 10-20 tiles, -3 to -4 % on split CTAs
+// of 5 (flash-c4 b = 16, pro-c4 b = 4) and -1 to -2 % on split CTAs of 3 (flash-c4 b = 8); on unsplit CTAs of
+// 4 (flash-swa b = 32 / 64) +0.2 to +1.4 % and on split CTAs of 1 (flash-swa b = 16) +5.5 %, so those stay on
+// the staging form. This rule (v119) measured -1.6 to -4.6 % on the rows it moves (flash-c4 b = 8 / 12 / 16,
+// pro-c4 b = 4, capped or not) and within +-0.7 % elsewhere. Host code: run.cu picks the launch from the
+// plan's schedule in params.
+inline constexpr int kRegisterGatherMinTiles = 5;
+inline constexpr int kRegisterGatherMinSplitTiles = 3;
 inline bool register_gather_pays(const DecodeParams& params) {
-  const int64_t longest_schedule_tiles =
-      longest_cta_tiles(params.tiles_per_split, params.body_rows, params.body_tiles_per_split);
-  return longest_schedule_tiles * params.split_tile_tokens >=
-         int64_t{kRegisterGatherMinTiles} * CompactConfigHeads32::kTileTokens;
+  const int64_t longest_cta_compute_tiles =
+      int64_t{longest_cta_tiles(params.tiles_per_split, params.body_rows, params.body_tiles_per_split)} *
+      params.split_tile_tokens / CompactConfigHeads32::kTileTokens;
+  const bool split = params.num_splits > 1 || (params.body_rows > 0 && params.body_splits > 1);
+  return longest_cta_compute_tiles >= (split ? kRegisterGatherMinSplitTiles : kRegisterGatherMinTiles);
 }
 
 }  // namespace smla::detail::decode
