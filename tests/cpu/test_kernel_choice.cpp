@@ -598,19 +598,20 @@ TEST(KernelChoice, RegisterGatherRunsWhereTheLongestCtaWalksManyTiles) {
     params.body_tiles_per_split = body_tiles_per_split;
     return detail::decode::register_gather_pays(params);
   };
-  static_assert(detail::decode::kRegisterGatherMinTiles == 5 && detail::decode::kRegisterGatherMinSplitTiles == 3,
-                "the cases below sit at 5 compute tiles unsplit and 3 split");
-  EXPECT_TRUE(pays(1, 3, 64));       // unsplit: 3 list tiles = 6 compute tiles
-  EXPECT_FALSE(pays(1, 2, 64));      // 4
-  EXPECT_TRUE(pays(1, 5, 32));       // 5 compute tiles
-  EXPECT_FALSE(pays(1, 4, 32));      // 4
-  EXPECT_TRUE(pays(2, 3, 32));       // split: 3
-  EXPECT_FALSE(pays(4, 2, 32));      // 2
-  EXPECT_TRUE(pays(2, 2, 64));       // 2 list tiles = 4 compute tiles, split
+  static_assert(
+      detail::decode::kRegisterGatherMinTiles == 5 && detail::decode::kRegisterGatherMinSplitTiles == 3,
+      "the cases below sit at 5 compute tiles unsplit and 3 split");
+  EXPECT_TRUE(pays(1, 3, 64));             // unsplit: 3 list tiles = 6 compute tiles
+  EXPECT_FALSE(pays(1, 2, 64));            // 4
+  EXPECT_TRUE(pays(1, 5, 32));             // 5 compute tiles
+  EXPECT_FALSE(pays(1, 4, 32));            // 4
+  EXPECT_TRUE(pays(2, 3, 32));             // split: 3
+  EXPECT_FALSE(pays(4, 2, 32));            // 2
+  EXPECT_TRUE(pays(2, 2, 64));             // 2 list tiles = 4 compute tiles, split
   EXPECT_TRUE(pays(1, 1, 64, 5, 10, 1));   // the unsplit body's CTAs walk 10 list tiles
   EXPECT_TRUE(pays(2, 1, 64, 5, 2, 1));    // a tail of 2 splits makes the call split: 4 compute tiles
   EXPECT_FALSE(pays(1, 1, 64, 0, 10, 1));  // no body: its tile count is not the call's
-  EXPECT_FALSE(pays(1, 0, 64));      // an empty schedule
+  EXPECT_FALSE(pays(1, 0, 64));            // an empty schedule
 
   struct Case {
     const char* name;

@@ -98,12 +98,12 @@ using CompactConfigHeads16 = CompactConfig<16>;
 // Whether a call of the 32-head block runs its register-gather kernel (kernel_compact.cuh, RegisterGather):
 // when the longest CTA of the call's split schedule (the body's when the call has one) walks at least
 // kRegisterGatherMinTiles compute tiles, or kRegisterGatherMinSplitTiles in a split call. Measured on an H100
-// (docs/perf.md, v117 and v118): the register form -7 to -9 % on CTAs of 10-20 tiles, -3 to -4 % on split CTAs
-// of 5 (flash-c4 b = 16, pro-c4 b = 4) and -1 to -2 % on split CTAs of 3 (flash-c4 b = 8); on unsplit CTAs of
-// 4 (flash-swa b = 32 / 64) +0.2 to +1.4 % and on split CTAs of 1 (flash-swa b = 16) +5.5 %, so those stay on
-// the staging form. This rule (v119) measured -1.6 to -4.6 % on the rows it moves (flash-c4 b = 8 / 12 / 16,
-// pro-c4 b = 4, capped or not) and within +-0.7 % elsewhere. Host code: run.cu picks the launch from the
-// plan's schedule in params.
+// (docs/perf.md, v117 and v118): the register form -7 to -9 % on CTAs of 10-20 tiles, -3 to -4 % on split
+// CTAs of 5 (flash-c4 b = 16, pro-c4 b = 4) and -1 to -2 % on split CTAs of 3 (flash-c4 b = 8); on unsplit
+// CTAs of 4 (flash-swa b = 32 / 64) +0.2 to +1.4 % and on split CTAs of 1 (flash-swa b = 16) +5.5 %, so those
+// stay on the staging form. This rule (v119) measured -1.6 to -4.6 % on the rows it moves (flash-c4 b = 8 /
+// 12 / 16, pro-c4 b = 4, capped or not) and within +-0.7 % elsewhere. Host code: run.cu picks the launch from
+// the plan's schedule in params.
 inline constexpr int kRegisterGatherMinTiles = 5;
 inline constexpr int kRegisterGatherMinSplitTiles = 3;
 inline bool register_gather_pays(const DecodeParams& params) {
