@@ -170,6 +170,12 @@ SMLA_SPLIT_GRID_INLINE int64_t body_partial_rows(int64_t body_rows, int64_t body
   return body_splits > 1 ? body_rows * body_splits : 0;
 }
 
+// Whether a call has a split part, whose CTAs write partials for the combine kernel: the tail's rows (splits
+// > 1) or a body's (body_splits > 1).
+SMLA_SPLIT_GRID_INLINE bool call_has_split_part(int64_t body_rows, int64_t body_splits, int64_t splits) {
+  return splits > 1 || (body_rows > 0 && body_splits > 1);
+}
+
 // Partial rows of a call (the workspace's [rows][h] of partial_lse, kHeadDim floats each in partial_out).
 SMLA_SPLIT_GRID_INLINE int64_t split_partial_rows(int64_t query_rows, int64_t body_rows, int64_t body_splits,
                                                   int64_t splits) {

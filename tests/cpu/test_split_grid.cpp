@@ -125,6 +125,9 @@ TEST(SplitGrid, SplitRowsPartialSlotsAreDistinctAndFitTheWorkspace) {
     for (int64_t row = 0; row < g.rows; ++row)
       if (g.row_writes_partials(row)) expected_rows += g.splits_of_row(row);
     EXPECT_EQ(partial_rows, expected_rows) << g.label();
+    // The run path launches the combine, and mma99-h32 picks its split rule, by this (run.cu,
+    // config_compact.h): a call has a split part exactly when some row writes partials.
+    EXPECT_EQ(call_has_split_part(g.body_rows, g.body_splits, g.splits), partial_rows > 0) << g.label();
     const int64_t heads = 3;
     const WorkspaceLayout layout = WorkspaceLayout::for_partial_rows(partial_rows, heads);
     const int64_t lse_slots =
@@ -145,6 +148,16 @@ TEST(SplitGrid, SplitRowsPartialSlotsAreDistinctAndFitTheWorkspace) {
     }
     for (const int count : used) EXPECT_EQ(count, 1) << g.label();
   }
+}
+
+// The same rule on parts the planner does not make today (its bodies always have a tail of more splits):
+// a split body alone makes a call split, a body of no rows does not.
+TEST(SplitGrid, ACallHasASplitPartWhereEitherPartSplits) {
+  EXPECT_FALSE(call_has_split_part(/*body_rows=*/0, /*body_splits=*/1, /*splits=*/1));
+  EXPECT_TRUE(call_has_split_part(0, 1, 2));
+  EXPECT_TRUE(call_has_split_part(4, 2, 1));
+  EXPECT_FALSE(call_has_split_part(4, 1, 1));
+  EXPECT_FALSE(call_has_split_part(0, 2, 1));
 }
 
 // The kernels' own per-CTA rules (cuda/decode/tile_common.cuh calls these as they are, from blockIdx.x and

@@ -110,7 +110,7 @@ inline bool register_gather_pays(const DecodeParams& params) {
   const int64_t longest_cta_compute_tiles =
       int64_t{longest_cta_tiles(params.tiles_per_split, params.body_rows, params.body_tiles_per_split)} *
       params.split_tile_tokens / CompactConfigHeads32::kTileTokens;
-  const bool split = params.num_splits > 1 || (params.body_rows > 0 && params.body_splits > 1);
+  const bool split = call_has_split_part(params.body_rows, params.body_splits, params.num_splits);
   return longest_cta_compute_tiles >= (split ? kRegisterGatherMinSplitTiles : kRegisterGatherMinTiles);
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/backend_entry.h"
+#include "common/split_grid.h"
 #include "cuda/combine/kernel.h"
 #include "cuda/decode/config.h"
 #include "cuda/decode/config_compact.h"
@@ -63,7 +64,7 @@ Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* strea
                               "')");
   }
   // The split parts' partials (the body's and the tail's, common/split_grid.h) through the combine kernel.
-  if (params.num_splits > 1 || params.body_splits > 1)
+  if (call_has_split_part(params.body_rows, params.body_splits, params.num_splits))
     SMLA_RETURN_IF_ERROR(launch_split_combine(params, plan.device(), cuda_stream));
   return Status::Ok();
 }
