@@ -33,6 +33,9 @@ struct RowResult {
   std::string shape;
   std::string backend;
   std::string kernel;  // the plan's kernel; a model step lists its layers' distinct kernels, joined by '+'
+  // Which build of the kernel ran where it has two (mma99-h32: "registers" for its register-gather build,
+  // "staging" otherwise; Plan::register_gather); "-" for the kernels of one build. Joined like kernel.
+  std::string build;
   int batch = 0, heads = 0, seq_q = 0, topk = 0, extra_topk = 0;
   int64_t main_page_block_size = 0, extra_page_block_size = 0;
   int layers = 1;
@@ -123,11 +126,17 @@ smla::Status time_group(BenchDevice& device, const std::vector<PlannedLayer>& gr
                  : plan.body_splits() == 1 ? "tail"
                                            : "body+tail";
   row->kernel.clear();
+  row->build.clear();
+  const auto add_distinct = [](std::string* list, const std::string& name) {
+    if (("+" + *list + "+").find("+" + name + "+") == std::string::npos)
+      *list += (list->empty() ? "" : "+") + name;
+  };
   for (const PlannedLayer& planned : group) {
-    const std::string name = planned.plan->kernel_name();
-    if (("+" + row->kernel + "+").find("+" + name + "+") == std::string::npos)
-      row->kernel += (row->kernel.empty() ? "" : "+") + name;
+    add_distinct(&row->kernel, planned.plan->kernel_name());
+    if (std::string(planned.plan->kernel_name()) == "mma99-h32")
+      add_distinct(&row->build, planned.plan->register_gather() ? "registers" : "staging");
   }
+  if (row->build.empty()) row->build = "-";
   const smla::DecodeShape& shape = group.front().layer->shape;
   row->batch = shape.batch;
   row->heads = shape.num_heads;
@@ -396,11 +405,10 @@ smla::Status run_model(BenchDevice& device, const DeviceSettings& settings, cons
 
 Table results_table(const std::vector<RowResult>& rows) {
   Table table;
-  table.columns = {"shape",    "backend",      "kernel",     "b",        "h",
-                   "s_q",      "topk",         "extra_topk", "P_main",   "P_extra",
-                   "layers",   "splits",       "combine",    "time_us",  "p10_us",
-                   "p90_us",   "us_per_layer", "GB_per_s",   "copy_pct", "TFLOP_per_s",
-                   "floor_us", "max_err_out",  "max_err_lse"};
+  table.columns = {"shape",    "backend",  "kernel",      "build",    "b",           "h",
+                   "s_q",      "topk",     "extra_topk",  "P_main",   "P_extra",     "layers",
+                   "splits",   "combine",  "time_us",     "p10_us",   "p90_us",      "us_per_layer",
+                   "GB_per_s", "copy_pct", "TFLOP_per_s", "floor_us", "max_err_out", "max_err_lse"};
   for (const RowResult& row : rows) {
     const double seconds = row.median_us * 1e-6;
     const double bytes_per_second = row.bytes / seconds;
@@ -411,6 +419,7 @@ Table results_table(const std::vector<RowResult>& rows) {
     table.add_row({text_cell(row.shape),
                    text_cell(row.backend),
                    text_cell(row.kernel),
+                   text_cell(row.build),
                    integer_cell(row.batch),
                    integer_cell(row.heads),
                    integer_cell(row.seq_q),

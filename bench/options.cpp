@@ -117,7 +117,9 @@ std::string usage_text() {
          "its splits: cluster (inside the sm_90a kernel's thread-block clusters), kernel (the combine\n"
          "kernel), tail (the first rows unsplit, filling whole waves, and only the rows after them split\n"
          "and combined), body+tail (the first rows in fewer splits filling whole waves, the rest in more;\n"
-         "both through the combine kernel) or none (one split).\n";
+         "both through the combine kernel) or none (one split). build names the build of a kernel that has\n"
+         "two: mma99-h32 runs its register-gather build (registers) on calls whose CTAs walk many tiles and\n"
+         "its staging build otherwise; - for the kernels of one build.\n";
 }
 
 smla::Status parse_options(int argc, char** argv, BenchOptions* options) {

@@ -20,6 +20,7 @@
 #include "common/memory_space.h"
 #include "common/split_grid.h"
 #include "cuda/common/cuda_check.h"
+#include "cuda/decode/config_compact.h"
 #include "smla/cache.h"
 #include "smla/decode.h"
 
@@ -452,6 +453,8 @@ Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* pla
       result.body_splits_ = schedule.body_rows > 0 ? schedule.body_splits : 1;
       result.body_tiles_per_split_ =
           schedule.body_rows > 0 ? schedule.body_tiles_per_split : result.tiles_per_split_;
+      result.register_gather_ = kernel.kernel == detail::DecodeKernel::kCompactHeads32 &&
+                                detail::decode::register_gather_pays(schedule);
     }
     result.workspace_bytes_ =
         detail::WorkspaceLayout::for_partial_rows(

@@ -73,6 +73,10 @@ class Plan {
   int body_rows() const { return body_rows_; }
   int body_splits() const { return body_splits_; }
   int body_tiles_per_split() const { return body_tiles_per_split_; }
+  // Internal: the 32-head 99 KB-class kernel ("mma99-h32") runs its register-gather build, not its staging
+  // build: the planner picks the build from the split schedule (register_gather_pays,
+  // src/cuda/decode/config_compact.h). false for every other kernel.
+  bool register_gather() const { return register_gather_; }
 
  private:
   friend Status make_plan(const DecodeShape& shape, const PlanOptions& options, Plan* plan);
@@ -95,6 +99,7 @@ class Plan {
   int body_rows_ = 0;
   int body_splits_ = 1;
   int body_tiles_per_split_ = 0;
+  bool register_gather_ = false;
 };
 
 // Resolves the backend, chooses the kernel and the split schedule and sizes the workspace. With the cuda

@@ -589,14 +589,14 @@ TEST(KernelChoice, TailSplitPlansOfTheMeasuredCliffs) {
 TEST(KernelChoice, RegisterGatherRunsWhereTheLongestCtaWalksManyTiles) {
   const auto pays = [](int splits, int tiles_per_split, int tile_tokens, int body_rows = 0,
                        int body_tiles_per_split = 0, int body_splits = 1) {
-    detail::DecodeParams params;
-    params.num_splits = splits;
-    params.tiles_per_split = tiles_per_split;
-    params.split_tile_tokens = tile_tokens;
-    params.body_rows = body_rows;
-    params.body_splits = body_splits;
-    params.body_tiles_per_split = body_tiles_per_split;
-    return detail::decode::register_gather_pays(params);
+    detail::SplitSchedule schedule;
+    schedule.num_splits = splits;
+    schedule.tiles_per_split = tiles_per_split;
+    schedule.tile_tokens = tile_tokens;
+    schedule.body_rows = body_rows;
+    schedule.body_splits = body_splits;
+    schedule.body_tiles_per_split = body_tiles_per_split;
+    return detail::decode::register_gather_pays(schedule);
   };
   static_assert(
       detail::decode::kRegisterGatherMinTiles == 5 && detail::decode::kRegisterGatherMinSplitTiles == 3,
@@ -638,9 +638,7 @@ TEST(KernelChoice, RegisterGatherRunsWhereTheLongestCtaWalksManyTiles) {
     ASSERT_EQ(choice.kernel, detail::DecodeKernel::kCompactHeads32) << test_case.name;
     const detail::SplitSchedule schedule =
         detail::plan_cuda_decode_splits(test_case.shape, h200_capped, choice, 0);
-    EXPECT_EQ(pays(schedule.num_splits, schedule.tiles_per_split, schedule.tile_tokens, schedule.body_rows,
-                   schedule.body_tiles_per_split, schedule.body_splits),
-              test_case.pays)
+    EXPECT_EQ(detail::decode::register_gather_pays(schedule), test_case.pays)
         << test_case.name << ": " << schedule.num_splits << " splits of " << schedule.tiles_per_split
         << " tiles of " << schedule.tile_tokens;
   }

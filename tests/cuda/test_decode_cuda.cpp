@@ -25,6 +25,7 @@
 #include "cuda/combine/kernel.h"
 #include "cuda/common/programmatic_launch.h"
 #include "cuda/decode/config.h"
+#include "cuda/decode/config_compact.h"
 #include "cuda/decode/config_sm90.h"
 #include "cuda/decode/kernel.h"
 #include "smla/decode.h"
@@ -879,6 +880,42 @@ TEST(DecodeCuda, Sm90SplitsCombineInClustersOrThroughTheCombineKernel) {
   // On a 132-SM Hopper part (H100 / H200) the 20-row call is the one through the combine kernel.
   if (on_sm90 == 2 && info.sm_count == 132 && info.max_active_clusters[3] < 40)
     EXPECT_GE(through_combine_kernel, 1);
+}
+
+// The plan names the build of mma99-h32 that its calls launch (Plan::register_gather, which smla-bench prints
+// in its build column): the rule over the plan's own split schedule (register_gather_pays), and false for
+// every other kernel. Under the 99 KB cap (mma99-h32 takes the 32-head calls) and without it.
+TEST(DecodeCuda, PlanNamesTheBuildOfTheKernelItLaunches) {
+  SMLA_SKIP_WITHOUT_CUDA();
+  const DecodeShape shapes[] = {{1, 1, 64, 128, 512},   {8, 1, 64, 128, 512},   {16, 1, 64, 128, 512},
+                                {64, 1, 64, 128, 512},  {128, 1, 64, 128, 512}, {16, 1, 64, 128, 0},
+                                {32, 1, 64, 128, 0},    {128, 1, 64, 128, 0},   {4, 1, 128, 128, 1024},
+                                {64, 1, 128, 128, 1024}};
+  int register_plans = 0, staging_plans = 0;
+  for (const int32_t max_shared_bytes : {0, 101376}) {
+    for (const DecodeShape& shape : shapes) {
+      const Plan plan = make_cuda_plan(shape, 0, max_shared_bytes);
+      detail::SplitSchedule schedule;
+      schedule.num_splits = plan.num_splits();
+      schedule.tiles_per_split = plan.tiles_per_split();
+      schedule.tile_tokens = plan.split_tile_tokens();
+      schedule.body_rows = plan.body_rows();
+      schedule.body_splits = plan.body_splits();
+      schedule.body_tiles_per_split = plan.body_tiles_per_split();
+      const bool compact32 = std::string(plan.kernel_name()) == "mma99-h32";
+      const std::string label = "b=" + std::to_string(shape.batch) + " h=" + std::to_string(shape.num_heads) +
+                                " extra_topk=" + std::to_string(shape.extra_topk) +
+                                " cap=" + std::to_string(max_shared_bytes) + " " + plan.kernel_name() +
+                                " splits=" + std::to_string(plan.num_splits()) + " of " +
+                                std::to_string(plan.tiles_per_split());
+      EXPECT_EQ(plan.register_gather(), compact32 && detail::decode::register_gather_pays(schedule)) << label;
+      if (compact32) ++(plan.register_gather() ? register_plans : staging_plans);
+    }
+  }
+  // Under the cap the long rows take the register build and the sliding-window rows of 4 tiles the staging
+  // one.
+  EXPECT_GT(register_plans, 0);
+  EXPECT_GT(staging_plans, 0);
 }
 
 // One problem of the body and tail tests and the planned SM counts (options.sm_count) to plan it for.

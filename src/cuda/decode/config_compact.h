@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/backend_entry.h"
 #include "common/split_grid.h"
 #include "cuda/decode/config.h"
 #include "smla/cache.h"
@@ -102,15 +103,16 @@ using CompactConfigHeads16 = CompactConfig<16>;
 // CTAs of 5 (flash-c4 b = 16, pro-c4 b = 4) and -1 to -2 % on split CTAs of 3 (flash-c4 b = 8); on unsplit
 // CTAs of 4 (flash-swa b = 32 / 64) +0.2 to +1.4 % and on split CTAs of 1 (flash-swa b = 16) +5.5 %, so those
 // stay on the staging form. This rule (v119) measured -1.6 to -4.6 % on the rows it moves (flash-c4 b = 8 /
-// 12 / 16, pro-c4 b = 4, capped or not) and within +-0.7 % elsewhere. Host code: run.cu picks the launch from
-// the plan's schedule in params.
+// 12 / 16, pro-c4 b = 4, capped or not) and within +-0.7 % elsewhere. Host code: the planner records the
+// choice in the plan (Plan::register_gather, dispatch.cpp) and run.cu launches the build the plan names.
 inline constexpr int kRegisterGatherMinTiles = 5;
 inline constexpr int kRegisterGatherMinSplitTiles = 3;
-inline bool register_gather_pays(const DecodeParams& params) {
+inline bool register_gather_pays(const SplitSchedule& schedule) {
   const int64_t longest_cta_compute_tiles =
-      int64_t{longest_cta_tiles(params.tiles_per_split, params.body_rows, params.body_tiles_per_split)} *
-      params.split_tile_tokens / CompactConfigHeads32::kTileTokens;
-  const bool split = call_has_split_part(params.body_rows, params.body_splits, params.num_splits);
+      int64_t{
+          longest_cta_tiles(schedule.tiles_per_split, schedule.body_rows, schedule.body_tiles_per_split)} *
+      schedule.tile_tokens / CompactConfigHeads32::kTileTokens;
+  const bool split = call_has_split_part(schedule.body_rows, schedule.body_splits, schedule.num_splits);
   return longest_cta_compute_tiles >= (split ? kRegisterGatherMinSplitTiles : kRegisterGatherMinTiles);
 }
 

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include "common/decode_params.h"
+#include "smla/decode.h"
 #include "smla/status.h"
 
 namespace smla::detail::decode {
@@ -34,11 +35,11 @@ void set_hopper_decode_enabled(bool enabled);
 Status launch_sparse_decode_compact32(const DecodeParams& params, int device, cudaStream_t stream);
 // The 32-head block's register-gather kernel (register_gather_pays, config_compact.h).
 Status launch_sparse_decode_compact32_registers(const DecodeParams& params, int device, cudaStream_t stream);
-// Which build of the 32-head block a call runs: the one its plan's schedule picks (register_gather_pays),
+// Which build of the 32-head block a call runs: the one its plan picked (Plan::register_gather),
 // unless a test forces one so that both are checked on every shape and input (tests/cuda). Process-wide.
 enum class Compact32Gather { kBySchedule, kStaging, kRegisters };
 void set_compact32_gather(Compact32Gather gather);
-bool compact32_runs_register_gather(const DecodeParams& params);
+bool compact32_runs_register_gather(const Plan& plan);
 Status launch_sparse_decode_compact16(const DecodeParams& params, int device, cudaStream_t stream);
 
 }  // namespace smla::detail::decode

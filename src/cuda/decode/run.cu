@@ -9,7 +9,6 @@
 #include "common/split_grid.h"
 #include "cuda/combine/kernel.h"
 #include "cuda/decode/config.h"
-#include "cuda/decode/config_compact.h"
 #include "cuda/decode/config_sm90.h"
 #include "cuda/decode/kernel.h"
 
@@ -22,7 +21,7 @@ std::atomic<Compact32Gather> compact32_gather{Compact32Gather::kBySchedule};
 
 void set_compact32_gather(Compact32Gather gather) { compact32_gather.store(gather); }
 
-bool compact32_runs_register_gather(const DecodeParams& params) {
+bool compact32_runs_register_gather(const Plan& plan) {
   switch (compact32_gather.load(std::memory_order_relaxed)) {
     case Compact32Gather::kStaging:
       return false;
@@ -30,7 +29,7 @@ bool compact32_runs_register_gather(const DecodeParams& params) {
       return true;
     case Compact32Gather::kBySchedule:
     default:
-      return register_gather_pays(params);
+      return plan.register_gather();
   }
 }
 }  // namespace decode
@@ -49,9 +48,9 @@ Status run_decode_cuda(const Plan& plan, const DecodeParams& params, void* strea
       SMLA_RETURN_IF_ERROR(decode::launch_sparse_decode_heads64(params, plan.device(), cuda_stream));
       break;
     case DecodeKernel::kCompactHeads32:
-      // Two builds of one kernel: the register gather for calls whose CTAs walk many tiles.
+      // Two builds of one kernel: the register gather for calls whose CTAs walk many tiles (the plan's pick).
       SMLA_RETURN_IF_ERROR(
-          decode::compact32_runs_register_gather(params)
+          decode::compact32_runs_register_gather(plan)
               ? decode::launch_sparse_decode_compact32_registers(params, plan.device(), cuda_stream)
               : decode::launch_sparse_decode_compact32(params, plan.device(), cuda_stream));
       break;
