@@ -244,12 +244,13 @@ void eager_run_before_capture(const Plan& plan, const DecodeProblem& problem, De
   CUDA_REQUIRE(cudaStreamSynchronize(stream));
 }
 
-// True when two plans launch the same kernels on the same grids: the same kernel and split schedule.
+// True when two plans launch the same kernels on the same grids: the same kernel, build and split schedule.
 bool same_launches(const Plan& a, const Plan& b) {
   return std::string(a.kernel_name()) == b.kernel_name() && a.num_splits() == b.num_splits() &&
          a.tiles_per_split() == b.tiles_per_split() && a.split_tile_tokens() == b.split_tile_tokens() &&
          a.cluster_combine() == b.cluster_combine() && a.body_rows() == b.body_rows() &&
-         a.body_splits() == b.body_splits() && a.body_tiles_per_split() == b.body_tiles_per_split();
+         a.body_splits() == b.body_splits() && a.body_tiles_per_split() == b.body_tiles_per_split() &&
+         a.register_gather() == b.register_gather();
 }
 
 // A device result viewed as a reference, to compare two kernel results with the same tolerances.
