@@ -26,6 +26,13 @@ def test_rows_of_two_backends_have_different_keys():
     assert ab_bench.row_key(bench_row("cuda", 1.0)) == ab_bench.row_key(bench_row("cuda", 2.0))
 
 
+def test_the_kernel_label_names_the_build_where_there_are_two():
+    row = bench_row("cuda")
+    assert ab_bench.kernel_label(row) == "k"  # a tree from before smla-bench's build column
+    assert ab_bench.kernel_label(dict(row, build="-")) == "k"
+    assert ab_bench.kernel_label(dict(row, kernel="mma99-h32", build="registers")) == "mma99-h32/registers"
+
+
 def test_backend_defaults_to_cuda():
     assert ab_bench.bench_arguments(["--model", "dsv4-flash", "--batch", "1"]) == [
         "--model", "dsv4-flash", "--batch", "1", "--backend", "cuda"]

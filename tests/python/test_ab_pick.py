@@ -64,3 +64,31 @@ def test_a_table_without_the_rows_is_an_error(tmp_path):
     code, line = pick(tmp_path, *rule(8, -0.5, 1.5, cap="101376"), "cand")
     assert code == 2
     assert line.startswith("drop cand: no sm90-h64 rows at cap=101376, b >= 8")
+
+
+# The same candidate once smla-bench names mma99-h32's build: the capped rows of its two builds.
+BUILD_TABLE = """\
+# per tree: median time_us over the rounds [kernel/build]; change against the first tree
+flash-swa cuda b=64 h=64 s_q=1 P=256 cap=101376         base: 20.00 [mma99-h32/staging] | cand: 20.40 [mma99-h32/staging] (+2.0 %)
+flash-c4 cuda b=64 h=64 s_q=1 P=256 cap=101376          base: 40.00 [mma99-h32/registers] | cand: 39.20 [mma99-h32/registers] (-2.0 %)
+pro-c4 cuda b=64 h=128 s_q=1 P=256 cap=101376           base: 100.00 [mma99-h32/registers] | cand: 97.00 [mma99-h32/registers] (-3.0 %)
+"""
+
+
+def test_a_kernel_takes_every_build_and_a_build_only_itself(tmp_path):
+    table = tmp_path / "ab.txt"
+    table.write_text(BUILD_TABLE)
+
+    def pick_build(kernel):
+        result = subprocess.run([SCRIPT, str(table), "--kernel", kernel, "--cap", "101376", "--mean", "0",
+                                 "--worst", "5", "cand"], capture_output=True, text=True)
+        return result.returncode, result.stdout.strip()
+
+    assert pick_build("mma99-h32") == (0, "keep cand: mean -1.00 % over 3 rows, worst row +2.0 % "
+                                          "(flash-swa cuda b=64 h=64 s_q=1 P=256 cap=101376)")
+    code, line = pick_build("mma99-h32/registers")
+    assert code == 0 and line.startswith("keep cand: mean -2.50 % over 2 rows")
+    code, line = pick_build("mma99-h32/staging")
+    assert code == 1 and line.startswith("drop cand: mean +2.00 % over 1 rows")
+    code, line = pick_build("mma99-h3")
+    assert code == 2
