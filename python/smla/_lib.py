@@ -2,7 +2,10 @@
 
 The structs below mirror types.h field for field; keep them in the same order. The library is found
 through SMLA_LIBRARY, else a libsmla.so installed next to this package, else the repository's build
-trees (build*/libsmla.so), so `PYTHONPATH=python` works straight from a checkout.
+trees (build*/libsmla.so, newest first), so `PYTHONPATH=python` works straight from a checkout. Outside
+SMLA_LIBRARY a library built with a sanitizer (e.g. build-asan/, the README's sanitizer build) is passed
+over: its runtime must come first in the process, so loading it into a plain Python aborts the process
+instead of failing in a way the search could recover from.
 
 A library is used only when it matches this package (check_library): the same version (both come from
 project(VERSION) in CMakeLists.txt) and, for every ctypes.Structure defined in this module, the same
@@ -14,6 +17,7 @@ import ctypes
 import glob
 import os
 import re
+import struct
 import threading
 
 from ._version import __version__ as PACKAGE_VERSION
@@ -184,6 +188,51 @@ def candidate_library_paths():
     return paths
 
 
+# Names a sanitizer's runtime puts in an instrumented library's dynamic string table (its imported symbols
+# and the runtime it links against).
+_SANITIZER_MARKERS = (
+    (b"__asan_", "address"),
+    (b"__ubsan_", "undefined-behaviour"),
+    (b"__tsan_", "thread"),
+    (b"__msan_", "memory"),
+    (b"__sanitizer_cov", "coverage"),
+)
+
+
+def sanitizer_runtimes(path):
+    """The sanitizers whose runtime the shared library at `path` needs, from the dynamic string table of a
+    little-endian ELF64 file (sorted names; empty for a plain build, and for anything that is not such a file
+    or cannot be read, which loading will then report)."""
+    try:
+        with open(path, "rb") as stream:
+            header = stream.read(64)
+            if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:
+                return []
+            (section_offset,) = struct.unpack_from("<Q", header, 0x28)
+            entry_size, count = struct.unpack_from("<HH", header, 0x3A)
+            if entry_size < 64 or count == 0:
+                return []
+            stream.seek(section_offset)
+            table = stream.read(entry_size * count)
+            sections = []
+            for index in range(len(table) // entry_size):
+                kind, = struct.unpack_from("<I", table, index * entry_size + 4)
+                offset, size = struct.unpack_from("<QQ", table, index * entry_size + 24)
+                link, = struct.unpack_from("<I", table, index * entry_size + 40)
+                sections.append((kind, offset, size, link))
+            names = set()
+            for kind, _, _, link in sections:
+                if kind != 11 or link >= len(sections):  # SHT_DYNSYM, whose sh_link is its string table
+                    continue
+                _, offset, size, _ = sections[link]
+                stream.seek(offset)
+                strings = stream.read(size)
+                names.update(name for marker, name in _SANITIZER_MARKERS if marker in strings)
+            return sorted(names)
+    except (OSError, struct.error):
+        return []
+
+
 def c_struct_name(struct):
     """The C type a mirror class stands for: CacheLayoutStruct -> smla_cache_layout_t."""
     stem = struct.__name__[: -len("Struct")] if struct.__name__.endswith("Struct") else struct.__name__
@@ -231,9 +280,15 @@ def library():
 
 def _load():
     tried = []
+    explicit = bool(os.environ.get("SMLA_LIBRARY"))
     for path in candidate_library_paths():
         if not os.path.exists(path):
             tried.append(f"{path} (missing)")
+            continue
+        sanitizers = [] if explicit else sanitizer_runtimes(path)
+        if sanitizers:
+            tried.append(f"{path} (built with the {' and '.join(sanitizers)} sanitizer, whose runtime must be "
+                         "loaded first: name it in SMLA_LIBRARY to use it anyway)")
             continue
         try:
             lib = ctypes.CDLL(os.path.abspath(path))
