@@ -55,7 +55,8 @@ def test_what_is_not_a_readable_elf64_counts_as_plain(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_bytes(b"__asan_init " * 20)
     truncated = tmp_path / "truncated.so"
-    truncated.write_bytes(open(write_elf(tmp_path / "whole.so", [b"__asan_init"]), "rb").read()[:100])
+    write_elf(tmp_path / "whole.so", [b"__asan_init"])
+    truncated.write_bytes((tmp_path / "whole.so").read_bytes()[:100])
     elf32 = write_elf(tmp_path / "elf32.so", [b"__asan_init"], elf_class=1)
     for path in (text, truncated, elf32, tmp_path / "missing.so"):
         assert _lib.sanitizer_runtimes(str(path)) == [], path
